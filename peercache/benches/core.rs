@@ -1,0 +1,112 @@
+//! Criterion benchmarks of the core paths: a cache hit through `Group::get`,
+//! a miss with a trivial loader, ring look-ups, and the floor a hit is
+//! compared with (a `Mutex<HashMap<String, Bytes>>` look-up).
+//!
+//! Run: `cargo bench -p peercache --bench core`. The Go counterparts are in
+//! `bench/go/core_test.go`; BENCHMARKS.md has both sets of figures.
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use futures_util::FutureExt;
+use peercache::ring::{HashMode, Ring};
+use peercache::{loader_fn, LoadError, Node};
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::Mutex;
+
+fn get_hit(c: &mut Criterion) {
+    let node = Node::new();
+    let group = node
+        .new_group(
+            "bench",
+            64 << 20,
+            loader_fn(|_: String| async { Ok::<_, LoadError>(vec![b'v'; 100]) }),
+        )
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(group.get("some-key")).unwrap();
+    // A hit completes without awaiting anything, so it is polled once
+    // directly: the figure is the hit path itself, not a runtime's overhead.
+    c.bench_function("group_get_hit", |b| {
+        b.iter(|| {
+            group
+                .get(black_box("some-key"))
+                .now_or_never()
+                .unwrap()
+                .unwrap()
+        })
+    });
+
+    let floor: Mutex<HashMap<String, Bytes>> = Mutex::new(HashMap::from([(
+        "some-key".to_owned(),
+        Bytes::from(vec![b'v'; 100]),
+    )]));
+    c.bench_function("floor_locked_hashmap_get", |b| {
+        b.iter(|| {
+            floor
+                .lock()
+                .unwrap()
+                .get(black_box("some-key"))
+                .cloned()
+                .unwrap()
+        })
+    });
+}
+
+fn get_miss(c: &mut Criterion) {
+    let node = Node::new();
+    let group = node
+        .new_group(
+            "bench",
+            1 << 20,
+            loader_fn(|_: String| async { Ok::<_, LoadError>(Bytes::from_static(b"value")) }),
+        )
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let keys: Vec<String> = (0..1_000_000).map(|i| format!("key-{i}")).collect();
+    let mut next = 0;
+    // Every iteration asks for a key never seen: lookup, merged-load table,
+    // spawned load, loader call, insert (and, once the 1 MiB budget is full,
+    // an eviction).
+    c.bench_function("group_get_miss_trivial_loader", |b| {
+        b.iter(|| {
+            let key = &keys[next % keys.len()];
+            next += 1;
+            rt.block_on(group.get(key)).unwrap()
+        })
+    });
+}
+
+fn ring_owner(c: &mut Criterion) {
+    let mut bench = c.benchmark_group("ring_owner");
+    let keys: Vec<String> = (0..1024).map(|i| format!("key-{i}")).collect();
+    for mode in [HashMode::Golang, HashMode::Mailgun] {
+        for peers in [8, 32, 128, 512] {
+            let ring = Ring::with_peers(
+                mode,
+                50,
+                (0..peers).map(|i| format!("http://10.0.{}.{}:8080", i / 256, i % 256)),
+            )
+            .unwrap();
+            let mut i = 0;
+            bench.bench_with_input(
+                BenchmarkId::new(format!("{mode:?}"), peers),
+                &ring,
+                |b, ring| {
+                    b.iter(|| {
+                        i = (i + 1) & 1023;
+                        ring.owner(black_box(&keys[i])).unwrap().len()
+                    })
+                },
+            );
+        }
+    }
+    bench.finish();
+}
+
+criterion_group!(benches, get_hit, get_miss, ring_owner);
+criterion_main!(benches);

@@ -1,0 +1,274 @@
+//! The byte-budgeted main + hot cache of one group.
+//!
+//! groupcache keeps two caches per group: the *main* cache holds the keys this
+//! node owns (it ran their loader), the *hot* cache mirrors popular keys owned
+//! by other peers so that they do not cross the network every time. Both share
+//! ONE byte budget, and this module reproduces groupcache's policy exactly:
+//!
+//! - an entry costs `len(key) + len(value)` bytes;
+//! - after each insert, while `main + hot > budget`, evict the least recently
+//!   used *hot* entry if `hot > main / 8`, else the least recently used *main*
+//!   entry (so the hot cache never grows past about 1/8 of the main cache
+//!   under pressure);
+//! - look-ups try main, then hot; each list is in least-recently-used order;
+//! - a budget of 0 disables caching (look-ups still count as gets).
+//!
+//! Where groupcache was wrong or silent, this module decides:
+//!
+//! - re-inserting a key replaces its value and keeps the byte count exact;
+//! - a key lives in at most one of the two caches: inserting it into one
+//!   removes it from the other, so the budget never pays for it twice;
+//! - an entry that costs more than the whole budget is not stored (it would
+//!   evict every other entry and then itself); any older value of that key is
+//!   dropped so it cannot be served stale. The caller still gets the value.
+//!
+//! No cache crate offers this shared-budget rule with exact accounting (moka's
+//! weights are approximate, quick_cache splits the budget per shard), hence
+//! the hand-written [`lru`] list.
+
+mod lru;
+
+use crate::Value;
+use serde::{Deserialize, Serialize};
+
+/// Which of a group's two caches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheKind {
+    /// Keys this node owns and loaded itself.
+    Main,
+    /// Copies of popular keys owned by other peers.
+    Hot,
+}
+
+/// Counters of one cache, with groupcache's meaning (`CacheStats` in Go).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheStats {
+    /// Bytes held: the sum of `len(key) + len(value)` over the entries.
+    pub bytes: u64,
+    /// Number of entries.
+    pub items: u64,
+    /// Look-ups made in this cache.
+    pub gets: u64,
+    /// Look-ups that found the key.
+    pub hits: u64,
+    /// Entries evicted to stay within the budget (not counting removals).
+    pub evictions: u64,
+}
+
+/// One list with its counters.
+struct Part {
+    lru: lru::Lru,
+    gets: u64,
+    hits: u64,
+    evictions: u64,
+}
+
+impl Part {
+    fn new() -> Self {
+        Part {
+            lru: lru::Lru::new(),
+            gets: 0,
+            hits: 0,
+            evictions: 0,
+        }
+    }
+
+    fn get(&mut self, key: &str) -> Option<Value> {
+        self.gets += 1;
+        let value = self.lru.get(key).cloned();
+        if value.is_some() {
+            self.hits += 1;
+        }
+        value
+    }
+
+    fn stats(&self) -> CacheStats {
+        CacheStats {
+            bytes: self.lru.bytes(),
+            items: self.lru.len() as u64,
+            gets: self.gets,
+            hits: self.hits,
+            evictions: self.evictions,
+        }
+    }
+}
+
+/// Main and hot cache sharing one byte budget. Not thread-safe by itself: a
+/// group keeps it behind a mutex that is never held across an `.await`.
+pub struct Cache {
+    budget: u64,
+    main: Part,
+    hot: Part,
+}
+
+impl Cache {
+    /// An empty cache that holds at most `budget` bytes; 0 disables caching.
+    pub fn new(budget: u64) -> Self {
+        Cache {
+            budget,
+            main: Part::new(),
+            hot: Part::new(),
+        }
+    }
+
+    /// The byte budget shared by main and hot.
+    pub fn budget(&self) -> u64 {
+        self.budget
+    }
+
+    /// Bytes held by main and hot together; never more than the budget.
+    pub fn bytes(&self) -> u64 {
+        self.main.lru.bytes() + self.hot.lru.bytes()
+    }
+
+    /// Looks a key up in main, then hot, marking it recently used and counting
+    /// the gets and hits of each cache asked.
+    pub fn get(&mut self, key: &str) -> Option<Value> {
+        if let Some(value) = self.main.get(key) {
+            return Some(value);
+        }
+        self.hot.get(key)
+    }
+
+    /// Stores `value` under `key` in the given cache, then evicts by the rule
+    /// in the module docs until the budget holds. Returns whether the value was
+    /// stored: `false` when caching is disabled or the entry alone costs more
+    /// than the budget (in which case any older value of the key is removed).
+    pub fn insert(&mut self, kind: CacheKind, key: &str, value: Value) -> bool {
+        let (this, other) = match kind {
+            CacheKind::Main => (&mut self.main, &mut self.hot),
+            CacheKind::Hot => (&mut self.hot, &mut self.main),
+        };
+        other.lru.remove(key);
+        if lru::cost(key, &value) > self.budget {
+            this.lru.remove(key);
+            return false;
+        }
+        this.lru.insert(key, value);
+        self.evict_to_budget();
+        true
+    }
+
+    /// Removes a key from both caches; returns the value it had, if any.
+    pub fn remove(&mut self, key: &str) -> Option<Value> {
+        let main = self.main.lru.remove(key);
+        let hot = self.hot.lru.remove(key);
+        main.or(hot)
+    }
+
+    /// True if either cache holds the key; does not count as a get.
+    pub fn contains(&self, key: &str) -> bool {
+        self.main.lru.contains(key) || self.hot.lru.contains(key)
+    }
+
+    /// Empties both caches. Counters other than bytes and items are kept.
+    pub fn clear(&mut self) {
+        self.main.lru.clear();
+        self.hot.lru.clear();
+    }
+
+    /// The counters of one cache.
+    pub fn stats(&self, kind: CacheKind) -> CacheStats {
+        match kind {
+            CacheKind::Main => self.main.stats(),
+            CacheKind::Hot => self.hot.stats(),
+        }
+    }
+
+    /// Keys of one cache from most to least recently used (for inspection
+    /// and tests; it copies every key).
+    pub fn keys(&self, kind: CacheKind) -> Vec<String> {
+        match kind {
+            CacheKind::Main => self.main.lru.keys_newest_first(),
+            CacheKind::Hot => self.hot.lru.keys_newest_first(),
+        }
+    }
+
+    fn evict_to_budget(&mut self) {
+        while self.bytes() > self.budget {
+            let victim = if self.hot.lru.bytes() > self.main.lru.bytes() / 8 {
+                &mut self.hot
+            } else {
+                &mut self.main
+            };
+            // The loop condition guarantees one of the two is non-empty, and
+            // the rule never picks an empty one: hot is picked only when it
+            // holds bytes, main only when hot <= main/8, i.e. main holds bytes
+            // whenever the total is positive and hot is small.
+            if victim.lru.pop_oldest().is_none() {
+                break;
+            }
+            victim.evictions += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(n: usize) -> Value {
+        Value::new(vec![b'v'; n])
+    }
+
+    #[test]
+    fn hot_is_evicted_while_over_an_eighth_of_main() {
+        // budget 100: main holds 80 (8 keys of 10), hot gets 3 keys of 10.
+        let mut cache = Cache::new(100);
+        for i in 0..8 {
+            assert!(cache.insert(CacheKind::Main, &format!("m{i}"), v(8)));
+        }
+        for i in 0..3 {
+            cache.insert(CacheKind::Hot, &format!("h{i}"), v(8));
+        }
+        // 110 > 100 after h2: hot (30) > main/8 (10) -> oldest hot (h0) goes.
+        assert_eq!(cache.keys(CacheKind::Hot), ["h2", "h1"]);
+        assert_eq!(cache.keys(CacheKind::Main).len(), 8);
+        assert_eq!(cache.stats(CacheKind::Hot).evictions, 1);
+        assert_eq!(cache.bytes(), 100);
+    }
+
+    #[test]
+    fn main_is_evicted_when_hot_is_small() {
+        let mut cache = Cache::new(30);
+        cache.insert(CacheKind::Main, "a", v(9));
+        cache.insert(CacheKind::Main, "b", v(9));
+        cache.insert(CacheKind::Main, "c", v(9));
+        assert!(cache.get("a").is_some()); // a becomes most recent
+        cache.insert(CacheKind::Main, "d", v(9));
+        assert_eq!(cache.keys(CacheKind::Main), ["d", "a", "c"]);
+        assert_eq!(cache.stats(CacheKind::Main).evictions, 1);
+    }
+
+    #[test]
+    fn zero_budget_stores_nothing_but_counts_gets() {
+        let mut cache = Cache::new(0);
+        assert!(!cache.insert(CacheKind::Main, "k", v(1)));
+        assert_eq!(cache.get("k"), None);
+        assert_eq!(cache.stats(CacheKind::Main).gets, 1);
+        assert_eq!(cache.stats(CacheKind::Hot).gets, 1);
+        assert_eq!(cache.bytes(), 0);
+    }
+
+    #[test]
+    fn oversized_entry_is_refused_and_keeps_the_rest() {
+        let mut cache = Cache::new(10);
+        cache.insert(CacheKind::Main, "a", v(3));
+        cache.insert(CacheKind::Main, "big", v(3));
+        assert!(!cache.insert(CacheKind::Main, "big", v(20)));
+        assert_eq!(cache.keys(CacheKind::Main), ["a"]);
+        assert_eq!(cache.bytes(), 4);
+    }
+
+    #[test]
+    fn a_key_lives_in_one_cache_only() {
+        let mut cache = Cache::new(100);
+        cache.insert(CacheKind::Hot, "k", v(5));
+        cache.insert(CacheKind::Main, "k", v(6));
+        assert!(cache.keys(CacheKind::Hot).is_empty());
+        assert_eq!(cache.bytes(), 7);
+        assert_eq!(cache.remove("k"), Some(v(6)));
+        assert_eq!(cache.bytes(), 0);
+    }
+}

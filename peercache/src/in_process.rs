@@ -1,0 +1,145 @@
+//! An in-process network of nodes: a complete [`PeerPicker`] / [`Peer`]
+//! transport without sockets.
+//!
+//! Every node of an [`InProcessNetwork`] picks owners on its own [`Ring`], and a
+//! fetch calls the owner's [`crate::Group::serve_peer`] directly. Peers can be
+//! marked down to simulate a failed owner. Use it to test code built on
+//! peercache, or to run several nodes in one process; the crate's own tests
+//! use it to check the cluster behaviours of groupcache without a network.
+
+use crate::loader::{BoxFuture, LoadError};
+use crate::node::{Node, WeakNode};
+use crate::peers::{FetchError, Peer, PeerPicker};
+use crate::ring::{HashMode, Ring, RingError, DEFAULT_REPLICAS};
+use crate::{Error, Value};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+
+/// A set of in-process nodes that can fetch from one another.
+#[derive(Default)]
+pub struct InProcessNetwork {
+    nodes: RwLock<HashMap<String, WeakNode>>,
+    down: RwLock<HashSet<String>>,
+    fetches: AtomicU64,
+}
+
+impl InProcessNetwork {
+    /// An empty network.
+    pub fn new() -> Arc<Self> {
+        Arc::new(InProcessNetwork::default())
+    }
+
+    /// Creates the node `id`, whose ring holds `peers` (golang hashing, 50
+    /// replicas), and joins it to the network. `id` should be one of `peers`
+    /// for the node to own any keys.
+    pub fn node(self: &Arc<Self>, id: &str, peers: &[&str]) -> Result<Node, RingError> {
+        let ring = Ring::with_peers(HashMode::Golang, DEFAULT_REPLICAS, peers)?;
+        Ok(self.node_with_ring(id, ring))
+    }
+
+    /// Creates the node `id` with a ring of your making and joins it.
+    pub fn node_with_ring(self: &Arc<Self>, id: &str, ring: Ring) -> Node {
+        let peers = ring
+            .peers()
+            .filter(|p| *p != id)
+            .map(|p| {
+                let peer: Arc<dyn Peer> = Arc::new(InProcessPeer {
+                    id: p.to_owned(),
+                    network: Arc::clone(self),
+                });
+                (p.to_owned(), peer)
+            })
+            .collect();
+        let picker = InProcessPicker {
+            self_id: id.to_owned(),
+            ring,
+            peers,
+        };
+        let node = Node::with_picker(Arc::new(picker));
+        self.nodes
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id.to_owned(), node.downgrade());
+        node
+    }
+
+    /// Marks a node as unreachable (`true`) or reachable again (`false`):
+    /// fetches from an unreachable node fail as a transport error would.
+    pub fn set_down(&self, id: &str, down: bool) {
+        let mut set = self.down.write().unwrap_or_else(PoisonError::into_inner);
+        if down {
+            set.insert(id.to_owned());
+        } else {
+            set.remove(id);
+        }
+    }
+
+    /// Number of fetches attempted between nodes so far.
+    pub fn fetches(&self) -> u64 {
+        self.fetches.load(Ordering::Relaxed)
+    }
+
+    fn reach(&self, id: &str) -> Result<Node, FetchError> {
+        if self
+            .down
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(id)
+        {
+            return Err(FetchError::Unavailable(format!("peer {id} is marked down")));
+        }
+        self.nodes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .and_then(WeakNode::upgrade)
+            .ok_or_else(|| FetchError::Unavailable(format!("peer {id} is not on the network")))
+    }
+}
+
+struct InProcessPicker {
+    self_id: String,
+    ring: Ring,
+    peers: HashMap<String, Arc<dyn Peer>>,
+}
+
+impl PeerPicker for InProcessPicker {
+    fn pick(&self, key: &str) -> Option<Arc<dyn Peer>> {
+        match self.ring.owner(key) {
+            Some(owner) if owner != self.self_id => self.peers.get(owner).cloned(),
+            _ => None,
+        }
+    }
+}
+
+struct InProcessPeer {
+    id: String,
+    network: Arc<InProcessNetwork>,
+}
+
+impl Peer for InProcessPeer {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn fetch<'a>(
+        &'a self,
+        group: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Value, FetchError>> {
+        Box::pin(async move {
+            self.network.fetches.fetch_add(1, Ordering::Relaxed);
+            let node = self.network.reach(&self.id)?;
+            let group = node.group(group).ok_or_else(|| {
+                FetchError::Unavailable(format!("peer {} has no group {group:?}", self.id))
+            })?;
+            group.serve_peer(key).await.map_err(|error| match error {
+                Error::NotFound { .. } => FetchError::Load(LoadError::NotFound),
+                Error::Load { source, .. } => FetchError::Load(source),
+                Error::Panicked { message, .. } => FetchError::Load(LoadError::msg(message)),
+                other => FetchError::Unavailable(other.to_string()),
+            })
+        })
+    }
+}

@@ -1,0 +1,84 @@
+//! peercache: groupcache for Rust.
+//!
+//! A distributed cache-filling library. Every process embeds a cache; every
+//! key has one owner among the peers, chosen by a consistent-hash ring; a miss
+//! is filled by asking the owner, and only the owner runs the [`Loader`] that
+//! reads the real source; concurrent gets of one key share one load; popular
+//! keys owned elsewhere are mirrored in a small hot cache. The ring and (with
+//! the HTTP transport) the wire protocol are compatible with Go's
+//! golang/groupcache and mailgun/groupcache, so Rust and Go nodes can share a
+//! cluster.
+//!
+//! ```
+//! use peercache::{loader_fn, LoadError, Node};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), peercache::Error> {
+//! let node = Node::new();
+//! let colors = node.new_group("colors", 64 << 20, loader_fn(|name: String| async move {
+//!     match name.as_str() {
+//!         "red" => Ok("#FF0000"),
+//!         "green" => Ok("#00FF00"),
+//!         _ => Err(LoadError::NotFound),
+//!     }
+//! }))?;
+//! assert_eq!(colors.get("red").await?.as_str().unwrap(), "#FF0000");
+//! assert!(colors.get("mauve").await.unwrap_err().is_not_found());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Layout
+//!
+//! Each module is one concept; the small ones (`cache`, `flight`, `ring`)
+//! depend on nothing else in the crate, like Go's `lru`, `singleflight` and
+//! `consistenthash` packages.
+//!
+//! - [`node`]: a [`Node`] owns this process's groups and its peer picker (no
+//!   global state).
+//! - [`group`]: a [`Group`] and its read path, `get`: main cache → hot cache →
+//!   owning peer → loader; and `serve_peer`, which never forwards.
+//! - [`loader`]: the [`Loader`] trait (Go's `Getter`) and [`loader_fn`] for
+//!   async closures.
+//! - [`value`]: the immutable [`Value`] (`bytes::Bytes` inside) and its views
+//!   as text or protobuf.
+//! - [`cache`]: the byte-budgeted main + hot [`cache::Cache`] with groupcache's
+//!   eviction rule and exact accounting.
+//! - [`flight`]: merging concurrent loads of one key, panic-safe and
+//!   cancellation-safe.
+//! - [`ring`]: the consistent-hash [`ring::Ring`], reproducing Go's hashes,
+//!   with removal and weights.
+//! - [`peers`]: the [`PeerPicker`] and [`Peer`] traits a transport implements.
+//! - [`in_process`]: an in-process transport, for tests and single-process
+//!   clusters.
+//! - [`stats`]: per-group counters with Go's names ([`GroupStats`]).
+//! - [`error`]: the typed [`Error`].
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod cache;
+pub mod error;
+pub mod flight;
+pub mod group;
+pub mod in_process;
+pub mod loader;
+pub mod node;
+pub mod peers;
+pub mod ring;
+pub mod stats;
+pub mod value;
+
+pub use cache::{CacheKind, CacheStats};
+pub use error::Error;
+pub use group::{Group, HotCachePolicy};
+pub use loader::{loader_fn, LoadError, Loader, LoaderFn};
+pub use node::{GroupBuilder, Node};
+pub use peers::{FetchError, Peer, PeerPicker};
+pub use stats::GroupStats;
+pub use value::{Value, ValueError};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

@@ -1,0 +1,158 @@
+//! The loader: how a group fills a missing key from the real data source.
+//!
+//! This is Go's `Getter`. Only the owner of a key calls its loader (unless the
+//! owner cannot be reached), and concurrent gets of one key share one call. A
+//! loader is an async trait so that a slow source never blocks a thread;
+//! [`loader_fn`] adapts an async closure.
+//!
+//! [`Loader`] uses `impl Future` in the trait (stable since Rust 1.75), so an
+//! implementation is written with a plain `async fn`. Groups store loaders as
+//! trait objects through the private [`DynLoader`] twin, which boxes the
+//! future; that allocation happens once per actual load, never on a hit.
+
+use crate::Value;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// A boxed, sendable future (what trait objects in this crate return).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Why a loader could not produce a value. Cheap to clone: every waiter of a
+/// merged load gets the same error.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LoadError {
+    /// The key does not exist in the data source. Not cached; over the wire
+    /// it becomes 404, which mailgun clients report as not-found without
+    /// loading again.
+    #[error("not found")]
+    NotFound,
+    /// Any other failure of the data source.
+    #[error("{0}")]
+    Failed(Arc<dyn std::error::Error + Send + Sync>),
+}
+
+impl LoadError {
+    /// A failure described by a message.
+    pub fn msg(message: impl Into<String>) -> Self {
+        LoadError::Failed(Arc::new(Message(message.into())))
+    }
+
+    /// A failure caused by another error.
+    pub fn other(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        LoadError::Failed(Arc::new(error))
+    }
+
+    /// True for [`LoadError::NotFound`].
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, LoadError::NotFound)
+    }
+}
+
+impl From<std::io::Error> for LoadError {
+    fn from(error: std::io::Error) -> Self {
+        LoadError::other(error)
+    }
+}
+
+impl From<String> for LoadError {
+    fn from(message: String) -> Self {
+        LoadError::msg(message)
+    }
+}
+
+impl From<&str> for LoadError {
+    fn from(message: &str) -> Self {
+        LoadError::msg(message)
+    }
+}
+
+#[derive(Debug)]
+struct Message(String);
+
+impl fmt::Display for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Message {}
+
+/// Produces the value of a key from the real source (database, file, API).
+///
+/// ```
+/// use peercache::{LoadError, Loader, Value};
+///
+/// struct Files;
+///
+/// impl Loader for Files {
+///     async fn load(&self, key: &str) -> Result<Value, LoadError> {
+///         match key {
+///             "motd" => Ok(Value::from("hello")),
+///             _ => Err(LoadError::NotFound),
+///         }
+///     }
+/// }
+/// ```
+pub trait Loader: Send + Sync + 'static {
+    /// Loads `key`. The result is cached by the group when it is `Ok`; errors
+    /// are never cached.
+    fn load(&self, key: &str) -> impl Future<Output = Result<Value, LoadError>> + Send;
+}
+
+/// Object-safe twin of [`Loader`], implemented for every loader.
+pub(crate) trait DynLoader: Send + Sync + 'static {
+    fn load_boxed<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Value, LoadError>>;
+}
+
+impl<L: Loader> DynLoader for L {
+    fn load_boxed<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Value, LoadError>> {
+        Box::pin(self.load(key))
+    }
+}
+
+/// A [`Loader`] made from an async closure; see [`loader_fn`].
+#[derive(Clone)]
+pub struct LoaderFn<F>(F);
+
+impl<F> fmt::Debug for LoaderFn<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LoaderFn")
+    }
+}
+
+/// Adapts a closure that takes the key (owned, so the future may keep it)
+/// and returns a future of anything convertible into a [`Value`].
+///
+/// ```
+/// use peercache::{loader_fn, LoadError};
+///
+/// let loader = loader_fn(|key: String| async move {
+///     if key.is_empty() {
+///         return Err(LoadError::NotFound);
+///     }
+///     Ok(key.to_uppercase())
+/// });
+/// # let _ = loader;
+/// ```
+pub fn loader_fn<F, Fut, V>(f: F) -> LoaderFn<F>
+where
+    F: Fn(String) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<V, LoadError>> + Send,
+    V: Into<Value>,
+{
+    LoaderFn(f)
+}
+
+impl<F, Fut, V> Loader for LoaderFn<F>
+where
+    F: Fn(String) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<V, LoadError>> + Send,
+    V: Into<Value>,
+{
+    fn load(&self, key: &str) -> impl Future<Output = Result<Value, LoadError>> + Send {
+        let load = (self.0)(key.to_owned());
+        async move { load.await.map(Into::into) }
+    }
+}

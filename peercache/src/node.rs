@@ -1,0 +1,194 @@
+//! A node: this process's groups and its way to reach peers.
+//!
+//! golang/groupcache keeps groups and the peer picker in globals. Here a
+//! [`Node`] owns them, so one process can run several independent nodes (the
+//! tests run whole clusters in one process) and nothing is registered behind
+//! the user's back.
+
+use crate::error::Error;
+use crate::group::{Group, HotCachePolicy};
+use crate::loader::Loader;
+use crate::peers::PeerPicker;
+use crate::stats::GroupStats;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, PoisonError, RwLock, Weak};
+
+/// Default byte budget of a group made with [`Node::group_builder`]: 64 MiB.
+pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
+
+/// This process's member of a cluster: its groups and its peer picker.
+/// Cheap to clone: clones are the same node.
+#[derive(Clone, Default)]
+pub struct Node {
+    inner: Arc<NodeInner>,
+}
+
+#[derive(Default)]
+struct NodeInner {
+    picker: Option<Arc<dyn PeerPicker>>,
+    groups: RwLock<HashMap<String, Group>>,
+}
+
+/// A non-owning handle on a [`Node`] (used by transports that must not keep
+/// the node alive).
+#[derive(Clone)]
+pub(crate) struct WeakNode(Weak<NodeInner>);
+
+impl WeakNode {
+    pub(crate) fn upgrade(&self) -> Option<Node> {
+        self.0.upgrade().map(|inner| Node { inner })
+    }
+}
+
+impl fmt::Debug for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut names: Vec<String> = self.read_groups().keys().cloned().collect();
+        names.sort();
+        f.debug_struct("Node")
+            .field("groups", &names)
+            .field("has_peers", &self.inner.picker.is_some())
+            .finish()
+    }
+}
+
+impl Node {
+    /// A node without peers: every key is loaded here.
+    pub fn new() -> Self {
+        Node::default()
+    }
+
+    /// A node whose groups find the owner of a key with `picker`.
+    pub fn with_picker(picker: Arc<dyn PeerPicker>) -> Self {
+        Node {
+            inner: Arc::new(NodeInner {
+                picker: Some(picker),
+                groups: RwLock::default(),
+            }),
+        }
+    }
+
+    /// Creates a group with a byte budget (0 disables caching) and the
+    /// default options. Fails if the name is taken or invalid.
+    pub fn new_group(
+        &self,
+        name: &str,
+        cache_bytes: u64,
+        loader: impl Loader,
+    ) -> Result<Group, Error> {
+        self.group_builder(name)
+            .cache_bytes(cache_bytes)
+            .build(loader)
+    }
+
+    /// Starts building a group with options.
+    pub fn group_builder(&self, name: &str) -> GroupBuilder<'_> {
+        GroupBuilder {
+            node: self,
+            name: name.to_owned(),
+            cache_bytes: DEFAULT_CACHE_BYTES,
+            hot_cache: HotCachePolicy::default(),
+        }
+    }
+
+    /// The group with this name, if it exists.
+    pub fn group(&self, name: &str) -> Option<Group> {
+        self.read_groups().get(name).cloned()
+    }
+
+    /// Every group, sorted by name.
+    pub fn groups(&self) -> Vec<Group> {
+        let mut groups: Vec<Group> = self.read_groups().values().cloned().collect();
+        groups.sort_by(|a, b| a.name().cmp(b.name()));
+        groups
+    }
+
+    /// Stats of every group, sorted by name.
+    pub fn stats(&self) -> Vec<GroupStats> {
+        self.groups().iter().map(Group::stats).collect()
+    }
+
+    pub(crate) fn downgrade(&self) -> WeakNode {
+        WeakNode(Arc::downgrade(&self.inner))
+    }
+
+    fn read_groups(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Group>> {
+        // Nothing panics while the map is locked; a poisoned lock would still
+        // guard a consistent map.
+        self.inner
+            .groups
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Options of a new group; made by [`Node::group_builder`].
+#[derive(Debug)]
+#[must_use = "a GroupBuilder does nothing until build() is called"]
+pub struct GroupBuilder<'n> {
+    node: &'n Node,
+    name: String,
+    cache_bytes: u64,
+    hot_cache: HotCachePolicy,
+}
+
+impl GroupBuilder<'_> {
+    /// The byte budget shared by the main and hot caches (default 64 MiB).
+    /// An entry costs `len(key) + len(value)`; 0 disables caching; a value
+    /// that alone costs more than the budget is returned but not cached.
+    pub fn cache_bytes(mut self, cache_bytes: u64) -> Self {
+        self.cache_bytes = cache_bytes;
+        self
+    }
+
+    /// When values fetched from peers are mirrored in the hot cache
+    /// (default: golang's one in ten).
+    pub fn hot_cache(mut self, policy: HotCachePolicy) -> Self {
+        self.hot_cache = policy;
+        self
+    }
+
+    /// Creates the group with this loader and registers it on the node.
+    pub fn build(self, loader: impl Loader) -> Result<Group, Error> {
+        check_group_name(&self.name)?;
+        let mut groups = self
+            .node
+            .inner
+            .groups
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if groups.contains_key(&self.name) {
+            return Err(Error::DuplicateGroup { name: self.name });
+        }
+        let group = Group::new(
+            &self.name,
+            self.cache_bytes,
+            self.hot_cache,
+            Box::new(loader),
+            self.node.inner.picker.clone(),
+        );
+        groups.insert(self.name, group.clone());
+        Ok(group)
+    }
+}
+
+/// Longest group name accepted; it travels in every peer request's path.
+pub const MAX_GROUP_NAME_LEN: usize = 256;
+
+fn check_group_name(name: &str) -> Result<(), Error> {
+    let reason = if name.is_empty() {
+        "a group name must not be empty"
+    } else if name.contains('/') {
+        "a group name must not contain '/': peers split the request path at the first '/' after the group"
+    } else if name.len() > MAX_GROUP_NAME_LEN {
+        "a group name must be at most 256 bytes"
+    } else if name.chars().any(char::is_control) {
+        "a group name must not contain control characters"
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidGroupName {
+        name: name.to_owned(),
+        reason,
+    })
+}

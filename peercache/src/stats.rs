@@ -1,0 +1,85 @@
+//! Per-group counters with groupcache's names and meanings.
+//!
+//! Counters are relaxed atomics, bumped on the hot path without a lock; a
+//! [`GroupStats`] is a plain, serde-serialisable snapshot of them (plus the two
+//! caches' counters) that needs no metrics exporter.
+
+use crate::cache::CacheStats;
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A snapshot of one group's counters. Field names and meanings follow Go's
+/// `groupcache.Stats`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupStats {
+    /// The group's name.
+    pub name: String,
+    /// Every `get`, and every request served to a peer.
+    pub gets: u64,
+    /// Gets answered from the main or hot cache (including a load that found
+    /// the key already cached by a racing load).
+    pub cache_hits: u64,
+    /// Values fetched from the owning peer.
+    pub peer_loads: u64,
+    /// Fetches from a peer that failed in transport (then loaded locally).
+    pub peer_errors: u64,
+    /// Gets that missed the cache and needed a load (before merging).
+    pub loads: u64,
+    /// Loads that actually ran after merging concurrent ones (Go's
+    /// `LoadsDeduped`: "after deduplication", not "removed as duplicates").
+    pub loads_deduped: u64,
+    /// Successful calls of this node's loader.
+    pub local_loads: u64,
+    /// Failed (or panicked) calls of this node's loader.
+    pub local_load_errs: u64,
+    /// Requests from peers served by this group.
+    pub server_requests: u64,
+    /// The main cache: keys this node owns.
+    pub main_cache: CacheStats,
+    /// The hot cache: copies of popular keys owned by peers.
+    pub hot_cache: CacheStats,
+}
+
+/// The live counters behind [`GroupStats`].
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub gets: AtomicU64,
+    pub cache_hits: AtomicU64,
+    pub peer_loads: AtomicU64,
+    pub peer_errors: AtomicU64,
+    pub loads: AtomicU64,
+    pub loads_deduped: AtomicU64,
+    pub local_loads: AtomicU64,
+    pub local_load_errs: AtomicU64,
+    pub server_requests: AtomicU64,
+}
+
+/// Adds one to a counter (relaxed: counters order nothing).
+pub(crate) fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Counters {
+    pub fn snapshot(
+        &self,
+        name: &str,
+        main_cache: CacheStats,
+        hot_cache: CacheStats,
+    ) -> GroupStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        GroupStats {
+            name: name.to_owned(),
+            gets: get(&self.gets),
+            cache_hits: get(&self.cache_hits),
+            peer_loads: get(&self.peer_loads),
+            peer_errors: get(&self.peer_errors),
+            loads: get(&self.loads),
+            loads_deduped: get(&self.loads_deduped),
+            local_loads: get(&self.local_loads),
+            local_load_errs: get(&self.local_load_errs),
+            server_requests: get(&self.server_requests),
+            main_cache,
+            hot_cache,
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! The immutable value a group hands out.
+//!
+//! A [`Value`] wraps [`bytes::Bytes`], so cloning it is a reference-count
+//! increment and a cache hit copies nothing: the Rust answer to Go's
+//! `ByteView`. The helpers cover what Go's sinks offered (`StringSink`,
+//! `ByteViewSink`, `ProtoSink`): read the value as bytes, as UTF-8 text, or
+//! as a decoded protobuf message.
+
+use bytes::Bytes;
+use std::fmt;
+
+/// Why a [`Value`] could not be read in the form asked for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    /// The value is not valid UTF-8; read it with [`Value::as_bytes`] instead.
+    #[error("value is not valid UTF-8 (first bad byte at offset {valid_up_to}); read it as bytes instead")]
+    NotUtf8 {
+        /// Length of the valid UTF-8 prefix.
+        valid_up_to: usize,
+    },
+    /// The value is not a valid encoding of the requested protobuf message.
+    #[error("value is not a valid {message} protobuf message: {reason}")]
+    Decode {
+        /// Rust type name of the message that was asked for.
+        message: &'static str,
+        /// What prost reported.
+        reason: String,
+    },
+}
+
+/// An immutable, cheaply clonable cached value.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct Value {
+    bytes: Bytes,
+}
+
+impl Value {
+    /// Wraps bytes as a value without copying them.
+    pub fn new(bytes: impl Into<Bytes>) -> Self {
+        Value {
+            bytes: bytes.into(),
+        }
+    }
+
+    /// A value whose bytes live for the whole program (no allocation).
+    pub const fn from_static(bytes: &'static [u8]) -> Self {
+        Value {
+            bytes: Bytes::from_static(bytes),
+        }
+    }
+
+    /// Encodes a protobuf message as a value (what Go's `ProtoSink` stored).
+    pub fn encode<M: prost::Message>(message: &M) -> Self {
+        Value::new(message.encode_to_vec())
+    }
+
+    /// The value's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The value's bytes as a shared [`Bytes`] handle (no copy).
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// Consumes the value and returns its [`Bytes`] (no copy).
+    pub fn into_bytes(self) -> Bytes {
+        self.bytes
+    }
+
+    /// The value as UTF-8 text, or [`ValueError::NotUtf8`].
+    pub fn as_str(&self) -> Result<&str, ValueError> {
+        std::str::from_utf8(&self.bytes).map_err(|e| ValueError::NotUtf8 {
+            valid_up_to: e.valid_up_to(),
+        })
+    }
+
+    /// Decodes the value as the protobuf message `M`, or [`ValueError::Decode`].
+    pub fn decode<M: prost::Message + Default>(&self) -> Result<M, ValueError> {
+        M::decode(self.bytes.clone()).map_err(|e| ValueError::Decode {
+            message: std::any::type_name::<M>(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// True when the value has no bytes (an empty value is a valid value).
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}
+
+impl fmt::Debug for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Values can be large; show a bounded prefix.
+        const SHOWN: usize = 64;
+        let shown = &self.bytes[..self.bytes.len().min(SHOWN)];
+        write!(
+            f,
+            "Value({} bytes: {:?}",
+            self.bytes.len(),
+            Bytes::copy_from_slice(shown)
+        )?;
+        if self.bytes.len() > SHOWN {
+            f.write_str("…")?;
+        }
+        f.write_str(")")
+    }
+}
+
+impl From<Bytes> for Value {
+    fn from(bytes: Bytes) -> Self {
+        Value { bytes }
+    }
+}
+
+impl From<Vec<u8>> for Value {
+    fn from(bytes: Vec<u8>) -> Self {
+        Value::new(bytes)
+    }
+}
+
+impl From<String> for Value {
+    fn from(text: String) -> Self {
+        Value::new(text)
+    }
+}
+
+impl From<&'static str> for Value {
+    fn from(text: &'static str) -> Self {
+        Value::from_static(text.as_bytes())
+    }
+}
+
+impl From<&'static [u8]> for Value {
+    fn from(bytes: &'static [u8]) -> Self {
+        Value::from_static(bytes)
+    }
+}
+
+impl AsRef<[u8]> for Value {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Color {
+        #[prost(string, tag = "1")]
+        name: String,
+        #[prost(uint32, tag = "2")]
+        rgb: u32,
+    }
+
+    #[test]
+    fn text_round_trips_and_bad_utf8_is_an_error() {
+        assert_eq!(Value::from("grün").as_str(), Ok("grün"));
+        let bad = Value::new(vec![b'o', b'k', 0xff]);
+        assert_eq!(bad.as_str(), Err(ValueError::NotUtf8 { valid_up_to: 2 }));
+        assert_eq!(bad.as_bytes(), b"ok\xff");
+    }
+
+    #[test]
+    fn protobuf_round_trips_and_garbage_is_an_error() {
+        let red = Color {
+            name: "red".into(),
+            rgb: 0xff0000,
+        };
+        let value = Value::encode(&red);
+        assert_eq!(value.decode::<Color>(), Ok(red));
+        let garbage = Value::from_static(b"\x0a\xff\xff");
+        assert!(matches!(
+            garbage.decode::<Color>(),
+            Err(ValueError::Decode { .. })
+        ));
+    }
+
+    #[test]
+    fn clone_shares_bytes() {
+        let v = Value::new(vec![7u8; 1000]);
+        let w = v.clone();
+        assert_eq!(v.as_bytes().as_ptr(), w.as_bytes().as_ptr());
+    }
+
+    #[test]
+    fn debug_is_bounded() {
+        let v = Value::new(vec![b'x'; 10_000]);
+        assert!(format!("{v:?}").len() < 200);
+    }
+}
