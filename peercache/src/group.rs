@@ -20,7 +20,9 @@
 //!
 //! The cache sits behind a `std::sync::Mutex` because it is locked only for
 //! a look-up or an insert, never across an `.await`: a blocking mutex is
-//! cheaper than tokio's for such short sections.
+//! cheaper than tokio's for such short sections. The `gets` and `cache_hits`
+//! counters live under the same lock, so a hit costs one lock and no atomic
+//! read-modify-write.
 
 use crate::cache::{Cache, CacheKind};
 use crate::error::Error;
@@ -81,7 +83,7 @@ struct Inner {
     loader: Box<dyn DynLoader>,
     picker: Option<Arc<dyn PeerPicker>>,
     hot_cache: HotCachePolicy,
-    cache: Mutex<Cache>,
+    cache: Mutex<Guarded>,
     counters: Counters,
     remote: Flight<Outcome>,
     local: Flight<Outcome>,
@@ -111,7 +113,11 @@ impl Group {
                 loader,
                 picker,
                 hot_cache,
-                cache: Mutex::new(Cache::new(cache_bytes)),
+                cache: Mutex::new(Guarded {
+                    cache: Cache::new(cache_bytes),
+                    gets: 0,
+                    cache_hits: 0,
+                }),
                 counters: Counters::default(),
                 remote: Flight::new(),
                 local: Flight::new(),
@@ -126,7 +132,7 @@ impl Group {
 
     /// The byte budget shared by the main and hot caches.
     pub fn cache_bytes(&self) -> u64 {
-        self.inner.lock_cache().budget()
+        self.inner.lock_cache().cache.budget()
     }
 
     /// The hot-cache policy.
@@ -142,9 +148,7 @@ impl Group {
     /// (filling the cache) even if this future is dropped; outside a runtime
     /// a miss fails with [`Error::NoRuntime`].
     pub async fn get(&self, key: &str) -> Result<Value, Error> {
-        bump(&self.inner.counters.gets);
-        if let Some(value) = self.inner.lookup(key) {
-            bump(&self.inner.counters.cache_hits);
+        if let Some(value) = self.inner.lookup(key, true) {
             return Ok(value);
         }
         self.inner.load(key, Route::ViaOwner).await
@@ -156,9 +160,7 @@ impl Group {
     /// it counts `server_requests`.
     pub async fn serve_peer(&self, key: &str) -> Result<Value, Error> {
         bump(&self.inner.counters.server_requests);
-        bump(&self.inner.counters.gets);
-        if let Some(value) = self.inner.lookup(key) {
-            bump(&self.inner.counters.cache_hits);
+        if let Some(value) = self.inner.lookup(key, true) {
             return Ok(value);
         }
         self.inner.load(key, Route::HereOnly).await
@@ -166,18 +168,29 @@ impl Group {
 
     /// A snapshot of the group's counters and both caches' stats.
     pub fn stats(&self) -> GroupStats {
-        let (main, hot) = {
-            let cache = self.inner.lock_cache();
-            (cache.stats(CacheKind::Main), cache.stats(CacheKind::Hot))
-        };
-        self.inner.counters.snapshot(&self.inner.name, main, hot)
+        let guarded = self.inner.lock_cache();
+        self.inner.counters.snapshot(
+            &self.inner.name,
+            [guarded.gets, guarded.cache_hits],
+            [
+                guarded.cache.stats(CacheKind::Main),
+                guarded.cache.stats(CacheKind::Hot),
+            ],
+        )
     }
 
     /// Keys held in one of the caches, most recently used first (copies
     /// every key: for inspection and tests, not the hot path).
     pub fn cached_keys(&self, kind: CacheKind) -> Vec<String> {
-        self.inner.lock_cache().keys(kind)
+        self.inner.lock_cache().cache.keys(kind)
     }
+}
+
+/// The cache and the counters every get bumps, under one lock.
+struct Guarded {
+    cache: Cache,
+    gets: u64,
+    cache_hits: u64,
 }
 
 /// Where a load may go.
@@ -190,14 +203,20 @@ enum Route {
 }
 
 impl Inner {
-    fn lock_cache(&self) -> MutexGuard<'_, Cache> {
+    fn lock_cache(&self) -> MutexGuard<'_, Guarded> {
         // The cache's code does not panic while locked; should a poisoned lock
         // appear anyway, the cache is still consistent and keeps its data.
         self.cache.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn lookup(&self, key: &str) -> Option<Value> {
-        self.lock_cache().get(key)
+    /// Looks the key up in main, then hot; counts a hit, and a get when
+    /// `is_get` (a load's re-check of the cache is not a new get).
+    fn lookup(&self, key: &str, is_get: bool) -> Option<Value> {
+        let mut guarded = self.lock_cache();
+        guarded.gets += u64::from(is_get);
+        let value = guarded.cache.get(key);
+        guarded.cache_hits += u64::from(value.is_some());
+        value
     }
 
     fn load(self: &Arc<Self>, key: &str, route: Route) -> impl Future<Output = Outcome> {
@@ -249,8 +268,7 @@ impl Inner {
     /// just before this one started may have filled it), then call the loader
     /// and keep its value in the main cache.
     async fn load_here(self: Arc<Self>, key: String) -> Outcome {
-        if let Some(value) = self.lookup(&key) {
-            bump(&self.counters.cache_hits);
+        if let Some(value) = self.lookup(&key, false) {
             return Ok(value);
         }
         let loaded = AssertUnwindSafe(self.loader.load_boxed(&key))
@@ -260,6 +278,7 @@ impl Inner {
             Ok(Ok(value)) => {
                 bump(&self.counters.local_loads);
                 self.lock_cache()
+                    .cache
                     .insert(CacheKind::Main, &key, value.clone());
                 Ok(value)
             }
@@ -282,8 +301,7 @@ impl Inner {
     /// The body of a fetch from the owner; falls back to a local load when
     /// the owner cannot be reached.
     async fn fetch_from(self: Arc<Self>, peer: Arc<dyn Peer>, key: String) -> Outcome {
-        if let Some(value) = self.lookup(&key) {
-            bump(&self.counters.cache_hits);
+        if let Some(value) = self.lookup(&key, false) {
             return Ok(value);
         }
         let fetched = AssertUnwindSafe(peer.fetch(&self.name, &key))
@@ -300,6 +318,7 @@ impl Inner {
                 bump(&self.counters.peer_loads);
                 if self.hot_cache.admits() {
                     self.lock_cache()
+                        .cache
                         .insert(CacheKind::Hot, &key, value.clone());
                 }
                 Ok(value)

@@ -40,11 +40,10 @@ pub struct GroupStats {
     pub hot_cache: CacheStats,
 }
 
-/// The live counters behind [`GroupStats`].
+/// The live counters behind [`GroupStats`] (`gets` and `cache_hits` are kept
+/// by the group under its cache lock, so that a hit needs no atomic).
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    pub gets: AtomicU64,
-    pub cache_hits: AtomicU64,
     pub peer_loads: AtomicU64,
     pub peer_errors: AtomicU64,
     pub loads: AtomicU64,
@@ -60,17 +59,19 @@ pub(crate) fn bump(counter: &AtomicU64) {
 }
 
 impl Counters {
+    /// The snapshot, given the counters kept under the cache lock:
+    /// `[gets, cache_hits]` and the `[main, hot]` cache stats.
     pub fn snapshot(
         &self,
         name: &str,
-        main_cache: CacheStats,
-        hot_cache: CacheStats,
+        [gets, cache_hits]: [u64; 2],
+        [main_cache, hot_cache]: [CacheStats; 2],
     ) -> GroupStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         GroupStats {
             name: name.to_owned(),
-            gets: get(&self.gets),
-            cache_hits: get(&self.cache_hits),
+            gets,
+            cache_hits,
             peer_loads: get(&self.peer_loads),
             peer_errors: get(&self.peer_errors),
             loads: get(&self.loads),

@@ -7,6 +7,11 @@
 //! index-based doubly linked list over a `Vec` (a slab) plus a `HashMap` from
 //! key to slot: O(1) get, insert, remove and pop-oldest, and no `unsafe`.
 //!
+//! The index hashes keys with foldhash, seeded randomly per process: about
+//! twice as fast as std's SipHash on short keys (measured in the
+//! `group_get_hit` benchmark), and still not predictable by a client that
+//! would choose keys to collide (keys come from the network).
+//!
 //! An entry costs `len(key) + len(value)` bytes, as in groupcache. Replacing
 //! the value of an existing key subtracts the old cost before adding the new
 //! one (golang/groupcache counts the key twice there and leaks bytes).
@@ -35,7 +40,7 @@ pub(crate) fn cost(key: &str, value: &Value) -> u64 {
 /// One LRU list. Not thread-safe: [`super::Cache`] is used behind a lock.
 #[derive(Default)]
 pub(crate) struct Lru {
-    index: HashMap<Arc<str>, usize>,
+    index: HashMap<Arc<str>, usize, foldhash::fast::RandomState>,
     slots: Vec<Slot>,
     free: Vec<usize>,
     newest: usize,
