@@ -1,6 +1,6 @@
 //! Groups, loaders and merged loads on a single node (no peers).
 
-use peercache::{loader_fn, CacheKind, Error, LoadError, Loader, Node, Value};
+use peercache::{loader_fn, CacheKind, Error, Group, LoadError, Loader, Node, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +16,24 @@ async fn wait_until(what: &str, condition: impl Fn() -> bool) {
         );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
+}
+
+/// Spawns `n` gets of `key` and waits until all of them have joined one
+/// load (each has counted a load and none can have finished: the loader is
+/// gated).
+async fn spawn_joined_gets(
+    group: &Group,
+    key: &str,
+    n: u64,
+) -> Vec<tokio::task::JoinHandle<Result<Value, Error>>> {
+    let waiters = (0..n)
+        .map(|_| {
+            let (group, key) = (group.clone(), key.to_owned());
+            tokio::spawn(async move { group.get(&key).await })
+        })
+        .collect();
+    wait_until("every get joined the load", || group.stats().loads == n).await;
+    waiters
 }
 
 /// A loader that counts its calls and, when gated, waits for a permit.
@@ -84,13 +102,7 @@ async fn concurrent_gets_share_one_load() {
     let node = Node::new();
     let (source, gate) = Source::gated();
     let group = node.new_group("g", 1 << 20, source.clone()).unwrap();
-    let waiters: Vec<_> = (0..50)
-        .map(|_| {
-            let group = group.clone();
-            tokio::spawn(async move { group.get("k").await })
-        })
-        .collect();
-    wait_until("all 50 gets joined the load", || group.stats().loads == 50).await;
+    let waiters = spawn_joined_gets(&group, "k", 50).await;
     gate.add_permits(1);
     for waiter in waiters {
         assert_eq!(waiter.await.unwrap().unwrap(), Value::from("value of k"));
@@ -108,13 +120,7 @@ async fn every_waiter_gets_the_same_error_and_errors_are_not_cached() {
     let node = Node::new();
     let (source, gate) = Source::gated();
     let group = node.new_group("g", 1 << 20, source.clone()).unwrap();
-    let waiters: Vec<_> = (0..10)
-        .map(|_| {
-            let group = group.clone();
-            tokio::spawn(async move { group.get("fail-1").await })
-        })
-        .collect();
-    wait_until("all gets joined the load", || group.stats().loads == 10).await;
+    let waiters = spawn_joined_gets(&group, "fail-1", 10).await;
     gate.add_permits(1);
     for waiter in waiters {
         let error = waiter.await.unwrap().unwrap_err();
@@ -187,13 +193,7 @@ async fn a_panicking_loader_fails_every_waiter_and_the_key_loads_again() {
     let node = Node::new();
     let (source, gate) = Source::gated();
     let group = node.new_group("g", 1 << 20, source.clone()).unwrap();
-    let waiters: Vec<_> = (0..5)
-        .map(|_| {
-            let group = group.clone();
-            tokio::spawn(async move { group.get("panic-key").await })
-        })
-        .collect();
-    wait_until("all gets joined the load", || group.stats().loads == 5).await;
+    let waiters = spawn_joined_gets(&group, "panic-key", 5).await;
     gate.add_permits(1);
     for waiter in waiters {
         let error = waiter.await.unwrap().unwrap_err();
