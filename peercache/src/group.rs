@@ -214,7 +214,15 @@ impl Inner {
     fn lookup(&self, key: &str, is_get: bool) -> Option<Value> {
         let mut guarded = self.lock_cache();
         guarded.gets += u64::from(is_get);
-        let value = guarded.cache.get(key);
+        let mut value = guarded.cache.get(key);
+        // Reading the clock only for values that have an expiry keeps it off
+        // the common hit path.
+        if value.as_ref().is_some_and(|v| {
+            v.expiry_unix_nanos() != 0 && v.is_expired_at(std::time::SystemTime::now())
+        }) {
+            guarded.cache.remove(key);
+            value = None;
+        }
         guarded.cache_hits += u64::from(value.is_some());
         value
     }

@@ -49,6 +49,10 @@
 //! - [`ring`]: the consistent-hash [`ring::Ring`], reproducing Go's hashes,
 //!   with removal and weights.
 //! - [`peers`]: the [`PeerPicker`] and [`Peer`] traits a transport implements.
+//! - [`http`]: the HTTP transport, wire-compatible with Go groupcache: the
+//!   peer pool ([`http::HttpPool`]), the peer endpoint
+//!   ([`http::PeerService`], [`http::serve`]) and the wire escaping.
+//! - [`proto`]: the protobuf messages of the peer protocol (prost derive).
 //! - [`in_process`]: an in-process transport, for tests and single-process
 //!   clusters.
 //! - [`stats`]: per-group counters with Go's names ([`GroupStats`]).
@@ -61,10 +65,12 @@ pub mod cache;
 pub mod error;
 pub mod flight;
 pub mod group;
+pub mod http;
 pub mod in_process;
 pub mod loader;
 pub mod node;
 pub mod peers;
+pub mod proto;
 pub mod ring;
 pub mod stats;
 pub mod value;

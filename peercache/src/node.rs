@@ -87,7 +87,7 @@ impl Node {
             node: self,
             name: name.to_owned(),
             cache_bytes: DEFAULT_CACHE_BYTES,
-            hot_cache: HotCachePolicy::default(),
+            hot_cache: None,
         }
     }
 
@@ -129,7 +129,7 @@ pub struct GroupBuilder<'n> {
     node: &'n Node,
     name: String,
     cache_bytes: u64,
-    hot_cache: HotCachePolicy,
+    hot_cache: Option<HotCachePolicy>,
 }
 
 impl GroupBuilder<'_> {
@@ -141,10 +141,11 @@ impl GroupBuilder<'_> {
         self
     }
 
-    /// When values fetched from peers are mirrored in the hot cache
-    /// (default: golang's one in ten).
+    /// When values fetched from peers are mirrored in the hot cache. Default:
+    /// the peer picker's [`PeerPicker::hot_cache_policy`] (golang's one in
+    /// ten unless the transport says otherwise).
     pub fn hot_cache(mut self, policy: HotCachePolicy) -> Self {
-        self.hot_cache = policy;
+        self.hot_cache = Some(policy);
         self
     }
 
@@ -160,10 +161,14 @@ impl GroupBuilder<'_> {
         if groups.contains_key(&self.name) {
             return Err(Error::DuplicateGroup { name: self.name });
         }
+        let picker = self.node.inner.picker.as_ref();
+        let hot_cache = self.hot_cache.unwrap_or_else(|| {
+            picker.map_or_else(HotCachePolicy::default, |p| p.hot_cache_policy())
+        });
         let group = Group::new(
             &self.name,
             self.cache_bytes,
-            self.hot_cache,
+            hot_cache,
             Box::new(loader),
             self.node.inner.picker.clone(),
         );

@@ -15,7 +15,7 @@
 //!   the answer: the group returns it without a second load.
 
 use crate::loader::{BoxFuture, LoadError};
-use crate::Value;
+use crate::{HotCachePolicy, Value};
 use std::sync::Arc;
 
 /// Why a fetch from a peer gave no value.
@@ -48,4 +48,11 @@ pub trait PeerPicker: Send + Sync + 'static {
     /// The peer that owns `key`, or `None` when this node owns it (or there
     /// are no peers): then the key is loaded here.
     fn pick(&self, key: &str) -> Option<Arc<dyn Peer>>;
+
+    /// The hot-cache policy of groups built on a node with this picker, when
+    /// the group does not set one ([`crate::GroupBuilder::hot_cache`]).
+    /// Default: golang's one in ten.
+    fn hot_cache_policy(&self) -> HotCachePolicy {
+        HotCachePolicy::default()
+    }
 }

@@ -5,9 +5,15 @@
 //! `ByteView`. The helpers cover what Go's sinks offered (`StringSink`,
 //! `ByteViewSink`, `ProtoSink`): read the value as bytes, as UTF-8 text, or
 //! as a decoded protobuf message.
+//!
+//! A value may carry an expiry (an instant in wall-clock time, as the wire's
+//! `expire` field has it: Unix nanoseconds). A group never serves a value
+//! past its expiry: it loads the key again. Stored as `i64` nanoseconds with
+//! 0 for "never", the same encoding as the wire, so a value stays 40 bytes.
 
 use bytes::Bytes;
 use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Why a [`Value`] could not be read in the form asked for.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,13 +38,51 @@ pub enum ValueError {
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct Value {
     bytes: Bytes,
+    /// Expiry as Unix nanoseconds; 0 means the value never expires.
+    expire_nanos: i64,
 }
 
 impl Value {
+    /// This value with an expiry: after `at`, groups stop serving it and load
+    /// the key again. An instant at or before 1970 (the Unix epoch) counts as
+    /// already expired.
+    pub fn with_expiry(mut self, at: SystemTime) -> Self {
+        self.expire_nanos = match at.duration_since(UNIX_EPOCH) {
+            Ok(since) => i64::try_from(since.as_nanos()).unwrap_or(i64::MAX).max(1),
+            Err(_) => 1,
+        };
+        self
+    }
+
+    /// This value with the expiry given as Unix nanoseconds, the wire's
+    /// `expire` field; 0 or a negative number means no expiry (as mailgun
+    /// reads it).
+    pub fn with_expiry_unix_nanos(mut self, nanos: i64) -> Self {
+        self.expire_nanos = nanos.max(0);
+        self
+    }
+
+    /// When this value expires, or `None` if it never does.
+    pub fn expires_at(&self) -> Option<SystemTime> {
+        (self.expire_nanos > 0)
+            .then(|| UNIX_EPOCH + Duration::from_nanos(self.expire_nanos.unsigned_abs()))
+    }
+
+    /// The expiry as Unix nanoseconds (the wire's `expire`), 0 for none.
+    pub fn expiry_unix_nanos(&self) -> i64 {
+        self.expire_nanos
+    }
+
+    /// True if the value has an expiry and `now` is at or past it.
+    pub fn is_expired_at(&self, now: SystemTime) -> bool {
+        self.expire_nanos > 0 && self.expires_at().is_some_and(|at| now >= at)
+    }
+
     /// Wraps bytes as a value without copying them.
     pub fn new(bytes: impl Into<Bytes>) -> Self {
         Value {
             bytes: bytes.into(),
+            expire_nanos: 0,
         }
     }
 
@@ -46,6 +90,7 @@ impl Value {
     pub const fn from_static(bytes: &'static [u8]) -> Self {
         Value {
             bytes: Bytes::from_static(bytes),
+            expire_nanos: 0,
         }
     }
 
@@ -115,7 +160,10 @@ impl fmt::Debug for Value {
 
 impl From<Bytes> for Value {
     fn from(bytes: Bytes) -> Self {
-        Value { bytes }
+        Value {
+            bytes,
+            expire_nanos: 0,
+        }
     }
 }
 
@@ -189,6 +237,28 @@ mod tests {
         let v = Value::new(vec![7u8; 1000]);
         let w = v.clone();
         assert_eq!(v.as_bytes().as_ptr(), w.as_bytes().as_ptr());
+    }
+
+    #[test]
+    fn expiry_round_trips_through_unix_nanos() {
+        let v = Value::from("x");
+        assert_eq!(v.expires_at(), None);
+        assert!(!v.is_expired_at(SystemTime::now()));
+        let at = UNIX_EPOCH + Duration::from_nanos(1_700_000_000_123_456_789);
+        let v = v.with_expiry(at);
+        assert_eq!(v.expiry_unix_nanos(), 1_700_000_000_123_456_789);
+        assert_eq!(v.expires_at(), Some(at));
+        assert!(!v.is_expired_at(at - Duration::from_nanos(1)));
+        assert!(v.is_expired_at(at));
+        let w = Value::from("x").with_expiry_unix_nanos(v.expiry_unix_nanos());
+        assert_eq!(w, v);
+        assert_eq!(
+            Value::from("x").with_expiry_unix_nanos(-5).expires_at(),
+            None
+        );
+        assert!(Value::from("x")
+            .with_expiry(UNIX_EPOCH)
+            .is_expired_at(SystemTime::now()));
     }
 
     #[test]

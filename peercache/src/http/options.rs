@@ -1,0 +1,109 @@
+//! Options of the HTTP transport, shared by its client and server sides so
+//! that the two always agree (base path, how `+` is read).
+
+use super::wire::{PlusInPath, DEFAULT_BASE_PATH};
+use crate::ring::{HashMode, DEFAULT_REPLICAS};
+use crate::HotCachePolicy;
+use std::time::Duration;
+
+/// Default time to open a TCP connection to a peer.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default time for a whole peer request, the owner's load included.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default number of idle keep-alive connections kept per peer.
+pub const DEFAULT_MAX_IDLE_PER_PEER: usize = 32;
+/// Default longest key the peer endpoint accepts, in bytes once decoded.
+pub const DEFAULT_MAX_KEY_BYTES: usize = 16 << 10;
+
+/// How the HTTP transport talks to peers and answers them.
+///
+/// The defaults join a golang/groupcache cluster; for a mailgun/groupcache
+/// (or groupcache-go) cluster use [`HttpOptions::mailgun`].
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    /// Path prefix of the peer endpoint (default `/_groupcache/`). Must start
+    /// and end with `/`, and match the other nodes'.
+    pub base_path: String,
+    /// The ring's hash (default [`HashMode::Golang`]). Must match the other
+    /// nodes'.
+    pub hash_mode: HashMode,
+    /// Points per peer on the ring (default 50, as both Go families). Must
+    /// match the other nodes'.
+    pub replicas: usize,
+    /// Hot-cache policy of groups that do not set their own (default: one in
+    /// ten, as golang; mailgun mirrors always).
+    pub hot_cache: HotCachePolicy,
+    /// What a raw `+` in a peer request path means. `None` (the default)
+    /// follows the hash mode: golang clients mean a space, mailgun clients a
+    /// plus sign.
+    pub plus_in_path: Option<PlusInPath>,
+    /// Time allowed to connect to a peer (default 2 s: one lost SYN is
+    /// retried within it).
+    pub connect_timeout: Duration,
+    /// Time allowed for a whole peer request, including the owner's load
+    /// (default 5 s). On timeout the key is loaded locally.
+    pub request_timeout: Duration,
+    /// Idle keep-alive connections kept per peer (default 32).
+    pub max_idle_per_peer: usize,
+    /// Speak HTTP/2 over cleartext (h2c, prior knowledge) to peers. Only for
+    /// all-peercache clusters: Go peers speak HTTP/1.1. peercache servers
+    /// accept both. Default off.
+    pub http2: bool,
+    /// Longest key the peer endpoint accepts, in bytes once decoded (default
+    /// 16 KiB); longer keys get 414.
+    pub max_key_bytes: usize,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            base_path: DEFAULT_BASE_PATH.to_owned(),
+            hash_mode: HashMode::Golang,
+            replicas: DEFAULT_REPLICAS,
+            hot_cache: HotCachePolicy::default(),
+            plus_in_path: None,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_idle_per_peer: DEFAULT_MAX_IDLE_PER_PEER,
+            http2: false,
+            max_key_bytes: DEFAULT_MAX_KEY_BYTES,
+        }
+    }
+}
+
+impl HttpOptions {
+    /// Options to join a mailgun/groupcache v2 or groupcache-go v3 cluster:
+    /// its ring hash, and the hot cache always filled, as mailgun does.
+    pub fn mailgun() -> Self {
+        HttpOptions {
+            hash_mode: HashMode::Mailgun,
+            hot_cache: HotCachePolicy::Always,
+            ..HttpOptions::default()
+        }
+    }
+
+    /// What a raw `+` in a request path means with these options.
+    pub fn plus(&self) -> PlusInPath {
+        self.plus_in_path.unwrap_or(match self.hash_mode {
+            HashMode::Golang => PlusInPath::Space,
+            HashMode::Mailgun => PlusInPath::Literal,
+        })
+    }
+
+    /// Checks the options that can be wrong; says which and why.
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.base_path.starts_with('/') || !self.base_path.ends_with('/') {
+            return Err(format!(
+                "base path {:?} must start and end with '/' (the default is {DEFAULT_BASE_PATH:?})",
+                self.base_path
+            ));
+        }
+        if self.replicas == 0 {
+            return Err("replicas must be at least 1 (Go's default is 50)".into());
+        }
+        if self.connect_timeout.is_zero() || self.request_timeout.is_zero() {
+            return Err("connect and request timeouts must be greater than zero".into());
+        }
+        Ok(())
+    }
+}

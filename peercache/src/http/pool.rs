@@ -1,0 +1,277 @@
+//! The HTTP peer pool: who owns a key, and the client that reaches them.
+//!
+//! [`HttpPool`] is the [`PeerPicker`] of an HTTP cluster (Go's `HTTPPool`).
+//! Its peer list can be replaced at any time with [`HttpPool::set_peers`]:
+//! the new ring is built aside and swapped in atomically (`arc-swap`), so a
+//! `pick` never blocks and always sees one whole ring, old or new.
+//!
+//! A node recognises itself by string equality of its base URL with a
+//! peer's, as Go does: `http://127.0.0.1:8080` and `http://localhost:8080`
+//! are different peers to every node, so spell each URL the same everywhere.
+
+use super::client::{HttpPeer, PeerClient};
+use super::options::HttpOptions;
+use super::server::PeerService;
+use crate::peers::{Peer, PeerPicker};
+use crate::ring::{Ring, RingError};
+use crate::{HotCachePolicy, Node};
+use arc_swap::ArcSwap;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+/// Idle keep-alive connections are closed after this long unused.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Why a pool could not be made or its peers set.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PoolError {
+    /// A peer URL cannot be used as a base URL.
+    #[error(
+        "peer URL {url:?} is not usable: {reason}; give a base URL such as http://10.0.0.1:8080"
+    )]
+    InvalidUrl {
+        /// The URL given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// This node's own URL is not in the peer list.
+    #[error("this node's URL {self_url:?} is not in the peer list {peers:?}: list every node, this one included, spelled exactly as its own URL (--self)")]
+    SelfMissing {
+        /// This node's URL.
+        self_url: String,
+        /// The list given.
+        peers: Vec<String>,
+    },
+    /// A URL appears twice in the peer list.
+    #[error("peer URL {url:?} appears twice in the peer list; list each node once")]
+    Duplicate {
+        /// The repeated URL.
+        url: String,
+    },
+    /// An option is out of range.
+    #[error("invalid HTTP pool option: {0}")]
+    Options(String),
+    /// The ring refused a peer.
+    #[error(transparent)]
+    Ring(#[from] RingError),
+}
+
+/// The peers of an HTTP cluster and the ring over them.
+pub struct HttpPool {
+    self_url: Arc<str>,
+    options: HttpOptions,
+    client: PeerClient,
+    state: ArcSwap<PoolState>,
+    /// Serialises writers of `state`; readers never take it.
+    writer: Mutex<()>,
+}
+
+struct PoolState {
+    ring: Ring,
+    /// Every peer but this node, by base URL.
+    peers: HashMap<Arc<str>, Arc<dyn Peer>>,
+    list: Vec<String>,
+}
+
+impl std::fmt::Debug for HttpPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpPool")
+            .field("self_url", &self.self_url)
+            .field("peers", &self.state.load().list)
+            .finish()
+    }
+}
+
+impl HttpPool {
+    /// A pool for the node reached at `self_url` (e.g.
+    /// `http://10.0.0.1:8080`), with only itself as a peer until
+    /// [`HttpPool::set_peers`] is called.
+    pub fn new(self_url: &str, options: HttpOptions) -> Result<Arc<Self>, PoolError> {
+        options.validate().map_err(PoolError::Options)?;
+        check_url(self_url)?;
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(options.connect_timeout));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(options.max_idle_per_peer)
+            .pool_idle_timeout(IDLE_TIMEOUT)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .http2_only(options.http2)
+            .build(connector);
+        let mut ring = Ring::new(options.hash_mode, options.replicas);
+        ring.add(self_url)?;
+        let state = PoolState {
+            ring,
+            peers: HashMap::new(),
+            list: vec![self_url.to_owned()],
+        };
+        Ok(Arc::new(HttpPool {
+            self_url: Arc::from(self_url),
+            options,
+            client,
+            state: ArcSwap::from_pointee(state),
+            writer: Mutex::new(()),
+        }))
+    }
+
+    /// Replaces the peer list: the base URLs of every node in the cluster,
+    /// this one included. On error the previous list stays in force.
+    pub fn set_peers<I, S>(&self, peers: I) -> Result<(), PoolError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let list: Vec<String> = peers.into_iter().map(|p| p.as_ref().to_owned()).collect();
+        if !list.iter().any(|p| **p == *self.self_url) {
+            return Err(PoolError::SelfMissing {
+                self_url: self.self_url.to_string(),
+                peers: list,
+            });
+        }
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let old = self.state.load();
+        let mut ring = Ring::new(self.options.hash_mode, self.options.replicas);
+        let mut peers = HashMap::with_capacity(list.len());
+        for url in &list {
+            check_url(url)?;
+            if ring.contains(url) {
+                return Err(PoolError::Duplicate { url: url.clone() });
+            }
+            ring.add(url)?;
+            if **url == *self.self_url {
+                continue;
+            }
+            let peer = match old.peers.get_key_value(url.as_str()) {
+                Some((id, peer)) => (Arc::clone(id), Arc::clone(peer)),
+                None => {
+                    let peer: Arc<dyn Peer> = Arc::new(HttpPeer::new(
+                        url,
+                        &self.options.base_path,
+                        self.client.clone(),
+                        self.options.request_timeout,
+                    ));
+                    (Arc::from(url.as_str()), peer)
+                }
+            };
+            peers.insert(peer.0, peer.1);
+        }
+        self.state.store(Arc::new(PoolState { ring, peers, list }));
+        tracing::info!(self_url = %self.self_url, peers = ?self.peers(), "peer list set");
+        Ok(())
+    }
+
+    /// The current peer list, this node included.
+    pub fn peers(&self) -> Vec<String> {
+        self.state.load().list.clone()
+    }
+
+    /// This node's base URL.
+    pub fn self_url(&self) -> &str {
+        &self.self_url
+    }
+
+    /// The base URL of the peer that owns `key` (possibly this node).
+    pub fn owner(&self, key: &str) -> String {
+        let state = self.state.load();
+        state.ring.owner(key).unwrap_or(&self.self_url).to_owned()
+    }
+
+    /// Each peer's share of the key space, from the current ring.
+    pub fn shares(&self) -> Vec<(String, f64)> {
+        let state = self.state.load();
+        let mut shares: Vec<(String, f64)> = state
+            .ring
+            .shares()
+            .into_iter()
+            .map(|(peer, share)| (peer.to_owned(), share))
+            .collect();
+        shares.sort_by(|a, b| a.0.cmp(&b.0));
+        shares
+    }
+
+    /// The pool's options.
+    pub fn options(&self) -> &HttpOptions {
+        &self.options
+    }
+
+    /// The peer endpoint of `node`, with this pool's base path and `+`
+    /// reading: mount it where the other nodes will ask.
+    pub fn service(&self, node: Node) -> PeerService {
+        PeerService::with_options(node, &self.options)
+    }
+}
+
+impl PeerPicker for HttpPool {
+    fn pick(&self, key: &str) -> Option<Arc<dyn Peer>> {
+        let state = self.state.load();
+        let owner = state.ring.owner(key)?;
+        state.peers.get(owner).cloned()
+    }
+
+    fn hot_cache_policy(&self) -> HotCachePolicy {
+        self.options.hot_cache
+    }
+}
+
+/// A base URL must be `http://host[:port]`, optionally with a path prefix,
+/// and no query or fragment: requests are built by appending to it.
+fn check_url(url: &str) -> Result<(), PoolError> {
+    let invalid = |reason: &str| PoolError::InvalidUrl {
+        url: url.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let uri: http::Uri = url.parse().map_err(|_| invalid("not a URL"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some(_) => return Err(invalid("only http:// peer URLs are supported")),
+        None => return Err(invalid("it has no scheme (http://)")),
+    }
+    if uri.host().map_or(true, str::is_empty) {
+        return Err(invalid("it has no host"));
+    }
+    if uri.query().is_some() || url.contains('#') {
+        return Err(invalid("it has a query or fragment"));
+    }
+    if url.ends_with('/') {
+        return Err(invalid(
+            "it ends with '/' (the base path supplies the slash)",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked() {
+        for bad in [
+            "",
+            "10.0.0.1:8080",
+            "ftp://h:1",
+            "http://h:1/",
+            "http://h:1?x=1",
+            "http:///x",
+        ] {
+            assert!(
+                matches!(check_url(bad), Err(PoolError::InvalidUrl { .. })),
+                "{bad:?} accepted"
+            );
+        }
+        for good in [
+            "http://h:1",
+            "http://10.0.0.1:8080",
+            "http://[::1]:80",
+            "http://h/prefix",
+        ] {
+            assert_eq!(check_url(good), Ok(()), "{good:?}");
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! The protobuf messages of the groupcache peer protocol.
+//!
+//! Declared with prost's derive macros, so no `protoc` and no build script are
+//! needed. The field numbers and proto2 presence match groupcache.proto of
+//! golang/groupcache and mailgun/groupcache: `value` is an optional field, so
+//! an empty value is encoded as field 1 with length 0 (`0a 00`), exactly as
+//! Go encodes it.
+
+use bytes::Bytes;
+
+/// A request for one key (part of groupcache.proto; Go's HTTP transport puts
+/// group and key in the URL instead and never sends it).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct GetRequest {
+    /// The group.
+    #[prost(string, required, tag = "1")]
+    pub group: String,
+    /// The key. Go keys are not guaranteed UTF-8; this side only sends UTF-8.
+    #[prost(string, required, tag = "2")]
+    pub key: String,
+}
+
+/// The answer to a peer's get: the value and, in mailgun's version, its
+/// expiry.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct GetResponse {
+    /// The value; always present in answers from Go and from peercache.
+    #[prost(bytes = "bytes", optional, tag = "1")]
+    pub value: Option<Bytes>,
+    /// Never filled in by any implementation; kept for wire compatibility.
+    #[prost(double, optional, tag = "2")]
+    pub minute_qps: Option<f64>,
+    /// Expiry in Unix nanoseconds; absent or 0 means none (mailgun).
+    #[prost(int64, optional, tag = "3")]
+    pub expire: Option<i64>,
+}
+
+/// mailgun's PUT body: store `value` under `key` at the owner.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SetRequest {
+    /// The group.
+    #[prost(string, required, tag = "1")]
+    pub group: String,
+    /// The key.
+    #[prost(string, required, tag = "2")]
+    pub key: String,
+    /// The new value.
+    #[prost(bytes = "bytes", optional, tag = "3")]
+    pub value: Option<Bytes>,
+    /// Expiry in Unix nanoseconds; absent or 0 means none.
+    #[prost(int64, optional, tag = "4")]
+    pub expire: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    #[test]
+    fn empty_value_is_encoded_as_go_does() {
+        let response = GetResponse {
+            value: Some(Bytes::new()),
+            ..Default::default()
+        };
+        assert_eq!(response.encode_to_vec(), [0x0a, 0x00]);
+    }
+
+    #[test]
+    fn expire_round_trips() {
+        let response = GetResponse {
+            value: Some(Bytes::from_static(b"v")),
+            minute_qps: None,
+            expire: Some(1_700_000_000_000_000_000),
+        };
+        let bytes = response.encode_to_vec();
+        assert_eq!(GetResponse::decode(bytes.as_slice()).unwrap(), response);
+    }
+}
