@@ -128,6 +128,7 @@ impl HttpPool {
         S: AsRef<str>,
     {
         let list: Vec<String> = peers.into_iter().map(|p| p.as_ref().to_owned()).collect();
+        list.iter().try_for_each(|url| check_url(url))?;
         if !list.iter().any(|p| **p == *self.self_url) {
             return Err(PoolError::SelfMissing {
                 self_url: self.self_url.to_string(),
@@ -139,7 +140,6 @@ impl HttpPool {
         let mut ring = Ring::new(self.options.hash_mode, self.options.replicas);
         let mut peers = HashMap::with_capacity(list.len());
         for url in &list {
-            check_url(url)?;
             if ring.contains(url) {
                 return Err(PoolError::Duplicate { url: url.clone() });
             }

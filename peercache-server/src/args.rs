@@ -1,0 +1,209 @@
+//! The command line of `peercache-server`, and the parsers of its values
+//! (byte sizes, durations, hot-cache policies), each refusing bad input with
+//! a message that names the flag's expected form.
+
+use clap::{Parser, ValueEnum};
+use peercache::http::{HttpOptions, DEFAULT_BASE_PATH};
+use peercache::ring::HashMode;
+use peercache::HotCachePolicy;
+use std::time::Duration;
+
+/// A peercache node: serves the built-in `colors` group (and, with
+/// `--echo-group`, `echo`) to clients, and the groupcache peer protocol to
+/// the other nodes, Go groupcache nodes included.
+#[derive(Debug, Parser)]
+#[command(name = "peercache-server", version, about, long_about = None)]
+pub struct Args {
+    /// Address to listen on, HOST:PORT (port 0 picks a free port)
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: String,
+
+    /// This node's base URL, exactly as the other nodes list it in --pool
+    /// [default: http://ADDR]
+    #[arg(long = "self", value_name = "URL")]
+    pub self_url: Option<String>,
+
+    /// Base URLs of every node in the cluster, this one included,
+    /// comma-separated [default: this node alone]
+    #[arg(long, value_name = "URL,URL,...", value_delimiter = ',')]
+    pub pool: Vec<String>,
+
+    /// Cache budget of each group, main and hot caches together: bytes, or
+    /// with a suffix KiB, MiB, GiB
+    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_bytes)]
+    pub cache_bytes: u64,
+
+    /// Ring hash of the cluster: golang (golang/groupcache) or mailgun
+    /// (mailgun/groupcache, groupcache-go)
+    #[arg(long, value_enum, default_value_t = Ring::Golang)]
+    pub hash_mode: Ring,
+
+    /// Points per node on the ring; must match the other nodes
+    #[arg(long, default_value_t = peercache::ring::DEFAULT_REPLICAS)]
+    pub replicas: usize,
+
+    /// Path prefix of the peer endpoint; must match the other nodes
+    #[arg(long, default_value = DEFAULT_BASE_PATH)]
+    pub base_path: String,
+
+    /// Keep values fetched from peers in the hot cache: never, always, or
+    /// one-in-N [default: one-in-10 with golang, always with mailgun]
+    #[arg(long, value_name = "POLICY", value_parser = parse_hot_cache)]
+    pub hot_cache: Option<HotCachePolicy>,
+
+    /// Time to connect to a peer, e.g. 500ms, 2s
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+
+    /// Time for a whole peer request, the owner's load included; after it
+    /// the key is loaded here
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub peer_timeout: Duration,
+
+    /// Talk HTTP/2 (h2c) to peers: only when every node is peercache
+    #[arg(long)]
+    pub http2: bool,
+
+    /// Also serve group `echo`, whose value for a key is the key itself: a
+    /// smoke test of key escaping across a cluster
+    #[arg(long)]
+    pub echo_group: bool,
+
+    /// Log lines as plain text or JSON; the level comes from RUST_LOG
+    /// (default info)
+    #[arg(long, value_enum, default_value_t = LogFormat::Plain)]
+    pub log_format: LogFormat,
+}
+
+/// The ring hash, as a flag value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Ring {
+    /// golang/groupcache: CRC-32.
+    Golang,
+    /// mailgun/groupcache and groupcache-go: FNV-1 over MD5.
+    Mailgun,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Plain,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Args {
+    /// The transport options these flags ask for.
+    pub fn http_options(&self) -> HttpOptions {
+        let base = match self.hash_mode {
+            Ring::Golang => HttpOptions::default(),
+            Ring::Mailgun => HttpOptions::mailgun(),
+        };
+        HttpOptions {
+            base_path: self.base_path.clone(),
+            replicas: self.replicas,
+            hot_cache: self.hot_cache.unwrap_or(base.hot_cache),
+            connect_timeout: self.connect_timeout,
+            request_timeout: self.peer_timeout,
+            http2: self.http2,
+            hash_mode: match self.hash_mode {
+                Ring::Golang => HashMode::Golang,
+                Ring::Mailgun => HashMode::Mailgun,
+            },
+            ..base
+        }
+    }
+}
+
+/// `1048576`, `64MiB`, `512KiB`, `2GiB` (binary units; `K`, `M`, `G` and the
+/// `KB`-style spellings mean the same).
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size: write bytes, or e.g. 64MiB"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => return Err(format!("unknown size unit {unit:?}: use KiB, MiB or GiB")),
+    };
+    number
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+/// `300ms`, `2s`, `1m`, `1.5s`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration: write e.g. 300ms, 2s or 1m"))?;
+    let seconds = match unit {
+        "ms" => number / 1000.0,
+        "s" => number,
+        "m" => number * 60.0,
+        _ => return Err(format!("{text:?} needs a unit: ms, s or m")),
+    };
+    Duration::try_from_secs_f64(seconds)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{text:?} must be a positive duration"))
+}
+
+/// `never`, `always`, `one-in-N`.
+pub fn parse_hot_cache(text: &str) -> Result<HotCachePolicy, String> {
+    match text {
+        "never" => Ok(HotCachePolicy::Never),
+        "always" => Ok(HotCachePolicy::Always),
+        _ => text
+            .strip_prefix("one-in-")
+            .and_then(|n| n.parse().ok())
+            .filter(|n| *n > 0)
+            .map(HotCachePolicy::OneIn)
+            .ok_or_else(|| format!("{text:?} is not a policy: use never, always or one-in-N")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_bytes("1048576"), Ok(1 << 20));
+        assert_eq!(parse_bytes("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_bytes("2G"), Ok(2 << 30));
+        assert!(parse_bytes("64 parsecs").is_err());
+        assert!(parse_bytes("MiB").is_err());
+        assert!(parse_bytes("99999999999999GiB").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("300ms"), Ok(Duration::from_millis(300)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn hot_cache_policies() {
+        assert_eq!(parse_hot_cache("one-in-4"), Ok(HotCachePolicy::OneIn(4)));
+        assert_eq!(parse_hot_cache("never"), Ok(HotCachePolicy::Never));
+        assert!(parse_hot_cache("one-in-0").is_err());
+        assert!(parse_hot_cache("sometimes").is_err());
+    }
+}

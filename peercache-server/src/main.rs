@@ -1,0 +1,143 @@
+//! `peercache-server`: one node of a peercache cluster, ready to run.
+//!
+//! It serves the built-in `colors` group (the example of groupcache's own
+//! documentation) to clients on `/color?name=...`, any group on
+//! `/<group>/<key>`, its counters on `/stats`, and the groupcache peer
+//! protocol on `/_groupcache/` to the other nodes, which may be Go
+//! groupcache nodes. See `--help` and the README.
+//!
+//! - [`args`]: the command line.
+//! - [`colors`]: the `colors` table and loader.
+//! - [`front`]: the HTTP routes.
+
+mod args;
+mod colors;
+mod front;
+
+use args::{Args, LogFormat};
+use clap::Parser;
+use peercache::http::{HttpPool, PoolError};
+use peercache::Node;
+use std::process::ExitCode;
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+enum ServerError {
+    #[error("cannot listen on --addr {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("bad --pool or --self: {0}")]
+    Pool(#[from] PoolError),
+    #[error("cannot create a group: {0}")]
+    Group(#[from] peercache::Error),
+    #[error("serving failed: {0}")]
+    Serve(std::io::Error),
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging(args.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("peercache-server: cannot start the tokio runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "peercache-server stopped");
+            eprintln!("peercache-server: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match format {
+        LogFormat::Plain => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run(args: Args) -> Result<(), ServerError> {
+    let listener = TcpListener::bind(&args.addr)
+        .await
+        .map_err(|source| ServerError::Listen {
+            addr: args.addr.clone(),
+            source,
+        })?;
+    let local = listener.local_addr().map_err(ServerError::Serve)?;
+    // With port 0 the address given is not the one to advertise.
+    let self_url = args.self_url.clone().unwrap_or_else(|| {
+        if args.addr.ends_with(":0") {
+            format!("http://{local}")
+        } else {
+            format!("http://{}", args.addr)
+        }
+    });
+    let pool = HttpPool::new(&self_url, args.http_options())?;
+    let peers: Vec<String> = if args.pool.is_empty() {
+        vec![self_url.clone()]
+    } else {
+        args.pool.iter().map(|p| p.trim().to_owned()).collect()
+    };
+    pool.set_peers(&peers)?;
+
+    let node = Node::with_picker(pool.clone());
+    node.group_builder("colors")
+        .cache_bytes(args.cache_bytes)
+        .build(colors::loader())?;
+    if args.echo_group {
+        node.group_builder("echo")
+            .cache_bytes(args.cache_bytes)
+            .build(peercache::loader_fn(|key: String| async move { Ok(key) }))?;
+    }
+
+    tracing::info!(
+        self_url = %self_url,
+        addr = %local,
+        peers = ?peers,
+        cache_bytes = args.cache_bytes,
+        "peercache-server listening"
+    );
+    axum::serve(listener, front::router(node, pool))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(ServerError::Serve)?;
+    tracing::info!("peercache-server stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    tracing::info!("shutting down: finishing requests in flight");
+}

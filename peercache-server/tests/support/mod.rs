@@ -1,0 +1,263 @@
+//! Test support: real node processes on 127.0.0.1 ephemeral ports, a small
+//! blocking HTTP client, and bounded polling.
+//!
+//! Every process started here is killed and reaped when its [`Proc`] is
+//! dropped, which also happens when a test fails (panics unwind through the
+//! owner).
+
+#![allow(dead_code)] // each test file uses a different part
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Bound on every wait.
+pub const WAIT: Duration = Duration::from_secs(15);
+
+/// A running node process.
+pub struct Proc {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub url: String,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Proc {
+    /// Kills the process with SIGKILL and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the process to exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.as_ref().expect("already stopped").id();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -TERM {pid} failed");
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.exited() {
+                self.child = None;
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} ignored SIGTERM for {WAIT:?}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The process's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `n` addresses on 127.0.0.1 that were free a moment ago (the kernel picked
+/// them). Another process may take one before the node binds it: callers
+/// retry with fresh ports when a node cannot start.
+pub fn free_addrs(n: usize) -> Vec<SocketAddr> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners.iter().map(|l| l.local_addr().unwrap()).collect()
+}
+
+/// Starts `program args...` as node `name` listening on `addr`, with its
+/// output in a log file, and waits until `GET /stats` answers.
+pub fn start(
+    name: &str,
+    program: &Path,
+    args: &[String],
+    addr: SocketAddr,
+) -> Result<Proc, String> {
+    let log =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}.log", addr.port()));
+    let file = File::create(&log).unwrap();
+    let child = Command::new(program)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
+    let mut proc = Proc {
+        name: name.to_owned(),
+        addr,
+        url: format!("http://{addr}"),
+        child: Some(child),
+        log,
+    };
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(status) = proc.exited() {
+            return Err(format!("{name} exited with {status}: {}", proc.log()));
+        }
+        if let Ok((200, _)) = get(addr, "/stats") {
+            return Ok(proc);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{name} not ready within {WAIT:?}: {}", proc.log()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Starts a cluster with `starter(index, addrs)` for each node, retrying
+/// with fresh ports (up to 5 times) if a node cannot start.
+pub fn start_cluster(
+    n: usize,
+    mut starter: impl FnMut(usize, &[SocketAddr]) -> Result<Proc, String>,
+) -> Vec<Proc> {
+    let mut last = String::new();
+    for _ in 0..5 {
+        let addrs = free_addrs(n);
+        let started: Result<Vec<Proc>, String> = (0..n).map(|i| starter(i, &addrs)).collect();
+        match started {
+            Ok(procs) => return procs,
+            Err(error) => last = error,
+        }
+    }
+    panic!("cluster did not start in 5 tries: {last}");
+}
+
+/// The `peercache-server` binary built for these tests.
+pub fn server_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_peercache-server"))
+}
+
+/// Arguments of a `peercache-server` node at `addr` in a cluster of `pool`.
+pub fn server_args(addr: SocketAddr, pool: &[SocketAddr], extra: &[&str]) -> Vec<String> {
+    let pool: Vec<String> = pool.iter().map(|a| format!("http://{a}")).collect();
+    let mut args = vec![
+        "--addr".to_owned(),
+        addr.to_string(),
+        "--pool".to_owned(),
+        pool.join(","),
+        "--peer-timeout".to_owned(),
+        "3s".to_owned(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+/// `GET target` on a fresh connection: status and body.
+pub fn get(addr: SocketAddr, target: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, WAIT)?;
+    stream.set_read_timeout(Some(WAIT))?;
+    stream.set_write_timeout(Some(WAIT))?;
+    write!(
+        stream,
+        "GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer)?;
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = answer
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other(format!("no HTTP head in {answer:?}")))?;
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no status in {head:?}")))?;
+    Ok((status, body.to_owned()))
+}
+
+/// `GET target`, which must answer 200: the body.
+pub fn get_ok(addr: SocketAddr, target: &str) -> String {
+    match get(addr, target) {
+        Ok((200, body)) => body,
+        other => panic!("GET {target} on {addr}: {other:?}"),
+    }
+}
+
+/// The `/stats` JSON of a node.
+pub fn stats(addr: SocketAddr) -> serde_json::Value {
+    serde_json::from_str(&get_ok(addr, "/stats")).unwrap()
+}
+
+/// Percent-escapes every byte outside `A-Za-z0-9-._~`.
+pub fn escape(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// The colour table shipped with the server.
+pub fn colors() -> Vec<(String, String)> {
+    let table =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/colors.txt"))
+            .unwrap();
+    table
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with("//"))
+        .map(|l| {
+            let (name, hex) = l.trim().split_once(' ').unwrap();
+            (name.to_owned(), hex.to_owned())
+        })
+        .collect()
+}
+
+/// Runs `program args...` to its end (bounded): exit code and output.
+pub fn run_to_exit(program: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "run-{}-{}.log",
+        std::process::id(),
+        args.join("_").replace(['/', ':', ' '], "")
+    ));
+    let file = File::create(&log).unwrap();
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{} {args:?} still running after {WAIT:?}",
+                program.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status.code(), std::fs::read_to_string(&log).unwrap())
+}
