@@ -1,0 +1,137 @@
+//! A mixed cluster: two `peercache-server` processes and one golang/groupcache
+//! node (`interop/go`, built here from Debian's Go packages in GOPATH mode).
+//! Every node must answer every key, and each key must be loaded once in the
+//! whole cluster, with requests crossing both ways (Rust asking Go, Go asking
+//! Rust) and awkward keys round-tripping through both escapings.
+//!
+//! Needs `golang-go` and `golang-github-golang-groupcache-dev` (`.ci/run`
+//! installs them). Without them the test fails and says so; set
+//! `PEERCACHE_SKIP_GO_INTEROP=1` to skip it knowingly.
+
+mod support;
+
+use peercache::ring::{HashMode, Ring};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use support::*;
+
+const GOCODE: &str = "/usr/share/gocode";
+
+/// Builds the Go node once; `None` when skipping is asked for.
+fn go_node() -> Option<PathBuf> {
+    if std::env::var_os("PEERCACHE_SKIP_GO_INTEROP").is_some() {
+        eprintln!("PEERCACHE_SKIP_GO_INTEROP is set: skipping the Go interop test");
+        return None;
+    }
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let binary = tmp.join("peercache-interop-go");
+    assert!(
+        Path::new(GOCODE).join("src/github.com/golang/groupcache").is_dir(),
+        "golang/groupcache is not installed: run `apt-get install -y golang-go \
+         golang-github-golang-groupcache-dev` (or set PEERCACHE_SKIP_GO_INTEROP=1)"
+    );
+    let gopath = format!("{}:{GOCODE}", repo.join("interop/go").display());
+    let output = Command::new("go")
+        .args(["build", "-o"])
+        .arg(&binary)
+        .arg("peercache-interop")
+        .env("GO111MODULE", "off")
+        .env("GOPROXY", "off")
+        .env("GOFLAGS", "")
+        .env("GOPATH", gopath)
+        .env("GOCACHE", tmp.join("gocache"))
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run `go` ({e}): run `apt-get install -y golang-go golang-github-golang-groupcache-dev` (or set PEERCACHE_SKIP_GO_INTEROP=1)")
+        });
+    assert!(
+        output.status.success(),
+        "building interop/go failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Some(binary)
+}
+
+/// A group's counters from either kind of node's `/stats`, by Go's name.
+fn counter(addr: SocketAddr, is_go: bool, group: &str, go_name: &str) -> u64 {
+    let stats = stats(addr);
+    if is_go {
+        stats[group][go_name].as_u64().unwrap()
+    } else {
+        let rust_name = match go_name {
+            "LocalLoads" => "local_loads",
+            "PeerLoads" => "peer_loads",
+            "PeerErrors" => "peer_errors",
+            "ServerRequests" => "server_requests",
+            other => panic!("no mapping for {other}"),
+        };
+        let groups = stats["groups"].as_array().unwrap();
+        let found = groups.iter().find(|g| g["name"] == group).unwrap();
+        found[rust_name].as_u64().unwrap()
+    }
+}
+
+#[test]
+fn rust_and_go_nodes_share_one_cluster() {
+    let Some(go) = go_node() else { return };
+    let colors_file = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/colors.txt");
+    let nodes = start_cluster(3, |i, addrs| {
+        if i < 2 {
+            let args = server_args(addrs[i], addrs, &["--echo-group"]);
+            start(&format!("rust{i}"), &server_binary(), &args, addrs[i])
+        } else {
+            let pool: Vec<String> = addrs.iter().map(|a| format!("http://{a}")).collect();
+            let args = vec![
+                "-addr".to_owned(),
+                addrs[i].to_string(),
+                "-pool".to_owned(),
+                pool.join(","),
+                "-colors".to_owned(),
+                colors_file.display().to_string(),
+            ];
+            start("go", &go, &args, addrs[i])
+        }
+    });
+    let is_go = |i: usize| i == 2;
+    let urls: Vec<String> = nodes.iter().map(|n| n.url.clone()).collect();
+    let ring = Ring::with_peers(HashMode::Golang, 50, &urls).unwrap();
+
+    let mut keys = Vec::new();
+    for base in ["plain", "a b", "a+b", "x/y", "100%", "ü", "grüße/ñ", "q?x=1&y", "h#1", "%2F", "~t", "é è"] {
+        for suffix in ["", "-1", "-2"] {
+            keys.push(format!("{base}{suffix}"));
+        }
+    }
+    let owners = |i: usize| keys.iter().filter(|k| ring.owner(k) == Some(&urls[i])).count();
+    assert!(owners(2) > 0 && owners(0) + owners(1) > 0, "keys must cover both kinds of owner");
+
+    let colors = colors();
+    for node in &nodes {
+        for (name, hex) in &colors {
+            let body = get_ok(node.addr, &format!("/color?name={name}"));
+            assert_eq!(body, format!("{hex}\n"), "{} colour {name}", node.name);
+        }
+        for key in &keys {
+            let body = get_ok(node.addr, &format!("/echo/{}", escape(key)));
+            assert_eq!(&body, key, "{} key {key:?}", node.name);
+        }
+    }
+
+    for (group, count) in [("colors", colors.len()), ("echo", keys.len())] {
+        let loads: Vec<u64> = (0..3).map(|i| counter(nodes[i].addr, is_go(i), group, "LocalLoads")).collect();
+        assert_eq!(loads.iter().sum::<u64>(), count as u64, "{group}: loads per node {loads:?}");
+        for (i, node) in nodes.iter().enumerate() {
+            let owned = match group {
+                "colors" => colors.iter().filter(|(n, _)| ring.owner(n) == Some(&urls[i])).count(),
+                _ => owners(i),
+            };
+            assert_eq!(loads[i], owned as u64, "{group}: {} loaded keys it does not own", node.name);
+            assert_eq!(counter(node.addr, is_go(i), group, "PeerErrors"), 0, "{group} {}", node.name);
+            // Every key not owned here crossed to its owner once.
+            let peer_loads = counter(node.addr, is_go(i), group, "PeerLoads");
+            assert_eq!(peer_loads, (count - owned) as u64, "{group}: {} peer loads", node.name);
+        }
+    }
+}
