@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Runs the core micro-benchmarks on both sides in one session and prints a
-Markdown table of medians: criterion (peercache/benches/core.rs) and
+Markdown table of medians: criterion (peercache/benches/core.rs and
+peer.rs) and
 `go test -bench` (bench/go, golang/groupcache from Debian), Go run 5 times.
 
 Usage: python3 bench/compare-core.py   (from the repository root)
@@ -25,6 +26,11 @@ ROWS = [
 ] + [
     (f"ring owner, {n} peers, mailgun fnv1", f"ring_owner/Mailgun/{n}", None)
     for n in (8, 32, 128, 512)
+] + [
+    ("peer fetch over loopback HTTP/1.1, one at a time", "peer_fetch/http1_sequential", "BenchmarkPeerFetch"),
+    ("peer fetch over loopback HTTP/1.1, 16 at once (time per fetch)", "peer_fetch/http1_parallel16", "BenchmarkPeerFetchParallel16"),
+    ("peer fetch over loopback h2c, one at a time", "peer_fetch/h2c_sequential", None),
+    ("peer fetch over loopback h2c, 16 at once (time per fetch)", "peer_fetch/h2c_parallel16", None),
 ]
 
 
@@ -42,7 +48,7 @@ def go_medians():
 
 def rust_medians():
     subprocess.run(
-        ["cargo", "bench", "-p", "peercache", "--bench", "core", "--",
+        ["cargo", "bench", "-p", "peercache", "--bench", "core", "--bench", "peer", "--",
          "--warm-up-time", "1", "--measurement-time", "3"],
         check=True, cwd=ROOT, capture_output=True,
     )
@@ -65,4 +71,4 @@ for label, crit_id, go_name in ROWS:
     r = rust[crit_id]
     g = go.get(go_name) if go_name else None
     ratio = f"{r / g:.2f}×" if g else "—"
-    print(f"| {label} | {fmt(r)} | {fmt(g) if g else '— (no Go counterpart)'} | {ratio} |")
+    print(f"| {label} | {fmt(r)} | {fmt(g) if g else '— (Go has no h2c peers)' if 'h2c' in label else '— (no Go counterpart)'} | {ratio} |")

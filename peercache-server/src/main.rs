@@ -30,7 +30,9 @@ enum ServerError {
         addr: String,
         source: std::io::Error,
     },
-    #[error("bad --pool or --self: {0}")]
+    #[error("--addr {addr} listens on every interface, so this node's URL cannot be derived from it: give --self http://<this host's address>:{port}, spelled as in --pool")]
+    NeedSelf { addr: String, port: u16 },
+    #[error("bad --pool, --self or --base-path: {0}")]
     Pool(#[from] PoolError),
     #[error("cannot create a group: {0}")]
     Group(#[from] peercache::Error),
@@ -71,21 +73,35 @@ fn init_logging(format: LogFormat) {
 }
 
 async fn run(args: Args) -> Result<(), ServerError> {
-    let listener = TcpListener::bind(&args.addr)
+    // ":8080" (Go's spelling) listens on every interface.
+    let bind_addr = match args.addr.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => args.addr.clone(),
+    };
+    let listener = TcpListener::bind(&bind_addr)
         .await
         .map_err(|source| ServerError::Listen {
             addr: args.addr.clone(),
             source,
         })?;
     let local = listener.local_addr().map_err(ServerError::Serve)?;
-    // With port 0 the address given is not the one to advertise.
-    let self_url = args.self_url.clone().unwrap_or_else(|| {
-        if args.addr.ends_with(":0") {
-            format!("http://{local}")
-        } else {
-            format!("http://{}", args.addr)
+    let self_url = match &args.self_url {
+        Some(url) => url.clone(),
+        // Peers cannot reach "http://0.0.0.0:8080": this node's URL must be
+        // given when it has peers.
+        None if local.ip().is_unspecified() && !args.pool.is_empty() => {
+            return Err(ServerError::NeedSelf {
+                addr: args.addr.clone(),
+                port: local.port(),
+            })
         }
-    });
+        // With port 0 (or every interface) the address given is not the
+        // one to advertise.
+        None if local.ip().is_unspecified() || args.addr.ends_with(":0") => {
+            format!("http://{local}")
+        }
+        None => format!("http://{}", args.addr),
+    };
     let pool = HttpPool::new(&self_url, args.http_options())?;
     let peers: Vec<String> = if args.pool.is_empty() {
         vec![self_url.clone()]

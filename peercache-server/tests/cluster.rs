@@ -181,6 +181,28 @@ fn bad_flags_get_clear_errors() {
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("\"10.0.0.1:80\" is not usable"), "{out}");
 
+    let (code, out) = run_to_exit(
+        &server,
+        &[
+            "--addr",
+            "0.0.0.0:0",
+            "--pool",
+            "http://10.0.0.1:80,http://10.0.0.2:80",
+        ],
+    );
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("give --self http://<this host's address>:"),
+        "{out}"
+    );
+
+    let (code, out) = run_to_exit(&server, &["--addr", "127.0.0.1:0", "--base-path", "/"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("base path \"/\" must start and end with '/' and name a directory"),
+        "{out}"
+    );
+
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     let (code, out) = run_to_exit(&server, &["--addr", &addr]);

@@ -28,7 +28,9 @@ fn go_node() -> Option<PathBuf> {
     let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let binary = tmp.join("peercache-interop-go");
     assert!(
-        Path::new(GOCODE).join("src/github.com/golang/groupcache").is_dir(),
+        Path::new(GOCODE)
+            .join("src/github.com/golang/groupcache")
+            .is_dir(),
         "golang/groupcache is not installed: run `apt-get install -y golang-go \
          golang-github-golang-groupcache-dev` (or set PEERCACHE_SKIP_GO_INTEROP=1)"
     );
@@ -99,13 +101,33 @@ fn rust_and_go_nodes_share_one_cluster() {
     let ring = Ring::with_peers(HashMode::Golang, 50, &urls).unwrap();
 
     let mut keys = Vec::new();
-    for base in ["plain", "a b", "a+b", "x/y", "100%", "ü", "grüße/ñ", "q?x=1&y", "h#1", "%2F", "~t", "é è"] {
+    for base in [
+        "plain",
+        "a b",
+        "a+b",
+        "x/y",
+        "100%",
+        "ü",
+        "grüße/ñ",
+        "q?x=1&y",
+        "h#1",
+        "%2F",
+        "~t",
+        "é è",
+    ] {
         for suffix in ["", "-1", "-2"] {
             keys.push(format!("{base}{suffix}"));
         }
     }
-    let owners = |i: usize| keys.iter().filter(|k| ring.owner(k) == Some(&urls[i])).count();
-    assert!(owners(2) > 0 && owners(0) + owners(1) > 0, "keys must cover both kinds of owner");
+    let owners = |i: usize| {
+        keys.iter()
+            .filter(|k| ring.owner(k) == Some(&urls[i]))
+            .count()
+    };
+    assert!(
+        owners(2) > 0 && owners(0) + owners(1) > 0,
+        "keys must cover both kinds of owner"
+    );
 
     let colors = colors();
     for node in &nodes {
@@ -120,18 +142,41 @@ fn rust_and_go_nodes_share_one_cluster() {
     }
 
     for (group, count) in [("colors", colors.len()), ("echo", keys.len())] {
-        let loads: Vec<u64> = (0..3).map(|i| counter(nodes[i].addr, is_go(i), group, "LocalLoads")).collect();
-        assert_eq!(loads.iter().sum::<u64>(), count as u64, "{group}: loads per node {loads:?}");
+        let loads: Vec<u64> = (0..3)
+            .map(|i| counter(nodes[i].addr, is_go(i), group, "LocalLoads"))
+            .collect();
+        assert_eq!(
+            loads.iter().sum::<u64>(),
+            count as u64,
+            "{group}: loads per node {loads:?}"
+        );
         for (i, node) in nodes.iter().enumerate() {
             let owned = match group {
-                "colors" => colors.iter().filter(|(n, _)| ring.owner(n) == Some(&urls[i])).count(),
+                "colors" => colors
+                    .iter()
+                    .filter(|(n, _)| ring.owner(n) == Some(&urls[i]))
+                    .count(),
                 _ => owners(i),
             };
-            assert_eq!(loads[i], owned as u64, "{group}: {} loaded keys it does not own", node.name);
-            assert_eq!(counter(node.addr, is_go(i), group, "PeerErrors"), 0, "{group} {}", node.name);
+            assert_eq!(
+                loads[i], owned as u64,
+                "{group}: {} loaded keys it does not own",
+                node.name
+            );
+            assert_eq!(
+                counter(node.addr, is_go(i), group, "PeerErrors"),
+                0,
+                "{group} {}",
+                node.name
+            );
             // Every key not owned here crossed to its owner once.
             let peer_loads = counter(node.addr, is_go(i), group, "PeerLoads");
-            assert_eq!(peer_loads, (count - owned) as u64, "{group}: {} peer loads", node.name);
+            assert_eq!(
+                peer_loads,
+                (count - owned) as u64,
+                "{group}: {} peer loads",
+                node.name
+            );
         }
     }
 }

@@ -35,6 +35,8 @@ pub enum ValueError {
 }
 
 /// An immutable, cheaply clonable cached value.
+///
+/// Two values are equal when their bytes and their expiries are.
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct Value {
     bytes: Bytes,

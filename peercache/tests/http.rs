@@ -367,6 +367,7 @@ async fn loader_errors_at_the_owner_map_to_statuses_mailgun_clients_respect() {
     let node = single(HttpOptions::default(), 100).await;
     let missing = raw(node.addr, "GET", "/_groupcache/ref/missing1").await;
     assert_eq!(missing.status, 404);
+    assert_eq!(missing.header("x-peercache-not-found"), Some("1"));
     assert!(String::from_utf8_lossy(&missing.body).contains("not found"));
     let failed = raw(node.addr, "GET", "/_groupcache/ref/errkey1").await;
     assert_eq!(failed.status, 503);
@@ -536,6 +537,32 @@ async fn the_owners_loader_errors_come_back_without_a_second_load() {
         (stats.peer_errors, stats.local_loads, stats.local_load_errs),
         (0, 0, 0)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_misrouted_404_is_a_peer_error_in_golang_mode() {
+    // A "peer" whose base path is wrong answers 404 page not found, as Go's
+    // mux does: not the owner's verdict on the key, so load here.
+    let (listener, url) = listen().await;
+    let node = start(listener, &url, HttpOptions::default(), 100);
+    let (other, other_url) = listen().await;
+    let misrouted = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = other.accept().await {
+            tokio::spawn(async move {
+                let mut head = [0u8; 4096];
+                let _ = stream.read(&mut head).await;
+                let answer = "HTTP/1.1 404 Not Found\r\nContent-Length: 19\r\nConnection: close\r\n\r\n404 page not found\n";
+                let _ = stream.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    node.pool.set_peers([&url, &other_url]).unwrap();
+    let key = key_where(|k| node.pool.owner(k) == other_url);
+    let value = node.group().get(&key).await.unwrap();
+    assert_eq!(value.as_bytes(), ref_value(&key, 100));
+    let stats = node.group().stats();
+    assert_eq!((stats.peer_errors, stats.local_loads), (1, 1));
+    misrouted.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

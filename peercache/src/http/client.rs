@@ -12,11 +12,12 @@
 //! | --- | --- | --- |
 //! | 200 | the value | `Ok`, with `expire` as the value's expiry |
 //! | 404 `no such group` | the peer lacks the group (misconfigured) | unavailable: load here |
-//! | other 404 | the owner's loader says not found | `FetchError::Load(NotFound)`, no second load |
+//! | 404 from peercache (marked) or, in mailgun mode, any other 404 | the owner's loader says not found | `FetchError::Load(NotFound)`, no second load |
+//! | other 404 in golang mode | no golang owner says not-found with a 404: a misrouted request | unavailable: load here |
 //! | 500 (golang), 503 without `Retry-After` (mailgun, peercache) | the owner's loader failed | `FetchError::Load`, no second load |
 //! | anything else, timeout, refused connection | the owner is unreachable or overloaded | unavailable: counted in `peer_errors`, load here |
 
-use super::server::PROTOBUF_CONTENT_TYPE;
+use super::server::{NOT_FOUND_HEADER, PROTOBUF_CONTENT_TYPE};
 use super::wire::escape;
 use crate::loader::{BoxFuture, LoadError};
 use crate::peers::{FetchError, Peer};
@@ -47,6 +48,8 @@ pub struct HttpPeer {
     prefix: String,
     client: PeerClient,
     timeout: Duration,
+    /// Whether an unmarked 404 is a loader's not-found (mailgun peers).
+    plain_404_is_not_found: bool,
 }
 
 impl std::fmt::Debug for HttpPeer {
@@ -56,12 +59,19 @@ impl std::fmt::Debug for HttpPeer {
 }
 
 impl HttpPeer {
-    pub(crate) fn new(id: &str, base_path: &str, client: PeerClient, timeout: Duration) -> Self {
+    pub(crate) fn new(
+        id: &str,
+        base_path: &str,
+        client: PeerClient,
+        timeout: Duration,
+        plain_404_is_not_found: bool,
+    ) -> Self {
         HttpPeer {
             id: Arc::from(id),
             prefix: format!("{id}{base_path}"),
             client,
             timeout,
+            plain_404_is_not_found,
         }
     }
 
@@ -97,7 +107,11 @@ impl HttpPeer {
             StatusCode::NOT_FOUND if body.starts_with(b"no such group") => {
                 Err(self.unavailable(format!("does not serve this group: {}", error_text(&body))))
             }
-            StatusCode::NOT_FOUND => Err(FetchError::Load(LoadError::NotFound)),
+            StatusCode::NOT_FOUND
+                if parts.headers.contains_key(NOT_FOUND_HEADER) || self.plain_404_is_not_found =>
+            {
+                Err(FetchError::Load(LoadError::NotFound))
+            }
             StatusCode::INTERNAL_SERVER_ERROR => {
                 Err(FetchError::Load(LoadError::msg(error_text(&body))))
             }

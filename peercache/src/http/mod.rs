@@ -39,13 +39,16 @@ pub use pool::{HttpPool, PoolError};
 pub use server::PeerService;
 pub use wire::{PlusInPath, DEFAULT_BASE_PATH};
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::future::Future;
 use std::io;
 use std::time::Duration;
 use tokio::net::TcpListener;
+
+/// How long a shutdown waits for requests in flight.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// Serves `node`'s peer endpoint with default options (base path
 /// `/_groupcache/`) on `listener`, until the task is dropped.
@@ -54,7 +57,8 @@ pub async fn serve(listener: TcpListener, node: crate::Node) -> io::Result<()> {
 }
 
 /// Serves `service` on `listener` (HTTP/1.1 and h2c) until `shutdown`
-/// completes, then stops accepting and waits for the requests in flight.
+/// completes, then stops accepting and waits for the requests in flight (at
+/// most [`SHUTDOWN_GRACE`]).
 ///
 /// Accept errors (such as running out of file descriptors) are logged and
 /// retried after a short pause rather than ending the server.
@@ -63,7 +67,10 @@ pub async fn serve_with_shutdown(
     service: PeerService,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // With a timer, hyper drops a connection whose request head takes more
+    // than 30 s to arrive (hyper's default header-read timeout).
+    builder.http1().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -92,6 +99,11 @@ pub async fn serve_with_shutdown(
         }
     }
     drop(listener);
-    graceful.shutdown().await;
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open {SHUTDOWN_GRACE:?} after shutdown; closing them");
+    }
     Ok(())
 }

@@ -41,7 +41,9 @@ pub struct HttpOptions {
     /// retried within it).
     pub connect_timeout: Duration,
     /// Time allowed for a whole peer request, including the owner's load
-    /// (default 5 s). On timeout the key is loaded locally.
+    /// (default 5 s). On timeout the key is loaded locally, so set it above
+    /// the slowest load you expect: otherwise every asking node also loads a
+    /// slow key.
     pub request_timeout: Duration,
     /// Idle keep-alive connections kept per peer (default 32).
     pub max_idle_per_peer: usize,
@@ -92,10 +94,18 @@ impl HttpOptions {
 
     /// Checks the options that can be wrong; says which and why.
     pub fn validate(&self) -> Result<(), String> {
-        if !self.base_path.starts_with('/') || !self.base_path.ends_with('/') {
+        let path = &self.base_path;
+        if path.len() < 3 || !path.starts_with('/') || !path.ends_with('/') {
             return Err(format!(
-                "base path {:?} must start and end with '/' (the default is {DEFAULT_BASE_PATH:?})",
-                self.base_path
+                "base path {path:?} must start and end with '/' and name a directory, such as {DEFAULT_BASE_PATH:?}"
+            ));
+        }
+        if let Some(bad) = path
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || "/-._~".contains(*c)))
+        {
+            return Err(format!(
+                "base path {path:?} contains {bad:?}: use letters, digits, '/', '-', '.', '_' and '~'"
             ));
         }
         if self.replicas == 0 {

@@ -13,7 +13,7 @@ use super::client::{HttpPeer, PeerClient};
 use super::options::HttpOptions;
 use super::server::PeerService;
 use crate::peers::{Peer, PeerPicker};
-use crate::ring::{Ring, RingError};
+use crate::ring::{HashMode, Ring, RingError};
 use crate::{HotCachePolicy, Node};
 use arc_swap::ArcSwap;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -155,6 +155,7 @@ impl HttpPool {
                         &self.options.base_path,
                         self.client.clone(),
                         self.options.request_timeout,
+                        self.options.hash_mode == HashMode::Mailgun,
                     ));
                     (Arc::from(url.as_str()), peer)
                 }

@@ -38,7 +38,15 @@ use std::task::{Context, Poll};
 /// Content type of a GetResponse, as Go sends it.
 pub const PROTOBUF_CONTENT_TYPE: &str = "application/x-protobuf";
 
+/// Header a peercache server sets on a 404 that means "the loader says not
+/// found", so a client can tell it from a 404 of a misrouted request.
+pub const NOT_FOUND_HEADER: &str = "x-peercache-not-found";
+
 /// The peer endpoint of a node, as a service.
+///
+/// It reads the whole request path, base path included: mount it at
+/// `<base path>{*rest}` (axum's `route_service`), not with a router that
+/// strips the prefix (axum's `nest_service`).
 #[derive(Clone)]
 pub struct PeerService {
     inner: Arc<ServiceInner>,
@@ -162,7 +170,13 @@ impl ServiceInner {
                 );
                 response
             }
-            Err(error @ Error::NotFound { .. }) => text(StatusCode::NOT_FOUND, error.to_string()),
+            Err(error @ Error::NotFound { .. }) => {
+                let mut response = text(StatusCode::NOT_FOUND, error.to_string());
+                response
+                    .headers_mut()
+                    .insert(NOT_FOUND_HEADER, HeaderValue::from_static("1"));
+                response
+            }
             Err(error) => text(StatusCode::SERVICE_UNAVAILABLE, error.to_string()),
         }
     }

@@ -14,6 +14,10 @@
 //! load `a+b` when asked for `a b` (see PROTOCOL.md); peercache in golang
 //! mode reads it as a space and so loads the key the client meant.
 //!
+//! Keys are Rust `&str`, so a request whose key is not UTF-8 once decoded
+//! (Go allows any bytes) is refused with 400; a golang client then loads
+//! that key itself, a mailgun client reports the error.
+//!
 //! The decoder is written here, not taken from `percent-encoding`: that
 //! crate passes a malformed escape such as `%zz` through unchanged, where a
 //! server must refuse it (Go answers 400), so that two spellings can never
