@@ -42,8 +42,8 @@ async fn a_peer_endpoint_mounted_in_axum_serves_other_nodes() {
             }),
         )
         .unwrap();
-    // A ring with the owner alone, plus the asker itself: the keys the owner
-    // owns travel through axum.
+    // The asker's ring holds both nodes; keys the owner owns are fetched
+    // through the axum application.
     asker_pool
         .set_peers([asker_url, owner_url.as_str()])
         .unwrap();
