@@ -57,6 +57,19 @@ pub enum Error {
         /// The key.
         key: Arc<str>,
     },
+    /// A remove, set or purge did not reach every peer. What did reach them
+    /// is done; each failed peer is named. A peer not reached may keep
+    /// serving the old value (from its hot cache, or as the owner) until the
+    /// value expires or is evicted; call again once it is back.
+    #[error("group {group:?}: {action} did not reach every peer: {}; a peer not reached may still serve the old value until it expires or is evicted: retry when it is back", list_failures(failures))]
+    PeersFailed {
+        /// The group.
+        group: Arc<str>,
+        /// What was done, e.g. `remove of key "k"`.
+        action: String,
+        /// The peers that failed, and why.
+        failures: Vec<PeerFailure>,
+    },
     /// A group with this name already exists on this node.
     #[error("a group named {name:?} already exists on this node; use Node::group({name:?}) to get it, or pick another name")]
     DuplicateGroup {
@@ -73,6 +86,29 @@ pub enum Error {
     },
 }
 
+/// One peer that a remove, set or purge did not reach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerFailure {
+    /// The peer's identity (for HTTP, its base URL).
+    pub peer: Arc<str>,
+    /// Whether the peer owns (some of) the keys: then the change did not
+    /// happen at the source of truth of the cluster's cache.
+    pub owner: bool,
+    /// What went wrong.
+    pub reason: String,
+}
+
+fn list_failures(failures: &[PeerFailure]) -> String {
+    let listed: Vec<String> = failures
+        .iter()
+        .map(|f| {
+            let role = if f.owner { " (owner)" } else { "" };
+            format!("{}{role}: {}", f.peer, f.reason)
+        })
+        .collect();
+    listed.join("; ")
+}
+
 fn at_peer(peer: &Option<Arc<str>>) -> String {
     match peer {
         Some(peer) => format!(" at owner {peer}"),
@@ -84,5 +120,14 @@ impl Error {
     /// True when the key does not exist in the data source.
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::NotFound { .. })
+    }
+
+    /// The peers a remove, set or purge did not reach (empty for other
+    /// errors).
+    pub fn failed_peers(&self) -> &[PeerFailure] {
+        match self {
+            Error::PeersFailed { failures, .. } => failures,
+            _ => &[],
+        }
     }
 }

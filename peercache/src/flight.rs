@@ -38,13 +38,23 @@ pub type Call<T> = Shared<BoxFuture<'static, Result<T, Panicked>>>;
 
 /// A table of in-flight work, one entry per key.
 pub struct Flight<T> {
-    calls: Arc<Mutex<HashMap<String, Call<T>>>>,
+    calls: Arc<Mutex<Table<T>>>,
+}
+
+/// The in-flight calls by key, each with the serial number of its run, so a
+/// finished run removes its own entry and never a newer run's.
+struct Table<T> {
+    calls: HashMap<String, (u64, Call<T>)>,
+    next_serial: u64,
 }
 
 impl<T> Default for Flight<T> {
     fn default() -> Self {
         Flight {
-            calls: Arc::new(Mutex::new(HashMap::new())),
+            calls: Arc::new(Mutex::new(Table {
+                calls: HashMap::new(),
+                next_serial: 0,
+            })),
         }
     }
 }
@@ -66,7 +76,21 @@ impl<T: Clone + Send + Sync + 'static> Flight<T> {
 
     /// Number of keys in flight right now.
     pub fn in_flight(&self) -> usize {
-        self.lock().len()
+        self.lock().calls.len()
+    }
+
+    /// Detaches the run in flight for `key`, if any: it completes and its
+    /// waiters get its result, but the next [`Flight::run`] of the key starts
+    /// a new run instead of joining it. A group calls this when the key is
+    /// removed or set, so no get that starts afterwards is handed a value
+    /// loaded before.
+    pub fn forget(&self, key: &str) {
+        self.lock().calls.remove(key);
+    }
+
+    /// Detaches every run in flight (see [`Flight::forget`]).
+    pub fn forget_all(&self) {
+        self.lock().calls.clear();
     }
 
     /// Runs `work()` for `key`, or joins the run already in flight for it, and
@@ -82,10 +106,12 @@ impl<T: Clone + Send + Sync + 'static> Flight<T> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = T> + Send + 'static,
     {
-        let mut calls = self.lock();
-        if let Some(call) = calls.get(key) {
+        let mut table_guard = self.lock();
+        if let Some((_, call)) = table_guard.calls.get(key) {
             return (Role::Follower, call.clone());
         }
+        let serial = table_guard.next_serial;
+        table_guard.next_serial += 1;
         let table = Arc::clone(&self.calls);
         let owned_key = key.to_owned();
         let work = AssertUnwindSafe(work()).catch_unwind();
@@ -95,11 +121,17 @@ impl<T: Clone + Send + Sync + 'static> Flight<T> {
             });
             // Leave the table before the result is handed out, so a caller
             // that arrives after this point starts afresh (and, in a group,
-            // finds the value in the cache that the work just filled).
-            table
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&owned_key);
+            // finds the value in the cache that the work just filled). Only
+            // this run's own entry: after a `forget`, a newer run may own it.
+            let mut table = table.lock().unwrap_or_else(PoisonError::into_inner);
+            if table
+                .calls
+                .get(&owned_key)
+                .is_some_and(|(s, _)| *s == serial)
+            {
+                table.calls.remove(&owned_key);
+            }
+            drop(table);
             result
         });
         let call: Call<T> = async move {
@@ -111,11 +143,13 @@ impl<T: Clone + Send + Sync + 'static> Flight<T> {
         }
         .boxed()
         .shared();
-        calls.insert(key.to_owned(), call.clone());
+        table_guard
+            .calls
+            .insert(key.to_owned(), (serial, call.clone()));
         (Role::Leader, call)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Call<T>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Table<T>> {
         // Nothing panics while the table is locked, but if a poisoned lock
         // ever appears the table itself is still consistent: keep going.
         self.calls.lock().unwrap_or_else(PoisonError::into_inner)
@@ -186,5 +220,32 @@ mod tests {
         let (role, c) = flight.run(&rt, "k", || async { 3 });
         assert_eq!(role, Role::Leader);
         assert_eq!(c.await, Ok(3));
+    }
+
+    #[tokio::test]
+    async fn a_forgotten_run_finishes_without_removing_its_successor() {
+        let flight = Flight::<u32>::new();
+        let rt = tokio::runtime::Handle::current();
+        let (release_old, old_gate) = oneshot::channel::<()>();
+        let (_, old) = flight.run(&rt, "k", move || async move {
+            old_gate.await.unwrap();
+            1
+        });
+        flight.forget("k");
+        let (release_new, new_gate) = oneshot::channel::<()>();
+        let (role, new) = flight.run(&rt, "k", move || async move {
+            new_gate.await.unwrap();
+            2
+        });
+        assert_eq!(role, Role::Leader, "a forgotten run must not be joined");
+        release_old.send(()).unwrap();
+        assert_eq!(old.await, Ok(1));
+        // The old run ended; the new one is still in flight and joinable.
+        let (role, joined) = flight.run(&rt, "k", || async { unreachable!() });
+        assert_eq!(role, Role::Follower);
+        release_new.send(()).unwrap();
+        assert_eq!(new.await, Ok(2));
+        assert_eq!(joined.await, Ok(2));
+        assert_eq!(flight.in_flight(), 0);
     }
 }

@@ -18,6 +18,19 @@
 //! lists disagree (each thinking the other owns a key) therefore cannot wait
 //! on each other, the distributed deadlock golang/groupcache can fall into.
 //!
+//! Changes ([`Group::remove`], [`Group::remove_keys`], [`Group::set`],
+//! [`Group::purge`]) go to the owner first, then this node, then every other
+//! peer at once, so a non-owner that refills its hot copy between two steps
+//! refills it from an owner that already changed. A load in flight when its
+//! key changes is detached from the merge tables (later gets start afresh)
+//! and fenced ([`crate::fence`]): its value goes to its waiters but not into
+//! the cache. Failures are reported by peer ([`Error::PeersFailed`]).
+//!
+//! Expiry is read from the group's [`Clock`]. A value past its expiry is never
+//! served; expired entries are dropped from the budget before every insert,
+//! on [`Group::stats`], by [`Group::reclaim_expired`], and every second by a
+//! sweeper task when the group is built inside a tokio runtime.
+//!
 //! The cache sits behind a `std::sync::Mutex` because it is locked only for
 //! a look-up or an insert, never across an `.await`: a blocking mutex is
 //! cheaper than tokio's for such short sections. The `gets` and `cache_hits`
@@ -25,17 +38,25 @@
 //! read-modify-write.
 
 use crate::cache::{Cache, CacheKind};
-use crate::error::Error;
+use crate::clock::Clock;
+use crate::error::{Error, PeerFailure};
+use crate::fence::Fences;
 use crate::flight::{panic_message, Call, Flight, Panicked, Role};
 use crate::loader::{DynLoader, LoadError};
-use crate::peers::{FetchError, Peer, PeerPicker};
+use crate::peers::{FetchError, Peer, PeerError, PeerPicker};
 use crate::stats::{bump, Counters, GroupStats};
 use crate::Value;
+use futures_util::future::join_all;
 use futures_util::FutureExt;
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::{Duration, SystemTime};
+
+/// How often the background sweeper drops expired entries.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// When a value fetched from its owning peer is also kept in the hot cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +104,8 @@ struct Inner {
     loader: Box<dyn DynLoader>,
     picker: Option<Arc<dyn PeerPicker>>,
     hot_cache: HotCachePolicy,
+    clock: Arc<dyn Clock>,
+    ttl: Option<Duration>,
     cache: Mutex<Guarded>,
     counters: Counters,
     remote: Flight<Outcome>,
@@ -95,34 +118,47 @@ impl fmt::Debug for Group {
             .field("name", &self.inner.name)
             .field("cache_bytes", &self.cache_bytes())
             .field("hot_cache", &self.inner.hot_cache)
+            .field("ttl", &self.inner.ttl)
             .finish()
     }
+}
+
+/// What [`crate::GroupBuilder`] hands to [`Group::new`].
+pub(crate) struct Settings {
+    pub cache_bytes: u64,
+    pub hot_cache: HotCachePolicy,
+    pub ttl: Option<Duration>,
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Group {
     pub(crate) fn new(
         name: &str,
-        cache_bytes: u64,
-        hot_cache: HotCachePolicy,
+        settings: Settings,
         loader: Box<dyn DynLoader>,
         picker: Option<Arc<dyn PeerPicker>>,
     ) -> Self {
-        Group {
-            inner: Arc::new(Inner {
-                name: Arc::from(name),
-                loader,
-                picker,
-                hot_cache,
-                cache: Mutex::new(Guarded {
-                    cache: Cache::new(cache_bytes),
-                    gets: 0,
-                    cache_hits: 0,
-                }),
-                counters: Counters::default(),
-                remote: Flight::new(),
-                local: Flight::new(),
+        let inner = Arc::new(Inner {
+            name: Arc::from(name),
+            loader,
+            picker,
+            hot_cache: settings.hot_cache,
+            clock: settings.clock,
+            ttl: settings.ttl,
+            cache: Mutex::new(Guarded {
+                cache: Cache::new(settings.cache_bytes),
+                fences: Fences::new(),
+                gets: 0,
+                cache_hits: 0,
             }),
+            counters: Counters::default(),
+            remote: Flight::new(),
+            local: Flight::new(),
+        });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(sweep(Arc::downgrade(&inner)));
         }
+        Group { inner }
     }
 
     /// The group's name.
@@ -138,6 +174,12 @@ impl Group {
     /// The hot-cache policy.
     pub fn hot_cache_policy(&self) -> HotCachePolicy {
         self.inner.hot_cache
+    }
+
+    /// The default time-to-live of values loaded or set here without an
+    /// expiry of their own.
+    pub fn ttl(&self) -> Option<Duration> {
+        self.inner.ttl
     }
 
     /// The value of `key`: from the main cache, the hot cache, the owning
@@ -166,8 +208,136 @@ impl Group {
         self.inner.load(key, Route::HereOnly).await
     }
 
-    /// A snapshot of the group's counters and both caches' stats.
+    /// Removes `key` from the whole cluster: from its owner first, then from
+    /// this node, then from every other peer's caches at once. The next get
+    /// anywhere loads it again.
+    ///
+    /// A get racing with the removal may still return the old value; a get
+    /// that starts after `remove` returned `Ok` does not, on any node. On
+    /// `Err(`[`Error::PeersFailed`]`)` every peer named there may still hold
+    /// the old value; the others do not.
+    pub async fn remove(&self, key: &str) -> Result<(), Error> {
+        self.remove_keys([key]).await
+    }
+
+    /// Removes several keys from the whole cluster with one request per peer
+    /// and step (a `DELETE` for one key, mailgun v3's `_remove-keys` `POST`
+    /// for several), with [`Group::remove`]'s order and guarantees.
+    pub async fn remove_keys<I, S>(&self, keys: I) -> Result<(), Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut keys: Vec<String> = keys.into_iter().map(|k| k.as_ref().to_owned()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let action = match keys.as_slice() {
+            [key] => format!("remove of key {key:?}"),
+            _ => format!("remove of {} keys", keys.len()),
+        };
+        let inner = Arc::clone(&self.inner);
+        detached(async move {
+            let failures = inner.remove_everywhere(keys).await;
+            inner.outcome(action, failures)
+        })
+        .await
+    }
+
+    /// Stores `value` as the value of `key` for the whole cluster: at the
+    /// key's owner (over HTTP, a `PUT` of a `SetRequest`), then drops every
+    /// other node's copy, this one's included, so that no node keeps serving
+    /// the old value. The value expires at `expiry`; with `None`, at the
+    /// value's own expiry ([`Value::with_expiry`]), else after the group's
+    /// time-to-live, else never.
+    ///
+    /// Concurrent sets of one key are never merged: each reaches the owner,
+    /// and the one the owner applies last stays. A get that starts after
+    /// `set` returned `Ok` sees this value or a later one, on any node (until
+    /// the value is evicted or expires: then the loader runs again). On
+    /// `Err(`[`Error::PeersFailed`]`)`, a failed owner did not store the
+    /// value, and a failed peer may still serve the old one.
+    pub async fn set(
+        &self,
+        key: &str,
+        value: impl Into<Value>,
+        expiry: Option<SystemTime>,
+    ) -> Result<(), Error> {
+        let mut value = value.into();
+        if let Some(at) = expiry {
+            value = value.with_expiry(at);
+        }
+        let value = self.inner.with_default_ttl(value);
+        let inner = Arc::clone(&self.inner);
+        let key = key.to_owned();
+        detached(async move {
+            let action = format!("set of key {key:?}");
+            let failures = inner.set_everywhere(key, value).await;
+            inner.outcome(action, failures)
+        })
+        .await
+    }
+
+    /// Empties this group on every node: this node's caches, then every
+    /// other peer's, twice over, so that no hot copy refilled from a node
+    /// that was not purged yet survives.
+    ///
+    /// What a reader racing with a purge may see: a get that overlaps the
+    /// purge may return a value cached before it, from any node; a get that
+    /// starts after `purge` returned `Ok` returns a value loaded after the
+    /// purge began. Loads in flight during the purge finish for their
+    /// waiters but are not cached.
+    pub async fn purge(&self) -> Result<(), Error> {
+        let inner = Arc::clone(&self.inner);
+        detached(async move {
+            let mut failures = Vec::new();
+            for _round in 0..2 {
+                inner.purge_here();
+                let peers = inner.others();
+                let name = &inner.name;
+                let sent = peers
+                    .iter()
+                    .map(|peer| async move { (Arc::clone(peer), guard(peer.purge(name)).await) });
+                failures = failed(join_all(sent).await, |_| false);
+            }
+            inner.outcome("purge".to_owned(), failures)
+        })
+        .await
+    }
+
+    /// Removes `keys` from this node's caches only, and keeps loads in flight
+    /// from caching them. Transports call this for a peer's remove request.
+    pub fn serve_remove<S: AsRef<str>>(&self, keys: &[S]) {
+        self.inner.remove_here(keys);
+    }
+
+    /// Stores `value` under `key` in this node's main cache (this node owns
+    /// the key), replacing any value and fencing loads in flight. Transports
+    /// call this for a peer's set request. A value already expired is not
+    /// stored (the old one is still dropped).
+    pub fn serve_set(&self, key: &str, value: Value) {
+        self.inner.set_here(key, value);
+    }
+
+    /// Empties this node's caches of the group. Transports call this for a
+    /// peer's purge request.
+    pub fn serve_purge(&self) {
+        self.inner.purge_here();
+    }
+
+    /// Drops every expired entry now, giving its bytes back to the budget;
+    /// returns how many were dropped. A sweeper does this every second for
+    /// groups built inside a tokio runtime.
+    pub fn reclaim_expired(&self) -> u64 {
+        self.inner.reclaim_expired()
+    }
+
+    /// A snapshot of the group's counters and both caches' stats (expired
+    /// entries are dropped first, so the figures count live entries).
     pub fn stats(&self) -> GroupStats {
+        self.inner.reclaim_expired();
         let guarded = self.inner.lock_cache();
         self.inner.counters.snapshot(
             &self.inner.name,
@@ -186,11 +356,76 @@ impl Group {
     }
 }
 
-/// The cache and the counters every get bumps, under one lock.
+/// The cache, its fences and the counters every get bumps, under one lock.
 struct Guarded {
     cache: Cache,
+    fences: Fences,
     gets: u64,
     cache_hits: u64,
+}
+
+/// Drops expired entries every [`SWEEP_INTERVAL`] until the group is gone.
+async fn sweep(group: Weak<Inner>) {
+    let mut ticks = tokio::time::interval(SWEEP_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        match group.upgrade() {
+            Some(inner) => {
+                inner.reclaim_expired();
+            }
+            None => return,
+        }
+    }
+}
+
+/// Runs `work` as its own task when a tokio runtime is running, so that a
+/// change that has started completes even if the caller stops waiting.
+async fn detached<F>(work: F) -> Result<(), Error>
+where
+    F: Future<Output = Result<(), Error>> + Send + 'static,
+{
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => match runtime.spawn(work).await {
+            Ok(outcome) => outcome,
+            Err(join_error) => std::panic::resume_unwind(join_error.into_panic()),
+        },
+        Err(_) => work.await,
+    }
+}
+
+/// A peer call whose panic becomes an error.
+async fn guard<F>(call: F) -> Result<(), PeerError>
+where
+    F: Future<Output = Result<(), PeerError>>,
+{
+    AssertUnwindSafe(call)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|payload| {
+            Err(PeerError(format!(
+                "the transport {}",
+                panic_message(payload.as_ref())
+            )))
+        })
+}
+
+/// The failures among peer answers; `owner` says which peers were owners.
+fn failed(
+    answers: Vec<(Arc<dyn Peer>, Result<(), PeerError>)>,
+    owner: impl Fn(&str) -> bool,
+) -> Vec<PeerFailure> {
+    answers
+        .into_iter()
+        .filter_map(|(peer, answer)| {
+            answer.err().map(|PeerError(reason)| PeerFailure {
+                peer: Arc::from(peer.id()),
+                owner: owner(peer.id()),
+                reason,
+            })
+        })
+        .collect()
 }
 
 /// Where a load may go.
@@ -213,18 +448,202 @@ impl Inner {
     /// `is_get` (a load's re-check of the cache is not a new get).
     fn lookup(&self, key: &str, is_get: bool) -> Option<Value> {
         let mut guarded = self.lock_cache();
+        self.lookup_locked(&mut guarded, key, is_get)
+    }
+
+    fn lookup_locked(&self, guarded: &mut Guarded, key: &str, is_get: bool) -> Option<Value> {
         guarded.gets += u64::from(is_get);
         let mut value = guarded.cache.get(key);
         // Reading the clock only for values that have an expiry keeps it off
         // the common hit path.
-        if value.as_ref().is_some_and(|v| {
-            v.expiry_unix_nanos() != 0 && v.is_expired_at(std::time::SystemTime::now())
-        }) {
+        if value.as_ref().is_some_and(|v| self.is_expired(v)) {
             guarded.cache.remove(key);
             value = None;
         }
         guarded.cache_hits += u64::from(value.is_some());
         value
+    }
+
+    /// The start of a load: the cached value if a racing load just stored
+    /// one, else the fence ticket that the load's insert will need.
+    fn begin_load(&self, key: &str) -> Result<Value, u64> {
+        let mut guarded = self.lock_cache();
+        match self.lookup_locked(&mut guarded, key, false) {
+            Some(value) => Ok(value),
+            None => Err(guarded.fences.ticket()),
+        }
+    }
+
+    /// Caches a loaded or fetched value, unless the key was removed, set or
+    /// purged after the load began (`ticket`) or the value already expired.
+    fn store(&self, kind: CacheKind, key: &str, value: &Value, ticket: u64) {
+        let now = self.clock.now_unix_nanos();
+        let mut guarded = self.lock_cache();
+        if guarded.cache.next_expiry().is_some_and(|at| at <= now) {
+            guarded.cache.remove_expired(now);
+        }
+        if !guarded.fences.admits(key, ticket) {
+            tracing::debug!(group = %self.name, key, "not caching a value loaded before the key changed");
+            return;
+        }
+        let expiry = value.expiry_unix_nanos();
+        if expiry != 0 && expiry <= now {
+            return;
+        }
+        guarded.cache.insert(kind, key, value.clone());
+    }
+
+    fn is_expired(&self, value: &Value) -> bool {
+        let expiry = value.expiry_unix_nanos();
+        expiry != 0 && self.clock.now_unix_nanos() >= expiry
+    }
+
+    /// `value` with the group's time-to-live if it has no expiry of its own.
+    fn with_default_ttl(&self, value: Value) -> Value {
+        match self.ttl {
+            Some(ttl) if value.expiry_unix_nanos() == 0 => {
+                let ttl = i64::try_from(ttl.as_nanos()).unwrap_or(i64::MAX);
+                value.with_expiry_unix_nanos(self.clock.now_unix_nanos().saturating_add(ttl))
+            }
+            _ => value,
+        }
+    }
+
+    fn reclaim_expired(&self) -> u64 {
+        let now = self.clock.now_unix_nanos();
+        let mut guarded = self.lock_cache();
+        match guarded.cache.next_expiry() {
+            Some(at) if at <= now => guarded.cache.remove_expired(now),
+            _ => 0,
+        }
+    }
+
+    fn remove_here<S: AsRef<str>>(&self, keys: &[S]) {
+        {
+            let mut guarded = self.lock_cache();
+            for key in keys {
+                guarded.cache.remove(key.as_ref());
+                guarded.fences.invalidate(key.as_ref());
+            }
+        }
+        for key in keys {
+            self.local.forget(key.as_ref());
+            self.remote.forget(key.as_ref());
+        }
+    }
+
+    fn set_here(&self, key: &str, value: Value) {
+        let expired = value.expiry_unix_nanos() != 0 && self.is_expired(&value);
+        {
+            let mut guarded = self.lock_cache();
+            guarded.fences.invalidate(key);
+            if expired {
+                guarded.cache.remove(key);
+            } else {
+                guarded.cache.insert(CacheKind::Main, key, value);
+            }
+        }
+        self.local.forget(key);
+        self.remote.forget(key);
+    }
+
+    fn purge_here(&self) {
+        {
+            let mut guarded = self.lock_cache();
+            guarded.cache.clear();
+            guarded.fences.invalidate_all();
+        }
+        self.local.forget_all();
+        self.remote.forget_all();
+    }
+
+    fn others(&self) -> Vec<Arc<dyn Peer>> {
+        self.picker.as_ref().map_or_else(Vec::new, |p| p.others())
+    }
+
+    /// Removes `keys` at their owners, here, then at every other peer.
+    async fn remove_everywhere(&self, keys: Vec<String>) -> Vec<PeerFailure> {
+        // Step 1: each remote owner, with the keys it owns.
+        let mut by_owner: HashMap<String, (Arc<dyn Peer>, Vec<String>)> = HashMap::new();
+        for key in &keys {
+            if let Some(owner) = self.picker.as_ref().and_then(|p| p.pick(key)) {
+                by_owner
+                    .entry(owner.id().to_owned())
+                    .or_insert_with(|| (owner, Vec::new()))
+                    .1
+                    .push(key.clone());
+            }
+        }
+        let name = &self.name;
+        let sent = by_owner.values().map(|(peer, owned)| async move {
+            (Arc::clone(peer), guard(peer.remove(name, owned)).await)
+        });
+        let mut failures = failed(join_all(sent).await, |_| true);
+        // Step 2: this node (the owner of the other keys).
+        self.remove_here(&keys);
+        // Step 3: every other peer, with the keys it was not sent as owner.
+        let rest: Vec<(Arc<dyn Peer>, Vec<String>)> = self
+            .others()
+            .into_iter()
+            .filter_map(|peer| {
+                let owned = by_owner.get(peer.id()).map(|(_, owned)| owned);
+                let keys: Vec<String> = match owned {
+                    Some(owned) => keys
+                        .iter()
+                        .filter(|k| !owned.contains(k))
+                        .cloned()
+                        .collect(),
+                    None => keys.clone(),
+                };
+                (!keys.is_empty()).then_some((peer, keys))
+            })
+            .collect();
+        let sent = rest.iter().map(|(peer, keys)| async move {
+            (Arc::clone(peer), guard(peer.remove(name, keys)).await)
+        });
+        failures.extend(failed(join_all(sent).await, |_| false));
+        failures
+    }
+
+    /// Stores `value` at the owner, then drops every other copy.
+    async fn set_everywhere(&self, key: String, value: Value) -> Vec<PeerFailure> {
+        let owner = self.picker.as_ref().and_then(|p| p.pick(&key));
+        let mut failures = Vec::new();
+        match &owner {
+            Some(peer) => {
+                let answer = guard(peer.set(&self.name, &key, &value)).await;
+                failures = failed(vec![(Arc::clone(peer), answer)], |_| true);
+                self.remove_here(&[key.as_str()]);
+            }
+            None => self.set_here(&key, value),
+        }
+        let owner_id = owner.as_ref().map(|p| p.id().to_owned());
+        let keys = [key];
+        let name = &self.name;
+        let rest: Vec<Arc<dyn Peer>> = self
+            .others()
+            .into_iter()
+            .filter(|peer| Some(peer.id()) != owner_id.as_deref())
+            .collect();
+        let sent = rest.iter().map(|peer| {
+            let keys = &keys;
+            async move { (Arc::clone(peer), guard(peer.remove(name, keys)).await) }
+        });
+        failures.extend(failed(join_all(sent).await, |_| false));
+        failures
+    }
+
+    fn outcome(&self, action: String, failures: Vec<PeerFailure>) -> Result<(), Error> {
+        if failures.is_empty() {
+            return Ok(());
+        }
+        let error = Error::PeersFailed {
+            group: self.name.clone(),
+            action,
+            failures,
+        };
+        tracing::warn!(%error, "change not applied everywhere");
+        Err(error)
     }
 
     fn load(self: &Arc<Self>, key: &str, route: Route) -> impl Future<Output = Outcome> {
@@ -276,18 +695,18 @@ impl Inner {
     /// just before this one started may have filled it), then call the loader
     /// and keep its value in the main cache.
     async fn load_here(self: Arc<Self>, key: String) -> Outcome {
-        if let Some(value) = self.lookup(&key, false) {
-            return Ok(value);
-        }
+        let ticket = match self.begin_load(&key) {
+            Ok(value) => return Ok(value),
+            Err(ticket) => ticket,
+        };
         let loaded = AssertUnwindSafe(self.loader.load_boxed(&key))
             .catch_unwind()
             .await;
         match loaded {
             Ok(Ok(value)) => {
                 bump(&self.counters.local_loads);
-                self.lock_cache()
-                    .cache
-                    .insert(CacheKind::Main, &key, value.clone());
+                let value = self.with_default_ttl(value);
+                self.store(CacheKind::Main, &key, &value, ticket);
                 Ok(value)
             }
             Ok(Err(error)) => {
@@ -309,9 +728,10 @@ impl Inner {
     /// The body of a fetch from the owner; falls back to a local load when
     /// the owner cannot be reached.
     async fn fetch_from(self: Arc<Self>, peer: Arc<dyn Peer>, key: String) -> Outcome {
-        if let Some(value) = self.lookup(&key, false) {
-            return Ok(value);
-        }
+        let ticket = match self.begin_load(&key) {
+            Ok(value) => return Ok(value),
+            Err(ticket) => ticket,
+        };
         let fetched = AssertUnwindSafe(peer.fetch(&self.name, &key))
             .catch_unwind()
             .await
@@ -325,9 +745,7 @@ impl Inner {
             Ok(value) => {
                 bump(&self.counters.peer_loads);
                 if self.hot_cache.admits() {
-                    self.lock_cache()
-                        .cache
-                        .insert(CacheKind::Hot, &key, value.clone());
+                    self.store(CacheKind::Hot, &key, &value, ticket);
                 }
                 Ok(value)
             }

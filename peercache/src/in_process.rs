@@ -9,7 +9,7 @@
 
 use crate::loader::{BoxFuture, LoadError};
 use crate::node::{Node, WeakNode};
-use crate::peers::{FetchError, Peer, PeerPicker};
+use crate::peers::{FetchError, Peer, PeerError, PeerPicker};
 use crate::ring::{HashMode, Ring, RingError, DEFAULT_REPLICAS};
 use crate::{Error, Value};
 use std::collections::{HashMap, HashSet};
@@ -111,6 +111,10 @@ impl PeerPicker for InProcessPicker {
             _ => None,
         }
     }
+
+    fn others(&self) -> Vec<Arc<dyn Peer>> {
+        self.peers.values().cloned().collect()
+    }
 }
 
 struct InProcessPeer {
@@ -141,5 +145,46 @@ impl Peer for InProcessPeer {
                 other => FetchError::Unavailable(other.to_string()),
             })
         })
+    }
+
+    fn remove<'a>(
+        &'a self,
+        group: &'a str,
+        keys: &'a [String],
+    ) -> BoxFuture<'a, Result<(), PeerError>> {
+        Box::pin(async move {
+            self.group_at(group)?.serve_remove(keys);
+            Ok(())
+        })
+    }
+
+    fn set<'a>(
+        &'a self,
+        group: &'a str,
+        key: &'a str,
+        value: &'a Value,
+    ) -> BoxFuture<'a, Result<(), PeerError>> {
+        Box::pin(async move {
+            self.group_at(group)?.serve_set(key, value.clone());
+            Ok(())
+        })
+    }
+
+    fn purge<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<(), PeerError>> {
+        Box::pin(async move {
+            self.group_at(group)?.serve_purge();
+            Ok(())
+        })
+    }
+}
+
+impl InProcessPeer {
+    fn group_at(&self, group: &str) -> Result<crate::Group, PeerError> {
+        let node = self
+            .network
+            .reach(&self.id)
+            .map_err(|e| PeerError(e.to_string()))?;
+        node.group(group)
+            .ok_or_else(|| PeerError(format!("peer {} has no group {group:?}", self.id)))
     }
 }

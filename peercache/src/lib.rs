@@ -44,10 +44,16 @@
 //!   as text or protobuf.
 //! - [`cache`]: the byte-budgeted main + hot [`cache::Cache`] with groupcache's
 //!   eviction rule and exact accounting.
+//! - [`clock`]: the wall clock expiry is read from, and a manual one for
+//!   tests.
+//! - `fence`: keeps a load that overlapped a remove, set or purge from
+//!   caching the old value.
 //! - [`flight`]: merging concurrent loads of one key, panic-safe and
 //!   cancellation-safe.
 //! - [`ring`]: the consistent-hash [`ring::Ring`], reproducing Go's hashes,
 //!   with removal and weights.
+//! - [`health`]: a peer's health: up, or out of the ring and probed with
+//!   back-off.
 //! - [`peers`]: the [`PeerPicker`] and [`Peer`] traits a transport implements.
 //! - [`http`]: the HTTP transport, wire-compatible with Go groupcache: the
 //!   peer pool ([`http::HttpPool`]), the peer endpoint
@@ -62,9 +68,12 @@
 #![warn(missing_docs)]
 
 pub mod cache;
+pub mod clock;
 pub mod error;
+mod fence;
 pub mod flight;
 pub mod group;
+pub mod health;
 pub mod http;
 pub mod in_process;
 pub mod loader;
@@ -76,11 +85,11 @@ pub mod stats;
 pub mod value;
 
 pub use cache::{CacheKind, CacheStats};
-pub use error::Error;
+pub use error::{Error, PeerFailure};
 pub use group::{Group, HotCachePolicy};
 pub use loader::{loader_fn, LoadError, Loader, LoaderFn};
 pub use node::{GroupBuilder, Node};
-pub use peers::{FetchError, Peer, PeerPicker};
+pub use peers::{FetchError, Peer, PeerError, PeerPicker};
 pub use stats::GroupStats;
 pub use value::{Value, ValueError};
 

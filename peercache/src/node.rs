@@ -5,14 +5,16 @@
 //! tests run whole clusters in one process) and nothing is registered behind
 //! the user's back.
 
+use crate::clock::{Clock, SystemClock};
 use crate::error::Error;
-use crate::group::{Group, HotCachePolicy};
+use crate::group::{Group, HotCachePolicy, Settings};
 use crate::loader::Loader;
 use crate::peers::PeerPicker;
 use crate::stats::GroupStats;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock, Weak};
+use std::time::Duration;
 
 /// Default byte budget of a group made with [`Node::group_builder`]: 64 MiB.
 pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
@@ -88,6 +90,8 @@ impl Node {
             name: name.to_owned(),
             cache_bytes: DEFAULT_CACHE_BYTES,
             hot_cache: None,
+            ttl: None,
+            clock: None,
         }
     }
 
@@ -123,13 +127,26 @@ impl Node {
 }
 
 /// Options of a new group; made by [`Node::group_builder`].
-#[derive(Debug)]
 #[must_use = "a GroupBuilder does nothing until build() is called"]
 pub struct GroupBuilder<'n> {
     node: &'n Node,
     name: String,
     cache_bytes: u64,
     hot_cache: Option<HotCachePolicy>,
+    ttl: Option<Duration>,
+    clock: Option<Arc<dyn Clock>>,
+}
+
+impl fmt::Debug for GroupBuilder<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GroupBuilder")
+            .field("name", &self.name)
+            .field("cache_bytes", &self.cache_bytes)
+            .field("hot_cache", &self.hot_cache)
+            .field("ttl", &self.ttl)
+            .field("custom_clock", &self.clock.is_some())
+            .finish()
+    }
 }
 
 impl GroupBuilder<'_> {
@@ -149,7 +166,24 @@ impl GroupBuilder<'_> {
         self
     }
 
+    /// A default time-to-live: a value loaded here (or set from here)
+    /// without an expiry of its own expires this long after it was loaded.
+    /// Values with their own expiry ([`crate::Value::with_expiry`]) keep it.
+    /// Default: none, values live until evicted or removed.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// The clock that decides expiry (default: the system clock). Tests pass
+    /// a [`crate::clock::ManualClock`] to move time without sleeping.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
     /// Creates the group with this loader and registers it on the node.
+    /// Inside a tokio runtime this also starts the group's expiry sweeper.
     pub fn build(self, loader: impl Loader) -> Result<Group, Error> {
         check_group_name(&self.name)?;
         let mut groups = self
@@ -165,10 +199,15 @@ impl GroupBuilder<'_> {
         let hot_cache = self.hot_cache.unwrap_or_else(|| {
             picker.map_or_else(HotCachePolicy::default, |p| p.hot_cache_policy())
         });
+        let settings = Settings {
+            cache_bytes: self.cache_bytes,
+            hot_cache,
+            ttl: self.ttl,
+            clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+        };
         let group = Group::new(
             &self.name,
-            self.cache_bytes,
-            hot_cache,
+            settings,
             Box::new(loader),
             self.node.inner.picker.clone(),
         );

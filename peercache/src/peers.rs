@@ -13,6 +13,12 @@
 //!   answer. The group counts `peer_errors` and loads the key itself.
 //! - [`FetchError::Load`]: the owner answered that its loader failed. That is
 //!   the answer: the group returns it without a second load.
+//!
+//! Besides fetching, a peer carries out the changes a group makes across the
+//! cluster ([`crate::Group::remove`], [`crate::Group::set`],
+//! [`crate::Group::purge`]): each is applied to the peer's own caches only,
+//! never forwarded, and a failure is a [`PeerError`] that the group reports
+//! by peer.
 
 use crate::loader::{BoxFuture, LoadError};
 use crate::{HotCachePolicy, Value};
@@ -29,6 +35,11 @@ pub enum FetchError {
     Load(LoadError),
 }
 
+/// Why a peer did not carry out a remove, set or purge.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PeerError(pub String);
+
 /// A remote peer that can serve keys of any group.
 pub trait Peer: Send + Sync + 'static {
     /// The peer's identity, as on the ring (for HTTP, its base URL).
@@ -41,6 +52,27 @@ pub trait Peer: Send + Sync + 'static {
         group: &'a str,
         key: &'a str,
     ) -> BoxFuture<'a, Result<Value, FetchError>>;
+
+    /// Removes `keys` of `group` from the peer's main and hot caches (and
+    /// stops its loads in flight from caching them). Over HTTP: a `DELETE`
+    /// for one key, one `_remove-keys` `POST` for several.
+    fn remove<'a>(
+        &'a self,
+        group: &'a str,
+        keys: &'a [String],
+    ) -> BoxFuture<'a, Result<(), PeerError>>;
+
+    /// Stores `value` under `key` in the peer's main cache (the peer owns the
+    /// key). Over HTTP: a `PUT` of a `SetRequest`.
+    fn set<'a>(
+        &'a self,
+        group: &'a str,
+        key: &'a str,
+        value: &'a Value,
+    ) -> BoxFuture<'a, Result<(), PeerError>>;
+
+    /// Empties the peer's caches of `group`.
+    fn purge<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<(), PeerError>>;
 }
 
 /// Chooses the owner of a key.
@@ -48,6 +80,11 @@ pub trait PeerPicker: Send + Sync + 'static {
     /// The peer that owns `key`, or `None` when this node owns it (or there
     /// are no peers): then the key is loaded here.
     fn pick(&self, key: &str) -> Option<Arc<dyn Peer>>;
+
+    /// Every member of the cluster except this node (including peers
+    /// currently out of the ring because they failed): the nodes a remove,
+    /// set or purge must reach.
+    fn others(&self) -> Vec<Arc<dyn Peer>>;
 
     /// The hot-cache policy of groups built on a node with this picker, when
     /// the group does not set one ([`crate::GroupBuilder::hot_cache`]).

@@ -36,20 +36,38 @@ pub struct GetResponse {
 }
 
 /// mailgun's PUT body: store `value` under `key` at the owner.
+///
+/// `group` and `key` are `required` in groupcache.proto; they are declared
+/// optional here (the encoding is the same) so that a body without a key is
+/// told apart from one with an empty key: prost does not check `required`.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct SetRequest {
     /// The group.
-    #[prost(string, required, tag = "1")]
-    pub group: String,
+    #[prost(string, optional, tag = "1")]
+    pub group: Option<String>,
     /// The key.
-    #[prost(string, required, tag = "2")]
-    pub key: String,
+    #[prost(string, optional, tag = "2")]
+    pub key: Option<String>,
     /// The new value.
     #[prost(bytes = "bytes", optional, tag = "3")]
     pub value: Option<Bytes>,
     /// Expiry in Unix nanoseconds; absent or 0 means none.
     #[prost(int64, optional, tag = "4")]
     pub expire: Option<i64>,
+}
+
+/// groupcache-go v3's remove-keys request. v3 sends it as JSON (Go's
+/// `encoding/json` of the generated struct: `{"group":"g","keys":["a","b"]}`),
+/// not as protobuf, so it is a serde type here; its protobuf tags are kept
+/// for reference.
+#[derive(Clone, PartialEq, Eq, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct RemoveKeysRequest {
+    /// The group (optional on the wire: the path names it too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// The keys to remove.
+    #[serde(default)]
+    pub keys: Vec<String>,
 }
 
 #[cfg(test)]

@@ -329,14 +329,26 @@ async fn malformed_requests_get_a_clear_4xx_and_nothing_cached_is_lost() {
         (
             "POST",
             "/_groupcache/ref/k".into(),
-            405,
-            "method POST not allowed",
+            404,
+            "invalid path for POST",
         ),
         (
-            "DELETE",
+            "PATCH",
             "/_groupcache/ref/kept".into(),
             405,
-            "method DELETE not allowed",
+            "method PATCH not allowed",
+        ),
+        (
+            "PUT",
+            "/_groupcache/ref/kept".into(),
+            400,
+            "no key (field 2)",
+        ),
+        (
+            "POST",
+            "/_groupcache/ref/_remove-keys/".into(),
+            400,
+            "not a JSON RemoveKeysRequest",
         ),
     ];
     for (method, target, status, text) in &cases {

@@ -79,17 +79,19 @@ impl Lru {
         self.index.contains_key(key)
     }
 
-    /// Inserts or replaces a key as the most recently used entry.
-    pub(crate) fn insert(&mut self, key: &str, value: Value) {
+    /// Inserts or replaces a key as the most recently used entry; returns the
+    /// key as stored and the value it replaced, if any.
+    pub(crate) fn insert(&mut self, key: &str, value: Value) -> (Arc<str>, Option<Value>) {
         if let Some(&slot) = self.index.get(key) {
             let entry = self.slots[slot]
                 .entry
                 .as_mut()
                 .expect("indexed slot is full");
             self.bytes = self.bytes - cost(key, &entry.1) + cost(key, &value);
-            entry.1 = value;
+            let old = std::mem::replace(&mut entry.1, value);
+            let stored = Arc::clone(&entry.0);
             self.touch(slot);
-            return;
+            return (stored, Some(old));
         }
         self.bytes += cost(key, &value);
         let key: Arc<str> = Arc::from(key);
@@ -107,14 +109,15 @@ impl Lru {
                 self.slots.len() - 1
             }
         };
-        self.index.insert(key, slot);
+        self.index.insert(Arc::clone(&key), slot);
         self.link_newest(slot);
+        (key, None)
     }
 
-    /// Removes a key; returns its value if it was present.
-    pub(crate) fn remove(&mut self, key: &str) -> Option<Value> {
+    /// Removes a key; returns its entry if it was present.
+    pub(crate) fn remove(&mut self, key: &str) -> Option<(Arc<str>, Value)> {
         let slot = self.index.remove(key)?;
-        Some(self.release(slot).1)
+        Some(self.release(slot))
     }
 
     /// Removes and returns the least recently used entry.
@@ -216,7 +219,7 @@ mod tests {
             lru.pop_oldest().map(|(k, _)| k.to_string()),
             Some("b".into())
         );
-        assert_eq!(lru.remove("a"), Some(Value::from("1")));
+        assert_eq!(lru.remove("a").map(|e| e.1), Some(Value::from("1")));
         assert_eq!(lru.keys_newest_first(), ["c"]);
         assert_eq!(lru.bytes(), 2);
         // Freed slots are reused.

@@ -20,7 +20,12 @@
 //!   removes it from the other, so the budget never pays for it twice;
 //! - an entry that costs more than the whole budget is not stored (it would
 //!   evict every other entry and then itself); any older value of that key is
-//!   dropped so it cannot be served stale. The caller still gets the value.
+//!   dropped so it cannot be served stale. The caller still gets the value;
+//! - entries with an expiry are also indexed by it, so
+//!   [`Cache::remove_expired`] gives their bytes back to the budget as soon
+//!   as they expire, in O(log n) per entry, without waiting for a look-up to
+//!   touch them or for eviction to reach them. Entries without an expiry
+//!   pay nothing for this.
 //!
 //! No cache crate offers this shared-budget rule with exact accounting (moka's
 //! weights are approximate, quick_cache splits the budget per shard), hence
@@ -30,6 +35,8 @@ mod lru;
 
 use crate::Value;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
 /// Which of a group's two caches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -54,23 +61,84 @@ pub struct CacheStats {
     pub hits: u64,
     /// Entries evicted to stay within the budget (not counting removals).
     pub evictions: u64,
+    /// Entries dropped because their expiry passed.
+    #[serde(default)]
+    pub expired: u64,
 }
 
-/// One list with its counters.
+/// One list with its counters and its expiry index.
 struct Part {
     lru: lru::Lru,
+    /// `(expiry in Unix nanoseconds, key)` of every entry that has one.
+    expiring: BTreeSet<(i64, Arc<str>)>,
     gets: u64,
     hits: u64,
     evictions: u64,
+    expired: u64,
 }
 
 impl Part {
     fn new() -> Self {
         Part {
             lru: lru::Lru::new(),
+            expiring: BTreeSet::new(),
             gets: 0,
             hits: 0,
             evictions: 0,
+            expired: 0,
+        }
+    }
+
+    fn insert(&mut self, key: &str, value: Value) {
+        let expiry = value.expiry_unix_nanos();
+        let (stored, old) = self.lru.insert(key, value);
+        if let Some(old) = old {
+            self.unindex(old.expiry_unix_nanos(), &stored);
+        }
+        if expiry != 0 {
+            self.expiring.insert((expiry, stored));
+        }
+    }
+
+    fn remove(&mut self, key: &str) -> Option<Value> {
+        let (stored, value) = self.lru.remove(key)?;
+        self.unindex(value.expiry_unix_nanos(), &stored);
+        Some(value)
+    }
+
+    fn pop_oldest(&mut self) -> bool {
+        match self.lru.pop_oldest() {
+            Some((stored, value)) => {
+                self.unindex(value.expiry_unix_nanos(), &stored);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn clear(&mut self) {
+        self.lru.clear();
+        self.expiring.clear();
+    }
+
+    /// Drops every entry whose expiry is at or before `now`.
+    fn remove_expired(&mut self, now: i64) -> u64 {
+        let mut dropped = 0;
+        while let Some((expiry, key)) = self.expiring.first() {
+            if *expiry > now {
+                break;
+            }
+            let key = Arc::clone(key);
+            self.remove(&key);
+            dropped += 1;
+        }
+        self.expired += dropped;
+        dropped
+    }
+
+    fn unindex(&mut self, expiry: i64, key: &Arc<str>) {
+        if expiry != 0 {
+            self.expiring.remove(&(expiry, Arc::clone(key)));
         }
     }
 
@@ -90,6 +158,7 @@ impl Part {
             gets: self.gets,
             hits: self.hits,
             evictions: self.evictions,
+            expired: self.expired,
         }
     }
 }
@@ -140,21 +209,37 @@ impl Cache {
             CacheKind::Main => (&mut self.main, &mut self.hot),
             CacheKind::Hot => (&mut self.hot, &mut self.main),
         };
-        other.lru.remove(key);
+        other.remove(key);
         if lru::cost(key, &value) > self.budget {
-            this.lru.remove(key);
+            this.remove(key);
             return false;
         }
-        this.lru.insert(key, value);
+        this.insert(key, value);
         self.evict_to_budget();
         true
     }
 
     /// Removes a key from both caches; returns the value it had, if any.
     pub fn remove(&mut self, key: &str) -> Option<Value> {
-        let main = self.main.lru.remove(key);
-        let hot = self.hot.lru.remove(key);
+        let main = self.main.remove(key);
+        let hot = self.hot.remove(key);
         main.or(hot)
+    }
+
+    /// Drops every entry of both caches whose expiry is at or before `now`
+    /// (Unix nanoseconds), giving its bytes back to the budget; returns how
+    /// many were dropped.
+    pub fn remove_expired(&mut self, now_unix_nanos: i64) -> u64 {
+        self.main.remove_expired(now_unix_nanos) + self.hot.remove_expired(now_unix_nanos)
+    }
+
+    /// The earliest expiry (Unix nanoseconds) of any entry, if one has one.
+    pub fn next_expiry(&self) -> Option<i64> {
+        let first = |part: &Part| part.expiring.first().map(|(at, _)| *at);
+        match (first(&self.main), first(&self.hot)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// True if either cache holds the key; does not count as a get.
@@ -164,8 +249,8 @@ impl Cache {
 
     /// Empties both caches. Counters other than bytes and items are kept.
     pub fn clear(&mut self) {
-        self.main.lru.clear();
-        self.hot.lru.clear();
+        self.main.clear();
+        self.hot.clear();
     }
 
     /// The counters of one cache.
@@ -196,7 +281,7 @@ impl Cache {
             // the rule never picks an empty one: hot is picked only when it
             // holds bytes, main only when hot <= main/8, i.e. main holds bytes
             // whenever the total is positive and hot is small.
-            if victim.lru.pop_oldest().is_none() {
+            if !victim.pop_oldest() {
                 break;
             }
             victim.evictions += 1;
@@ -270,5 +355,26 @@ mod tests {
         assert_eq!(cache.bytes(), 7);
         assert_eq!(cache.remove("k"), Some(v(6)));
         assert_eq!(cache.bytes(), 0);
+    }
+
+    #[test]
+    fn expired_entries_give_their_bytes_back() {
+        let mut cache = Cache::new(100);
+        cache.insert(CacheKind::Main, "a", v(9).with_expiry_unix_nanos(10));
+        cache.insert(CacheKind::Hot, "b", v(9).with_expiry_unix_nanos(20));
+        cache.insert(CacheKind::Main, "c", v(9));
+        // Replacing a value moves its index entry: the old expiry is gone.
+        cache.insert(CacheKind::Main, "a", v(9).with_expiry_unix_nanos(30));
+        assert_eq!(cache.next_expiry(), Some(20));
+        assert_eq!(cache.remove_expired(19), 0);
+        assert_eq!(cache.remove_expired(20), 1);
+        assert_eq!(cache.keys(CacheKind::Hot), Vec::<String>::new());
+        assert_eq!(cache.bytes(), 20);
+        assert_eq!(cache.remove_expired(i64::MAX), 1);
+        assert_eq!(cache.keys(CacheKind::Main), ["c"]);
+        assert_eq!(cache.bytes(), 10);
+        assert_eq!(cache.next_expiry(), None);
+        assert_eq!(cache.stats(CacheKind::Main).expired, 1);
+        assert_eq!(cache.stats(CacheKind::Hot).expired, 1);
     }
 }

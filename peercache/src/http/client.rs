@@ -16,21 +16,38 @@
 //! | other 404 in golang mode | no golang owner says not-found with a 404: a misrouted request | unavailable: load here |
 //! | 500 (golang), 503 without `Retry-After` (mailgun, peercache) | the owner's loader failed | `FetchError::Load`, no second load |
 //! | anything else, timeout, refused connection | the owner is unreachable or overloaded | unavailable: counted in `peer_errors`, load here |
+//!
+//! Changes are sent as mailgun and groupcache-go send them: `DELETE` for one
+//! key, `POST <group>/_remove-keys/` with a JSON body for several (falling
+//! back to one `DELETE` per key if the peer does not know that `POST`), `PUT`
+//! with a `SetRequest` body, and peercache's own `POST <group>/_purge/`. A
+//! change succeeded only on a 200 that is not a `GetResponse`: a
+//! golang/groupcache node ignores the method and answers every request as a
+//! get, which must not pass for a removal.
+//!
+//! Every exchange is reported to the peer's [`PeerHealth`]: refused or broken
+//! connections, timeouts, and 5xx answers other than the owner's loader
+//! errors are failures; any other answer is a success. A peer that is down
+//! is not sent changes (they fail at once, naming it); gets do not reach it
+//! because the pool takes it out of the ring.
 
-use super::server::{NOT_FOUND_HEADER, PROTOBUF_CONTENT_TYPE};
+use super::pool::HttpPool;
+use super::server::{NOT_FOUND_HEADER, PROTOBUF_CONTENT_TYPE, PURGE_PATH, REMOVE_KEYS_PATH};
 use super::wire::escape;
+use crate::health::{PeerHealth, Transition};
 use crate::loader::{BoxFuture, LoadError};
-use crate::peers::{FetchError, Peer};
-use crate::proto::GetResponse;
+use crate::peers::{FetchError, Peer, PeerError};
+use crate::proto::{GetResponse, RemoveKeysRequest, SetRequest};
 use crate::Value;
 use bytes::Bytes;
-use http::header::{HeaderValue, ACCEPT, RETRY_AFTER, USER_AGENT};
-use http::{Request, StatusCode, Uri};
+use futures_util::future::join_all;
+use http::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
+use http::{Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use prost::Message;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 /// The hyper client all peers of a pool share.
@@ -50,7 +67,13 @@ pub struct HttpPeer {
     timeout: Duration,
     /// Whether an unmarked 404 is a loader's not-found (mailgun peers).
     plain_404_is_not_found: bool,
+    health: Arc<PeerHealth>,
+    /// Told when the peer goes down or comes back, to change its ring.
+    pool: Weak<HttpPool>,
 }
+
+/// A peer's answer: status, headers, whole body.
+type Answer = (StatusCode, HeaderMap, Bytes);
 
 impl std::fmt::Debug for HttpPeer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -65,6 +88,8 @@ impl HttpPeer {
         client: PeerClient,
         timeout: Duration,
         plain_404_is_not_found: bool,
+        health: Arc<PeerHealth>,
+        pool: Weak<HttpPool>,
     ) -> Self {
         HttpPeer {
             id: Arc::from(id),
@@ -72,31 +97,78 @@ impl HttpPeer {
             client,
             timeout,
             plain_404_is_not_found,
+            health,
+            pool,
         }
     }
 
-    async fn get(&self, group: &str, key: &str) -> Result<Value, FetchError> {
-        let url = format!("{}{}/{}", self.prefix, escape(group), escape(key));
-        let uri: Uri = url.parse().map_err(|e| {
-            self.unavailable(format!("cannot build a request URL from {url:?}: {e}"))
-        })?;
+    /// The peer's health.
+    pub fn health(&self) -> &PeerHealth {
+        &self.health
+    }
+
+    /// One exchange with the peer at `<base URL><base path><path>`, within
+    /// the request timeout, reported to the peer's health.
+    async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(&'static str, Bytes)>,
+    ) -> Result<Answer, String> {
+        let url = format!("{}{path}", self.prefix);
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| format!("cannot build a request URL from {url:?}: {e}"))?;
         let mut request = Request::new(Full::new(Bytes::new()));
+        *request.method_mut() = method;
         *request.uri_mut() = uri;
         let headers = request.headers_mut();
         headers.insert(USER_AGENT, HeaderValue::from_static(AGENT));
         headers.insert(ACCEPT, HeaderValue::from_static(PROTOBUF_CONTENT_TYPE));
+        if let Some((content_type, bytes)) = body {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+            *request.body_mut() = Full::new(bytes);
+        }
         let exchange = async {
             let response = self.client.request(request).await?;
             let (parts, body) = response.into_parts();
             let body = body.collect().await?.to_bytes();
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>((parts, body))
         };
-        let (parts, body) = match tokio::time::timeout(self.timeout, exchange).await {
-            Err(_) => return Err(self.unavailable(format!("no answer within {:?}", self.timeout))),
-            Ok(Err(error)) => return Err(self.unavailable(error_chain(error.as_ref()))),
-            Ok(Ok(answer)) => answer,
+        let outcome = match tokio::time::timeout(self.timeout, exchange).await {
+            Err(_) => Err(format!("no answer within {:?}", self.timeout)),
+            Ok(Err(error)) => Err(error_chain(error.as_ref())),
+            Ok(Ok((parts, body))) => Ok((parts.status, parts.headers, body)),
         };
-        match parts.status {
+        match &outcome {
+            Ok((status, headers, body)) if is_failure(*status, headers) => {
+                self.report(
+                    self.health
+                        .failed(&format!("answered {status}: {}", error_text(body))),
+                );
+            }
+            Ok(_) => self.report(self.health.succeeded()),
+            Err(reason) => self.report(self.health.failed(reason)),
+        }
+        outcome
+    }
+
+    fn report(&self, transition: Transition) {
+        if transition == Transition::None {
+            return;
+        }
+        if let Some(pool) = self.pool.upgrade() {
+            pool.peer_changed(&self.id, transition);
+        }
+    }
+
+    async fn get(&self, group: &str, key: &str) -> Result<Value, FetchError> {
+        let path = format!("{}/{}", escape(group), escape(key));
+        let (status, headers, body) = self
+            .exchange(Method::GET, &path, None)
+            .await
+            .map_err(|reason| self.unavailable(reason))?;
+        match status {
             StatusCode::OK => {
                 let response = GetResponse::decode(body).map_err(|e| {
                     self.unavailable(format!("answered a malformed GetResponse: {e}"))
@@ -108,14 +180,14 @@ impl HttpPeer {
                 Err(self.unavailable(format!("does not serve this group: {}", error_text(&body))))
             }
             StatusCode::NOT_FOUND
-                if parts.headers.contains_key(NOT_FOUND_HEADER) || self.plain_404_is_not_found =>
+                if headers.contains_key(NOT_FOUND_HEADER) || self.plain_404_is_not_found =>
             {
                 Err(FetchError::Load(LoadError::NotFound))
             }
             StatusCode::INTERNAL_SERVER_ERROR => {
                 Err(FetchError::Load(LoadError::msg(error_text(&body))))
             }
-            StatusCode::SERVICE_UNAVAILABLE if !parts.headers.contains_key(RETRY_AFTER) => {
+            StatusCode::SERVICE_UNAVAILABLE if !headers.contains_key(RETRY_AFTER) => {
                 Err(FetchError::Load(LoadError::msg(error_text(&body))))
             }
             status => Err(self.unavailable(format!("answered {status}: {}", error_text(&body)))),
@@ -125,6 +197,99 @@ impl HttpPeer {
     fn unavailable(&self, reason: String) -> FetchError {
         FetchError::Unavailable(format!("peer {}: {reason}", self.id))
     }
+
+    /// Sends a change; `Ok` only for a 200 that is not a get's answer.
+    async fn change(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(&'static str, Bytes)>,
+    ) -> Result<(), ChangeError> {
+        if !self.health.is_up() {
+            let status = self.health.status(&self.id);
+            return Err(ChangeError::Failed(format!(
+                "out of the ring after {} failures in a row (last: {}); not sent",
+                status.consecutive_failures,
+                status.last_error.unwrap_or_default()
+            )));
+        }
+        let (status, headers, body) = self
+            .exchange(method.clone(), path, body)
+            .await
+            .map_err(ChangeError::Failed)?;
+        let is_get_answer = headers
+            .get(CONTENT_TYPE)
+            .is_some_and(|t| t.as_bytes().starts_with(PROTOBUF_CONTENT_TYPE.as_bytes()));
+        match status {
+            StatusCode::OK if !is_get_answer => Ok(()),
+            StatusCode::OK => Err(ChangeError::NotUnderstood(format!(
+                "answered {method} as a get: it cannot carry out changes (a golang/groupcache node?)"
+            ))),
+            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED
+                if !body.starts_with(b"no such group") =>
+            {
+                Err(ChangeError::NotUnderstood(format!(
+                    "answered {method} with {status}: {}",
+                    error_text(&body)
+                )))
+            }
+            status => Err(ChangeError::Failed(format!(
+                "answered {method} with {status}: {}",
+                error_text(&body)
+            ))),
+        }
+    }
+
+    async fn remove_keys(&self, group: &str, keys: &[String]) -> Result<(), ChangeError> {
+        if let [key] = keys {
+            let path = format!("{}/{}", escape(group), escape(key));
+            return self.change(Method::DELETE, &path, None).await;
+        }
+        let request = RemoveKeysRequest {
+            group: Some(group.to_owned()),
+            keys: keys.to_vec(),
+        };
+        let body = serde_json::to_vec(&request)
+            .map_err(|e| ChangeError::Failed(format!("cannot encode the key list: {e}")))?;
+        let path = format!("{}/{REMOVE_KEYS_PATH}", escape(group));
+        let json = Some(("application/json", Bytes::from(body)));
+        match self.change(Method::POST, &path, json).await {
+            // A peer without `_remove-keys` (mailgun v2): one DELETE per key.
+            Err(ChangeError::NotUnderstood(_)) => {
+                let deletes = keys.iter().map(|key| {
+                    let path = format!("{}/{}", escape(group), escape(key));
+                    async move { self.change(Method::DELETE, &path, None).await }
+                });
+                join_all(deletes).await.into_iter().collect()
+            }
+            outcome => outcome,
+        }
+    }
+}
+
+/// Why a change was not carried out.
+enum ChangeError {
+    /// The peer answered in a way that says it does not know the request.
+    NotUnderstood(String),
+    /// Any other failure.
+    Failed(String),
+}
+
+impl From<ChangeError> for PeerError {
+    fn from(error: ChangeError) -> Self {
+        match error {
+            ChangeError::NotUnderstood(reason) | ChangeError::Failed(reason) => PeerError(reason),
+        }
+    }
+}
+
+/// Whether an answer means the peer is not working (as opposed to a peer
+/// that works and says no): a 5xx, except the owner's loader errors (golang's
+/// 500, a 503 without `Retry-After`).
+fn is_failure(status: StatusCode, headers: &HeaderMap) -> bool {
+    status.is_server_error()
+        && status != StatusCode::INTERNAL_SERVER_ERROR
+        && !(status == StatusCode::SERVICE_UNAVAILABLE && !headers.contains_key(RETRY_AFTER))
 }
 
 impl Peer for HttpPeer {
@@ -138,6 +303,51 @@ impl Peer for HttpPeer {
         key: &'a str,
     ) -> BoxFuture<'a, Result<Value, FetchError>> {
         Box::pin(self.get(group, key))
+    }
+
+    fn remove<'a>(
+        &'a self,
+        group: &'a str,
+        keys: &'a [String],
+    ) -> BoxFuture<'a, Result<(), PeerError>> {
+        Box::pin(async move { Ok(self.remove_keys(group, keys).await?) })
+    }
+
+    fn set<'a>(
+        &'a self,
+        group: &'a str,
+        key: &'a str,
+        value: &'a Value,
+    ) -> BoxFuture<'a, Result<(), PeerError>> {
+        Box::pin(async move {
+            let expire = value.expiry_unix_nanos();
+            let body = SetRequest {
+                group: Some(group.to_owned()),
+                key: Some(key.to_owned()),
+                value: Some(value.bytes().clone()),
+                expire: (expire != 0).then_some(expire),
+            }
+            .encode_to_vec();
+            let path = format!("{}/{}", escape(group), escape(key));
+            let body = Some((PROTOBUF_CONTENT_TYPE, Bytes::from(body)));
+            Ok(self.change(Method::PUT, &path, body).await?)
+        })
+    }
+
+    fn purge<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<(), PeerError>> {
+        Box::pin(async move {
+            let path = format!("{}/{PURGE_PATH}", escape(group));
+            Ok(self.change(Method::POST, &path, None).await?)
+        })
+    }
+}
+
+impl HttpPeer {
+    /// Asks the peer whether it is alive: a `GET` of the bare base path,
+    /// which every groupcache server answers at once (400) without loading
+    /// anything. Reported to the peer's health like any exchange.
+    pub(crate) async fn probe(&self) -> bool {
+        matches!(self.exchange(Method::GET, "", None).await, Ok((status, headers, _)) if !is_failure(status, &headers))
     }
 }
 

@@ -6,6 +6,8 @@
 //!   `GET <base path><group>/<key>` with a protobuf `GetResponse`. A tower
 //!   and hyper service, so it mounts in axum or any hyper server.
 //! - [`serve`]: runs a [`PeerService`] on a listener by itself.
+//! - [`discovery`]: keeping the peer list in step with DNS (a Kubernetes
+//!   headless service), a file, or any [`Discovery`] source.
 //! - [`wire`]: how group and key are escaped into, and read from, a path.
 //!
 //! ```no_run
@@ -28,12 +30,14 @@
 //! ```
 
 pub mod client;
+pub mod discovery;
 pub mod options;
 pub mod pool;
 pub mod server;
 pub mod wire;
 
 pub use client::HttpPeer;
+pub use discovery::{Discovery, DiscoveryError, DnsDiscovery, FileDiscovery};
 pub use options::HttpOptions;
 pub use pool::{HttpPool, PoolError};
 pub use server::PeerService;

@@ -2,6 +2,7 @@
 //! that the two always agree (base path, how `+` is read).
 
 use super::wire::{PlusInPath, DEFAULT_BASE_PATH};
+use crate::health::HealthPolicy;
 use crate::ring::{HashMode, DEFAULT_REPLICAS};
 use crate::HotCachePolicy;
 use std::time::Duration;
@@ -14,6 +15,9 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_MAX_IDLE_PER_PEER: usize = 32;
 /// Default longest key the peer endpoint accepts, in bytes once decoded.
 pub const DEFAULT_MAX_KEY_BYTES: usize = 16 << 10;
+/// Default largest request body (a `PUT` value, a `_remove-keys` list) the
+/// peer endpoint accepts.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 << 20;
 
 /// How the HTTP transport talks to peers and answers them.
 ///
@@ -54,6 +58,12 @@ pub struct HttpOptions {
     /// Longest key the peer endpoint accepts, in bytes once decoded (default
     /// 16 KiB); longer keys get 414.
     pub max_key_bytes: usize,
+    /// Largest request body the peer endpoint reads (default 64 MiB): a
+    /// `PUT`'s value, a `_remove-keys` list. Larger bodies get 413.
+    pub max_body_bytes: usize,
+    /// When a failing peer is taken out of the ring, and how it is probed
+    /// until it is back.
+    pub health: HealthPolicy,
 }
 
 impl Default for HttpOptions {
@@ -69,6 +79,8 @@ impl Default for HttpOptions {
             max_idle_per_peer: DEFAULT_MAX_IDLE_PER_PEER,
             http2: false,
             max_key_bytes: DEFAULT_MAX_KEY_BYTES,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            health: HealthPolicy::default(),
         }
     }
 }
@@ -114,6 +126,7 @@ impl HttpOptions {
         if self.connect_timeout.is_zero() || self.request_timeout.is_zero() {
             return Err("connect and request timeouts must be greater than zero".into());
         }
+        self.health.validate().map_err(|e| format!("health: {e}"))?;
         Ok(())
     }
 }

@@ -5,6 +5,16 @@
 //! the new ring is built aside and swapped in atomically (`arc-swap`), so a
 //! `pick` never blocks and always sees one whole ring, old or new.
 //!
+//! The ring holds the *live* members: a peer that fails
+//! [`crate::health::HealthPolicy::failures_to_down`] times in a row is taken
+//! out (its keys go to the next peers on the ring, so gets stop waiting on
+//! it), probed in the background with back-off, and put back when it
+//! answers. Because a ring is rebuilt from the member list in its order, the
+//! ring without a peer is exactly the ring every node builds from the list
+//! without it: removing a peer whose points collided with another's leaves
+//! the other's points in place, and only the removed peer's keys move.
+//! [`HttpPool::peer_status`] shows each peer's state.
+//!
 //! A node recognises itself by string equality of its base URL with a
 //! peer's, as Go does: `http://127.0.0.1:8080` and `http://localhost:8080`
 //! are different peers to every node, so spell each URL the same everywhere.
@@ -12,6 +22,7 @@
 use super::client::{HttpPeer, PeerClient};
 use super::options::HttpOptions;
 use super::server::PeerService;
+use crate::health::{PeerHealth, PeerState, PeerStatus, Transition};
 use crate::peers::{Peer, PeerPicker};
 use crate::ring::{HashMode, Ring, RingError};
 use crate::{HotCachePolicy, Node};
@@ -20,7 +31,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 /// Idle keep-alive connections are closed after this long unused.
@@ -66,15 +77,19 @@ pub struct HttpPool {
     self_url: Arc<str>,
     options: HttpOptions,
     client: PeerClient,
+    /// This pool, for the peers' health reports and the probers.
+    me: Weak<HttpPool>,
     state: ArcSwap<PoolState>,
     /// Serialises writers of `state`; readers never take it.
     writer: Mutex<()>,
 }
 
 struct PoolState {
+    /// The ring over the members that are up.
     ring: Ring,
-    /// Every peer but this node, by base URL.
-    peers: HashMap<Arc<str>, Arc<dyn Peer>>,
+    /// Every member but this node, by base URL.
+    peers: HashMap<Arc<str>, Arc<HttpPeer>>,
+    /// The members, this node included, in the order given.
     list: Vec<String>,
 }
 
@@ -111,10 +126,11 @@ impl HttpPool {
             peers: HashMap::new(),
             list: vec![self_url.to_owned()],
         };
-        Ok(Arc::new(HttpPool {
+        Ok(Arc::new_cyclic(|me| HttpPool {
             self_url: Arc::from(self_url),
             options,
             client,
+            me: me.clone(),
             state: ArcSwap::from_pointee(state),
             writer: Mutex::new(()),
         }))
@@ -137,34 +153,119 @@ impl HttpPool {
         }
         let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let old = self.state.load();
-        let mut ring = Ring::new(self.options.hash_mode, self.options.replicas);
+        let mut seen = std::collections::HashSet::with_capacity(list.len());
         let mut peers = HashMap::with_capacity(list.len());
         for url in &list {
-            if ring.contains(url) {
+            if !seen.insert(url.as_str()) {
                 return Err(PoolError::Duplicate { url: url.clone() });
             }
-            ring.add(url)?;
             if **url == *self.self_url {
                 continue;
             }
             let peer = match old.peers.get_key_value(url.as_str()) {
                 Some((id, peer)) => (Arc::clone(id), Arc::clone(peer)),
                 None => {
-                    let peer: Arc<dyn Peer> = Arc::new(HttpPeer::new(
+                    let peer = Arc::new(HttpPeer::new(
                         url,
                         &self.options.base_path,
                         self.client.clone(),
                         self.options.request_timeout,
                         self.options.hash_mode == HashMode::Mailgun,
+                        Arc::new(PeerHealth::new(self.options.health)),
+                        self.me.clone(),
                     ));
                     (Arc::from(url.as_str()), peer)
                 }
             };
             peers.insert(peer.0, peer.1);
         }
+        let ring = self.live_ring(&list, &peers)?;
+        let down: Vec<&str> = peers
+            .iter()
+            .filter(|(_, p)| !p.health().is_up())
+            .map(|(id, _)| &**id)
+            .collect();
+        tracing::info!(self_url = %self.self_url, peers = ?list, ?down, "peer list set");
         self.state.store(Arc::new(PoolState { ring, peers, list }));
-        tracing::info!(self_url = %self.self_url, peers = ?self.peers(), "peer list set");
         Ok(())
+    }
+
+    /// The ring over the members that are up, in list order.
+    fn live_ring(
+        &self,
+        list: &[String],
+        peers: &HashMap<Arc<str>, Arc<HttpPeer>>,
+    ) -> Result<Ring, RingError> {
+        let mut ring = Ring::new(self.options.hash_mode, self.options.replicas);
+        for url in list {
+            if peers.get(url.as_str()).map_or(true, |p| p.health().is_up()) {
+                ring.add(url)?;
+            }
+        }
+        Ok(ring)
+    }
+
+    /// A peer went down or came back: rebuild the ring, and start probing a
+    /// peer that went down.
+    pub(crate) fn peer_changed(&self, id: &str, transition: Transition) {
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let old = self.state.load();
+        let Some(peer) = old.peers.get(id).cloned() else {
+            return;
+        };
+        match self.live_ring(&old.list, &old.peers) {
+            Ok(ring) => self.state.store(Arc::new(PoolState {
+                ring,
+                peers: old.peers.clone(),
+                list: old.list.clone(),
+            })),
+            Err(error) => {
+                tracing::error!(%error, "rebuilding the ring failed; keeping the old one")
+            }
+        }
+        match transition {
+            Transition::WentDown => {
+                let status = peer.health().status(id);
+                tracing::warn!(
+                    peer = id,
+                    failures = status.consecutive_failures,
+                    last_error = status.last_error.as_deref().unwrap_or(""),
+                    "peer taken out of the ring; probing it until it answers"
+                );
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(probe_until_back(self.me.clone(), peer));
+                }
+            }
+            Transition::CameBack => {
+                tracing::info!(peer = id, "peer answers again; back in the ring")
+            }
+            Transition::None => {}
+        }
+    }
+
+    /// Each member's state, in list order: this node, then up or down peers.
+    pub fn peer_status(&self) -> Vec<PeerStatus> {
+        let state = self.state.load();
+        state
+            .list
+            .iter()
+            .map(|url| match state.peers.get(url.as_str()) {
+                Some(peer) => peer.health().status(url),
+                None => PeerStatus {
+                    peer: url.clone(),
+                    state: PeerState::Myself,
+                    consecutive_failures: 0,
+                    failures: 0,
+                    times_down: 0,
+                    down_for_ms: None,
+                    last_error: None,
+                },
+            })
+            .collect()
+    }
+
+    fn is_member(&self, id: &str) -> bool {
+        self.state.load().peers.contains_key(id)
     }
 
     /// The current peer list, this node included.
@@ -212,11 +313,37 @@ impl PeerPicker for HttpPool {
     fn pick(&self, key: &str) -> Option<Arc<dyn Peer>> {
         let state = self.state.load();
         let owner = state.ring.owner(key)?;
-        state.peers.get(owner).cloned()
+        let peer = state.peers.get(owner)?;
+        Some(Arc::clone(peer) as Arc<dyn Peer>)
+    }
+
+    fn others(&self) -> Vec<Arc<dyn Peer>> {
+        let state = self.state.load();
+        state
+            .list
+            .iter()
+            .filter_map(|url| state.peers.get(url.as_str()))
+            .map(|peer| Arc::clone(peer) as Arc<dyn Peer>)
+            .collect()
     }
 
     fn hot_cache_policy(&self) -> HotCachePolicy {
         self.options.hot_cache
+    }
+}
+
+/// Probes a peer that went down until it answers (which puts it back in the
+/// ring), it leaves the member list, or the pool is dropped.
+async fn probe_until_back(pool: Weak<HttpPool>, peer: Arc<HttpPeer>) {
+    loop {
+        tokio::time::sleep(peer.health().next_probe_delay()).await;
+        match pool.upgrade() {
+            Some(pool) if pool.is_member(peer.id()) => {}
+            _ => return,
+        }
+        if peer.health().is_up() || peer.probe().await {
+            return;
+        }
     }
 }
 

@@ -9,25 +9,34 @@
 //! | request | answer |
 //! | --- | --- |
 //! | `GET <base><group>/<key>` | 200 `application/x-protobuf` GetResponse (`expire` set when the value has one) |
+//! | `DELETE <base><group>/<key>` (mailgun) | removes the key here (main and hot); 200, empty body |
+//! | `PUT <base><group>/<key>`, body a `SetRequest` (mailgun) | stores the value under the body's key in the main cache; 200, empty body |
+//! | `POST <base><group>/_remove-keys/`, body JSON `{"group":..,"keys":[..]}` (groupcache-go v3) | removes those keys here; 200, empty body |
+//! | `POST <base><group>/_purge/` (peercache) | empties the group here; 200, empty body |
 //! | unknown group | 404 `no such group: <group>` |
 //! | loader says not found | 404 (mailgun clients return not-found; golang clients load locally) |
 //! | loader fails or panics | 503 (mailgun clients return the error; golang clients load locally) |
-//! | malformed path or escape, non-UTF-8 key | 400 with the reason |
+//! | malformed path, escape, body or non-UTF-8 key | 400 with the reason |
+//! | other `POST` paths | 404 |
 //! | key longer than the limit | 414 |
+//! | body larger than the limit | 413 |
 //! | other methods | 405 |
 //!
-//! A request is answered with [`crate::Group::serve_peer`]: from this node's
-//! cache or loader, never forwarded to another peer, so peers whose rings
-//! disagree cannot bounce a request between them or wait on each other.
+//! Every request is answered from this node alone and never forwarded to
+//! another peer: a get with [`crate::Group::serve_peer`] (cache or loader),
+//! the changes with [`crate::Group::serve_remove`], [`crate::Group::serve_set`]
+//! and [`crate::Group::serve_purge`]. Peers whose rings disagree therefore
+//! cannot bounce a request between them or wait on each other.
 
 use super::options::HttpOptions;
 use super::wire::{parse_peer_path, PathError, PlusInPath};
-use crate::proto::GetResponse;
-use crate::{Error, Node};
+use crate::proto::{GetResponse, RemoveKeysRequest, SetRequest};
+use crate::{Error, Group, Node, Value};
 use bytes::Bytes;
 use http::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::Full;
+use http_body::Body;
+use http_body_util::{BodyExt, Full, Limited};
 use prost::Message;
 use std::convert::Infallible;
 use std::future::Future;
@@ -41,6 +50,15 @@ pub const PROTOBUF_CONTENT_TYPE: &str = "application/x-protobuf";
 /// Header a peercache server sets on a 404 that means "the loader says not
 /// found", so a client can tell it from a 404 of a misrouted request.
 pub const NOT_FOUND_HEADER: &str = "x-peercache-not-found";
+
+/// The key (after the group) of groupcache-go v3's remove-keys `POST`.
+pub const REMOVE_KEYS_PATH: &str = "_remove-keys/";
+
+/// The key (after the group) of peercache's purge `POST`.
+pub const PURGE_PATH: &str = "_purge/";
+
+/// The methods the peer endpoint answers.
+const ALLOWED: &str = "GET, HEAD, PUT, DELETE, POST";
 
 /// The peer endpoint of a node, as a service.
 ///
@@ -57,6 +75,7 @@ struct ServiceInner {
     base_path: String,
     plus: PlusInPath,
     max_key_bytes: usize,
+    max_body_bytes: usize,
 }
 
 impl std::fmt::Debug for PeerService {
@@ -89,6 +108,7 @@ impl PeerService {
                 base_path: options.base_path.clone(),
                 plus: options.plus(),
                 max_key_bytes: options.max_key_bytes,
+                max_body_bytes: options.max_body_bytes,
             }),
         }
     }
@@ -98,25 +118,44 @@ impl PeerService {
         &self.inner.base_path
     }
 
-    /// Answers one request. Only the method and the path are read.
-    pub fn answer(&self, method: &Method, path: &str) -> ResponseFuture {
+    /// Answers one request: its method, path and (for `PUT` and `POST`)
+    /// body are read; headers and query are ignored, as Go does.
+    pub fn answer<B>(&self, request: Request<B>) -> ResponseFuture
+    where
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let inner = Arc::clone(&self.inner);
-        let method = method.clone();
-        let path = path.to_owned();
-        Box::pin(async move { Ok(inner.answer(&method, &path).await) })
+        Box::pin(async move { Ok(inner.answer(request).await) })
     }
 }
 
 impl ServiceInner {
-    async fn answer(&self, method: &Method, path: &str) -> Response<Full<Bytes>> {
-        if method != Method::GET && method != Method::HEAD {
+    async fn answer<B>(&self, request: Request<B>) -> Response<Full<Bytes>>
+    where
+        B: Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let (parts, body) = request.into_parts();
+        let method = &parts.method;
+        let path = parts.uri.path();
+        if ![
+            Method::GET,
+            Method::HEAD,
+            Method::PUT,
+            Method::DELETE,
+            Method::POST,
+        ]
+        .contains(method)
+        {
             let mut response = text(
                 StatusCode::METHOD_NOT_ALLOWED,
-                format!("method {method} not allowed: the peer endpoint answers GET"),
+                format!("method {method} not allowed: the peer endpoint answers {ALLOWED}"),
             );
             response
                 .headers_mut()
-                .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+                .insert(ALLOW, HeaderValue::from_static(ALLOWED));
             return response;
         }
         if path.len()
@@ -139,14 +178,7 @@ impl ServiceInner {
             Err(error) => return bad_request(&error),
         };
         if parsed.key.len() > self.max_key_bytes {
-            return text(
-                StatusCode::URI_TOO_LONG,
-                format!(
-                    "key too long ({} bytes): the limit is {} bytes",
-                    parsed.key.len(),
-                    self.max_key_bytes
-                ),
-            );
+            return self.key_too_long(parsed.key.len());
         }
         let Some(group) = self.node.group(&parsed.group) else {
             return text(
@@ -154,7 +186,128 @@ impl ServiceInner {
                 format!("no such group: {}", parsed.group),
             );
         };
-        match group.serve_peer(&parsed.key).await {
+        match *method {
+            Method::GET | Method::HEAD => self.get(&group, &parsed.key).await,
+            Method::DELETE => {
+                group.serve_remove(&[&*parsed.key]);
+                done()
+            }
+            _ => match self.read_body(body).await {
+                Ok(body) if *method == Method::PUT => self.set(&group, body),
+                Ok(body) if parsed.key == REMOVE_KEYS_PATH => self.remove_keys(&group, &body),
+                Ok(_) if parsed.key == PURGE_PATH => {
+                    group.serve_purge();
+                    done()
+                }
+                Ok(_) => text(
+                    StatusCode::NOT_FOUND,
+                    format!(
+                        "invalid path for POST: the peer endpoint takes POST only at <group>/{REMOVE_KEYS_PATH} and <group>/{PURGE_PATH}"
+                    ),
+                ),
+                Err(response) => response,
+            },
+        }
+    }
+
+    /// Reads a whole request body, refusing one over the size limit.
+    async fn read_body<B>(&self, body: B) -> Result<Bytes, Response<Full<Bytes>>>
+    where
+        B: Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        match Limited::new(body, self.max_body_bytes).collect().await {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "request body too large: the limit is {} bytes",
+                    self.max_body_bytes
+                ),
+            )),
+            Err(error) => Err(text(
+                StatusCode::BAD_REQUEST,
+                format!("bad request: reading the body failed: {error}"),
+            )),
+        }
+    }
+
+    /// A mailgun `PUT`: the key and value come from the `SetRequest` body
+    /// (the key there is unambiguous, whatever the path's escaping).
+    fn set(&self, group: &Group, body: Bytes) -> Response<Full<Bytes>> {
+        let request = match SetRequest::decode(body) {
+            Ok(request) => request,
+            Err(error) => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!("bad request: the body is not a SetRequest: {error}"),
+                )
+            }
+        };
+        if let Some(other) = request.group.as_deref().filter(|g| *g != group.name()) {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "bad request: the SetRequest is for group {other:?} but was sent to group {:?}",
+                    group.name()
+                ),
+            );
+        }
+        let Some(key) = request.key else {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "bad request: the SetRequest has no key (field 2)".to_owned(),
+            );
+        };
+        if key.len() > self.max_key_bytes {
+            return self.key_too_long(key.len());
+        }
+        let value = Value::new(request.value.unwrap_or_default())
+            .with_expiry_unix_nanos(request.expire.unwrap_or(0));
+        group.serve_set(&key, value);
+        done()
+    }
+
+    /// groupcache-go v3's remove-keys `POST`.
+    fn remove_keys(&self, group: &Group, body: &[u8]) -> Response<Full<Bytes>> {
+        let request: RemoveKeysRequest = match serde_json::from_slice(body) {
+            Ok(request) => request,
+            Err(error) => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!("bad request: the body is not a JSON RemoveKeysRequest ({{\"group\":..,\"keys\":[..]}}): {error}"),
+                )
+            }
+        };
+        if request.group.as_deref().is_some_and(|g| g != group.name()) {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "bad request: the RemoveKeysRequest is for group {:?} but was sent to group {:?}",
+                    request.group.unwrap_or_default(),
+                    group.name()
+                ),
+            );
+        }
+        if let Some(long) = request.keys.iter().find(|k| k.len() > self.max_key_bytes) {
+            return self.key_too_long(long.len());
+        }
+        group.serve_remove(&request.keys);
+        done()
+    }
+
+    fn key_too_long(&self, len: usize) -> Response<Full<Bytes>> {
+        text(
+            StatusCode::URI_TOO_LONG,
+            format!(
+                "key too long ({len} bytes): the limit is {} bytes",
+                self.max_key_bytes
+            ),
+        )
+    }
+
+    async fn get(&self, group: &Group, key: &str) -> Response<Full<Bytes>> {
+        match group.serve_peer(key).await {
             Ok(value) => {
                 let expire = value.expiry_unix_nanos();
                 let body = GetResponse {
@@ -182,6 +335,11 @@ impl ServiceInner {
     }
 }
 
+/// 200 with an empty body: what Go answers a change it carried out.
+fn done() -> Response<Full<Bytes>> {
+    Response::new(Full::new(Bytes::new()))
+}
+
 fn bad_request(error: &PathError) -> Response<Full<Bytes>> {
     text(StatusCode::BAD_REQUEST, format!("bad request: {error}"))
 }
@@ -204,7 +362,12 @@ pub(crate) fn text(status: StatusCode, message: String) -> Response<Full<Bytes>>
     response
 }
 
-impl<B> tower_service::Service<Request<B>> for PeerService {
+impl<B> tower_service::Service<Request<B>> for PeerService
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     type Response = Response<Full<Bytes>>;
     type Error = Infallible;
     type Future = ResponseFuture;
@@ -214,16 +377,21 @@ impl<B> tower_service::Service<Request<B>> for PeerService {
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        self.answer(request.method(), request.uri().path())
+        self.answer(request)
     }
 }
 
-impl<B> hyper::service::Service<Request<B>> for PeerService {
+impl<B> hyper::service::Service<Request<B>> for PeerService
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     type Response = Response<Full<Bytes>>;
     type Error = Infallible;
     type Future = ResponseFuture;
 
     fn call(&self, request: Request<B>) -> Self::Future {
-        self.answer(request.method(), request.uri().path())
+        self.answer(request)
     }
 }
