@@ -25,8 +25,33 @@ pub struct Args {
 
     /// Base URLs of every node in the cluster, this one included,
     /// comma-separated [default: this node alone]
-    #[arg(long, value_name = "URL,URL,...", value_delimiter = ',')]
+    #[arg(long, value_name = "URL,URL,...", value_delimiter = ',', conflicts_with_all = ["peers_dns", "peers_file"])]
     pub pool: Vec<String>,
+
+    /// Find the peers by DNS: every A/AAAA record of NAME is a peer at
+    /// http://ADDRESS:PORT (a Kubernetes headless service), polled every
+    /// --discovery-interval; needs --self http://<this pod's IP>:PORT
+    #[arg(long, value_name = "NAME:PORT", conflicts_with = "peers_file")]
+    pub peers_dns: Option<String>,
+
+    /// Read the peers from a file, one base URL per line ('#' comments),
+    /// re-read every --discovery-interval
+    #[arg(long, value_name = "PATH")]
+    pub peers_file: Option<std::path::PathBuf>,
+
+    /// How often --peers-dns or --peers-file is polled
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub discovery_interval: Duration,
+
+    /// Failures in a row (refused, timeout, 5xx) that take a peer out of the
+    /// ring until a background probe finds it answering again; 0 never does
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub failures_to_down: u32,
+
+    /// Default time-to-live of cached values, e.g. 30s, 10m [default: none,
+    /// values live until evicted or removed]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub ttl: Option<Duration>,
 
     /// Cache budget of each group, main and hot caches together: bytes, or
     /// with a suffix KiB, MiB, GiB
@@ -94,6 +119,11 @@ pub enum LogFormat {
 }
 
 impl Args {
+    /// Whether the peers come from a discovery source, not a static list.
+    pub fn discovers_peers(&self) -> bool {
+        self.peers_dns.is_some() || self.peers_file.is_some()
+    }
+
     /// The transport options these flags ask for.
     pub fn http_options(&self) -> HttpOptions {
         let base = match self.hash_mode {
@@ -107,6 +137,10 @@ impl Args {
             connect_timeout: self.connect_timeout,
             request_timeout: self.peer_timeout,
             http2: self.http2,
+            health: peercache::health::HealthPolicy {
+                failures_to_down: self.failures_to_down,
+                ..base.health
+            },
             hash_mode: match self.hash_mode {
                 Ring::Golang => HashMode::Golang,
                 Ring::Mailgun => HashMode::Mailgun,

@@ -4,19 +4,29 @@
 //! | route | answer |
 //! | --- | --- |
 //! | `GET /color?name=NAME` | `#RRGGBB`; 404 for an unknown colour, 400 without `name` |
+//! | `PUT /color?name=NAME[&ttl=30s]`, body the value | sets the colour for the whole cluster |
+//! | `DELETE /color?name=NAME` | removes the colour from the whole cluster (the next get loads it) |
 //! | `GET /<group>/<key>` | the raw value of any group (read-through) |
-//! | `GET /stats` | JSON: this node, its peers, every group's counters |
+//! | `PUT /<group>/<key>[?ttl=30s]`, `DELETE /<group>/<key>` | set, remove in any group |
+//! | `POST /<group>/_purge` | empties the group on every node |
+//! | `GET /stats` | JSON: this node, its peers and their health, every group's counters |
 //! | `<base path><group>/<key>` | the groupcache peer protocol |
+//!
+//! A change that did not reach every peer answers 502 with the peers that
+//! failed and why (what did reach them is done).
 
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use peercache::health::PeerStatus;
 use peercache::http::HttpPool;
-use peercache::{Error, GroupStats, Node};
+use peercache::{Error, Group, GroupStats, Node};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -31,9 +41,15 @@ pub fn router(node: Node, pool: Arc<HttpPool>) -> Router {
     let base = pool.options().base_path.clone();
     Router::new()
         .route("/", get(index))
-        .route("/color", get(color))
+        .route("/color", get(color).put(set_color).delete(remove_color))
         .route("/stats", get(stats))
-        .route("/{group}/{*key}", get(read_through))
+        .route(
+            "/{group}/{*key}",
+            get(read_through)
+                .put(set_key)
+                .delete(remove_key)
+                .post(purge),
+        )
         .route_service(&format!("{base}{{*rest}}"), peers.clone())
         .route_service(&base, peers)
         .with_state(Front { node, pool })
@@ -49,9 +65,12 @@ async fn index(State(front): State<Front>) -> String {
     groups.sort();
     format!(
         "peercache-server {}\nthis node: {}\npeers: {}\ngroups: {}\n\n\
-         GET /color?name=red      a colour's #RRGGBB\n\
-         GET /<group>/<key>       any group's value\n\
-         GET /stats               counters (JSON)\n",
+         GET /color?name=red            a colour's #RRGGBB\n\
+         PUT /color?name=red[&ttl=30s]  set it (body: the value) on every node\n\
+         DELETE /color?name=red         remove it from every node\n\
+         GET /<group>/<key>             any group's value (PUT, DELETE too)\n\
+         POST /<group>/_purge           empty a group on every node\n\
+         GET /stats                     counters and peer health (JSON)\n",
         env!("CARGO_PKG_VERSION"),
         front.pool.self_url(),
         front.pool.peers().join(", "),
@@ -62,21 +81,144 @@ async fn index(State(front): State<Front>) -> String {
 #[derive(Deserialize)]
 struct ColorQuery {
     name: Option<String>,
+    ttl: Option<String>,
 }
 
-async fn color(State(front): State<Front>, Query(query): Query<ColorQuery>) -> Response {
+#[derive(Deserialize)]
+struct TtlQuery {
+    ttl: Option<String>,
+}
+
+/// The colours group and the normalised `name`, or the answer to give.
+fn color_and_name(front: &Front, query: &ColorQuery) -> Result<(Group, String), Response> {
     let name = query
         .name
+        .as_deref()
         .map(|n| n.trim().to_ascii_lowercase())
         .unwrap_or_default();
     if name.is_empty() {
-        return text(
+        return Err(text(
             StatusCode::BAD_REQUEST,
-            "missing name parameter: ask for /color?name=red".into(),
+            "missing name parameter: use /color?name=red".into(),
+        ));
+    }
+    match front.node.group("colors") {
+        Some(colors) => Ok((colors, name)),
+        None => Err(text(StatusCode::NOT_FOUND, "no such group: colors".into())),
+    }
+}
+
+async fn set_color(
+    State(front): State<Front>,
+    Query(query): Query<ColorQuery>,
+    body: Bytes,
+) -> Response {
+    match color_and_name(&front, &query) {
+        Ok((colors, name)) => set(&colors, &name, query.ttl.as_deref(), body).await,
+        Err(answer) => answer,
+    }
+}
+
+async fn remove_color(State(front): State<Front>, Query(query): Query<ColorQuery>) -> Response {
+    match color_and_name(&front, &query) {
+        Ok((colors, name)) => remove(&colors, &name).await,
+        Err(answer) => answer,
+    }
+}
+
+async fn set_key(
+    State(front): State<Front>,
+    Path((group, key)): Path<(String, String)>,
+    Query(query): Query<TtlQuery>,
+    body: Bytes,
+) -> Response {
+    match front.node.group(&group) {
+        Some(group) => set(&group, &key, query.ttl.as_deref(), body).await,
+        None => text(StatusCode::NOT_FOUND, format!("no such group: {group}")),
+    }
+}
+
+async fn remove_key(
+    State(front): State<Front>,
+    Path((group, key)): Path<(String, String)>,
+) -> Response {
+    match front.node.group(&group) {
+        Some(group) => remove(&group, &key).await,
+        None => text(StatusCode::NOT_FOUND, format!("no such group: {group}")),
+    }
+}
+
+async fn purge(State(front): State<Front>, Path((group, key)): Path<(String, String)>) -> Response {
+    if key != "_purge" {
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("POST is only for /{group}/_purge (empties the group on every node)"),
         );
     }
-    let Some(colors) = front.node.group("colors") else {
-        return text(StatusCode::NOT_FOUND, "no such group: colors".into());
+    let Some(group) = front.node.group(&group) else {
+        return text(StatusCode::NOT_FOUND, format!("no such group: {group}"));
+    };
+    match group.purge().await {
+        Ok(()) => text(
+            StatusCode::OK,
+            format!("purged group {:?} on every node", group.name()),
+        ),
+        Err(error) => change_failed(&error),
+    }
+}
+
+/// Sets `key` to `body` for the cluster, with an optional `ttl` (e.g. `30s`).
+async fn set(group: &Group, key: &str, ttl: Option<&str>, body: Bytes) -> Response {
+    let expiry = match ttl.map(crate::args::parse_duration) {
+        None => None,
+        Some(Ok(ttl)) => Some(SystemTime::now() + ttl),
+        Some(Err(reason)) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("bad ttl parameter: {reason}"),
+            )
+        }
+    };
+    match group.set(key, body, expiry).await {
+        Ok(()) => {
+            let lasting = match expiry.or_else(|| group.ttl().map(|t| SystemTime::now() + t)) {
+                Some(at) => format!(
+                    " for {}s",
+                    at.duration_since(SystemTime::now())
+                        .unwrap_or(Duration::ZERO)
+                        .as_secs()
+                ),
+                None => String::new(),
+            };
+            text(
+                StatusCode::OK,
+                format!("stored {key:?}{lasting} on every node"),
+            )
+        }
+        Err(error) => change_failed(&error),
+    }
+}
+
+async fn remove(group: &Group, key: &str) -> Response {
+    match group.remove(key).await {
+        Ok(()) => text(
+            StatusCode::OK,
+            format!("removed {key:?} from every node; the next get loads it again"),
+        ),
+        Err(error) => change_failed(&error),
+    }
+}
+
+/// 502: a change did not reach every peer (the error names them).
+fn change_failed(error: &Error) -> Response {
+    tracing::warn!(%error, "change not applied everywhere");
+    text(StatusCode::BAD_GATEWAY, error.to_string())
+}
+
+async fn color(State(front): State<Front>, Query(query): Query<ColorQuery>) -> Response {
+    let (colors, name) = match color_and_name(&front, &query) {
+        Ok(found) => found,
+        Err(answer) => return answer,
     };
     match colors.get(&name).await {
         Ok(value) => text(
@@ -114,8 +256,9 @@ async fn read_through(
 pub struct Stats {
     /// This node's base URL.
     pub self_url: String,
-    /// The peer list, this node included.
-    pub peers: Vec<String>,
+    /// The members, this node included, with their health (`state`: self,
+    /// up, or down = out of the ring and probed).
+    pub peers: Vec<PeerStatus>,
     /// Every group's counters.
     pub groups: Vec<GroupStats>,
 }
@@ -125,7 +268,7 @@ async fn stats(State(front): State<Front>) -> Json<Stats> {
     groups.sort_by(|a, b| a.name.cmp(&b.name));
     Json(Stats {
         self_url: front.pool.self_url().to_owned(),
-        peers: front.pool.peers(),
+        peers: front.pool.peer_status(),
         groups,
     })
 }

@@ -16,7 +16,8 @@ mod front;
 
 use args::{Args, LogFormat};
 use clap::Parser;
-use peercache::http::{HttpPool, PoolError};
+use peercache::http::discovery::{self, Discovery};
+use peercache::http::{DnsDiscovery, FileDiscovery, HttpPool, PoolError};
 use peercache::Node;
 use std::process::ExitCode;
 use tokio::net::TcpListener;
@@ -30,10 +31,12 @@ enum ServerError {
         addr: String,
         source: std::io::Error,
     },
-    #[error("--addr {addr} listens on every interface, so this node's URL cannot be derived from it: give --self http://<this host's address>:{port}, spelled as in --pool")]
+    #[error("--addr {addr} listens on every interface, so this node's URL cannot be derived from it: give --self http://<this host's address>:{port}, spelled as in --pool (or as DNS lists it, for --peers-dns)")]
     NeedSelf { addr: String, port: u16 },
     #[error("bad --pool, --self or --base-path: {0}")]
     Pool(#[from] PoolError),
+    #[error("bad --peers-dns: {0}")]
+    Discovery(#[from] peercache::http::DiscoveryError),
     #[error("cannot create a group: {0}")]
     Group(#[from] peercache::Error),
     #[error("serving failed: {0}")]
@@ -89,7 +92,9 @@ async fn run(args: Args) -> Result<(), ServerError> {
         Some(url) => url.clone(),
         // Peers cannot reach "http://0.0.0.0:8080": this node's URL must be
         // given when it has peers.
-        None if local.ip().is_unspecified() && !args.pool.is_empty() => {
+        None if local.ip().is_unspecified()
+            && (!args.pool.is_empty() || args.discovers_peers()) =>
+        {
             return Err(ServerError::NeedSelf {
                 addr: args.addr.clone(),
                 port: local.port(),
@@ -109,21 +114,37 @@ async fn run(args: Args) -> Result<(), ServerError> {
         args.pool.iter().map(|p| p.trim().to_owned()).collect()
     };
     pool.set_peers(&peers)?;
+    let source: Option<Box<dyn Discovery>> = match (&args.peers_dns, &args.peers_file) {
+        (Some(spec), _) => Some(Box::new(DnsDiscovery::parse(spec)?)),
+        (None, Some(path)) => Some(Box::new(FileDiscovery::new(path))),
+        (None, None) => None,
+    };
+    if let Some(source) = source {
+        // A first poll before serving, so the node starts with its peers when
+        // the source answers; a failure is logged and polled again.
+        if let Err(error) = discovery::refresh(&pool, source.as_ref()).await {
+            tracing::warn!(%error, "first peer discovery failed; starting alone and retrying");
+        }
+        discovery::watch(&pool, source, args.discovery_interval);
+    }
 
     let node = Node::with_picker(pool.clone());
-    node.group_builder("colors")
-        .cache_bytes(args.cache_bytes)
-        .build(colors::loader())?;
+    let group = |name: &str| {
+        let builder = node.group_builder(name).cache_bytes(args.cache_bytes);
+        match args.ttl {
+            Some(ttl) => builder.ttl(ttl),
+            None => builder,
+        }
+    };
+    group("colors").build(colors::loader())?;
     if args.echo_group {
-        node.group_builder("echo")
-            .cache_bytes(args.cache_bytes)
-            .build(peercache::loader_fn(|key: String| async move { Ok(key) }))?;
+        group("echo").build(peercache::loader_fn(|key: String| async move { Ok(key) }))?;
     }
 
     tracing::info!(
         self_url = %self_url,
         addr = %local,
-        peers = ?peers,
+        peers = ?pool.peers(),
         cache_bytes = args.cache_bytes,
         "peercache-server listening"
     );

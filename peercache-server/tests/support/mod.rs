@@ -58,6 +58,16 @@ impl Proc {
         }
     }
 
+    /// Sends a signal (`"STOP"`, `"CONT"`, ...) to the process.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("not running").id();
+        let sent = Command::new("kill")
+            .args([format!("-{signal}"), pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -{signal} {pid} failed");
+    }
+
     /// The process's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -158,22 +168,35 @@ pub fn server_args(addr: SocketAddr, pool: &[SocketAddr], extra: &[&str]) -> Vec
         addr.to_string(),
         "--pool".to_owned(),
         pool.join(","),
-        "--peer-timeout".to_owned(),
-        "3s".to_owned(),
     ];
+    if !extra.contains(&"--peer-timeout") {
+        args.extend(["--peer-timeout".to_owned(), "3s".to_owned()]);
+    }
     args.extend(extra.iter().map(|s| s.to_string()));
     args
 }
 
 /// `GET target` on a fresh connection: status and body.
 pub fn get(addr: SocketAddr, target: &str) -> std::io::Result<(u16, String)> {
+    request(addr, "GET", target, b"")
+}
+
+/// `method target` with `body` on a fresh connection: status and body.
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, WAIT)?;
     stream.set_read_timeout(Some(WAIT))?;
     stream.set_write_timeout(Some(WAIT))?;
     write!(
         stream,
-        "GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
     )?;
+    stream.write_all(body)?;
     let mut answer = Vec::new();
     stream.read_to_end(&mut answer)?;
     let answer = String::from_utf8_lossy(&answer).into_owned();
@@ -193,6 +216,15 @@ pub fn get_ok(addr: SocketAddr, target: &str) -> String {
     match get(addr, target) {
         Ok((200, body)) => body,
         other => panic!("GET {target} on {addr}: {other:?}"),
+    }
+}
+
+/// Polls `condition` every 20 ms until it holds; panics after `WAIT`.
+pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !condition() {
+        assert!(Instant::now() < deadline, "not within {WAIT:?}: {what}");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

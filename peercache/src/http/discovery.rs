@@ -66,6 +66,16 @@ pub trait Discovery: Send + Sync + 'static {
     fn describe(&self) -> String;
 }
 
+impl<D: Discovery + ?Sized> Discovery for Box<D> {
+    fn discover(&self) -> BoxFuture<'_, Result<Vec<String>, DiscoveryError>> {
+        (**self).discover()
+    }
+
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+}
+
 /// Peers from the A and AAAA records of a name, all on one port.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DnsDiscovery {
