@@ -89,22 +89,25 @@ struct TtlQuery {
     ttl: Option<String>,
 }
 
-/// The colours group and the normalised `name`, or the answer to give.
-fn color_and_name(front: &Front, query: &ColorQuery) -> Result<(Group, String), Response> {
+/// The colours group and the normalised `name`, or the error to answer.
+fn color_and_name(
+    front: &Front,
+    query: &ColorQuery,
+) -> Result<(Group, String), (StatusCode, String)> {
     let name = query
         .name
         .as_deref()
         .map(|n| n.trim().to_ascii_lowercase())
         .unwrap_or_default();
     if name.is_empty() {
-        return Err(text(
+        return Err((
             StatusCode::BAD_REQUEST,
             "missing name parameter: use /color?name=red".into(),
         ));
     }
     match front.node.group("colors") {
         Some(colors) => Ok((colors, name)),
-        None => Err(text(StatusCode::NOT_FOUND, "no such group: colors".into())),
+        None => Err((StatusCode::NOT_FOUND, "no such group: colors".into())),
     }
 }
 
@@ -115,14 +118,14 @@ async fn set_color(
 ) -> Response {
     match color_and_name(&front, &query) {
         Ok((colors, name)) => set(&colors, &name, query.ttl.as_deref(), body).await,
-        Err(answer) => answer,
+        Err((status, message)) => text(status, message),
     }
 }
 
 async fn remove_color(State(front): State<Front>, Query(query): Query<ColorQuery>) -> Response {
     match color_and_name(&front, &query) {
         Ok((colors, name)) => remove(&colors, &name).await,
-        Err(answer) => answer,
+        Err((status, message)) => text(status, message),
     }
 }
 
@@ -218,7 +221,7 @@ fn change_failed(error: &Error) -> Response {
 async fn color(State(front): State<Front>, Query(query): Query<ColorQuery>) -> Response {
     let (colors, name) = match color_and_name(&front, &query) {
         Ok(found) => found,
-        Err(answer) => return answer,
+        Err((status, message)) => return text(status, message),
     };
     match colors.get(&name).await {
         Ok(value) => text(

@@ -287,9 +287,9 @@ impl From<ChangeError> for PeerError {
 /// that works and says no): a 5xx, except the owner's loader errors (golang's
 /// 500, a 503 without `Retry-After`).
 fn is_failure(status: StatusCode, headers: &HeaderMap) -> bool {
-    status.is_server_error()
-        && status != StatusCode::INTERNAL_SERVER_ERROR
-        && !(status == StatusCode::SERVICE_UNAVAILABLE && !headers.contains_key(RETRY_AFTER))
+    let loader_error = status == StatusCode::INTERNAL_SERVER_ERROR
+        || (status == StatusCode::SERVICE_UNAVAILABLE && !headers.contains_key(RETRY_AFTER));
+    status.is_server_error() && !loader_error
 }
 
 impl Peer for HttpPeer {
