@@ -453,13 +453,11 @@ impl Inner {
 
     fn lookup_locked(&self, guarded: &mut Guarded, key: &str, is_get: bool) -> Option<Value> {
         guarded.gets += u64::from(is_get);
-        let mut value = guarded.cache.get(key);
-        // Reading the clock only for values that have an expiry keeps it off
-        // the common hit path.
-        if value.as_ref().is_some_and(|v| self.is_expired(v)) {
-            guarded.cache.remove(key);
-            value = None;
-        }
+        // The clock is read only for values that have an expiry, which keeps
+        // it off the common hit path.
+        let value = guarded
+            .cache
+            .get_unexpired(key, &|| self.clock.now_unix_nanos());
         guarded.cache_hits += u64::from(value.is_some());
         value
     }
@@ -581,10 +579,12 @@ impl Inner {
         let mut failures = failed(join_all(sent).await, |_| true);
         // Step 2: this node (the owner of the other keys).
         self.remove_here(&keys);
-        // Step 3: every other peer, with the keys it was not sent as owner.
+        // Step 3: every other peer, with the keys it was not sent as owner
+        // (an owner that failed in step 1 is not asked again).
         let rest: Vec<(Arc<dyn Peer>, Vec<String>)> = self
             .others()
             .into_iter()
+            .filter(|peer| !failures.iter().any(|f| *f.peer == *peer.id()))
             .filter_map(|peer| {
                 let owned = by_owner.get(peer.id()).map(|(_, owned)| owned);
                 let keys: Vec<String> = match owned {

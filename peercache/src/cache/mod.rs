@@ -142,13 +142,17 @@ impl Part {
         }
     }
 
-    fn get(&mut self, key: &str) -> Option<Value> {
+    fn get(&mut self, key: &str, now: &dyn Fn() -> i64) -> Option<Value> {
         self.gets += 1;
-        let value = self.lru.get(key).cloned();
-        if value.is_some() {
-            self.hits += 1;
+        let value = self.lru.get(key).cloned()?;
+        let expiry = value.expiry_unix_nanos();
+        if expiry != 0 && now() >= expiry {
+            self.remove(key);
+            self.expired += 1;
+            return None;
         }
-        value
+        self.hits += 1;
+        Some(value)
     }
 
     fn stats(&self) -> CacheStats {
@@ -194,10 +198,18 @@ impl Cache {
     /// Looks a key up in main, then hot, marking it recently used and counting
     /// the gets and hits of each cache asked.
     pub fn get(&mut self, key: &str) -> Option<Value> {
-        if let Some(value) = self.main.get(key) {
+        self.get_unexpired(key, &|| i64::MIN)
+    }
+
+    /// Like [`Cache::get`], but an entry whose expiry is at or before
+    /// `now()` (Unix nanoseconds) is dropped and counted as expired, not as a
+    /// hit. `now` is called only for entries that have an expiry.
+    pub fn get_unexpired(&mut self, key: &str, now: &dyn Fn() -> i64) -> Option<Value> {
+        if let Some(value) = self.main.get(key, now) {
             return Some(value);
         }
-        self.hot.get(key)
+        // A key lives in one cache only: found expired in main, it is not in hot.
+        self.hot.get(key, now)
     }
 
     /// Stores `value` under `key` in the given cache, then evicts by the rule
@@ -376,5 +388,19 @@ mod tests {
         assert_eq!(cache.next_expiry(), None);
         assert_eq!(cache.stats(CacheKind::Main).expired, 1);
         assert_eq!(cache.stats(CacheKind::Hot).expired, 1);
+    }
+
+    #[test]
+    fn an_expired_entry_found_by_a_get_is_dropped_not_a_hit() {
+        let mut cache = Cache::new(100);
+        cache.insert(CacheKind::Hot, "k", v(5).with_expiry_unix_nanos(10));
+        assert_eq!(
+            cache.get_unexpired("k", &|| 9),
+            Some(v(5).with_expiry_unix_nanos(10))
+        );
+        assert_eq!(cache.get_unexpired("k", &|| 10), None);
+        let hot = cache.stats(CacheKind::Hot);
+        assert_eq!((hot.hits, hot.expired, hot.items, hot.bytes), (1, 1, 0, 0));
+        assert_eq!(cache.next_expiry(), None);
     }
 }
