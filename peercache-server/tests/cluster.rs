@@ -20,17 +20,6 @@ fn colors_stats(addr: SocketAddr) -> serde_json::Value {
         .expect("no colors group in /stats")
 }
 
-fn start_servers(n: usize, extra: &'static [&'static str]) -> Vec<Proc> {
-    start_cluster(n, |i, addrs| {
-        start(
-            &format!("node{i}"),
-            &server_binary(),
-            &server_args(addrs[i], addrs, extra),
-            addrs[i],
-        )
-    })
-}
-
 #[test]
 fn the_readme_example_answers() {
     let nodes = start_servers(1, &[]);

@@ -37,17 +37,6 @@ fn peer_state(at: SocketAddr, peer: &str) -> String {
         .unwrap_or_else(|| "absent".to_owned())
 }
 
-fn start_servers(n: usize, extra: &[&str]) -> Vec<Proc> {
-    start_cluster(n, |i, addrs| {
-        start(
-            &format!("node{i}"),
-            &server_binary(),
-            &server_args(addrs[i], addrs, extra),
-            addrs[i],
-        )
-    })
-}
-
 fn send(addr: SocketAddr, method: &str, target: &str, body: &str) -> (u16, String) {
     request(addr, method, target, body.as_bytes())
         .unwrap_or_else(|e| panic!("{method} {target} on {addr}: {e}"))
@@ -283,16 +272,29 @@ fn finish(
     total
 }
 
+/// Flags of the kill and hang tests: the echo group (fresh keys), a peer out
+/// after 2 failures, a 1 s peer timeout.
+const EXTRA: [&str; 5] = [
+    "--echo-group",
+    "--failures-to-down",
+    "2",
+    "--peer-timeout",
+    "1s",
+];
+
+/// Panics listing the first failed requests, if any failed.
+fn assert_no_failures(count: u64, failures: &[String]) {
+    assert!(
+        failures.is_empty(),
+        "{} of {count} requests failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+}
+
 #[test]
 fn a_killed_node_leaves_the_ring_and_rejoins_when_restarted() {
-    let extra = [
-        "--echo-group",
-        "--failures-to-down",
-        "2",
-        "--peer-timeout",
-        "1s",
-    ];
-    let mut nodes = start_servers(3, &extra);
+    let mut nodes = start_servers(3, &EXTRA);
     let (watcher, victim) = (nodes[0].addr, nodes[2].url.clone());
     let stop = Arc::new(AtomicBool::new(false));
     let results = stream(watcher, stop.clone(), "kill");
@@ -321,7 +323,7 @@ fn a_killed_node_leaves_the_ring_and_rejoins_when_restarted() {
     let args = server_args(
         nodes[2].addr,
         &[nodes[0].addr, nodes[1].addr, nodes[2].addr],
-        &extra,
+        &EXTRA,
     );
     nodes[2] = start("node2-again", &server_binary(), &args, nodes[2].addr).unwrap();
     wait_until("node 2 is back in node 0's ring", || {
@@ -332,25 +334,13 @@ fn a_killed_node_leaves_the_ring_and_rejoins_when_restarted() {
     });
 
     let (count, failures, _) = finish(&stop, results);
-    assert!(
-        failures.is_empty(),
-        "{} of {count} requests failed: {:?}",
-        failures.len(),
-        &failures[..failures.len().min(5)]
-    );
+    assert_no_failures(count, &failures);
 }
 
 #[test]
 fn a_hung_node_costs_one_timeout_then_is_bypassed_until_it_resumes() {
     let timeout = Duration::from_secs(1);
-    let extra = [
-        "--echo-group",
-        "--failures-to-down",
-        "2",
-        "--peer-timeout",
-        "1s",
-    ];
-    let nodes = start_servers(3, &extra);
+    let nodes = start_servers(3, &EXTRA);
     let (watcher, victim) = (nodes[0].addr, nodes[2].url.clone());
     let stop = Arc::new(AtomicBool::new(false));
     let results = stream(watcher, stop.clone(), "hang");
@@ -379,12 +369,7 @@ fn a_hung_node_costs_one_timeout_then_is_bypassed_until_it_resumes() {
     });
 
     let (count, failures, slowest) = finish(&stop, results);
-    assert!(
-        failures.is_empty(),
-        "{} of {count} requests failed: {:?}",
-        failures.len(),
-        &failures[..failures.len().min(5)]
-    );
+    assert_no_failures(count, &failures);
     // The echo loader is instant: no request waited much longer than one
     // peer timeout (the slack covers a loaded 2-core machine).
     assert!(

@@ -155,6 +155,19 @@ pub fn start_cluster(
     panic!("cluster did not start in 5 tries: {last}");
 }
 
+/// A cluster of `n` `peercache-server` nodes listing each other, with
+/// `extra` flags.
+pub fn start_servers(n: usize, extra: &[&str]) -> Vec<Proc> {
+    start_cluster(n, |i, addrs| {
+        start(
+            &format!("node{i}"),
+            &server_binary(),
+            &server_args(addrs[i], addrs, extra),
+            addrs[i],
+        )
+    })
+}
+
 /// The `peercache-server` binary built for these tests.
 pub fn server_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_peercache-server"))
