@@ -531,7 +531,7 @@ impl Inner {
     }
 
     fn set_here(&self, key: &str, value: Value) {
-        let expired = value.expiry_unix_nanos() != 0 && self.is_expired(&value);
+        let expired = self.is_expired(&value);
         {
             let mut guarded = self.lock_cache();
             guarded.fences.invalidate(key);

@@ -182,11 +182,6 @@ impl PeerHealth {
         delay
     }
 
-    /// How long the peer has been down, if it is.
-    pub fn down_for(&self) -> Option<Duration> {
-        self.lock().down.map(|since| since.elapsed())
-    }
-
     /// A snapshot for stats.
     pub fn status(&self, peer: &str) -> PeerStatus {
         let state = self.lock();
