@@ -48,6 +48,18 @@ pub enum Error {
         /// The panic message.
         message: String,
     },
+    /// The loader did not finish within the group's load timeout
+    /// ([`crate::GroupBuilder::load_timeout`]). The load was cancelled; every
+    /// waiter gets this error and the next get loads again.
+    #[error("group {group:?}: loading key {key:?} took longer than the load timeout ({timeout:?}) and was cancelled; the next get will load again: make the loader faster or raise the timeout")]
+    LoadTimeout {
+        /// The group.
+        group: Arc<str>,
+        /// The key.
+        key: Arc<str>,
+        /// The group's load timeout.
+        timeout: std::time::Duration,
+    },
     /// A get was made outside a tokio runtime; loads are spawned on the
     /// current runtime, so call from within one (e.g. `#[tokio::main]`).
     #[error("group {group:?}: key {key:?} needs a load, but no tokio runtime is running; call get from within a tokio runtime")]
@@ -82,6 +94,16 @@ pub enum Error {
         /// The name asked for.
         name: String,
         /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A group setting given to [`crate::GroupBuilder`] cannot be used.
+    #[error("group {group:?}: invalid {setting}: {reason}")]
+    InvalidSetting {
+        /// The group being built.
+        group: String,
+        /// The builder method, such as `"load_timeout"`.
+        setting: &'static str,
+        /// What is wrong and what to give instead.
         reason: &'static str,
     },
 }

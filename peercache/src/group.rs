@@ -106,6 +106,7 @@ struct Inner {
     hot_cache: HotCachePolicy,
     clock: Arc<dyn Clock>,
     ttl: Option<Duration>,
+    load_timeout: Option<Duration>,
     cache: Mutex<Guarded>,
     counters: Counters,
     remote: Flight<Outcome>,
@@ -128,6 +129,7 @@ pub(crate) struct Settings {
     pub cache_bytes: u64,
     pub hot_cache: HotCachePolicy,
     pub ttl: Option<Duration>,
+    pub load_timeout: Option<Duration>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -145,6 +147,7 @@ impl Group {
             hot_cache: settings.hot_cache,
             clock: settings.clock,
             ttl: settings.ttl,
+            load_timeout: settings.load_timeout,
             cache: Mutex::new(Guarded {
                 cache: Cache::new(settings.cache_bytes),
                 fences: Fences::new(),
@@ -699,9 +702,22 @@ impl Inner {
             Ok(value) => return Ok(value),
             Err(ticket) => ticket,
         };
-        let loaded = AssertUnwindSafe(self.loader.load_boxed(&key))
-            .catch_unwind()
-            .await;
+        let load = AssertUnwindSafe(self.loader.load_boxed(&key)).catch_unwind();
+        let loaded = match self.load_timeout {
+            None => load.await,
+            Some(timeout) => match tokio::time::timeout(timeout, load).await {
+                Ok(loaded) => loaded,
+                Err(_) => {
+                    bump(&self.counters.local_load_errs);
+                    tracing::warn!(group = %self.name, key, ?timeout, "load timed out; cancelled");
+                    return Err(Error::LoadTimeout {
+                        group: self.name.clone(),
+                        key: Arc::from(key.as_str()),
+                        timeout,
+                    });
+                }
+            },
+        };
         match loaded {
             Ok(Ok(value)) => {
                 bump(&self.counters.local_loads);

@@ -91,6 +91,7 @@ impl Node {
             cache_bytes: DEFAULT_CACHE_BYTES,
             hot_cache: None,
             ttl: None,
+            load_timeout: None,
             clock: None,
         }
     }
@@ -134,6 +135,7 @@ pub struct GroupBuilder<'n> {
     cache_bytes: u64,
     hot_cache: Option<HotCachePolicy>,
     ttl: Option<Duration>,
+    load_timeout: Option<Duration>,
     clock: Option<Arc<dyn Clock>>,
 }
 
@@ -144,6 +146,7 @@ impl fmt::Debug for GroupBuilder<'_> {
             .field("cache_bytes", &self.cache_bytes)
             .field("hot_cache", &self.hot_cache)
             .field("ttl", &self.ttl)
+            .field("load_timeout", &self.load_timeout)
             .field("custom_clock", &self.clock.is_some())
             .finish()
     }
@@ -175,6 +178,21 @@ impl GroupBuilder<'_> {
         self
     }
 
+    /// The longest a load by this node's loader may take (default: no
+    /// limit). A load still running after `timeout` is cancelled (the loader's
+    /// future is dropped) and every waiter gets [`Error::LoadTimeout`]; the
+    /// key is loadable again at once and other keys are not affected.
+    ///
+    /// Without a timeout a hung loader stalls only the gets of its own key.
+    /// Keep it below the peers' request timeout
+    /// ([`crate::http::HttpOptions::request_timeout`], 5 s by default), so an
+    /// asking peer gets this node's error rather than giving up and loading
+    /// the key itself. A zero timeout is rejected by [`GroupBuilder::build`].
+    pub fn load_timeout(mut self, timeout: Duration) -> Self {
+        self.load_timeout = Some(timeout);
+        self
+    }
+
     /// The clock that decides expiry (default: the system clock). Tests pass
     /// a [`crate::clock::ManualClock`] to move time without sleeping.
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
@@ -186,6 +204,13 @@ impl GroupBuilder<'_> {
     /// Inside a tokio runtime this also starts the group's expiry sweeper.
     pub fn build(self, loader: impl Loader) -> Result<Group, Error> {
         check_group_name(&self.name)?;
+        if self.load_timeout.is_some_and(|t| t.is_zero()) {
+            return Err(Error::InvalidSetting {
+                group: self.name,
+                setting: "load_timeout",
+                reason: "it must be greater than zero (leave it unset for no limit)",
+            });
+        }
         let mut groups = self
             .node
             .inner
@@ -203,6 +228,7 @@ impl GroupBuilder<'_> {
             cache_bytes: self.cache_bytes,
             hot_cache,
             ttl: self.ttl,
+            load_timeout: self.load_timeout,
             clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
         };
         let group = Group::new(
