@@ -3,7 +3,8 @@
 //! a message that names the flag's expected form.
 
 use clap::{Parser, ValueEnum};
-use peercache::http::{HttpOptions, DEFAULT_BASE_PATH};
+use peercache::http::limits;
+use peercache::http::{HttpOptions, ServerLimits, DEFAULT_BASE_PATH};
 use peercache::ring::HashMode;
 use peercache::HotCachePolicy;
 use std::time::Duration;
@@ -94,6 +95,52 @@ pub struct Args {
     #[arg(long)]
     pub echo_group: bool,
 
+    /// Cancel a load by this node's loader after this long, e.g. 2s (the
+    /// waiting requests get 503); keep it below the peers' --peer-timeout
+    /// [default: no limit]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub load_timeout: Option<Duration>,
+
+    /// File holding the cluster secret (at least 16 bytes; a trailing
+    /// newline is ignored). Every peer request is then signed and unsigned
+    /// ones get 401; every node needs the same file. Go nodes cannot join a
+    /// cluster with a secret [default: no authentication]
+    #[arg(long, value_name = "PATH")]
+    pub peer_secret_file: Option<std::path::PathBuf>,
+
+    /// How far a signed request's timestamp may be from this node's clock
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub peer_auth_window: Duration,
+
+    /// Requests handled at once; more are answered 503 with Retry-After
+    #[arg(long, value_name = "N", default_value_t = limits::DEFAULT_MAX_CONCURRENT_REQUESTS)]
+    pub max_concurrent_requests: usize,
+
+    /// HTTP/2 streams open at once on one connection
+    #[arg(long, value_name = "N", default_value_t = limits::DEFAULT_MAX_CONCURRENT_STREAMS)]
+    pub max_concurrent_streams: u32,
+
+    /// Time for a request's headers to arrive (also how long an idle
+    /// keep-alive connection is kept)
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// Time for a request's body to arrive (408 after it)
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub body_read_timeout: Duration,
+
+    /// Longest request target (path and query) accepted (414 beyond)
+    #[arg(long, value_name = "SIZE", default_value = "64KiB", value_parser = parse_bytes)]
+    pub max_uri_bytes: u64,
+
+    /// Longest key accepted, once percent-decoded (414 beyond)
+    #[arg(long, value_name = "SIZE", default_value = "16KiB", value_parser = parse_bytes)]
+    pub max_key_bytes: u64,
+
+    /// Largest request body accepted: a PUT's value (413 beyond)
+    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_bytes)]
+    pub max_body_bytes: u64,
+
     /// Log lines as plain text or JSON; the level comes from RUST_LOG
     /// (default info)
     #[arg(long, value_enum, default_value_t = LogFormat::Plain)]
@@ -137,6 +184,8 @@ impl Args {
             connect_timeout: self.connect_timeout,
             request_timeout: self.peer_timeout,
             http2: self.http2,
+            max_key_bytes: usize::try_from(self.max_key_bytes).unwrap_or(usize::MAX),
+            max_body_bytes: usize::try_from(self.max_body_bytes).unwrap_or(usize::MAX),
             health: peercache::health::HealthPolicy {
                 failures_to_down: self.failures_to_down,
                 ..base.health
@@ -146,6 +195,18 @@ impl Args {
                 Ring::Mailgun => HashMode::Mailgun,
             },
             ..base
+        }
+    }
+
+    /// The server limits these flags ask for.
+    pub fn server_limits(&self) -> ServerLimits {
+        ServerLimits {
+            max_concurrent_requests: self.max_concurrent_requests,
+            max_concurrent_streams: self.max_concurrent_streams,
+            header_read_timeout: self.header_read_timeout,
+            body_read_timeout: self.body_read_timeout,
+            max_uri_bytes: usize::try_from(self.max_uri_bytes).unwrap_or(usize::MAX),
+            ..ServerLimits::default()
         }
     }
 }

@@ -16,12 +16,14 @@
 //! failed and why (what did reach them is done).
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use peercache::health::PeerStatus;
+use peercache::http::limits::{LimitCounters, LimitStats};
 use peercache::http::HttpPool;
 use peercache::{Error, Group, GroupStats, Node};
 use serde::{Deserialize, Serialize};
@@ -33,12 +35,15 @@ use std::time::{Duration, SystemTime};
 struct Front {
     node: Node,
     pool: Arc<HttpPool>,
+    limits: Arc<LimitCounters>,
 }
 
-/// The whole application: front API and peer endpoint.
-pub fn router(node: Node, pool: Arc<HttpPool>) -> Router {
+/// The whole application: front API and peer endpoint. `limits` are the
+/// server's refusal counters, shown in `/stats`.
+pub fn router(node: Node, pool: Arc<HttpPool>, limits: Arc<LimitCounters>) -> Router {
     let peers = pool.service(node.clone());
     let base = pool.options().base_path.clone();
+    let max_body = pool.options().max_body_bytes;
     Router::new()
         .route("/", get(index))
         .route("/color", get(color).put(set_color).delete(remove_color))
@@ -52,7 +57,69 @@ pub fn router(node: Node, pool: Arc<HttpPool>) -> Router {
         )
         .route_service(&format!("{base}{{*rest}}"), peers.clone())
         .route_service(&base, peers)
-        .with_state(Front { node, pool })
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(Front { node, pool, limits })
+}
+
+async fn not_found(uri: Uri) -> Response {
+    text(
+        StatusCode::NOT_FOUND,
+        format!("no route for {}: see GET / for the routes", uri.path()),
+    )
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    text(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "method {method} not allowed on {}: see GET / for the routes",
+            uri.path()
+        ),
+    )
+}
+
+/// A refusal: status and the plain-text reason.
+type Refusal = (StatusCode, String);
+
+/// A request body, or the refusal saying which limit it broke.
+fn body_or_refusal(front: &Front, body: Result<Bytes, BytesRejection>) -> Result<Bytes, Refusal> {
+    body.map_err(|rejection| {
+        let reason = rejection.body_text();
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "request body too large: the limit is {} bytes (--max-body-bytes)",
+                    front.pool.options().max_body_bytes
+                ),
+            )
+        } else if reason.contains("body read timeout") {
+            (
+                StatusCode::REQUEST_TIMEOUT,
+                format!("request timeout: {reason} (--body-read-timeout)"),
+            )
+        } else {
+            (StatusCode::BAD_REQUEST, format!("bad request: {reason}"))
+        }
+    })
+}
+
+/// Refuses a key longer than the peers accept: it could never be fetched
+/// from its owner.
+fn check_key(front: &Front, key: &str) -> Result<(), Refusal> {
+    let limit = front.pool.options().max_key_bytes;
+    if key.len() > limit {
+        return Err((
+            StatusCode::URI_TOO_LONG,
+            format!(
+                "key too long ({} bytes): the limit is {limit} bytes (--max-key-bytes)",
+                key.len()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 async fn index(State(front): State<Front>) -> String {
@@ -105,6 +172,7 @@ fn color_and_name(
             "missing name parameter: use /color?name=red".into(),
         ));
     }
+    check_key(front, &name)?;
     match front.node.group("colors") {
         Some(colors) => Ok((colors, name)),
         None => Err((StatusCode::NOT_FOUND, "no such group: colors".into())),
@@ -114,8 +182,12 @@ fn color_and_name(
 async fn set_color(
     State(front): State<Front>,
     Query(query): Query<ColorQuery>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let body = match body_or_refusal(&front, body) {
+        Ok(body) => body,
+        Err((status, message)) => return text(status, message),
+    };
     match color_and_name(&front, &query) {
         Ok((colors, name)) => set(&colors, &name, query.ttl.as_deref(), body).await,
         Err((status, message)) => text(status, message),
@@ -133,8 +205,15 @@ async fn set_key(
     State(front): State<Front>,
     Path((group, key)): Path<(String, String)>,
     Query(query): Query<TtlQuery>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let body = match body_or_refusal(&front, body) {
+        Ok(body) => body,
+        Err((status, message)) => return text(status, message),
+    };
+    if let Err((status, message)) = check_key(&front, &key) {
+        return text(status, message);
+    }
     match front.node.group(&group) {
         Some(group) => set(&group, &key, query.ttl.as_deref(), body).await,
         None => text(StatusCode::NOT_FOUND, format!("no such group: {group}")),
@@ -145,6 +224,9 @@ async fn remove_key(
     State(front): State<Front>,
     Path((group, key)): Path<(String, String)>,
 ) -> Response {
+    if let Err((status, message)) = check_key(&front, &key) {
+        return text(status, message);
+    }
     match front.node.group(&group) {
         Some(group) => remove(&group, &key).await,
         None => text(StatusCode::NOT_FOUND, format!("no such group: {group}")),
@@ -240,6 +322,9 @@ async fn read_through(
     State(front): State<Front>,
     Path((group, key)): Path<(String, String)>,
 ) -> Response {
+    if let Err((status, message)) = check_key(&front, &key) {
+        return text(status, message);
+    }
     let Some(group) = front.node.group(&group) else {
         return text(StatusCode::NOT_FOUND, format!("no such group: {group}"));
     };
@@ -264,6 +349,8 @@ pub struct Stats {
     pub peers: Vec<PeerStatus>,
     /// Every group's counters.
     pub groups: Vec<GroupStats>,
+    /// Requests refused by the server's limits since it started.
+    pub limits: LimitStats,
 }
 
 async fn stats(State(front): State<Front>) -> Json<Stats> {
@@ -273,6 +360,7 @@ async fn stats(State(front): State<Front>) -> Json<Stats> {
         self_url: front.pool.self_url().to_owned(),
         peers: front.pool.peer_status(),
         groups,
+        limits: front.limits.snapshot(),
     })
 }
 

@@ -17,9 +17,10 @@ mod front;
 use args::{Args, LogFormat};
 use clap::Parser;
 use peercache::http::discovery::{self, Discovery};
-use peercache::http::{DnsDiscovery, FileDiscovery, HttpPool, PoolError};
+use peercache::http::{DnsDiscovery, FileDiscovery, HttpPool, PeerAuth, PoolError, Server};
 use peercache::Node;
 use std::process::ExitCode;
+use std::sync::Arc;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
@@ -39,6 +40,10 @@ enum ServerError {
     Discovery(#[from] peercache::http::DiscoveryError),
     #[error("cannot create a group: {0}")]
     Group(#[from] peercache::Error),
+    #[error("bad --peer-secret-file: {0}")]
+    Secret(#[from] peercache::http::AuthError),
+    #[error("bad limit flag (--max-concurrent-requests, --max-concurrent-streams, --header-read-timeout, --body-read-timeout, --max-uri-bytes): {0}")]
+    Limits(std::io::Error),
     #[error("serving failed: {0}")]
     Serve(std::io::Error),
 }
@@ -107,7 +112,19 @@ async fn run(args: Args) -> Result<(), ServerError> {
         }
         None => format!("http://{}", args.addr),
     };
-    let pool = HttpPool::new(&self_url, args.http_options())?;
+    let mut options = args.http_options();
+    if let Some(path) = &args.peer_secret_file {
+        warn_if_readable_by_others(path);
+        let auth = PeerAuth::from_file(path)?.with_window(args.peer_auth_window);
+        options.auth = Some(Arc::new(auth));
+    } else if !local.ip().is_loopback() {
+        tracing::warn!(
+            addr = %local,
+            "serving the peer endpoint beyond loopback without authentication: anyone who can reach this port can read every key and change or remove them; give every node --peer-secret-file, or firewall the port to the cluster"
+        );
+    }
+    let server = Server::new(args.server_limits()).map_err(ServerError::Limits)?;
+    let pool = HttpPool::new(&self_url, options)?;
     let peers: Vec<String> = if args.pool.is_empty() {
         vec![self_url.clone()]
     } else {
@@ -130,11 +147,14 @@ async fn run(args: Args) -> Result<(), ServerError> {
 
     let node = Node::with_picker(pool.clone());
     let group = |name: &str| {
-        let builder = node.group_builder(name).cache_bytes(args.cache_bytes);
-        match args.ttl {
-            Some(ttl) => builder.ttl(ttl),
-            None => builder,
+        let mut builder = node.group_builder(name).cache_bytes(args.cache_bytes);
+        if let Some(ttl) = args.ttl {
+            builder = builder.ttl(ttl);
         }
+        if let Some(timeout) = args.load_timeout {
+            builder = builder.load_timeout(timeout);
+        }
+        builder
     };
     group("colors").build(colors::loader())?;
     if args.echo_group {
@@ -146,14 +166,37 @@ async fn run(args: Args) -> Result<(), ServerError> {
         addr = %local,
         peers = ?pool.peers(),
         cache_bytes = args.cache_bytes,
+        peer_auth = args.peer_secret_file.is_some(),
         "peercache-server listening"
     );
-    axum::serve(listener, front::router(node, pool))
-        .with_graceful_shutdown(shutdown_signal())
+    let app = front::router(node, pool, server.counters());
+    server
+        .serve(listener, app, shutdown_signal())
         .await
         .map_err(ServerError::Serve)?;
     tracing::info!("peercache-server stopped");
     Ok(())
+}
+
+/// A secret others can read is no secret: say so (the node still starts,
+/// as the file's owner may have reasons).
+fn warn_if_readable_by_others(path: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            let mode = meta.permissions().mode();
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    path = %path.display(),
+                    mode = format!("{:o}", mode & 0o777),
+                    "the peer secret file is readable by other users: chmod 600 it"
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

@@ -3,8 +3,8 @@
 //! stay cached, and the bad key is loadable again once its loader behaves.
 
 use peercache::{CacheKind, Error, LoadError, Loader, Node, Value};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -27,10 +27,8 @@ impl Loader for Misbehaving {
             k if k.starts_with("fail") => Err(LoadError::msg("source down")),
             // 2 MiB: more than the whole budget of the groups below.
             k if k.starts_with("huge") => Ok(Value::new(vec![b'x'; 2 << 20])),
-            k if k.starts_with("stale") => {
-                Ok(Value::from("already expired")
-                    .with_expiry(SystemTime::now() - Duration::from_secs(60)))
-            }
+            k if k.starts_with("stale") => Ok(Value::from("already expired")
+                .with_expiry(SystemTime::now() - Duration::from_secs(60))),
             k => Ok(Value::from(format!("value of {k}"))),
         }
     }
@@ -51,15 +49,25 @@ async fn group_with_warm_key(
         None => builder,
     };
     let group = builder.build(loader).unwrap();
-    assert_eq!(group.get("warm").await.unwrap(), Value::from("value of warm"));
+    assert_eq!(
+        group.get("warm").await.unwrap(),
+        Value::from("value of warm")
+    );
     (node, group, calls)
 }
 
 /// The cached `warm` entry is still there and other keys still load.
 async fn assert_others_flow(group: &peercache::Group) {
     let hits = group.stats().cache_hits;
-    assert_eq!(group.get("warm").await.unwrap(), Value::from("value of warm"));
-    assert_eq!(group.stats().cache_hits, hits + 1, "warm was not a cache hit");
+    assert_eq!(
+        group.get("warm").await.unwrap(),
+        Value::from("value of warm")
+    );
+    assert_eq!(
+        group.stats().cache_hits,
+        hits + 1,
+        "warm was not a cache hit"
+    );
     for i in 0..20 {
         let key = format!("other-{i}");
         let value = group.get(&key).await.unwrap();
@@ -100,7 +108,11 @@ async fn a_load_over_the_timeout_fails_every_waiter_and_loads_again() {
         group.get("hang-once").await.unwrap(),
         Value::from("value of hang-once")
     );
-    assert_eq!(calls.load(Ordering::SeqCst), 3, "warm, the hung load, the retry");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        3,
+        "warm, the hung load, the retry"
+    );
     assert_others_flow(&group).await;
 }
 
@@ -114,7 +126,10 @@ async fn without_a_timeout_a_hung_load_stalls_only_its_own_key() {
     // Wait (polling, bounded) until the hung load has started.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while group.stats().loads < 2 {
-        assert!(tokio::time::Instant::now() < deadline, "the load never started");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the load never started"
+        );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     assert_others_flow(&group).await;
@@ -127,7 +142,10 @@ async fn a_panicking_loader_harms_only_its_key() {
     let (_node, group, _) = group_with_warm_key(None).await;
     let error = group.get("panic-key").await.unwrap_err();
     assert!(matches!(error, Error::Panicked { .. }), "{error}");
-    assert!(error.to_string().contains("loader bug on panic-key"), "{error}");
+    assert!(
+        error.to_string().contains("loader bug on panic-key"),
+        "{error}"
+    );
     assert_others_flow(&group).await;
     // The panic is not cached: the loader behaves on its next call.
     assert_eq!(
@@ -153,15 +171,24 @@ async fn an_oversized_value_is_returned_but_evicts_nothing() {
     let value = group.get("huge-key").await.unwrap();
     assert_eq!(value.len(), 2 << 20);
     let stats = group.stats();
-    assert_eq!(stats.main_cache.evictions, 0, "the oversized value evicted others");
+    assert_eq!(
+        stats.main_cache.evictions, 0,
+        "the oversized value evicted others"
+    );
     assert!(stats.main_cache.bytes <= BUDGET);
     assert!(
-        !group.cached_keys(CacheKind::Main).contains(&"huge-key".to_owned()),
+        !group
+            .cached_keys(CacheKind::Main)
+            .contains(&"huge-key".to_owned()),
         "a value bigger than the budget was cached"
     );
     let before = calls.load(Ordering::SeqCst);
     group.get("huge-key").await.unwrap();
-    assert_eq!(calls.load(Ordering::SeqCst), before + 1, "not cached, so loaded again");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        before + 1,
+        "not cached, so loaded again"
+    );
     assert_others_flow(&group).await;
 }
 

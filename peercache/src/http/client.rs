@@ -15,6 +15,8 @@
 //! | 404 from peercache (marked) or, in mailgun mode, any other 404 | the owner's loader says not found | `FetchError::Load(NotFound)`, no second load |
 //! | other 404 in golang mode | no golang owner says not-found with a 404: a misrouted request | unavailable: load here |
 //! | 500 (golang), 503 without `Retry-After` (mailgun, peercache) | the owner's loader failed | `FetchError::Load`, no second load |
+//! | 503 with `Retry-After` | the owner is shedding load ([`super::ServerLimits`]) | unavailable: load here; the peer stays in the ring |
+//! | 401 | the owner refused this node's proof ([`super::PeerAuth`]) | unavailable: load here |
 //! | anything else, timeout, refused connection | the owner is unreachable or overloaded | unavailable: counted in `peer_errors`, load here |
 //!
 //! Changes are sent as mailgun and groupcache-go send them: `DELETE` for one
@@ -26,11 +28,13 @@
 //! get, which must not pass for a removal.
 //!
 //! Every exchange is reported to the peer's [`PeerHealth`]: refused or broken
-//! connections, timeouts, and 5xx answers other than the owner's loader
-//! errors are failures; any other answer is a success. A peer that is down
+//! connections, timeouts, and 5xx answers other than 500 and 503 (loader
+//! errors, shedding) are failures; any other answer is a success. A peer that is down
 //! is not sent changes (they fail at once, naming it); gets do not reach it
 //! because the pool takes it out of the ring.
 
+use super::auth::PeerAuth;
+use super::options::HttpOptions;
 use super::pool::HttpPool;
 use super::server::{NOT_FOUND_HEADER, PROTOBUF_CONTENT_TYPE, PURGE_PATH, REMOVE_KEYS_PATH};
 use super::wire::escape;
@@ -38,10 +42,13 @@ use crate::health::{PeerHealth, Transition};
 use crate::loader::{BoxFuture, LoadError};
 use crate::peers::{FetchError, Peer, PeerError};
 use crate::proto::{GetResponse, RemoveKeysRequest, SetRequest};
+use crate::ring::HashMode;
 use crate::Value;
 use bytes::Bytes;
 use futures_util::future::join_all;
-use http::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
+use http::header::{
+    HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, USER_AGENT,
+};
 use http::{Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -63,6 +70,8 @@ pub struct HttpPeer {
     id: Arc<str>,
     /// `<base URL><base path>`: a request appends `<group>/<key>`.
     prefix: String,
+    /// Length of the base URL in `prefix`: what follows is the signed path.
+    base_url_len: usize,
     client: PeerClient,
     timeout: Duration,
     /// Whether an unmarked 404 is a loader's not-found (mailgun peers).
@@ -70,6 +79,8 @@ pub struct HttpPeer {
     health: Arc<PeerHealth>,
     /// Told when the peer goes down or comes back, to change its ring.
     pool: Weak<HttpPool>,
+    /// Signs every request, when the cluster has a secret.
+    auth: Option<Arc<PeerAuth>>,
 }
 
 /// A peer's answer: status, headers, whole body.
@@ -84,21 +95,21 @@ impl std::fmt::Debug for HttpPeer {
 impl HttpPeer {
     pub(crate) fn new(
         id: &str,
-        base_path: &str,
+        options: &HttpOptions,
         client: PeerClient,
-        timeout: Duration,
-        plain_404_is_not_found: bool,
         health: Arc<PeerHealth>,
         pool: Weak<HttpPool>,
     ) -> Self {
         HttpPeer {
             id: Arc::from(id),
-            prefix: format!("{id}{base_path}"),
+            prefix: format!("{id}{}", options.base_path),
+            base_url_len: id.len(),
             client,
-            timeout,
-            plain_404_is_not_found,
+            timeout: options.request_timeout,
+            plain_404_is_not_found: options.hash_mode == HashMode::Mailgun,
             health,
             pool,
+            auth: options.auth.clone(),
         }
     }
 
@@ -119,12 +130,19 @@ impl HttpPeer {
         let uri: Uri = url
             .parse()
             .map_err(|e| format!("cannot build a request URL from {url:?}: {e}"))?;
+        let proof = self.auth.as_ref().map(|auth| {
+            let body = body.as_ref().map_or(&[][..], |(_, bytes)| bytes);
+            auth.sign(method.as_str(), &url[self.base_url_len..], body)
+        });
         let mut request = Request::new(Full::new(Bytes::new()));
         *request.method_mut() = method;
         *request.uri_mut() = uri;
         let headers = request.headers_mut();
         headers.insert(USER_AGENT, HeaderValue::from_static(AGENT));
         headers.insert(ACCEPT, HeaderValue::from_static(PROTOBUF_CONTENT_TYPE));
+        if let Some(proof) = proof {
+            headers.insert(AUTHORIZATION, proof);
+        }
         if let Some((content_type, bytes)) = body {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
             *request.body_mut() = Full::new(bytes);
@@ -141,7 +159,7 @@ impl HttpPeer {
             Ok(Ok((parts, body))) => Ok((parts.status, parts.headers, body)),
         };
         match &outcome {
-            Ok((status, headers, body)) if is_failure(*status, headers) => {
+            Ok((status, _, body)) if is_failure(*status) => {
                 self.report(
                     self.health
                         .failed(&format!("answered {status}: {}", error_text(body))),
@@ -187,7 +205,10 @@ impl HttpPeer {
             StatusCode::INTERNAL_SERVER_ERROR => {
                 Err(FetchError::Load(LoadError::msg(error_text(&body))))
             }
-            StatusCode::SERVICE_UNAVAILABLE if !headers.contains_key(RETRY_AFTER) => {
+            StatusCode::SERVICE_UNAVAILABLE if headers.contains_key(RETRY_AFTER) => {
+                Err(self.unavailable(format!("is shedding load (503): {}", error_text(&body))))
+            }
+            StatusCode::SERVICE_UNAVAILABLE => {
                 Err(FetchError::Load(LoadError::msg(error_text(&body))))
             }
             status => Err(self.unavailable(format!("answered {status}: {}", error_text(&body)))),
@@ -285,11 +306,13 @@ impl From<ChangeError> for PeerError {
 
 /// Whether an answer means the peer is not working (as opposed to a peer
 /// that works and says no): a 5xx, except the owner's loader errors (golang's
-/// 500, a 503 without `Retry-After`).
-fn is_failure(status: StatusCode, headers: &HeaderMap) -> bool {
-    let loader_error = status == StatusCode::INTERNAL_SERVER_ERROR
-        || (status == StatusCode::SERVICE_UNAVAILABLE && !headers.contains_key(RETRY_AFTER));
-    status.is_server_error() && !loader_error
+/// 500, mailgun's and peercache's 503) and a peer shedding load (503 with
+/// `Retry-After`): a busy peer is alive, and taking it out of the ring would
+/// move its whole load onto the others.
+fn is_failure(status: StatusCode) -> bool {
+    status.is_server_error()
+        && status != StatusCode::INTERNAL_SERVER_ERROR
+        && status != StatusCode::SERVICE_UNAVAILABLE
 }
 
 impl Peer for HttpPeer {
@@ -347,7 +370,7 @@ impl HttpPeer {
     /// which every groupcache server answers at once (400) without loading
     /// anything. Reported to the peer's health like any exchange.
     pub(crate) async fn probe(&self) -> bool {
-        matches!(self.exchange(Method::GET, "", None).await, Ok((status, headers, _)) if !is_failure(status, &headers))
+        matches!(self.exchange(Method::GET, "", None).await, Ok((status, _, _)) if !is_failure(status))
     }
 }
 

@@ -5,9 +5,13 @@
 //! - [`PeerService`] ([`server`]): the peer endpoint, answering
 //!   `GET <base path><group>/<key>` with a protobuf `GetResponse`. A tower
 //!   and hyper service, so it mounts in axum or any hyper server.
-//! - [`serve`]: runs a [`PeerService`] on a listener by itself.
+//! - [`Server`] ([`serve`]): runs a service (the peer endpoint alone, or an
+//!   axum router mounting it) on a listener, with the [`ServerLimits`]
+//!   ([`limits`]) that keep hostile or overeager clients from hurting others.
 //! - [`discovery`]: keeping the peer list in step with DNS (a Kubernetes
 //!   headless service), a file, or any [`Discovery`] source.
+//! - [`auth`]: the optional cluster secret that signs and checks every peer
+//!   request ([`PeerAuth`]).
 //! - [`wire`]: how group and key are escaped into, and read from, a path.
 //!
 //! ```no_run
@@ -29,85 +33,22 @@
 //! # }
 //! ```
 
+pub mod auth;
 pub mod client;
 pub mod discovery;
+pub mod limits;
 pub mod options;
 pub mod pool;
+pub mod serve;
 pub mod server;
 pub mod wire;
 
+pub use auth::{AuthError, PeerAuth};
 pub use client::HttpPeer;
 pub use discovery::{Discovery, DiscoveryError, DnsDiscovery, FileDiscovery};
+pub use limits::{LimitStats, ServerLimits};
 pub use options::HttpOptions;
 pub use pool::{HttpPool, PoolError};
+pub use serve::{serve, serve_with_shutdown, Server, SHUTDOWN_GRACE};
 pub use server::PeerService;
 pub use wire::{PlusInPath, DEFAULT_BASE_PATH};
-
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use std::future::Future;
-use std::io;
-use std::time::Duration;
-use tokio::net::TcpListener;
-
-/// How long a shutdown waits for requests in flight.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-
-/// Serves `node`'s peer endpoint with default options (base path
-/// `/_groupcache/`) on `listener`, until the task is dropped.
-pub async fn serve(listener: TcpListener, node: crate::Node) -> io::Result<()> {
-    serve_with_shutdown(listener, PeerService::new(node), std::future::pending()).await
-}
-
-/// Serves `service` on `listener` (HTTP/1.1 and h2c) until `shutdown`
-/// completes, then stops accepting and waits for the requests in flight (at
-/// most [`SHUTDOWN_GRACE`]).
-///
-/// Accept errors (such as running out of file descriptors) are logged and
-/// retried after a short pause rather than ending the server.
-pub async fn serve_with_shutdown(
-    listener: TcpListener,
-    service: PeerService,
-    shutdown: impl Future<Output = ()>,
-) -> io::Result<()> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    // With a timer, hyper drops a connection whose request head takes more
-    // than 30 s to arrive (hyper's default header-read timeout).
-    builder.http1().timer(TokioTimer::new());
-    let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(error) => {
-                        tracing::warn!(%error, "accepting a connection failed; retrying");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let connection = builder
-                    .serve_connection(TokioIo::new(stream), service.clone())
-                    .into_owned();
-                let connection = graceful.watch(connection);
-                tokio::spawn(async move {
-                    if let Err(error) = connection.await {
-                        tracing::debug!(%error, "peer connection ended with an error");
-                    }
-                });
-            }
-            () = &mut shutdown => break,
-        }
-    }
-    drop(listener);
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("connections still open {SHUTDOWN_GRACE:?} after shutdown; closing them");
-    }
-    Ok(())
-}

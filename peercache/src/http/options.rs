@@ -1,10 +1,12 @@
 //! Options of the HTTP transport, shared by its client and server sides so
 //! that the two always agree (base path, how `+` is read).
 
+use super::auth::PeerAuth;
 use super::wire::{PlusInPath, DEFAULT_BASE_PATH};
 use crate::health::HealthPolicy;
 use crate::ring::{HashMode, DEFAULT_REPLICAS};
 use crate::HotCachePolicy;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Default time to open a TCP connection to a peer.
@@ -64,6 +66,11 @@ pub struct HttpOptions {
     /// When a failing peer is taken out of the ring, and how it is probed
     /// until it is back.
     pub health: HealthPolicy,
+    /// The cluster secret (default none). When set, every peer request this
+    /// node sends carries a proof, and its peer endpoint answers 401 to any
+    /// request without a valid one. Every node needs the same secret; Go
+    /// nodes cannot take part. See [`super::auth`].
+    pub auth: Option<Arc<PeerAuth>>,
 }
 
 impl Default for HttpOptions {
@@ -81,6 +88,7 @@ impl Default for HttpOptions {
             max_key_bytes: DEFAULT_MAX_KEY_BYTES,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             health: HealthPolicy::default(),
+            auth: None,
         }
     }
 }

@@ -24,7 +24,7 @@ use super::options::HttpOptions;
 use super::server::PeerService;
 use crate::health::{PeerHealth, PeerState, PeerStatus, Transition};
 use crate::peers::{Peer, PeerPicker};
-use crate::ring::{HashMode, Ring, RingError};
+use crate::ring::{Ring, RingError};
 use crate::{HotCachePolicy, Node};
 use arc_swap::ArcSwap;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -34,8 +34,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
-/// Idle keep-alive connections are closed after this long unused.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Idle keep-alive connections are closed after this long unused: less than
+/// a peercache server's default header-read timeout (10 s), which closes a
+/// connection left idle that long, so this side lets go first instead of
+/// racing the server's close with a new request.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(8);
 
 /// Why a pool could not be made or its peers set.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -167,10 +170,8 @@ impl HttpPool {
                 None => {
                     let peer = Arc::new(HttpPeer::new(
                         url,
-                        &self.options.base_path,
+                        &self.options,
                         self.client.clone(),
-                        self.options.request_timeout,
-                        self.options.hash_mode == HashMode::Mailgun,
                         Arc::new(PeerHealth::new(self.options.health)),
                         self.me.clone(),
                     ));

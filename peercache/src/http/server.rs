@@ -13,6 +13,8 @@
 //! | `PUT <base><group>/<key>`, body a `SetRequest` (mailgun) | stores the value under the body's key in the main cache; 200, empty body |
 //! | `POST <base><group>/_remove-keys/`, body JSON `{"group":..,"keys":[..]}` (groupcache-go v3) | removes those keys here; 200, empty body |
 //! | `POST <base><group>/_purge/` (peercache) | empties the group here; 200, empty body |
+//! | no valid proof, when the node has a cluster secret ([`super::PeerAuth`]) | 401 with the reason |
+//! | a body over the body read timeout ([`super::ServerLimits`]) | 408 |
 //! | unknown group | 404 `no such group: <group>` |
 //! | loader says not found | 404 (mailgun clients return not-found; golang clients load locally) |
 //! | loader fails or panics | 503 (mailgun clients return the error; golang clients load locally) |
@@ -28,12 +30,15 @@
 //! and [`crate::Group::serve_purge`]. Peers whose rings disagree therefore
 //! cannot bounce a request between them or wait on each other.
 
+use super::auth::{AuthError, PeerAuth, SCHEME};
 use super::options::HttpOptions;
 use super::wire::{parse_peer_path, PathError, PlusInPath};
 use crate::proto::{GetResponse, RemoveKeysRequest, SetRequest};
 use crate::{Error, Group, Node, Value};
 use bytes::Bytes;
-use http::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use http::header::{
+    HeaderValue, ALLOW, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::{BodyExt, Full, Limited};
@@ -76,6 +81,7 @@ struct ServiceInner {
     plus: PlusInPath,
     max_key_bytes: usize,
     max_body_bytes: usize,
+    auth: Option<Arc<PeerAuth>>,
 }
 
 impl std::fmt::Debug for PeerService {
@@ -109,6 +115,7 @@ impl PeerService {
                 plus: options.plus(),
                 max_key_bytes: options.max_key_bytes,
                 max_body_bytes: options.max_body_bytes,
+                auth: options.auth.clone(),
             }),
         }
     }
@@ -158,6 +165,16 @@ impl ServiceInner {
                 .insert(ALLOW, HeaderValue::from_static(ALLOWED));
             return response;
         }
+        let verified = match &self.auth {
+            None => None,
+            Some(auth) => {
+                let target = parts.uri.path_and_query().map_or(path, |p| p.as_str());
+                match auth.verify(method.as_str(), target, parts.headers.get(AUTHORIZATION)) {
+                    Ok(verified) => Some(verified),
+                    Err(error) => return refused(&error),
+                }
+            }
+        };
         if path.len()
             > self.base_path.len()
                 + crate::node::MAX_GROUP_NAME_LEN * 3
@@ -193,6 +210,9 @@ impl ServiceInner {
                 done()
             }
             _ => match self.read_body(body).await {
+                Ok(body) if verified.as_ref().is_some_and(|v| v.check_body(&body).is_err()) => {
+                    refused(&AuthError::BodyMismatch)
+                }
                 Ok(body) if *method == Method::PUT => self.set(&group, body),
                 Ok(body) if parsed.key == REMOVE_KEYS_PATH => self.remove_keys(&group, &body),
                 Ok(_) if parsed.key == PURGE_PATH => {
@@ -224,6 +244,10 @@ impl ServiceInner {
                     "request body too large: the limit is {} bytes",
                     self.max_body_bytes
                 ),
+            )),
+            Err(error) if error.is::<super::limits::BodyTimeout>() => Err(text(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("request timeout: {error}"),
             )),
             Err(error) => Err(text(
                 StatusCode::BAD_REQUEST,
@@ -338,6 +362,26 @@ impl ServiceInner {
 /// 200 with an empty body: what Go answers a change it carried out.
 fn done() -> Response<Full<Bytes>> {
     Response::new(Full::new(Bytes::new()))
+}
+
+/// The answer to a request whose proof failed: 401, or 503 when the replay
+/// table is full.
+fn refused(error: &AuthError) -> Response<Full<Bytes>> {
+    if matches!(error, AuthError::Busy) {
+        let mut response = text(StatusCode::SERVICE_UNAVAILABLE, error.to_string());
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        return response;
+    }
+    let mut response = text(
+        StatusCode::UNAUTHORIZED,
+        format!("unauthorized: {error}; every node needs the same peer secret"),
+    );
+    response
+        .headers_mut()
+        .insert(WWW_AUTHENTICATE, HeaderValue::from_static(SCHEME));
+    response
 }
 
 fn bad_request(error: &PathError) -> Response<Full<Bytes>> {

@@ -1,0 +1,521 @@
+//! Peer authentication: a cluster secret, and a proof on every peer request.
+//!
+//! Go groupcache trusts whoever can reach its port: anyone on the network can
+//! read every key, and (mailgun) overwrite or remove them. With a
+//! [`PeerAuth`] in [`super::HttpOptions::auth`], a peercache node signs each
+//! peer request and its peer endpoint refuses, with 401, any request
+//! without a valid proof.
+//!
+//! The proof is an HMAC-SHA256, keyed with the cluster secret, of
+//!
+//! ```text
+//! PeerCache-HMAC-SHA256 \n METHOD \n PATH?QUERY \n TIMESTAMP_MS \n NONCE \n SHA256(BODY)
+//! ```
+//!
+//! sent as `Authorization: PeerCache-HMAC-SHA256 ts=..,nonce=..,body=..,sig=..`.
+//! The secret itself never travels. The server checks, in this order and
+//! before reading a body:
+//!
+//! 1. the timestamp is within [`PeerAuth::window`] (default 30 s) of its own
+//!    clock, either way: an old proof cannot be replayed later;
+//! 2. the signature, compared in constant time (`hmac`'s `verify_slice`);
+//! 3. for changes (`PUT`, `DELETE`, `POST`), that the nonce was not seen in
+//!    the window: a change cannot be replayed even within it. Gets are not
+//!    tracked: replaying a read within 30 s returns what the attacker already
+//!    saw, and tracking every get would cost memory at full load;
+//!
+//! and, once the body is read, that it hashes to the signed digest.
+//!
+//! The HMAC is written with RustCrypto's `hmac` and `sha2`; only the header
+//! format, the nonce table and the hex are here. Nodes need clocks within the
+//! window of each other (NTP). Authentication is peercache-only: Go nodes
+//! neither sign nor check, so a cluster with Go nodes runs without it.
+
+use crate::clock::{Clock, SystemClock};
+use hmac::{Hmac, Mac};
+use http::HeaderValue;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+/// The `Authorization` scheme of peer proofs.
+pub const SCHEME: &str = "PeerCache-HMAC-SHA256";
+/// Shortest secret accepted, in bytes.
+pub const MIN_SECRET_BYTES: usize = 16;
+/// Default of [`PeerAuth::window`].
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(30);
+/// Change nonces remembered at most; past this (over 4,000 changes a second
+/// for a 30 s window) changes are refused with 503 until old ones expire.
+pub const MAX_REMEMBERED_NONCES: usize = 1 << 18;
+
+/// Why a secret could not be used or a request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// The secret file could not be read.
+    #[error("cannot read the peer secret file {path}: {source}")]
+    ReadSecret {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The secret is too short to resist guessing.
+    #[error("the peer secret{} is {len} bytes: use at least {MIN_SECRET_BYTES} random bytes (e.g. `head -c 32 /dev/urandom | base64 > secret`)", in_file(.path))]
+    SecretTooShort {
+        /// The file it came from, if any.
+        path: Option<String>,
+        /// Its length.
+        len: usize,
+    },
+    /// The request carries no proof.
+    #[error("no {SCHEME} proof in the Authorization header: this peer endpoint requires the cluster secret")]
+    Missing,
+    /// The proof header cannot be read.
+    #[error("malformed {SCHEME} proof: {0}")]
+    Malformed(&'static str),
+    /// The proof's timestamp is outside the window.
+    #[error("proof timestamp is {skew_ms} ms away from this node's clock, outside the {window:?} window: a replay, or clocks out of sync (run NTP)")]
+    Expired {
+        /// Signed distance from this node's clock, in milliseconds.
+        skew_ms: i64,
+        /// The window.
+        window: Duration,
+    },
+    /// The signature does not match.
+    #[error("proof signature does not match: the nodes do not share the same secret")]
+    BadSignature,
+    /// A change's nonce was already used.
+    #[error("proof already used: a change request cannot be replayed")]
+    Replayed,
+    /// The body does not hash to the signed digest.
+    #[error("the request body does not match the signed digest")]
+    BodyMismatch,
+    /// Too many change nonces to remember; retry shortly.
+    #[error("too many change requests in the replay window; retry shortly")]
+    Busy,
+}
+
+fn in_file(path: &Option<String>) -> String {
+    path.as_ref()
+        .map(|p| format!(" in {p}"))
+        .unwrap_or_default()
+}
+
+/// A cluster secret: signs this node's peer requests and checks others'.
+/// Share one (in an `Arc`) between client and server; see the module
+/// documentation.
+pub struct PeerAuth {
+    key: Hmac<Sha256>,
+    window: Duration,
+    clock: Arc<dyn Clock>,
+    nonces: Mutex<Nonces>,
+}
+
+impl std::fmt::Debug for PeerAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the secret.
+        f.debug_struct("PeerAuth")
+            .field("window", &self.window)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A proof whose head checked out; its body is checked once read.
+#[derive(Debug)]
+#[must_use = "check the body with Verified::check_body"]
+pub struct Verified {
+    body_digest: [u8; 32],
+}
+
+impl Verified {
+    /// Whether `body` is the body that was signed.
+    pub fn check_body(&self, body: &[u8]) -> Result<(), AuthError> {
+        if Sha256::digest(body).as_slice() == self.body_digest {
+            Ok(())
+        } else {
+            Err(AuthError::BodyMismatch)
+        }
+    }
+}
+
+impl PeerAuth {
+    /// A secret of at least [`MIN_SECRET_BYTES`] bytes.
+    pub fn new(secret: &[u8]) -> Result<Self, AuthError> {
+        if secret.len() < MIN_SECRET_BYTES {
+            return Err(AuthError::SecretTooShort {
+                path: None,
+                len: secret.len(),
+            });
+        }
+        Ok(PeerAuth {
+            key: Hmac::new_from_slice(secret).expect("HMAC takes keys of any length"),
+            window: DEFAULT_WINDOW,
+            clock: Arc::new(SystemClock),
+            nonces: Mutex::new(Nonces::default()),
+        })
+    }
+
+    /// The secret in the file at `path`, without trailing whitespace (the
+    /// newline an editor adds).
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, AuthError> {
+        let path = path.as_ref();
+        let shown = path.display().to_string();
+        let mut secret = std::fs::read(path).map_err(|source| AuthError::ReadSecret {
+            path: shown.clone(),
+            source,
+        })?;
+        while secret.last().is_some_and(u8::is_ascii_whitespace) {
+            secret.pop();
+        }
+        PeerAuth::new(&secret).map_err(|error| match error {
+            AuthError::SecretTooShort { len, .. } => AuthError::SecretTooShort {
+                path: Some(shown),
+                len,
+            },
+            other => other,
+        })
+    }
+
+    /// How far a proof's timestamp may be from this node's clock (default
+    /// 30 s).
+    pub fn with_window(mut self, window: Duration) -> Self {
+        self.window = window;
+        self
+    }
+
+    /// The clock proofs are stamped and checked with (default: the system
+    /// clock); tests pass a [`crate::clock::ManualClock`].
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The window.
+    pub fn window(&self) -> Duration {
+        self.window
+    }
+
+    /// The `Authorization` value proving this node sent `method` to
+    /// `path_and_query` with `body`.
+    pub fn sign(&self, method: &str, path_and_query: &str, body: &[u8]) -> HeaderValue {
+        let ts = self.clock.now_unix_nanos() / 1_000_000;
+        let nonce = fastrand::u128(..);
+        let digest: [u8; 32] = Sha256::digest(body).into();
+        let sig = self.mac(method, path_and_query, ts, nonce, &digest);
+        let mut value = format!("{SCHEME} ts={ts},nonce={nonce:032x},body=");
+        push_hex(&mut value, &digest);
+        value.push_str(",sig=");
+        push_hex(&mut value, &sig);
+        HeaderValue::try_from(value).expect("the proof is ASCII")
+    }
+
+    /// Checks the proof of a request before its body is read; the returned
+    /// [`Verified`] then checks the body.
+    pub fn verify(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        authorization: Option<&HeaderValue>,
+    ) -> Result<Verified, AuthError> {
+        let proof = Proof::parse(authorization.ok_or(AuthError::Missing)?)?;
+        let now_ms = self.clock.now_unix_nanos() / 1_000_000;
+        let skew_ms = proof.ts.saturating_sub(now_ms);
+        let window_ms = i64::try_from(self.window.as_millis()).unwrap_or(i64::MAX);
+        if skew_ms.unsigned_abs() > window_ms.unsigned_abs() {
+            return Err(AuthError::Expired {
+                skew_ms,
+                window: self.window,
+            });
+        }
+        let mut mac = self.key.clone();
+        feed(
+            &mut mac,
+            method,
+            path_and_query,
+            proof.ts,
+            proof.nonce,
+            &proof.body,
+        );
+        mac.verify_slice(&proof.sig)
+            .map_err(|_| AuthError::BadSignature)?;
+        if !matches!(method, "GET" | "HEAD") {
+            self.nonces
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .admit(proof.nonce, proof.ts, now_ms - window_ms)?;
+        }
+        Ok(Verified {
+            body_digest: proof.body,
+        })
+    }
+
+    fn mac(&self, method: &str, path: &str, ts: i64, nonce: u128, body: &[u8; 32]) -> [u8; 32] {
+        let mut mac = self.key.clone();
+        feed(&mut mac, method, path, ts, nonce, body);
+        mac.finalize().into_bytes().into()
+    }
+}
+
+/// The signed string, fed piecewise (no allocation).
+fn feed(mac: &mut Hmac<Sha256>, method: &str, path: &str, ts: i64, nonce: u128, body: &[u8; 32]) {
+    for part in [
+        SCHEME.as_bytes(),
+        b"\n",
+        method.as_bytes(),
+        b"\n",
+        path.as_bytes(),
+        b"\n",
+    ] {
+        mac.update(part);
+    }
+    mac.update(ts.to_string().as_bytes());
+    mac.update(b"\n");
+    mac.update(format!("{nonce:032x}").as_bytes());
+    mac.update(b"\n");
+    mac.update(body);
+}
+
+/// The fields of an `Authorization` proof.
+struct Proof {
+    ts: i64,
+    nonce: u128,
+    body: [u8; 32],
+    sig: [u8; 32],
+}
+
+impl Proof {
+    fn parse(header: &HeaderValue) -> Result<Proof, AuthError> {
+        let text = header
+            .to_str()
+            .map_err(|_| AuthError::Malformed("not ASCII"))?;
+        let fields = text
+            .strip_prefix(SCHEME)
+            .and_then(|rest| rest.strip_prefix(' '))
+            .ok_or(AuthError::Malformed("wrong scheme"))?;
+        let (mut ts, mut nonce, mut body, mut sig) = (None, None, None, None);
+        for field in fields.split(',') {
+            let (name, value) = field
+                .trim()
+                .split_once('=')
+                .ok_or(AuthError::Malformed("a field without '='"))?;
+            match name {
+                "ts" => ts = value.parse::<i64>().ok(),
+                "nonce" if value.len() == 32 => nonce = u128::from_str_radix(value, 16).ok(),
+                "body" => body = parse_hex32(value),
+                "sig" => sig = parse_hex32(value),
+                _ => return Err(AuthError::Malformed("an unknown field")),
+            }
+        }
+        Ok(Proof {
+            ts: ts.ok_or(AuthError::Malformed("no valid ts"))?,
+            nonce: nonce.ok_or(AuthError::Malformed("no valid nonce"))?,
+            body: body.ok_or(AuthError::Malformed("no valid body digest"))?,
+            sig: sig.ok_or(AuthError::Malformed("no valid sig"))?,
+        })
+    }
+}
+
+/// Change nonces seen within the window, with their timestamps.
+#[derive(Default)]
+struct Nonces {
+    seen: HashMap<u128, i64>,
+    /// Size after the last pruning: prune again when it has doubled, so
+    /// pruning costs O(1) per change on average.
+    pruned_at: usize,
+}
+
+impl Nonces {
+    fn admit(&mut self, nonce: u128, ts: i64, oldest_valid: i64) -> Result<(), AuthError> {
+        if self.seen.len() >= (2 * self.pruned_at).max(1024)
+            || self.seen.len() >= MAX_REMEMBERED_NONCES
+        {
+            // A proof stamped before the window is refused by its timestamp
+            // alone: its nonce need not be kept.
+            self.seen.retain(|_, stamped| *stamped >= oldest_valid);
+            self.pruned_at = self.seen.len();
+        }
+        if self.seen.contains_key(&nonce) {
+            return Err(AuthError::Replayed);
+        }
+        if self.seen.len() >= MAX_REMEMBERED_NONCES {
+            return Err(AuthError::Busy);
+        }
+        self.seen.insert(nonce, ts);
+        Ok(())
+    }
+}
+
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    for byte in bytes {
+        let _ = write!(out, "{byte:02x}");
+    }
+}
+
+fn parse_hex32(text: &str) -> Option<[u8; 32]> {
+    if text.len() != 64 || !text.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    fn signer(clock: &Arc<ManualClock>) -> PeerAuth {
+        PeerAuth::new(b"0123456789abcdef-cluster")
+            .unwrap()
+            .with_clock(clock.clone())
+    }
+
+    #[test]
+    fn a_signed_request_verifies_and_its_body_checks() {
+        let clock = ManualClock::starting_now();
+        let auth = signer(&clock);
+        let proof = auth.sign("PUT", "/_groupcache/g/k", b"value");
+        let verified = auth
+            .verify("PUT", "/_groupcache/g/k", Some(&proof))
+            .unwrap();
+        verified.check_body(b"value").unwrap();
+        assert!(matches!(
+            verified.check_body(b"other"),
+            Err(AuthError::BodyMismatch)
+        ));
+    }
+
+    #[test]
+    fn a_proof_for_another_method_path_or_secret_fails() {
+        let clock = ManualClock::starting_now();
+        let auth = signer(&clock);
+        let proof = auth.sign("GET", "/_groupcache/g/k", b"");
+        for (method, path) in [("DELETE", "/_groupcache/g/k"), ("GET", "/_groupcache/g/k2")] {
+            let error = auth.verify(method, path, Some(&proof)).unwrap_err();
+            assert!(matches!(error, AuthError::BadSignature), "{error}");
+        }
+        let other = PeerAuth::new(b"another secret of 32 bytes......")
+            .unwrap()
+            .with_clock(clock.clone());
+        let error = other
+            .verify("GET", "/_groupcache/g/k", Some(&proof))
+            .unwrap_err();
+        assert!(matches!(error, AuthError::BadSignature), "{error}");
+    }
+
+    #[test]
+    fn proofs_outside_the_window_are_refused_either_way() {
+        let clock = ManualClock::starting_now();
+        let auth = signer(&clock);
+        let proof = auth.sign("GET", "/p/g/k", b"");
+        clock.advance(Duration::from_secs(31));
+        let error = auth.verify("GET", "/p/g/k", Some(&proof)).unwrap_err();
+        assert!(matches!(error, AuthError::Expired { .. }), "{error}");
+        // A proof from a clock running ahead.
+        let ahead = auth.sign("GET", "/p/g/k", b"");
+        let early = ManualClock::starting_now();
+        let error = signer(&early)
+            .verify("GET", "/p/g/k", Some(&ahead))
+            .unwrap_err();
+        assert!(matches!(error, AuthError::Expired { .. }), "{error}");
+        // Within the window, fine.
+        clock.advance(Duration::from_secs(29));
+        auth.verify("GET", "/p/g/k", Some(&ahead))
+            .unwrap()
+            .check_body(b"")
+            .unwrap();
+    }
+
+    #[test]
+    fn a_change_cannot_be_replayed_within_the_window_but_a_get_can() {
+        let clock = ManualClock::starting_now();
+        let auth = signer(&clock);
+        let delete = auth.sign("DELETE", "/p/g/k", b"");
+        auth.verify("DELETE", "/p/g/k", Some(&delete))
+            .unwrap()
+            .check_body(b"")
+            .unwrap();
+        let error = auth.verify("DELETE", "/p/g/k", Some(&delete)).unwrap_err();
+        assert!(matches!(error, AuthError::Replayed), "{error}");
+        let get = auth.sign("GET", "/p/g/k", b"");
+        auth.verify("GET", "/p/g/k", Some(&get))
+            .unwrap()
+            .check_body(b"")
+            .unwrap();
+        auth.verify("GET", "/p/g/k", Some(&get))
+            .unwrap()
+            .check_body(b"")
+            .unwrap();
+    }
+
+    #[test]
+    fn nonces_older_than_the_window_are_forgotten() {
+        let clock = ManualClock::starting_now();
+        let auth = signer(&clock);
+        for _ in 0..3000 {
+            let proof = auth.sign("DELETE", "/p/g/k", b"");
+            auth.verify("DELETE", "/p/g/k", Some(&proof))
+                .unwrap()
+                .check_body(b"")
+                .unwrap();
+            clock.advance(Duration::from_millis(100));
+        }
+        let remembered = auth.nonces.lock().unwrap().seen.len();
+        // 300 s of changes, 30 s window: at most about 2 × 300 kept.
+        assert!(remembered <= 2 * 300 + 1024, "{remembered} nonces kept");
+    }
+
+    #[test]
+    fn malformed_and_missing_proofs_are_refused_with_a_reason() {
+        let clock = ManualClock::starting_now();
+        let auth = signer(&clock);
+        assert!(matches!(
+            auth.verify("GET", "/p", None),
+            Err(AuthError::Missing)
+        ));
+        for bad in [
+            "Bearer abc",
+            "PeerCache-HMAC-SHA256 ts=1",
+            "PeerCache-HMAC-SHA256 ts=x,nonce=00,body=00,sig=00",
+            "PeerCache-HMAC-SHA256 garbage",
+            "PeerCache-HMAC-SHA256 ts=1,nonce=1,body=1,sig=1,extra=1",
+        ] {
+            let error = auth
+                .verify("GET", "/p", Some(&HeaderValue::from_static(bad)))
+                .unwrap_err();
+            assert!(matches!(error, AuthError::Malformed(_)), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn short_secrets_are_refused_and_files_are_trimmed() {
+        assert!(matches!(
+            PeerAuth::new(b"short"),
+            Err(AuthError::SecretTooShort { len: 5, .. })
+        ));
+        let dir = std::env::temp_dir().join(format!("peercache-auth-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("secret");
+        std::fs::write(&file, "0123456789abcdef-cluster\n").unwrap();
+        let from_file = PeerAuth::from_file(&file).unwrap();
+        let clock = ManualClock::starting_now();
+        let proof = signer(&clock).sign("GET", "/p/g/k", b"");
+        from_file
+            .verify("GET", "/p/g/k", Some(&proof))
+            .unwrap()
+            .check_body(b"")
+            .unwrap();
+        std::fs::write(&file, "tiny\n").unwrap();
+        let error = PeerAuth::from_file(&file).unwrap_err();
+        assert!(error.to_string().contains("secret"), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
+        let missing = PeerAuth::from_file(dir.join("nope")).unwrap_err();
+        assert!(matches!(missing, AuthError::ReadSecret { .. }));
+    }
+}

@@ -1,0 +1,352 @@
+//! Limits a server puts on its clients, and the service that enforces them.
+//!
+//! A cache tier sits in front of every request of a service, so a client
+//! that sends too much, too slowly or too often must get a clear refusal
+//! while everyone else is still served. [`ServerLimits`] says how much is too
+//! much; [`Guard`] wraps any service (the peer endpoint, an axum router) and
+//! answers, before the service sees the request:
+//!
+//! | limit | answer |
+//! | --- | --- |
+//! | requests in flight on the whole server ([`ServerLimits::max_concurrent_requests`]) | 503, `Retry-After` |
+//! | request target (path and query) longer than [`ServerLimits::max_uri_bytes`] | 414 |
+//!
+//! and, while the service runs, fails a request body that is still arriving
+//! after [`ServerLimits::body_read_timeout`] (the peer endpoint answers 408).
+//! Every refusal is a short `text/plain` body naming the limit.
+//!
+//! Two more limits are the connection's, set on hyper by
+//! [`super::Server`]: [`ServerLimits::header_read_timeout`] closes a
+//! connection whose request head has not arrived in time (a slowloris
+//! client, or an idle keep-alive connection), and
+//! [`ServerLimits::max_concurrent_streams`] is the HTTP/2 stream limit
+//! advertised to each client (an HTTP/1.1 connection carries one request at
+//! a time by its nature).
+//!
+//! Shedding takes no lock: one atomic semaphore permit per request.
+
+use super::server::text;
+use bytes::Bytes;
+use http::header::{HeaderValue, RETRY_AFTER};
+use http::{Request, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{Either, Full};
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio::time::{Instant, Sleep};
+
+/// Default for [`ServerLimits::max_concurrent_requests`].
+pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 4096;
+/// Default for [`ServerLimits::max_concurrent_streams`].
+pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 256;
+/// Default for [`ServerLimits::header_read_timeout`].
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default for [`ServerLimits::body_read_timeout`].
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default for [`ServerLimits::max_uri_bytes`]: room for a 16 KiB key
+/// escaped three bytes per byte, and a group name.
+pub const DEFAULT_MAX_URI_BYTES: usize = 64 << 10;
+
+/// How much a server takes from its clients before it refuses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// Requests handled at once by the whole server (default 4096). One
+    /// more is answered at once with 503 and `Retry-After`, without touching
+    /// the cache: shedding load early keeps the requests already admitted
+    /// fast.
+    pub max_concurrent_requests: usize,
+    /// HTTP/2 streams one connection may have open at once (default 256),
+    /// advertised in the connection's settings; a client that opens more has
+    /// them refused (`REFUSED_STREAM`, safe to retry).
+    pub max_concurrent_streams: u32,
+    /// Time for a request head (request line and headers) to arrive (default
+    /// 10 s), counted from when the connection is ready for it: a client that
+    /// trickles its headers, or leaves a keep-alive connection idle that
+    /// long, is disconnected.
+    pub header_read_timeout: Duration,
+    /// Time for a whole request body to arrive (default 30 s).
+    pub body_read_timeout: Duration,
+    /// Longest request target, path and query, in bytes (default 64 KiB);
+    /// longer gets 414. (Beyond about 400 KiB hyper refuses the request head
+    /// itself, with an empty body.)
+    pub max_uri_bytes: usize,
+    /// The `Retry-After` sent with a 503 when shedding (default 1 s).
+    pub retry_after: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
+            max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            max_uri_bytes: DEFAULT_MAX_URI_BYTES,
+            retry_after: Duration::from_secs(1),
+        }
+    }
+}
+
+impl ServerLimits {
+    /// Checks the limits that can be wrong; says which and why.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_concurrent_requests == 0 || self.max_concurrent_streams == 0 {
+            return Err("max concurrent requests and streams must be at least 1".to_owned());
+        }
+        if self.max_concurrent_requests > Semaphore::MAX_PERMITS {
+            return Err(format!(
+                "max concurrent requests must be at most {}",
+                Semaphore::MAX_PERMITS
+            ));
+        }
+        if self.header_read_timeout.is_zero() || self.body_read_timeout.is_zero() {
+            return Err("header and body read timeouts must be greater than zero".to_owned());
+        }
+        if self.max_uri_bytes < 256 {
+            return Err(format!(
+                "max URI bytes {} is too small: a peer request needs the base path, a group and a key (at least 256)",
+                self.max_uri_bytes
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// How often each limit refused a request, since the server started.
+#[derive(Debug, Default)]
+pub struct LimitCounters {
+    shed: AtomicU64,
+    uri_too_long: AtomicU64,
+    body_timeouts: AtomicU64,
+}
+
+/// A copy of [`LimitCounters`] at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LimitStats {
+    /// Requests answered 503 because too many were in flight.
+    pub shed: u64,
+    /// Requests answered 414 because their target was too long.
+    pub uri_too_long: u64,
+    /// Request bodies that did not arrive within the body read timeout.
+    pub body_timeouts: u64,
+}
+
+impl LimitCounters {
+    /// The counts now.
+    pub fn snapshot(&self) -> LimitStats {
+        LimitStats {
+            shed: self.shed.load(Ordering::Relaxed),
+            uri_too_long: self.uri_too_long.load(Ordering::Relaxed),
+            body_timeouts: self.body_timeouts.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The body of a request that must arrive before a deadline; what a
+/// [`Guard`] hands its service.
+pub struct GuardedBody<B> {
+    inner: B,
+    started: Instant,
+    limit: Duration,
+    /// Armed at the first poll that has to wait: most requests (gets) have
+    /// no body and never need a timer.
+    deadline: Option<Pin<Box<Sleep>>>,
+    counters: Arc<LimitCounters>,
+}
+
+impl<B> std::fmt::Debug for GuardedBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuardedBody")
+            .field("limit", &self.limit)
+            .finish()
+    }
+}
+
+/// A request body did not arrive within [`ServerLimits::body_read_timeout`].
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the request body did not arrive within the body read timeout ({limit:?})")]
+pub struct BodyTimeout {
+    /// The timeout.
+    pub limit: Duration,
+}
+
+impl<B> Body for GuardedBody<B>
+where
+    B: Body + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Data = B::Data;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        let deadline = this
+            .deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(this.started + this.limit)));
+        match deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                this.counters.body_timeouts.fetch_add(1, Ordering::Relaxed);
+                Poll::Ready(Some(Err(Box::new(BodyTimeout { limit: this.limit }))))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Enforces [`ServerLimits`] in front of a service; one per connection,
+/// sharing the server-wide count of requests in flight.
+#[derive(Clone)]
+pub struct Guard<S> {
+    inner: S,
+    limits: Arc<ServerLimits>,
+    in_flight: Arc<Semaphore>,
+    counters: Arc<LimitCounters>,
+}
+
+impl<S> std::fmt::Debug for Guard<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guard")
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+/// The body of a [`Guard`]'s answers: a refusal, or the service's own.
+pub type GuardBody<B> = Either<Full<Bytes>, B>;
+
+/// The future of a [`Guard`]'s answer.
+pub type GuardFuture<B> =
+    Pin<Box<dyn Future<Output = Result<Response<GuardBody<B>>, Infallible>> + Send>>;
+
+impl<S> Guard<S> {
+    /// Guards `inner` with `limits`. Clones share the count of requests in
+    /// flight and the counters.
+    pub fn new(inner: S, limits: ServerLimits) -> Self {
+        let in_flight = Arc::new(Semaphore::new(limits.max_concurrent_requests));
+        Guard {
+            inner,
+            limits: Arc::new(limits),
+            in_flight,
+            counters: Arc::default(),
+        }
+    }
+
+    /// Counts refusals in `counters` (a [`super::Server`]'s) from now on.
+    pub(crate) fn share_counters(&mut self, counters: Arc<LimitCounters>) {
+        self.counters = counters;
+    }
+
+    /// How often each limit refused a request.
+    pub fn counters(&self) -> Arc<LimitCounters> {
+        Arc::clone(&self.counters)
+    }
+
+    /// The limits enforced.
+    pub fn limits(&self) -> &ServerLimits {
+        &self.limits
+    }
+
+    fn refuse<B>(&self, status: StatusCode, message: String) -> Response<GuardBody<B>> {
+        text(status, message).map(Either::Left)
+    }
+
+    /// Answers `request` through the service, or refuses it.
+    pub fn call<B, RB>(&self, request: Request<B>) -> GuardFuture<RB>
+    where
+        S: tower_service::Service<
+                Request<GuardedBody<B>>,
+                Response = Response<RB>,
+                Error = Infallible,
+            > + Clone
+            + Send
+            + 'static,
+        S::Future: Send,
+        B: Body + Unpin + Send + 'static,
+        RB: Send + 'static,
+    {
+        let target = request
+            .uri()
+            .path_and_query()
+            .map_or(0, |p| p.as_str().len());
+        if target > self.limits.max_uri_bytes {
+            self.counters.uri_too_long.fetch_add(1, Ordering::Relaxed);
+            let refusal = self.refuse(
+                StatusCode::URI_TOO_LONG,
+                format!(
+                    "request target too long ({target} bytes): the limit is {} bytes (max URI bytes)",
+                    self.limits.max_uri_bytes
+                ),
+            );
+            return Box::pin(std::future::ready(Ok(refusal)));
+        }
+        let Ok(permit) = Arc::clone(&self.in_flight).try_acquire_owned() else {
+            self.counters.shed.fetch_add(1, Ordering::Relaxed);
+            let mut refusal = self.refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "overloaded: {} requests in flight, the limit (max concurrent requests); retry after {} s",
+                    self.limits.max_concurrent_requests,
+                    self.limits.retry_after.as_secs().max(1)
+                ),
+            );
+            refusal.headers_mut().insert(
+                RETRY_AFTER,
+                HeaderValue::from(self.limits.retry_after.as_secs().max(1)),
+            );
+            return Box::pin(std::future::ready(Ok(refusal)));
+        };
+        let request = request.map(|body| GuardedBody {
+            inner: body,
+            started: Instant::now(),
+            limit: self.limits.body_read_timeout,
+            deadline: None,
+            counters: Arc::clone(&self.counters),
+        });
+        let mut service = self.inner.clone();
+        Box::pin(async move {
+            std::future::poll_fn(|cx| service.poll_ready(cx)).await?;
+            let response = service.call(request).await?;
+            drop(permit);
+            Ok(response.map(Either::Right))
+        })
+    }
+}
+
+impl<S, B, RB> hyper::service::Service<Request<B>> for Guard<S>
+where
+    S: tower_service::Service<Request<GuardedBody<B>>, Response = Response<RB>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+    B: Body + Unpin + Send + 'static,
+    RB: Send + 'static,
+{
+    type Response = Response<GuardBody<RB>>;
+    type Error = Infallible;
+    type Future = GuardFuture<RB>;
+
+    fn call(&self, request: Request<B>) -> Self::Future {
+        Guard::call(self, request)
+    }
+}
