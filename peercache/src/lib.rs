@@ -57,7 +57,9 @@
 //! - [`peers`]: the [`PeerPicker`] and [`Peer`] traits a transport implements.
 //! - [`http`]: the HTTP transport, wire-compatible with Go groupcache: the
 //!   peer pool ([`http::HttpPool`]), the peer endpoint
-//!   ([`http::PeerService`], [`http::serve`]) and the wire escaping.
+//!   ([`http::PeerService`]), the server with its limits ([`http::Server`],
+//!   [`http::ServerLimits`]), peer authentication ([`http::PeerAuth`]) and
+//!   the wire escaping.
 //! - [`proto`]: the protobuf messages of the peer protocol (prost derive).
 //! - [`in_process`]: an in-process transport, for tests and single-process
 //!   clusters.
