@@ -162,7 +162,10 @@ async fn wait_until(what: &str, condition: impl Fn() -> bool) {
 async fn assert_serves(addr: SocketAddr, key: &str) {
     let answer = get(addr, &format!("/_groupcache/g/{key}")).await;
     assert_eq!(answer.status, 200, "{answer:?}");
-    assert!(answer.body.contains(&format!("value of {key}")), "{answer:?}");
+    assert!(
+        answer.body.contains(&format!("value of {key}")),
+        "{answer:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -336,11 +339,7 @@ async fn one_http2_connection_gets_at_most_its_stream_limit_at_once() {
 #[tokio::test]
 async fn unknown_methods_get_405_naming_the_allowed_ones() {
     let served = serve(ServerLimits::default(), HttpOptions::default()).await;
-    let answer = exchange(
-        served.addr,
-        &request("PATCH", "/_groupcache/g/k", &[], b""),
-    )
-    .await;
+    let answer = exchange(served.addr, &request("PATCH", "/_groupcache/g/k", &[], b"")).await;
     answer.assert_refusal(405, "method PATCH not allowed");
     assert!(answer.header("allow").is_some_and(|a| a.contains("GET")));
 }
@@ -407,11 +406,16 @@ async fn a_node_with_another_secret_is_refused_and_loads_for_itself() {
     let value = a.node.group("g").unwrap().get(&key).await.unwrap();
     assert_eq!(value, Value::from(format!("value of {key}")));
     let stats = a.node.group("g").unwrap().stats();
-    assert_eq!((stats.peer_loads, stats.peer_errors, stats.local_loads), (0, 1, 1));
+    assert_eq!(
+        (stats.peer_loads, stats.peer_errors, stats.local_loads),
+        (0, 1, 1)
+    );
     assert_eq!(b.node.group("g").unwrap().stats().server_requests, 0);
     // A refusal does not take the owner out of the ring: it is alive.
     let status = a.pool.peer_status();
-    assert!(status.iter().all(|p| p.state != peercache::health::PeerState::Down));
+    assert!(status
+        .iter()
+        .all(|p| p.state != peercache::health::PeerState::Down));
 }
 
 #[tokio::test]
@@ -424,7 +428,12 @@ async fn replayed_stale_and_tampered_requests_are_refused() {
     // A signed DELETE works once; the same bytes again are a replay.
     let path = "/_groupcache/g/victim";
     let proof = signer.sign("DELETE", path, b"");
-    let delete = request("DELETE", path, &[("Authorization", proof.to_str().unwrap())], b"");
+    let delete = request(
+        "DELETE",
+        path,
+        &[("Authorization", proof.to_str().unwrap())],
+        b"",
+    );
     assert_eq!(exchange(served.addr, &delete).await.status, 200);
     group.serve_set("victim", Value::from("original"));
     exchange(served.addr, &delete)
@@ -437,7 +446,12 @@ async fn replayed_stale_and_tampered_requests_are_refused() {
     let proof = old.sign("GET", path, b"");
     exchange(
         served.addr,
-        &request("GET", path, &[("Authorization", proof.to_str().unwrap())], b""),
+        &request(
+            "GET",
+            path,
+            &[("Authorization", proof.to_str().unwrap())],
+            b"",
+        ),
     )
     .await
     .assert_refusal(401, "outside the 30s window");
@@ -453,7 +467,12 @@ async fn replayed_stale_and_tampered_requests_are_refused() {
     let proof = signer.sign("PUT", path, b"what was signed");
     exchange(
         served.addr,
-        &request("PUT", path, &[("Authorization", proof.to_str().unwrap())], &body),
+        &request(
+            "PUT",
+            path,
+            &[("Authorization", proof.to_str().unwrap())],
+            &body,
+        ),
     )
     .await
     .assert_refusal(401, "does not match the signed digest");
@@ -461,7 +480,12 @@ async fn replayed_stale_and_tampered_requests_are_refused() {
     let proof = signer.sign("PUT", "/_groupcache/g/other", &body);
     exchange(
         served.addr,
-        &request("PUT", path, &[("Authorization", proof.to_str().unwrap())], &body),
+        &request(
+            "PUT",
+            path,
+            &[("Authorization", proof.to_str().unwrap())],
+            &body,
+        ),
     )
     .await
     .assert_refusal(401, "signature does not match");
