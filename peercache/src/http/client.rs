@@ -27,6 +27,12 @@
 //! golang/groupcache node ignores the method and answers every request as a
 //! get, which must not pass for a removal.
 //!
+//! With the `tls` feature, the client speaks TLS to peers whose base URL
+//! is `https://` (`HttpOptions::tls`: a CA to trust, optionally a
+//! client certificate), with ALPN `h2` when [`super::HttpOptions::http2`] is
+//! set and `http/1.1` otherwise; a failed handshake (an untrusted
+//! certificate, a refused client certificate) counts as an unreachable peer.
+//!
 //! Every exchange is reported to the peer's [`PeerHealth`]: refused or broken
 //! connections, timeouts, and 5xx answers other than 500 and 503 (loader
 //! errors, shedding) are failures; any other answer is a success. A peer that is down
@@ -57,8 +63,17 @@ use prost::Message;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+/// How the shared client connects: plain TCP, or (with the `tls` feature)
+/// TLS for `https://` peers and plain TCP for `http://` ones.
+#[cfg(not(feature = "tls"))]
+pub(crate) type PeerConnector = HttpConnector;
+/// How the shared client connects: plain TCP, or (with the `tls` feature)
+/// TLS for `https://` peers and plain TCP for `http://` ones.
+#[cfg(feature = "tls")]
+pub(crate) type PeerConnector = hyper_rustls::HttpsConnector<HttpConnector>;
+
 /// The hyper client all peers of a pool share.
-pub(crate) type PeerClient = Client<HttpConnector, Full<Bytes>>;
+pub(crate) type PeerClient = Client<PeerConnector, Full<Bytes>>;
 
 /// The User-Agent of peer requests.
 const AGENT: &str = concat!("peercache/", env!("CARGO_PKG_VERSION"));
@@ -191,7 +206,11 @@ impl HttpPeer {
                 let response = GetResponse::decode(body).map_err(|e| {
                     self.unavailable(format!("answered a malformed GetResponse: {e}"))
                 })?;
-                let value = Value::new(response.value.unwrap_or_default());
+                // A copy: the decoded value is a slice of hyper's read
+                // buffer, and keeping it (in the hot cache) would keep that
+                // whole buffer (8 KiB or more) alive per entry. Go copies too.
+                let value = response.value.unwrap_or_default();
+                let value = Value::new(Bytes::copy_from_slice(&value));
                 Ok(value.with_expiry_unix_nanos(response.expire.unwrap_or(0)))
             }
             StatusCode::NOT_FOUND if body.starts_with(b"no such group") => {

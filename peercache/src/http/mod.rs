@@ -12,6 +12,9 @@
 //!   headless service), a file, or any [`Discovery`] source.
 //! - [`auth`]: the optional cluster secret that signs and checks every peer
 //!   request ([`PeerAuth`]).
+//! - `tls` (with the `tls` cargo feature): TLS between peers, `https://`
+//!   peer URLs, a CA to trust and optional client certificates
+//!   (`TlsConfig`).
 //! - [`wire`]: how group and key are escaped into, and read from, a path.
 //!
 //! ```no_run
@@ -41,6 +44,8 @@ pub mod options;
 pub mod pool;
 pub mod serve;
 pub mod server;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod wire;
 
 pub use auth::{AuthError, PeerAuth};
@@ -51,4 +56,6 @@ pub use options::HttpOptions;
 pub use pool::{HttpPool, PoolError};
 pub use serve::{serve, serve_with_shutdown, Server, SHUTDOWN_GRACE};
 pub use server::PeerService;
+#[cfg(feature = "tls")]
+pub use tls::{Pem, TlsConfig, TlsError};
 pub use wire::{PlusInPath, DEFAULT_BASE_PATH};

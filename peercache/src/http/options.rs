@@ -71,6 +71,11 @@ pub struct HttpOptions {
     /// request without a valid one. Every node needs the same secret; Go
     /// nodes cannot take part. See [`super::auth`].
     pub auth: Option<Arc<PeerAuth>>,
+    /// TLS to peers whose base URL is `https://` (default none: such peers
+    /// are refused by [`super::HttpPool`]). Give the same configuration to
+    /// [`super::Server::tls`] to serve HTTPS. See [`super::tls`].
+    #[cfg(feature = "tls")]
+    pub tls: Option<Arc<super::tls::TlsConfig>>,
 }
 
 impl Default for HttpOptions {
@@ -89,6 +94,8 @@ impl Default for HttpOptions {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             health: HealthPolicy::default(),
             auth: None,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -110,6 +117,21 @@ impl HttpOptions {
             HashMode::Golang => PlusInPath::Space,
             HashMode::Mailgun => PlusInPath::Literal,
         })
+    }
+
+    /// Whether these options can reach `https://` peers: TLS is compiled in
+    /// and configured with a CA to trust.
+    pub fn speaks_https(&self) -> bool {
+        #[cfg(feature = "tls")]
+        {
+            self.tls
+                .as_ref()
+                .is_some_and(|t| t.client_config().is_some())
+        }
+        #[cfg(not(feature = "tls"))]
+        {
+            false
+        }
     }
 
     /// Checks the options that can be wrong; says which and why.

@@ -19,7 +19,7 @@
 //! peer's, as Go does: `http://127.0.0.1:8080` and `http://localhost:8080`
 //! are different peers to every node, so spell each URL the same everywhere.
 
-use super::client::{HttpPeer, PeerClient};
+use super::client::{HttpPeer, PeerClient, PeerConnector};
 use super::options::HttpOptions;
 use super::server::PeerService;
 use crate::health::{PeerHealth, PeerState, PeerStatus, Transition};
@@ -67,6 +67,14 @@ pub enum PoolError {
         /// The repeated URL.
         url: String,
     },
+    /// A peer URL is `https://` but this node cannot speak TLS to it.
+    #[error("peer URL {url:?} is https:// but {reason}")]
+    NoTls {
+        /// The URL given.
+        url: String,
+        /// What is missing.
+        reason: &'static str,
+    },
     /// An option is out of range.
     #[error("invalid HTTP pool option: {0}")]
     Options(String),
@@ -111,10 +119,8 @@ impl HttpPool {
     /// [`HttpPool::set_peers`] is called.
     pub fn new(self_url: &str, options: HttpOptions) -> Result<Arc<Self>, PoolError> {
         options.validate().map_err(PoolError::Options)?;
-        check_url(self_url)?;
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(options.connect_timeout));
-        connector.set_nodelay(true);
+        check_url(self_url, options.speaks_https())?;
+        let connector = connector(&options);
         let client = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(options.max_idle_per_peer)
             .pool_idle_timeout(IDLE_TIMEOUT)
@@ -147,7 +153,8 @@ impl HttpPool {
         S: AsRef<str>,
     {
         let list: Vec<String> = peers.into_iter().map(|p| p.as_ref().to_owned()).collect();
-        list.iter().try_for_each(|url| check_url(url))?;
+        let https = self.options.speaks_https();
+        list.iter().try_for_each(|url| check_url(url, https))?;
         if !list.iter().any(|p| **p == *self.self_url) {
             return Err(PoolError::SelfMissing {
                 self_url: self.self_url.to_string(),
@@ -348,9 +355,39 @@ async fn probe_until_back(pool: Weak<HttpPool>, peer: Arc<HttpPeer>) {
     }
 }
 
-/// A base URL must be `http://host[:port]`, optionally with a path prefix,
-/// and no query or fragment: requests are built by appending to it.
-fn check_url(url: &str) -> Result<(), PoolError> {
+/// The connector of the shared client: TCP with the connect timeout and
+/// `TCP_NODELAY`, wrapped (with the `tls` feature) in TLS for `https://`
+/// peers.
+fn connector(options: &HttpOptions) -> PeerConnector {
+    let mut http = HttpConnector::new();
+    http.set_connect_timeout(Some(options.connect_timeout));
+    http.set_nodelay(true);
+    #[cfg(feature = "tls")]
+    {
+        // The TLS layer passes http:// through and needs to see https://.
+        http.enforce_http(false);
+        let config = options
+            .tls
+            .as_ref()
+            .and_then(|tls| tls.client_config())
+            .unwrap_or_else(super::tls::untrusting_client_config);
+        let builder = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*config).clone())
+            .https_or_http();
+        if options.http2 {
+            builder.enable_http2().wrap_connector(http)
+        } else {
+            builder.enable_http1().wrap_connector(http)
+        }
+    }
+    #[cfg(not(feature = "tls"))]
+    http
+}
+
+/// A base URL must be `http://host[:port]` (or `https://` when `https`,
+/// TLS being configured), optionally with a path prefix, and no query or
+/// fragment: requests are built by appending to it.
+fn check_url(url: &str, https: bool) -> Result<(), PoolError> {
     let invalid = |reason: &str| PoolError::InvalidUrl {
         url: url.to_owned(),
         reason: reason.to_owned(),
@@ -358,7 +395,18 @@ fn check_url(url: &str) -> Result<(), PoolError> {
     let uri: http::Uri = url.parse().map_err(|_| invalid("not a URL"))?;
     match uri.scheme_str() {
         Some("http") => {}
-        Some(_) => return Err(invalid("only http:// peer URLs are supported")),
+        Some("https") if https => {}
+        Some("https") => {
+            return Err(PoolError::NoTls {
+                url: url.to_owned(),
+                reason: if cfg!(feature = "tls") {
+                    "no TLS is configured: give HttpOptions::tls a CA to trust (peercache-server: --tls-ca)"
+                } else {
+                    "peercache was built without TLS: enable its `tls` cargo feature (peercache-server: build with --features tls)"
+                },
+            })
+        }
+        Some(_) => return Err(invalid("only http:// and https:// peer URLs are supported")),
         None => return Err(invalid("it has no scheme (http://)")),
     }
     if uri.host().map_or(true, str::is_empty) {
@@ -390,7 +438,7 @@ mod tests {
             "http:///x",
         ] {
             assert!(
-                matches!(check_url(bad), Err(PoolError::InvalidUrl { .. })),
+                matches!(check_url(bad, true), Err(PoolError::InvalidUrl { .. })),
                 "{bad:?} accepted"
             );
         }
@@ -400,7 +448,27 @@ mod tests {
             "http://[::1]:80",
             "http://h/prefix",
         ] {
-            assert_eq!(check_url(good), Ok(()), "{good:?}");
+            assert_eq!(check_url(good, false), Ok(()), "{good:?}");
         }
+        assert_eq!(check_url("https://h:1", true), Ok(()));
+        let refused = check_url("https://h:1", false).unwrap_err();
+        assert!(matches!(refused, PoolError::NoTls { .. }), "{refused:?}");
+        let text = refused.to_string();
+        if cfg!(feature = "tls") {
+            assert!(text.contains("--tls-ca"), "{text}");
+        } else {
+            assert!(text.contains("built without TLS"), "{text}");
+        }
+    }
+
+    #[test]
+    fn https_peers_need_tls() {
+        let error = HttpPool::new("http://h:1", HttpOptions::default())
+            .unwrap()
+            .set_peers(["http://h:1", "https://h:2"])
+            .unwrap_err();
+        assert!(matches!(error, PoolError::NoTls { .. }), "{error}");
+        let error = HttpPool::new("https://h:1", HttpOptions::default()).unwrap_err();
+        assert!(matches!(error, PoolError::NoTls { .. }), "{error}");
     }
 }

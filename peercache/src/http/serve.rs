@@ -9,6 +9,13 @@
 //! timeout and HTTP/2 stream limit set from the limits, accept errors (out
 //! of file descriptors) retried instead of ending the server, and shutdown
 //! that finishes the requests in flight.
+//!
+//! With the `tls` cargo feature, `Server::tls` serves HTTPS instead: each
+//! accepted connection's TLS handshake runs in that connection's own task,
+//! never in the accept loop (a client that stalls its handshake delays no
+//! one else), and must finish within
+//! [`ServerLimits::header_read_timeout`]; the connection is then served
+//! exactly as a cleartext one, HTTP/1.1 or HTTP/2 (by ALPN or preface).
 
 use super::limits::{Guard, GuardedBody, LimitCounters, ServerLimits};
 use super::server::PeerService;
@@ -54,6 +61,8 @@ pub async fn serve_with_shutdown(
 pub struct Server {
     limits: ServerLimits,
     counters: Arc<LimitCounters>,
+    #[cfg(feature = "tls")]
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Server {
@@ -66,7 +75,37 @@ impl Server {
         Ok(Server {
             limits,
             counters: Arc::default(),
+            #[cfg(feature = "tls")]
+            tls: None,
         })
+    }
+
+    /// Serves HTTPS with `config`'s server certificate (and, if it says so,
+    /// refuses clients without a certificate signed by its CA); fails
+    /// (`InvalidInput`) when `config` has no server certificate. See the
+    /// module documentation.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, config: &super::tls::TlsConfig) -> io::Result<Self> {
+        let server = config.server_config().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the TLS configuration has no server certificate and key to serve HTTPS with",
+            )
+        })?;
+        self.tls = Some(server);
+        Ok(self)
+    }
+
+    /// Whether this server serves HTTPS.
+    pub fn is_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        {
+            self.tls.is_some()
+        }
+        #[cfg(not(feature = "tls"))]
+        {
+            false
+        }
     }
 
     /// How often each limit has refused a request; share it with a stats
@@ -107,6 +146,11 @@ impl Server {
             .http2()
             .timer(TokioTimer::new())
             .max_concurrent_streams(self.limits.max_concurrent_streams);
+        #[cfg(feature = "tls")]
+        let (tls, handshake_timeout) = (
+            self.tls.map(tokio_rustls::TlsAcceptor::from),
+            self.limits.header_read_timeout,
+        );
         let mut guard = Guard::new(service, self.limits);
         guard.share_counters(self.counters);
         let graceful = GracefulShutdown::new();
@@ -123,6 +167,41 @@ impl Server {
                         }
                     };
                     let _ = stream.set_nodelay(true);
+                    #[cfg(feature = "tls")]
+                    if let Some(acceptor) = &tls {
+                        // The handshake runs in the connection's task; the
+                        // watcher, taken now, makes a shutdown wait for it.
+                        let (acceptor, builder, guard) =
+                            (acceptor.clone(), builder.clone(), guard.clone());
+                        let watcher = graceful.watcher();
+                        tokio::spawn(async move {
+                            let stream = match tokio::time::timeout(
+                                handshake_timeout,
+                                acceptor.accept(stream),
+                            )
+                            .await
+                            {
+                                Ok(Ok(stream)) => stream,
+                                Ok(Err(error)) => {
+                                    tracing::debug!(%error, "TLS handshake failed");
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::debug!(
+                                        "TLS handshake not done within {handshake_timeout:?}; closed"
+                                    );
+                                    return;
+                                }
+                            };
+                            let connection = builder
+                                .serve_connection(TokioIo::new(stream), guard)
+                                .into_owned();
+                            if let Err(error) = watcher.watch(connection).await {
+                                tracing::debug!(%error, "connection ended with an error");
+                            }
+                        });
+                        continue;
+                    }
                     let connection = builder
                         .serve_connection(TokioIo::new(stream), guard.clone())
                         .into_owned();
