@@ -7,6 +7,7 @@ use peercache::http::limits;
 use peercache::http::{HttpOptions, ServerLimits, DEFAULT_BASE_PATH};
 use peercache::ring::HashMode;
 use peercache::HotCachePolicy;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// A peercache node: serves the built-in `colors` group (and, with
@@ -112,6 +113,40 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub peer_auth_window: Duration,
 
+    /// Serve HTTPS (peers and clients alike) with this PEM certificate
+    /// chain, this node's certificate first; needs --tls-key. --self then
+    /// defaults to https://ADDR, and the other nodes list this one as
+    /// https://. Needs the `tls` build feature
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1,
+    /// unencrypted)
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Trust the CA certificates in this PEM bundle: https:// peers must
+    /// present a certificate signed by one of them (naming the host of their
+    /// URL), and so must clients under --tls-require-client-cert. Needed for
+    /// https:// peer URLs. Needs the `tls` build feature
+    #[arg(long, value_name = "PATH")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// Present this PEM certificate chain to peers that require a client
+    /// certificate (mutual TLS); needs --tls-client-key and --tls-ca
+    #[arg(long, value_name = "PATH", requires_all = ["tls_client_key", "tls_ca"])]
+    pub tls_client_cert: Option<PathBuf>,
+
+    /// The PEM private key of --tls-client-cert
+    #[arg(long, value_name = "PATH", requires = "tls_client_cert")]
+    pub tls_client_key: Option<PathBuf>,
+
+    /// Mutual TLS: refuse, at the handshake, every client (peer or not)
+    /// without a certificate signed by --tls-ca; needs --tls-cert and
+    /// --tls-ca. Peers then need --tls-client-cert
+    #[arg(long, requires_all = ["tls_cert", "tls_ca"])]
+    pub tls_require_client_cert: bool,
+
     /// Requests handled at once; more are answered 503 with Retry-After
     #[arg(long, value_name = "N", default_value_t = limits::DEFAULT_MAX_CONCURRENT_REQUESTS)]
     pub max_concurrent_requests: usize,
@@ -169,6 +204,42 @@ impl Args {
     /// Whether the peers come from a discovery source, not a static list.
     pub fn discovers_peers(&self) -> bool {
         self.peers_dns.is_some() || self.peers_file.is_some()
+    }
+
+    /// The first TLS flag given, if any.
+    pub fn tls_flag(&self) -> Option<&'static str> {
+        [
+            (self.tls_cert.is_some(), "--tls-cert"),
+            (self.tls_key.is_some(), "--tls-key"),
+            (self.tls_ca.is_some(), "--tls-ca"),
+            (self.tls_client_cert.is_some(), "--tls-client-cert"),
+            (self.tls_client_key.is_some(), "--tls-client-key"),
+            (self.tls_require_client_cert, "--tls-require-client-cert"),
+        ]
+        .into_iter()
+        .find_map(|(given, flag)| given.then_some(flag))
+    }
+
+    /// The TLS configuration these flags ask for, if any.
+    #[cfg(feature = "tls")]
+    pub fn tls_config(
+        &self,
+    ) -> Result<Option<peercache::http::TlsConfig>, peercache::http::TlsError> {
+        use peercache::http::{Pem, TlsConfig};
+        if self.tls_flag().is_none() {
+            return Ok(None);
+        }
+        let mut builder = TlsConfig::builder().require_client_cert(self.tls_require_client_cert);
+        if let Some(ca) = &self.tls_ca {
+            builder = builder.ca(Pem::file(ca));
+        }
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            builder = builder.server_cert(Pem::file(cert), Pem::file(key));
+        }
+        if let (Some(cert), Some(key)) = (&self.tls_client_cert, &self.tls_client_key) {
+            builder = builder.client_cert(Pem::file(cert), Pem::file(key));
+        }
+        builder.build().map(Some)
     }
 
     /// The transport options these flags ask for.

@@ -32,8 +32,12 @@ enum ServerError {
         addr: String,
         source: std::io::Error,
     },
-    #[error("--addr {addr} listens on every interface, so this node's URL cannot be derived from it: give --self http://<this host's address>:{port}, spelled as in --pool (or as DNS lists it, for --peers-dns)")]
-    NeedSelf { addr: String, port: u16 },
+    #[error("--addr {addr} listens on every interface, so this node's URL cannot be derived from it: give --self {scheme}://<this host's address>:{port}, spelled as in --pool (or as DNS lists it, for --peers-dns)")]
+    NeedSelf {
+        addr: String,
+        port: u16,
+        scheme: &'static str,
+    },
     #[error("bad --pool, --self or --base-path: {0}")]
     Pool(#[from] PoolError),
     #[error("bad --peers-dns: {0}")]
@@ -42,6 +46,19 @@ enum ServerError {
     Group(#[from] peercache::Error),
     #[error("bad --peer-secret-file: {0}")]
     Secret(#[from] peercache::http::AuthError),
+    #[cfg(not(feature = "tls"))]
+    #[error("{flag} needs TLS, which this peercache-server was built without: build it with `cargo build --release -p peercache-server --features tls`")]
+    NoTlsFeature { flag: &'static str },
+    #[cfg(feature = "tls")]
+    #[error("bad --tls-* flag: {0}")]
+    Tls(#[from] peercache::http::TlsError),
+    #[error("--self {self_url} {reason}")]
+    SelfScheme {
+        self_url: String,
+        reason: &'static str,
+    },
+    #[error("--peers-dns finds peers at http:// URLs, but this node serves HTTPS (--tls-cert): list the https:// peers with --pool or --peers-file")]
+    DnsWithTls,
     #[error("bad limit flag (--max-concurrent-requests, --max-concurrent-streams, --header-read-timeout, --body-read-timeout, --max-uri-bytes): {0}")]
     Limits(std::io::Error),
     #[error("serving failed: {0}")]
@@ -81,6 +98,17 @@ fn init_logging(format: LogFormat) {
 }
 
 async fn run(args: Args) -> Result<(), ServerError> {
+    #[cfg(not(feature = "tls"))]
+    if let Some(flag) = args.tls_flag() {
+        return Err(ServerError::NoTlsFeature { flag });
+    }
+    #[cfg(feature = "tls")]
+    let tls = args.tls_config()?.map(Arc::new);
+    let serves_tls = args.tls_cert.is_some();
+    let scheme = if serves_tls { "https" } else { "http" };
+    if serves_tls && args.peers_dns.is_some() {
+        return Err(ServerError::DnsWithTls);
+    }
     // ":8080" (Go's spelling) listens on every interface.
     let bind_addr = match args.addr.strip_prefix(':') {
         Some(port) => format!("0.0.0.0:{port}"),
@@ -103,27 +131,54 @@ async fn run(args: Args) -> Result<(), ServerError> {
             return Err(ServerError::NeedSelf {
                 addr: args.addr.clone(),
                 port: local.port(),
+                scheme,
             })
         }
         // With port 0 (or every interface) the address given is not the
         // one to advertise.
         None if local.ip().is_unspecified() || args.addr.ends_with(":0") => {
-            format!("http://{local}")
+            format!("{scheme}://{local}")
         }
-        None => format!("http://{}", args.addr),
+        None => format!("{scheme}://{}", args.addr),
     };
+    if serves_tls && !self_url.starts_with("https://") {
+        return Err(ServerError::SelfScheme {
+            self_url,
+            reason: "must be https:// when this node serves HTTPS (--tls-cert): the other nodes would speak cleartext to a TLS port",
+        });
+    }
+    if !serves_tls && self_url.starts_with("https://") {
+        return Err(ServerError::SelfScheme {
+            self_url,
+            reason: "is https:// but this node serves cleartext: give --tls-cert and --tls-key",
+        });
+    }
     let mut options = args.http_options();
+    #[cfg(feature = "tls")]
+    {
+        options.tls = tls.clone();
+    }
+    if args.tls_require_client_cert && args.tls_client_cert.is_none() {
+        tracing::warn!(
+            "--tls-require-client-cert without --tls-client-cert: peers that require client certificates, as this node does, will refuse this node"
+        );
+    }
     if let Some(path) = &args.peer_secret_file {
         warn_if_readable_by_others(path);
         let auth = PeerAuth::from_file(path)?.with_window(args.peer_auth_window);
         options.auth = Some(Arc::new(auth));
-    } else if !local.ip().is_loopback() {
+    } else if !local.ip().is_loopback() && !args.tls_require_client_cert {
         tracing::warn!(
             addr = %local,
             "serving the peer endpoint beyond loopback without authentication: anyone who can reach this port can read every key and change or remove them; give every node --peer-secret-file, or firewall the port to the cluster"
         );
     }
     let server = Server::new(args.server_limits()).map_err(ServerError::Limits)?;
+    #[cfg(feature = "tls")]
+    let server = match &tls {
+        Some(tls) if serves_tls => server.tls(tls).map_err(ServerError::Serve)?,
+        _ => server,
+    };
     let pool = HttpPool::new(&self_url, options)?;
     let peers: Vec<String> = if args.pool.is_empty() {
         vec![self_url.clone()]
@@ -167,6 +222,8 @@ async fn run(args: Args) -> Result<(), ServerError> {
         peers = ?pool.peers(),
         cache_bytes = args.cache_bytes,
         peer_auth = args.peer_secret_file.is_some(),
+        tls = serves_tls,
+        client_certs_required = args.tls_require_client_cert,
         "peercache-server listening"
     );
     let app = front::router(node, pool, server.counters());
@@ -220,4 +277,23 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let _ = interrupt.await;
     tracing::info!("shutting down: finishing requests in flight");
+}
+
+#[cfg(all(test, not(feature = "tls")))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_flags_say_they_need_the_feature() {
+        let args = Args::parse_from(["peercache-server", "--tls-ca", "ca.pem"]);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let error = runtime.block_on(run(args)).unwrap_err().to_string();
+        assert!(
+            error.starts_with("--tls-ca needs TLS") && error.contains("--features tls"),
+            "{error}"
+        );
+    }
 }

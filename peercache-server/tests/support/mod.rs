@@ -104,6 +104,27 @@ pub fn start(
     args: &[String],
     addr: SocketAddr,
 ) -> Result<Proc, String> {
+    start_until(
+        name,
+        program,
+        args,
+        addr,
+        format!("http://{addr}"),
+        |addr| matches!(get(addr, "/stats"), Ok((200, _))),
+    )
+}
+
+/// Starts `program args...` as node `name` listening on `addr` with base
+/// URL `url`, like [`start`], and waits until `ready(addr)` holds (for a
+/// node that does not answer cleartext HTTP, e.g. HTTPS).
+pub fn start_until(
+    name: &str,
+    program: &Path,
+    args: &[String],
+    addr: SocketAddr,
+    url: String,
+    mut ready: impl FnMut(SocketAddr) -> bool,
+) -> Result<Proc, String> {
     let log =
         PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}.log", addr.port()));
     let file = File::create(&log).unwrap();
@@ -118,7 +139,7 @@ pub fn start(
     let mut proc = Proc {
         name: name.to_owned(),
         addr,
-        url: format!("http://{addr}"),
+        url,
         child: Some(child),
         log,
     };
@@ -127,7 +148,7 @@ pub fn start(
         if let Some(status) = proc.exited() {
             return Err(format!("{name} exited with {status}: {}", proc.log()));
         }
-        if let Ok((200, _)) = get(addr, "/stats") {
+        if ready(addr) {
             return Ok(proc);
         }
         if Instant::now() > deadline {
