@@ -453,14 +453,18 @@ async fn peers_with_disagreeing_lists_never_forward_or_wait_on_each_other() {
     let (va, vb) = tokio::time::timeout(WAIT, both).await.expect("deadlock");
     assert_eq!(va.unwrap().as_bytes(), ref_value(&key, 100));
     assert_eq!(vb.unwrap().as_bytes(), ref_value(&key, 100));
+    let mut served = 0;
     for node in [&a, &b] {
         let stats = node.group().stats();
         assert_eq!(
             stats.peer_errors, 0,
             "a fetch timed out: the request was forwarded"
         );
-        assert!(stats.server_requests >= 1);
+        served += stats.server_requests;
     }
+    // Usually both ask each other; when one node has already cached the key
+    // from serving the other's request, only one asks.
+    assert!(served >= 1, "neither node asked the other");
 }
 
 /// Gets from `node` a key that `peer_url` owns: the fetch must fail and the
