@@ -27,6 +27,17 @@
 //!   touch them or for eviction to reach them. Entries without an expiry
 //!   pay nothing for this.
 //!
+//! The budget counts what groupcache counts, keys and values. Each entry
+//! also costs bookkeeping the budget does not count: the key's `Arc<str>`
+//! header (16 bytes), the value's shared `Bytes` header (24 bytes, made when
+//! the value is first cloned), its slot in the LRU table (72 bytes) and in the
+//! hash index (25 bytes), both tables growing by doubling, and with a TTL
+//! its place in the expiry index (about 48 bytes). Measured by
+//! `tests/overhead.rs`: 151 to 234 bytes per entry without a TTL, at most 283
+//! with one (as malloc counts, with its headers and rounding: at most 274 and
+//! 321); plan for `budget + entries × 320 bytes` (384 with a TTL) plus the
+//! process's own memory. BENCHMARKS.md ("Memory") has a cluster's figures.
+//!
 //! No cache crate offers this shared-budget rule with exact accounting (moka's
 //! weights are approximate, quick_cache splits the budget per shard), hence
 //! the hand-written [`lru`] list.
