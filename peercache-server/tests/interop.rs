@@ -13,10 +13,7 @@ mod support;
 use peercache::ring::{HashMode, Ring};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use support::*;
-
-const GOCODE: &str = "/usr/share/gocode";
 
 /// Builds the Go node once; `None` when skipping is asked for.
 fn go_node() -> Option<PathBuf> {
@@ -24,36 +21,13 @@ fn go_node() -> Option<PathBuf> {
         eprintln!("PEERCACHE_SKIP_GO_INTEROP is set: skipping the Go interop test");
         return None;
     }
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let binary = tmp.join("peercache-interop-go");
-    assert!(
-        Path::new(GOCODE)
-            .join("src/github.com/golang/groupcache")
-            .is_dir(),
-        "golang/groupcache is not installed: run `apt-get install -y golang-go \
-         golang-github-golang-groupcache-dev` (or set PEERCACHE_SKIP_GO_INTEROP=1)"
-    );
-    let gopath = format!("{}:{GOCODE}", repo.join("interop/go").display());
-    let output = Command::new("go")
-        .args(["build", "-o"])
-        .arg(&binary)
-        .arg("peercache-interop")
-        .env("GO111MODULE", "off")
-        .env("GOPROXY", "off")
-        .env("GOFLAGS", "")
-        .env("GOPATH", gopath)
-        .env("GOCACHE", tmp.join("gocache"))
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run `go` ({e}): run `apt-get install -y golang-go golang-github-golang-groupcache-dev` (or set PEERCACHE_SKIP_GO_INTEROP=1)")
-        });
-    assert!(
-        output.status.success(),
-        "building interop/go failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Some(binary)
+    match build_go_node("peercache-interop-go") {
+        Ok(binary) => Some(binary),
+        Err(GoBuildError::Missing(why)) => {
+            panic!("{why} (or set PEERCACHE_SKIP_GO_INTEROP=1)")
+        }
+        Err(GoBuildError::Failed(why)) => panic!("{why}"),
+    }
 }
 
 /// A group's counters from either kind of node's `/stats`, by Go's name.

@@ -8,7 +8,7 @@
 #![allow(dead_code)] // each test file uses a different part
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -66,6 +66,23 @@ impl Proc {
             .status()
             .unwrap();
         assert!(sent.success(), "kill -{signal} {pid} failed");
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Resident memory of the process (`VmRSS` of `/proc/PID/status`), in
+    /// bytes; `None` once it stopped or where there is no `/proc`.
+    pub fn rss_bytes(&self) -> Option<u64> {
+        status_bytes(self.pid()?, "VmRSS")
+    }
+
+    /// The anonymous part of the resident memory (`RssAnon`: heap and
+    /// stacks, not the mapped binary), in bytes.
+    pub fn rss_anon_bytes(&self) -> Option<u64> {
+        status_bytes(self.pid()?, "RssAnon")
     }
 
     /// The process's log so far.
@@ -326,4 +343,179 @@ pub fn run_to_exit(program: &Path, args: &[&str]) -> (Option<i32>, String) {
         std::thread::sleep(Duration::from_millis(20));
     };
     (status.code(), std::fs::read_to_string(&log).unwrap())
+}
+
+/// Resident memory of process `pid` (`VmRSS`), in bytes.
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    status_bytes(pid, "VmRSS")
+}
+
+/// A memory figure of process `pid` from `/proc/PID/status` (`VmRSS`,
+/// `RssAnon`, ...: given in kB there), in bytes.
+pub fn status_bytes(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| {
+        l.strip_prefix(field)
+            .is_some_and(|rest| rest.starts_with(':'))
+    })?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// A keep-alive HTTP/1.1 connection for many requests in a row (a fresh
+/// connection per request would leave a socket in TIME_WAIT each time).
+/// Reads bodies framed by `Content-Length` or chunked.
+pub struct KeepAlive {
+    addr: SocketAddr,
+    stream: Option<BufReader<TcpStream>>,
+}
+
+impl KeepAlive {
+    /// A connection to `addr`, opened by the first request.
+    pub fn new(addr: SocketAddr) -> Self {
+        KeepAlive { addr, stream: None }
+    }
+
+    /// `GET target`: status and body. A reused connection that the server
+    /// closed meanwhile is opened again once.
+    pub fn get(&mut self, target: &str) -> std::io::Result<(u16, Vec<u8>)> {
+        let reused = self.stream.is_some();
+        match self.try_get(target) {
+            Err(_) if reused => {
+                self.stream = None;
+                self.try_get(target)
+            }
+            outcome => outcome,
+        }
+    }
+
+    fn try_get(&mut self, target: &str) -> std::io::Result<(u16, Vec<u8>)> {
+        let outcome = self.exchange(target);
+        if !matches!(outcome, Ok((_, _, true))) {
+            self.stream = None;
+        }
+        outcome.map(|(status, body, _)| (status, body))
+    }
+
+    /// One exchange: status, body, and whether the connection stays open.
+    fn exchange(&mut self, target: &str) -> std::io::Result<(u16, Vec<u8>, bool)> {
+        if self.stream.is_none() {
+            let stream = TcpStream::connect_timeout(&self.addr, WAIT)?;
+            stream.set_read_timeout(Some(WAIT))?;
+            stream.set_write_timeout(Some(WAIT))?;
+            stream.set_nodelay(true)?;
+            self.stream = Some(BufReader::new(stream));
+        }
+        let reader = self.stream.as_mut().unwrap();
+        let request = format!("GET {target} HTTP/1.1\r\nHost: {}\r\n\r\n", self.addr);
+        reader.get_mut().write_all(request.as_bytes())?;
+        let bad = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidData, what);
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let status: u16 = line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| bad(format!("no status in {line:?}")))?;
+        let (mut length, mut chunked, mut keep) = (None, false, true);
+        loop {
+            line.clear();
+            reader.read_line(&mut line)?;
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            let Some((name, value)) = header.split_once(':') else {
+                return Err(bad(format!("bad header {header:?}")));
+            };
+            let value = value.trim();
+            match name.to_ascii_lowercase().as_str() {
+                "content-length" => length = value.parse::<usize>().ok(),
+                "transfer-encoding" => chunked = value.eq_ignore_ascii_case("chunked"),
+                "connection" => keep = !value.eq_ignore_ascii_case("close"),
+                _ => {}
+            }
+        }
+        let mut body = Vec::new();
+        if chunked {
+            loop {
+                line.clear();
+                reader.read_line(&mut line)?;
+                let size = line.trim_end().split(';').next().unwrap_or("");
+                let size = usize::from_str_radix(size, 16)
+                    .map_err(|_| bad(format!("bad chunk size {line:?}")))?;
+                if size == 0 {
+                    // Trailers, up to the empty line.
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line)? == 0 || line.trim_end().is_empty() {
+                            break;
+                        }
+                    }
+                    break;
+                }
+                let start = body.len();
+                body.resize(start + size, 0);
+                reader.read_exact(&mut body[start..])?;
+                line.clear();
+                reader.read_line(&mut line)?;
+            }
+        } else if let Some(length) = length {
+            body.resize(length, 0);
+            reader.read_exact(&mut body)?;
+        } else {
+            reader.read_to_end(&mut body)?;
+            keep = false;
+        }
+        Ok((status, body, keep))
+    }
+}
+
+const GOCODE: &str = "/usr/share/gocode";
+
+/// Why the Go node was not built.
+#[derive(Debug)]
+pub enum GoBuildError {
+    /// `go` or golang/groupcache is not installed (what to install).
+    Missing(String),
+    /// The build failed (the compiler's output).
+    Failed(String),
+}
+
+/// Builds the golang/groupcache node of `interop/go` (GOPATH mode, offline,
+/// with Debian's packages) as `name` in the tests' scratch directory.
+pub fn build_go_node(name: &str) -> Result<PathBuf, GoBuildError> {
+    let install = "apt-get install -y golang-go golang-github-golang-groupcache-dev";
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let binary = tmp.join(name);
+    if !Path::new(GOCODE)
+        .join("src/github.com/golang/groupcache")
+        .is_dir()
+    {
+        return Err(GoBuildError::Missing(format!(
+            "golang/groupcache is not installed: run `{install}`"
+        )));
+    }
+    let gopath = format!("{}:{GOCODE}", repo.join("interop/go").display());
+    let output = Command::new("go")
+        .args(["build", "-o"])
+        .arg(&binary)
+        .arg("peercache-interop")
+        .env("GO111MODULE", "off")
+        .env("GOPROXY", "off")
+        .env("GOFLAGS", "")
+        .env("GOPATH", gopath)
+        .env("GOCACHE", tmp.join("gocache"))
+        .output()
+        .map_err(|e| GoBuildError::Missing(format!("cannot run `go` ({e}): run `{install}`")))?;
+    if !output.status.success() {
+        return Err(GoBuildError::Failed(format!(
+            "building interop/go failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )));
+    }
+    Ok(binary)
 }

@@ -10,7 +10,10 @@
 //
 // Endpoints: /_groupcache/ (the peer protocol), /color?name=NAME,
 // /echo/KEY (the value of KEY in group echo is KEY), /stats (JSON: each
-// group's groupcache.Stats).
+// group's groupcache.Stats), /cachestats (JSON: each group's main and hot
+// groupcache.CacheStats, for the memory soak test).
+//
+// -cache-bytes sets each group's budget for main + hot cache (bytes).
 package main
 
 import (
@@ -32,6 +35,7 @@ func main() {
 	self := flag.String("self", "", "this node's base URL (default http://ADDR)")
 	pool := flag.String("pool", "", "comma-separated base URLs of all peers, this node included")
 	colorsFile := flag.String("colors", "", "the colour table: lines of NAME #RRGGBB, // comments")
+	cacheBytes := flag.Int64("cache-bytes", 64<<20, "each group's budget for main + hot cache, in bytes")
 	flag.Parse()
 	if *self == "" {
 		*self = "http://" + *addr
@@ -47,7 +51,7 @@ func main() {
 	peers := groupcache.NewHTTPPool(*self)
 	peers.Set(strings.Split(*pool, ",")...)
 
-	colors := groupcache.NewGroup("colors", 64<<20, groupcache.GetterFunc(
+	colors := groupcache.NewGroup("colors", *cacheBytes, groupcache.GetterFunc(
 		func(_ context.Context, name string, dest groupcache.Sink) error {
 			hex, ok := table[name]
 			if !ok {
@@ -55,7 +59,7 @@ func main() {
 			}
 			return dest.SetString(hex)
 		}))
-	echo := groupcache.NewGroup("echo", 64<<20, groupcache.GetterFunc(
+	echo := groupcache.NewGroup("echo", *cacheBytes, groupcache.GetterFunc(
 		func(_ context.Context, key string, dest groupcache.Sink) error {
 			return dest.SetString(key)
 		}))
@@ -88,6 +92,17 @@ func main() {
 			"colors": &colors.Stats,
 			"echo":   &echo.Stats,
 		})
+	})
+	http.HandleFunc("/cachestats", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		caches := map[string]map[string]groupcache.CacheStats{}
+		for _, group := range []*groupcache.Group{colors, echo} {
+			caches[group.Name()] = map[string]groupcache.CacheStats{
+				"main": group.CacheStats(groupcache.MainCache),
+				"hot":  group.CacheStats(groupcache.HotCache),
+			}
+		}
+		json.NewEncoder(w).Encode(caches)
 	})
 	log.Printf("peercache-interop: %s serving, peers %s", *self, *pool)
 	log.Fatal(http.ListenAndServe(*addr, nil))
