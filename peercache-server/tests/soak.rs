@@ -54,10 +54,9 @@ const MAX_SECS: u64 = 90;
 /// `OVERHEAD_BOUND_MALLOC` of `peercache/tests/overhead.rs`.
 const OVERHEAD_PER_ENTRY: u64 = 320;
 /// What a node may hold beyond its budget, its entries' overhead and its
-/// idle RSS: malloc's free chunks (about 3.8 MiB seen), connection buffers,
-/// and the read buffers that hot-cache values fetched from peers keep alive
-/// (up to 6.5 MiB with 1 KiB keys; BENCHMARKS.md, "Memory"). Seen: at most
-/// 6.8 MiB.
+/// idle RSS: malloc's free chunks (about 3.8 MiB seen) and connection
+/// buffers. Seen: at most 6.8 MiB, when hot values still pinned hyper's read
+/// buffers (BENCHMARKS.md, "Memory"); about 4.5 MiB since.
 const SLACK: u64 = 8 << 20;
 /// How often the nodes are sampled.
 const SAMPLE_EVERY: Duration = Duration::from_millis(200);
