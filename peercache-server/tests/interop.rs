@@ -12,7 +12,7 @@ mod support;
 
 use peercache::ring::{HashMode, Ring};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use support::*;
 
 /// Builds the Go node once; `None` when skipping is asked for.
@@ -52,22 +52,12 @@ fn counter(addr: SocketAddr, is_go: bool, group: &str, go_name: &str) -> u64 {
 #[test]
 fn rust_and_go_nodes_share_one_cluster() {
     let Some(go) = go_node() else { return };
-    let colors_file = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/colors.txt");
     let nodes = start_cluster(3, |i, addrs| {
         if i < 2 {
             let args = server_args(addrs[i], addrs, &["--echo-group"]);
             start(&format!("rust{i}"), &server_binary(), &args, addrs[i])
         } else {
-            let pool: Vec<String> = addrs.iter().map(|a| format!("http://{a}")).collect();
-            let args = vec![
-                "-addr".to_owned(),
-                addrs[i].to_string(),
-                "-pool".to_owned(),
-                pool.join(","),
-                "-colors".to_owned(),
-                colors_file.display().to_string(),
-            ];
-            start("go", &go, &args, addrs[i])
+            start("go", &go, &go_node_args(addrs, i, &[]), addrs[i])
         }
     });
     let is_go = |i: usize| i == 2;

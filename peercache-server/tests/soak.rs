@@ -31,7 +31,6 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -360,19 +359,9 @@ fn go_run() -> Option<Run> {
         }
         Err(GoBuildError::Failed(why)) => panic!("{why}"),
     };
-    let colors_file = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/colors.txt");
+    let budget = BUDGET.to_string();
     let nodes = start_cluster(3, |i, addrs| {
-        let pool: Vec<String> = addrs.iter().map(|a| format!("http://{a}")).collect();
-        let args = vec![
-            "-addr".to_owned(),
-            addrs[i].to_string(),
-            "-pool".to_owned(),
-            pool.join(","),
-            "-colors".to_owned(),
-            colors_file.display().to_string(),
-            "-cache-bytes".to_owned(),
-            BUDGET.to_string(),
-        ];
+        let args = go_node_args(addrs, i, &["-cache-bytes", &budget]);
         start(&format!("go{i}"), &go, &args, addrs[i])
     });
     Some(drive("golang", &nodes, go_cache))

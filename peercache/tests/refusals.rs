@@ -464,30 +464,19 @@ async fn replayed_stale_and_tampered_requests_are_refused() {
         expire: None,
     };
     let body = prost::Message::encode_to_vec(&body);
-    let proof = signer.sign("PUT", path, b"what was signed");
-    exchange(
-        served.addr,
-        &request(
-            "PUT",
-            path,
-            &[("Authorization", proof.to_str().unwrap())],
-            &body,
-        ),
-    )
-    .await
-    .assert_refusal(401, "does not match the signed digest");
+    let put_with = |proof: http::HeaderValue| {
+        let headers = [("Authorization", proof.to_str().unwrap().to_owned())];
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        request("PUT", path, &headers, &body)
+    };
+    let tampered = put_with(signer.sign("PUT", path, b"what was signed"));
+    exchange(served.addr, &tampered)
+        .await
+        .assert_refusal(401, "does not match the signed digest");
     // A proof for another path does not carry over.
-    let proof = signer.sign("PUT", "/_groupcache/g/other", &body);
-    exchange(
-        served.addr,
-        &request(
-            "PUT",
-            path,
-            &[("Authorization", proof.to_str().unwrap())],
-            &body,
-        ),
-    )
-    .await
-    .assert_refusal(401, "signature does not match");
+    let elsewhere = put_with(signer.sign("PUT", "/_groupcache/g/other", &body));
+    exchange(served.addr, &elsewhere)
+        .await
+        .assert_refusal(401, "signature does not match");
     assert_eq!(group.get("victim").await.unwrap(), Value::from("original"));
 }

@@ -250,7 +250,13 @@ pub fn request(
     stream.write_all(body)?;
     let mut answer = Vec::new();
     stream.read_to_end(&mut answer)?;
-    let answer = String::from_utf8_lossy(&answer).into_owned();
+    parse_answer(&answer)
+}
+
+/// Status and body of a whole HTTP/1.1 answer read to the end of its
+/// connection.
+pub fn parse_answer(answer: &[u8]) -> std::io::Result<(u16, String)> {
+    let answer = String::from_utf8_lossy(answer);
     let (head, body) = answer
         .split_once("\r\n\r\n")
         .ok_or_else(|| std::io::Error::other(format!("no HTTP head in {answer:?}")))?;
@@ -471,6 +477,23 @@ impl KeepAlive {
         }
         Ok((status, body, keep))
     }
+}
+
+/// Arguments of the Go node of `interop/go` at `addrs[i]` in a cluster of
+/// `addrs`, serving the server's colour table, with `extra` flags.
+pub fn go_node_args(addrs: &[SocketAddr], i: usize, extra: &[&str]) -> Vec<String> {
+    let pool: Vec<String> = addrs.iter().map(|a| format!("http://{a}")).collect();
+    let colors = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/colors.txt");
+    let mut args = vec![
+        "-addr".to_owned(),
+        addrs[i].to_string(),
+        "-pool".to_owned(),
+        pool.join(","),
+        "-colors".to_owned(),
+        colors.display().to_string(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
 }
 
 const GOCODE: &str = "/usr/share/gocode";
