@@ -1,7 +1,10 @@
 //! A peercache node inside your own axum application.
 //!
 //! The peer endpoint is an ordinary tower service: mount it under the base
-//! path next to your routes. Run two nodes and ask either:
+//! path next to your routes. `peercache::http::Server` serves the router with
+//! the limits a cache tier needs (load shedding with 503, header and body
+//! timeouts, a target-length cap); `axum::serve` works too, without them.
+//! Run two nodes and ask either:
 //!
 //! ```sh
 //! cargo run --example axum -- 127.0.0.1:3001 http://127.0.0.1:3001,http://127.0.0.1:3002 &
@@ -13,7 +16,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
-use peercache::http::{HttpOptions, HttpPool, DEFAULT_BASE_PATH};
+use peercache::http::{HttpOptions, HttpPool, Server, ServerLimits, DEFAULT_BASE_PATH};
 use peercache::{loader_fn, Group, LoadError, Node};
 
 #[tokio::main]
@@ -44,7 +47,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("serving {me}, peers {peers}");
-    axum::serve(listener, app).await?;
+    Server::new(ServerLimits::default())?
+        .serve(listener, app, std::future::pending())
+        .await?;
     Ok(())
 }
 
