@@ -151,12 +151,21 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = limits::DEFAULT_MAX_CONCURRENT_REQUESTS)]
     pub max_concurrent_requests: usize,
 
+    /// Connections open at once; at the cap new clients wait in the kernel's
+    /// backlog (keep it below `ulimit -n`)
+    #[arg(long, value_name = "N", default_value_t = limits::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+
+    /// Time a write to a client may stall before the client is disconnected
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub write_timeout: Duration,
+
     /// HTTP/2 streams open at once on one connection
     #[arg(long, value_name = "N", default_value_t = limits::DEFAULT_MAX_CONCURRENT_STREAMS)]
     pub max_concurrent_streams: u32,
 
-    /// Time for a request's headers to arrive (also how long an idle
-    /// keep-alive connection is kept)
+    /// Time for a request's headers to arrive, from connecting or from the
+    /// previous answer (so also how long an idle HTTP/1.1 connection is kept)
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
 
@@ -277,6 +286,8 @@ impl Args {
             header_read_timeout: self.header_read_timeout,
             body_read_timeout: self.body_read_timeout,
             max_uri_bytes: usize::try_from(self.max_uri_bytes).unwrap_or(usize::MAX),
+            max_connections: self.max_connections,
+            write_timeout: self.write_timeout,
             ..ServerLimits::default()
         }
     }

@@ -44,6 +44,8 @@ enum ServerError {
     Discovery(#[from] peercache::http::DiscoveryError),
     #[error("cannot create a group: {0}")]
     Group(#[from] peercache::Error),
+    #[error("--peer-auth-window {0:?} is too short: nodes' clocks and the network need at least 1s (default 30s)")]
+    AuthWindow(std::time::Duration),
     #[error("bad --peer-secret-file: {0}")]
     Secret(#[from] peercache::http::AuthError),
     #[cfg(not(feature = "tls"))]
@@ -59,7 +61,7 @@ enum ServerError {
     },
     #[error("--peers-dns finds peers at http:// URLs, but this node serves HTTPS (--tls-cert): list the https:// peers with --pool or --peers-file")]
     DnsWithTls,
-    #[error("bad limit flag (--max-concurrent-requests, --max-concurrent-streams, --header-read-timeout, --body-read-timeout, --max-uri-bytes): {0}")]
+    #[error("bad limit flag (--max-concurrent-requests, --max-concurrent-streams, --max-connections, --header-read-timeout, --body-read-timeout, --write-timeout, --max-uri-bytes): {0}")]
     Limits(std::io::Error),
     #[error("serving failed: {0}")]
     Serve(std::io::Error),
@@ -163,10 +165,19 @@ async fn run(args: Args) -> Result<(), ServerError> {
             "--tls-require-client-cert without --tls-client-cert: peers that require client certificates, as this node does, will refuse this node"
         );
     }
+    if args.peer_auth_window < std::time::Duration::from_secs(1) {
+        return Err(ServerError::AuthWindow(args.peer_auth_window));
+    }
     if let Some(path) = &args.peer_secret_file {
         warn_if_readable_by_others(path);
         let auth = PeerAuth::from_file(path)?.with_window(args.peer_auth_window);
         options.auth = Some(Arc::new(auth));
+        if !local.ip().is_loopback() {
+            tracing::warn!(
+                addr = %local,
+                "the peer endpoint requires the secret, but the front API on the same port does not: its PUT, DELETE and purge reach every node; let only trusted clients reach this port"
+            );
+        }
     } else if !local.ip().is_loopback() && !args.tls_require_client_cert {
         tracing::warn!(
             addr = %local,

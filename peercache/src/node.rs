@@ -188,6 +188,9 @@ impl GroupBuilder<'_> {
     /// ([`crate::http::HttpOptions::request_timeout`], 5 s by default), so an
     /// asking peer gets this node's error rather than giving up and loading
     /// the key itself. A zero timeout is rejected by [`GroupBuilder::build`].
+    /// The timeout needs tokio's time driver (`#[tokio::main]` and
+    /// `Runtime::new` enable it; a hand-built runtime needs `enable_time`):
+    /// without it every load of the group fails with [`Error::Panicked`].
     pub fn load_timeout(mut self, timeout: Duration) -> Self {
         self.load_timeout = Some(timeout);
         self

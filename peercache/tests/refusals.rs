@@ -344,6 +344,76 @@ async fn unknown_methods_get_405_naming_the_allowed_ones() {
     assert!(answer.header("allow").is_some_and(|a| a.contains("GET")));
 }
 
+#[tokio::test]
+async fn a_client_that_connects_and_says_nothing_is_disconnected() {
+    let limits = ServerLimits {
+        header_read_timeout: Duration::from_millis(200),
+        ..ServerLimits::default()
+    };
+    let served = serve(limits, HttpOptions::default()).await;
+    // Silent from the start (before any protocol is known), and half of
+    // the HTTP/2 preface: both are closed within the header-read timeout.
+    let mut silent = TcpStream::connect(served.addr).await.unwrap();
+    let mut half = TcpStream::connect(served.addr).await.unwrap();
+    half.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+    for stream in [&mut silent, &mut half] {
+        let mut answer = Vec::new();
+        tokio::time::timeout(WAIT, stream.read_to_end(&mut answer))
+            .await
+            .expect("an idle connection was never closed")
+            .ok();
+        assert!(answer.is_empty(), "{:?}", String::from_utf8_lossy(&answer));
+    }
+    assert_serves(served.addr, "after").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_connection_cap_new_clients_wait_for_a_free_slot() {
+    let limits = ServerLimits {
+        max_connections: 2,
+        ..ServerLimits::default()
+    };
+    let served = serve(limits, HttpOptions::default()).await;
+    // Two connections hold both slots (each waits in a slow load).
+    let addr = served.addr;
+    let held: Vec<_> = (0..2)
+        .map(|i| {
+            tokio::spawn(async move { get(addr, &format!("/_groupcache/g/slow-cap-{i}")).await })
+        })
+        .collect();
+    wait_until("both slots are taken", || {
+        served.waiting.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    // A third client connects (the kernel's backlog takes it) and sends its
+    // request, but gets no answer while both slots are taken: absence can
+    // only be checked for a while, here 300 ms.
+    let mut third = TcpStream::connect(addr).await.unwrap();
+    third
+        .write_all(&request("GET", "/_groupcache/g/third", &[], b""))
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let early =
+        tokio::time::timeout(Duration::from_millis(300), third.read_to_end(&mut answer)).await;
+    assert!(
+        early.is_err(),
+        "served beyond the connection cap: {answer:?}"
+    );
+    assert!(served.counters.snapshot().connection_waits >= 1);
+    // Once a slot frees, it is served.
+    served.gate.add_permits(2);
+    for request in held {
+        assert_eq!(request.await.unwrap().status, 200);
+    }
+    tokio::time::timeout(WAIT, third.read_to_end(&mut answer))
+        .await
+        .expect("the waiting client was never served")
+        .unwrap();
+    let answer = parse(&answer);
+    assert_eq!(answer.status, 200, "{answer:?}");
+}
+
 /// Options with the cluster secret `secret`.
 fn with_secret(secret: &[u8]) -> HttpOptions {
     HttpOptions {
@@ -427,7 +497,8 @@ async fn replayed_stale_and_tampered_requests_are_refused() {
 
     // A signed DELETE works once; the same bytes again are a replay.
     let path = "/_groupcache/g/victim";
-    let proof = signer.sign("DELETE", path, b"");
+    let me = format!("http://{}", served.addr);
+    let proof = signer.sign("DELETE", &me, path, b"");
     let delete = request(
         "DELETE",
         path,
@@ -443,7 +514,7 @@ async fn replayed_stale_and_tampered_requests_are_refused() {
     // A proof stamped 60 s ago is outside the 30 s window.
     let past = ManualClock::at(std::time::SystemTime::now() - Duration::from_secs(60));
     let old = PeerAuth::new(SECRET).unwrap().with_clock(past);
-    let proof = old.sign("GET", path, b"");
+    let proof = old.sign("GET", &me, path, b"");
     exchange(
         served.addr,
         &request(
@@ -469,14 +540,19 @@ async fn replayed_stale_and_tampered_requests_are_refused() {
         let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
         request("PUT", path, &headers, &body)
     };
-    let tampered = put_with(signer.sign("PUT", path, b"what was signed"));
+    let tampered = put_with(signer.sign("PUT", &me, path, b"what was signed"));
     exchange(served.addr, &tampered)
         .await
         .assert_refusal(401, "does not match the signed digest");
     // A proof for another path does not carry over.
-    let elsewhere = put_with(signer.sign("PUT", "/_groupcache/g/other", &body));
+    let elsewhere = put_with(signer.sign("PUT", &me, "/_groupcache/g/other", &body));
     exchange(served.addr, &elsewhere)
         .await
         .assert_refusal(401, "signature does not match");
+    // A proof made for another node cannot be replayed to this one.
+    let other_node = put_with(signer.sign("PUT", "http://10.9.9.9:8080", path, &body));
+    exchange(served.addr, &other_node)
+        .await
+        .assert_refusal(401, "proof is for \"http://10.9.9.9:8080\"");
     assert_eq!(group.get("victim").await.unwrap(), Value::from("original"));
 }

@@ -9,20 +9,26 @@
 //! The proof is an HMAC-SHA256, keyed with the cluster secret, of
 //!
 //! ```text
-//! PeerCache-HMAC-SHA256 \n METHOD \n PATH?QUERY \n TIMESTAMP_MS \n NONCE \n SHA256(BODY)
+//! PeerCache-HMAC-SHA256 \n METHOD \n TO \n PATH?QUERY \n TIMESTAMP_MS \n NONCE \n SHA256(BODY)
 //! ```
 //!
-//! sent as `Authorization: PeerCache-HMAC-SHA256 ts=..,nonce=..,body=..,sig=..`.
+//! where `TO` is the base URL of the node the request is for, sent as
+//! `Authorization: PeerCache-HMAC-SHA256 to=..,ts=..,nonce=..,body=..,sig=..`.
 //! The secret itself never travels. The server checks, in this order and
 //! before reading a body:
 //!
 //! 1. the timestamp is within [`PeerAuth::window`] (default 30 s) of its own
 //!    clock, either way: an old proof cannot be replayed later;
-//! 2. the signature, compared in constant time (`hmac`'s `verify_slice`);
-//! 3. for changes (`PUT`, `DELETE`, `POST`), that the nonce was not seen in
-//!    the window: a change cannot be replayed even within it. Gets are not
-//!    tracked: replaying a read within 30 s returns what the attacker already
-//!    saw, and tracking every get would cost memory at full load;
+//! 2. the signature, compared in constant time (`hmac`'s `verify_slice`),
+//!    and that the proof is for this node (a request for one node cannot be
+//!    replayed to another);
+//! 3. for changes (`PUT`, `DELETE`, `POST`), that they were signed after
+//!    this node started (its nonce table starts empty) and that the nonce
+//!    was not seen in the window: a change cannot be replayed even within
+//!    it. Gets are not tracked, as tracking every get would cost memory at
+//!    full load: a get replayed within 30 s reads the key again, showing its
+//!    current value to someone who could capture the request, so could
+//!    read answers on the wire anyway (with TLS, they can capture neither);
 //!
 //! and, once the body is read, that it hashes to the signed digest.
 //!
@@ -90,6 +96,17 @@ pub enum AuthError {
     /// A change's nonce was already used.
     #[error("proof already used: a change request cannot be replayed")]
     Replayed,
+    /// The proof was made for another node.
+    #[error("proof is for {to:?}, but this node is {me:?}: a request cannot be replayed to another node (or the nodes spell this node's URL differently)")]
+    WrongRecipient {
+        /// The node the proof names.
+        to: String,
+        /// This node's URL.
+        me: String,
+    },
+    /// A change stamped before this node started.
+    #[error("the change was signed before this node started: a change cannot be replayed to a restarted node")]
+    BeforeStart,
     /// The body does not hash to the signed digest.
     #[error("the request body does not match the signed digest")]
     BodyMismatch,
@@ -111,6 +128,9 @@ pub struct PeerAuth {
     key: Hmac<Sha256>,
     window: Duration,
     clock: Arc<dyn Clock>,
+    /// When this secret was loaded (milliseconds): changes stamped earlier
+    /// are refused, as the nonce table of a previous run is gone.
+    started_ms: i64,
     nonces: Mutex<Nonces>,
 }
 
@@ -150,10 +170,12 @@ impl PeerAuth {
                 len: secret.len(),
             });
         }
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         Ok(PeerAuth {
             key: Hmac::new_from_slice(secret).expect("HMAC takes keys of any length"),
             window: DEFAULT_WINDOW,
-            clock: Arc::new(SystemClock),
+            started_ms: clock.now_unix_nanos() / 1_000_000,
+            clock,
             nonces: Mutex::new(Nonces::default()),
         })
     }
@@ -189,6 +211,7 @@ impl PeerAuth {
     /// The clock proofs are stamped and checked with (default: the system
     /// clock); tests pass a [`crate::clock::ManualClock`].
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.started_ms = clock.now_unix_nanos() / 1_000_000;
         self.clock = clock;
         self
     }
@@ -199,13 +222,24 @@ impl PeerAuth {
     }
 
     /// The `Authorization` value proving this node sent `method` to
-    /// `path_and_query` with `body`.
-    pub fn sign(&self, method: &str, path_and_query: &str, body: &[u8]) -> HeaderValue {
+    /// `path_and_query` with `body`, for the node at base URL `to` (as the
+    /// member list spells it).
+    pub fn sign(&self, method: &str, to: &str, path_and_query: &str, body: &[u8]) -> HeaderValue {
         let ts = self.clock.now_unix_nanos() / 1_000_000;
         let nonce = fastrand::u128(..);
         let digest: [u8; 32] = Sha256::digest(body).into();
-        let sig = self.mac(method, path_and_query, ts, nonce, &digest);
-        let mut value = format!("{SCHEME} ts={ts},nonce={nonce:032x},body=");
+        let signed = Signed {
+            method,
+            to,
+            path: path_and_query,
+            ts,
+            nonce,
+            body: &digest,
+        };
+        let mut mac = self.key.clone();
+        signed.feed(&mut mac);
+        let sig: [u8; 32] = mac.finalize().into_bytes().into();
+        let mut value = format!("{SCHEME} to={to},ts={ts},nonce={nonce:032x},body=");
         push_hex(&mut value, &digest);
         value.push_str(",sig=");
         push_hex(&mut value, &sig);
@@ -213,10 +247,13 @@ impl PeerAuth {
     }
 
     /// Checks the proof of a request before its body is read; the returned
-    /// [`Verified`] then checks the body.
+    /// [`Verified`] then checks the body. `me` is this node's base URL: a
+    /// proof made for another node is refused (with `None`, the node named
+    /// in the proof is not checked; [`super::HttpPool::service`] passes it).
     pub fn verify(
         &self,
         method: &str,
+        me: Option<&str>,
         path_and_query: &str,
         authorization: Option<&HeaderValue>,
     ) -> Result<Verified, AuthError> {
@@ -231,17 +268,27 @@ impl PeerAuth {
             });
         }
         let mut mac = self.key.clone();
-        feed(
-            &mut mac,
+        Signed {
             method,
-            path_and_query,
-            proof.ts,
-            proof.nonce,
-            &proof.body,
-        );
+            to: &proof.to,
+            path: path_and_query,
+            ts: proof.ts,
+            nonce: proof.nonce,
+            body: &proof.body,
+        }
+        .feed(&mut mac);
         mac.verify_slice(&proof.sig)
             .map_err(|_| AuthError::BadSignature)?;
+        if let Some(me) = me.filter(|me| *me != proof.to) {
+            return Err(AuthError::WrongRecipient {
+                to: proof.to,
+                me: me.to_owned(),
+            });
+        }
         if !matches!(method, "GET" | "HEAD") {
+            if proof.ts < self.started_ms {
+                return Err(AuthError::BeforeStart);
+            }
             self.nonces
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -251,35 +298,33 @@ impl PeerAuth {
             body_digest: proof.body,
         })
     }
-
-    fn mac(&self, method: &str, path: &str, ts: i64, nonce: u128, body: &[u8; 32]) -> [u8; 32] {
-        let mut mac = self.key.clone();
-        feed(&mut mac, method, path, ts, nonce, body);
-        mac.finalize().into_bytes().into()
-    }
 }
 
-/// The signed string, fed piecewise (no allocation).
-fn feed(mac: &mut Hmac<Sha256>, method: &str, path: &str, ts: i64, nonce: u128, body: &[u8; 32]) {
-    for part in [
-        SCHEME.as_bytes(),
-        b"\n",
-        method.as_bytes(),
-        b"\n",
-        path.as_bytes(),
-        b"\n",
-    ] {
-        mac.update(part);
+/// What a proof signs.
+struct Signed<'a> {
+    method: &'a str,
+    to: &'a str,
+    path: &'a str,
+    ts: i64,
+    nonce: u128,
+    body: &'a [u8; 32],
+}
+
+impl Signed<'_> {
+    /// Feeds the signed string to `mac`, line by line.
+    fn feed(&self, mac: &mut Hmac<Sha256>) {
+        let (ts, nonce) = (self.ts.to_string(), format!("{:032x}", self.nonce));
+        for part in [SCHEME, self.method, self.to, self.path, &ts, &nonce] {
+            mac.update(part.as_bytes());
+            mac.update(b"\n");
+        }
+        mac.update(self.body);
     }
-    mac.update(ts.to_string().as_bytes());
-    mac.update(b"\n");
-    mac.update(format!("{nonce:032x}").as_bytes());
-    mac.update(b"\n");
-    mac.update(body);
 }
 
 /// The fields of an `Authorization` proof.
 struct Proof {
+    to: String,
     ts: i64,
     nonce: u128,
     body: [u8; 32],
@@ -295,13 +340,14 @@ impl Proof {
             .strip_prefix(SCHEME)
             .and_then(|rest| rest.strip_prefix(' '))
             .ok_or(AuthError::Malformed("wrong scheme"))?;
-        let (mut ts, mut nonce, mut body, mut sig) = (None, None, None, None);
+        let (mut to, mut ts, mut nonce, mut body, mut sig) = (None, None, None, None, None);
         for field in fields.split(',') {
             let (name, value) = field
                 .trim()
                 .split_once('=')
                 .ok_or(AuthError::Malformed("a field without '='"))?;
             match name {
+                "to" => to = Some(value.to_owned()),
                 "ts" => ts = value.parse::<i64>().ok(),
                 "nonce" if value.len() == 32 => nonce = u128::from_str_radix(value, 16).ok(),
                 "body" => body = parse_hex32(value),
@@ -310,6 +356,7 @@ impl Proof {
             }
         }
         Ok(Proof {
+            to: to.ok_or(AuthError::Malformed("no recipient (to)"))?,
             ts: ts.ok_or(AuthError::Malformed("no valid ts"))?,
             nonce: nonce.ok_or(AuthError::Malformed("no valid nonce"))?,
             body: body.ok_or(AuthError::Malformed("no valid body digest"))?,
@@ -370,6 +417,8 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
 
+    const ME: &str = "http://10.0.0.1:8080";
+
     fn signer(clock: &Arc<ManualClock>) -> PeerAuth {
         PeerAuth::new(b"0123456789abcdef-cluster")
             .unwrap()
@@ -380,9 +429,9 @@ mod tests {
     fn a_signed_request_verifies_and_its_body_checks() {
         let clock = ManualClock::starting_now();
         let auth = signer(&clock);
-        let proof = auth.sign("PUT", "/_groupcache/g/k", b"value");
+        let proof = auth.sign("PUT", ME, "/_groupcache/g/k", b"value");
         let verified = auth
-            .verify("PUT", "/_groupcache/g/k", Some(&proof))
+            .verify("PUT", Some(ME), "/_groupcache/g/k", Some(&proof))
             .unwrap();
         verified.check_body(b"value").unwrap();
         assert!(matches!(
@@ -395,16 +444,18 @@ mod tests {
     fn a_proof_for_another_method_path_or_secret_fails() {
         let clock = ManualClock::starting_now();
         let auth = signer(&clock);
-        let proof = auth.sign("GET", "/_groupcache/g/k", b"");
+        let proof = auth.sign("GET", ME, "/_groupcache/g/k", b"");
         for (method, path) in [("DELETE", "/_groupcache/g/k"), ("GET", "/_groupcache/g/k2")] {
-            let error = auth.verify(method, path, Some(&proof)).unwrap_err();
+            let error = auth
+                .verify(method, Some(ME), path, Some(&proof))
+                .unwrap_err();
             assert!(matches!(error, AuthError::BadSignature), "{error}");
         }
         let other = PeerAuth::new(b"another secret of 32 bytes......")
             .unwrap()
             .with_clock(clock.clone());
         let error = other
-            .verify("GET", "/_groupcache/g/k", Some(&proof))
+            .verify("GET", Some(ME), "/_groupcache/g/k", Some(&proof))
             .unwrap_err();
         assert!(matches!(error, AuthError::BadSignature), "{error}");
     }
@@ -413,20 +464,22 @@ mod tests {
     fn proofs_outside_the_window_are_refused_either_way() {
         let clock = ManualClock::starting_now();
         let auth = signer(&clock);
-        let proof = auth.sign("GET", "/p/g/k", b"");
+        let proof = auth.sign("GET", ME, "/p/g/k", b"");
         clock.advance(Duration::from_secs(31));
-        let error = auth.verify("GET", "/p/g/k", Some(&proof)).unwrap_err();
+        let error = auth
+            .verify("GET", Some(ME), "/p/g/k", Some(&proof))
+            .unwrap_err();
         assert!(matches!(error, AuthError::Expired { .. }), "{error}");
         // A proof from a clock running ahead.
-        let ahead = auth.sign("GET", "/p/g/k", b"");
+        let ahead = auth.sign("GET", ME, "/p/g/k", b"");
         let early = ManualClock::starting_now();
         let error = signer(&early)
-            .verify("GET", "/p/g/k", Some(&ahead))
+            .verify("GET", Some(ME), "/p/g/k", Some(&ahead))
             .unwrap_err();
         assert!(matches!(error, AuthError::Expired { .. }), "{error}");
         // Within the window, fine.
         clock.advance(Duration::from_secs(29));
-        auth.verify("GET", "/p/g/k", Some(&ahead))
+        auth.verify("GET", Some(ME), "/p/g/k", Some(&ahead))
             .unwrap()
             .check_body(b"")
             .unwrap();
@@ -436,19 +489,21 @@ mod tests {
     fn a_change_cannot_be_replayed_within_the_window_but_a_get_can() {
         let clock = ManualClock::starting_now();
         let auth = signer(&clock);
-        let delete = auth.sign("DELETE", "/p/g/k", b"");
-        auth.verify("DELETE", "/p/g/k", Some(&delete))
+        let delete = auth.sign("DELETE", ME, "/p/g/k", b"");
+        auth.verify("DELETE", Some(ME), "/p/g/k", Some(&delete))
             .unwrap()
             .check_body(b"")
             .unwrap();
-        let error = auth.verify("DELETE", "/p/g/k", Some(&delete)).unwrap_err();
+        let error = auth
+            .verify("DELETE", Some(ME), "/p/g/k", Some(&delete))
+            .unwrap_err();
         assert!(matches!(error, AuthError::Replayed), "{error}");
-        let get = auth.sign("GET", "/p/g/k", b"");
-        auth.verify("GET", "/p/g/k", Some(&get))
+        let get = auth.sign("GET", ME, "/p/g/k", b"");
+        auth.verify("GET", Some(ME), "/p/g/k", Some(&get))
             .unwrap()
             .check_body(b"")
             .unwrap();
-        auth.verify("GET", "/p/g/k", Some(&get))
+        auth.verify("GET", Some(ME), "/p/g/k", Some(&get))
             .unwrap()
             .check_body(b"")
             .unwrap();
@@ -459,8 +514,8 @@ mod tests {
         let clock = ManualClock::starting_now();
         let auth = signer(&clock);
         for _ in 0..3000 {
-            let proof = auth.sign("DELETE", "/p/g/k", b"");
-            auth.verify("DELETE", "/p/g/k", Some(&proof))
+            let proof = auth.sign("DELETE", ME, "/p/g/k", b"");
+            auth.verify("DELETE", Some(ME), "/p/g/k", Some(&proof))
                 .unwrap()
                 .check_body(b"")
                 .unwrap();
@@ -472,11 +527,56 @@ mod tests {
     }
 
     #[test]
+    fn a_proof_for_another_node_is_refused() {
+        let clock = ManualClock::starting_now();
+        let auth = signer(&clock);
+        let proof = auth.sign("GET", "http://10.0.0.2:8080", "/p/g/k", b"");
+        let error = auth
+            .verify("GET", Some(ME), "/p/g/k", Some(&proof))
+            .unwrap_err();
+        assert!(matches!(error, AuthError::WrongRecipient { .. }), "{error}");
+        assert!(
+            error.to_string().contains("http://10.0.0.2:8080"),
+            "{error}"
+        );
+        // The recipient is signed: rewriting it breaks the signature.
+        let forged = proof.to_str().unwrap().replace("http://10.0.0.2:8080", ME);
+        let forged = HeaderValue::try_from(forged).unwrap();
+        let error = auth
+            .verify("GET", Some(ME), "/p/g/k", Some(&forged))
+            .unwrap_err();
+        assert!(matches!(error, AuthError::BadSignature), "{error}");
+    }
+
+    #[test]
+    fn a_change_signed_before_this_node_started_is_refused() {
+        let clock = ManualClock::starting_now();
+        let before = signer(&clock).sign("DELETE", ME, "/p/g/k", b"");
+        clock.advance(Duration::from_secs(5));
+        // A node (re)started after the change was signed.
+        let restarted = signer(&clock);
+        let error = restarted
+            .verify("DELETE", Some(ME), "/p/g/k", Some(&before))
+            .unwrap_err();
+        assert!(matches!(error, AuthError::BeforeStart), "{error}");
+        // A get from before is fine (within the window).
+        let get = PeerAuth::new(b"0123456789abcdef-cluster")
+            .unwrap()
+            .with_clock(ManualClock::at(clock.now() - Duration::from_secs(5)))
+            .sign("GET", ME, "/p/g/k", b"");
+        restarted
+            .verify("GET", Some(ME), "/p/g/k", Some(&get))
+            .unwrap()
+            .check_body(b"")
+            .unwrap();
+    }
+
+    #[test]
     fn malformed_and_missing_proofs_are_refused_with_a_reason() {
         let clock = ManualClock::starting_now();
         let auth = signer(&clock);
         assert!(matches!(
-            auth.verify("GET", "/p", None),
+            auth.verify("GET", Some(ME), "/p", None),
             Err(AuthError::Missing)
         ));
         for bad in [
@@ -487,7 +587,7 @@ mod tests {
             "PeerCache-HMAC-SHA256 ts=1,nonce=1,body=1,sig=1,extra=1",
         ] {
             let error = auth
-                .verify("GET", "/p", Some(&HeaderValue::from_static(bad)))
+                .verify("GET", Some(ME), "/p", Some(&HeaderValue::from_static(bad)))
                 .unwrap_err();
             assert!(matches!(error, AuthError::Malformed(_)), "{bad}: {error}");
         }
@@ -505,9 +605,9 @@ mod tests {
         std::fs::write(&file, "0123456789abcdef-cluster\n").unwrap();
         let from_file = PeerAuth::from_file(&file).unwrap();
         let clock = ManualClock::starting_now();
-        let proof = signer(&clock).sign("GET", "/p/g/k", b"");
+        let proof = signer(&clock).sign("GET", ME, "/p/g/k", b"");
         from_file
-            .verify("GET", "/p/g/k", Some(&proof))
+            .verify("GET", Some(ME), "/p/g/k", Some(&proof))
             .unwrap()
             .check_body(b"")
             .unwrap();

@@ -147,7 +147,7 @@ impl HttpPeer {
             .map_err(|e| format!("cannot build a request URL from {url:?}: {e}"))?;
         let proof = self.auth.as_ref().map(|auth| {
             let body = body.as_ref().map_or(&[][..], |(_, bytes)| bytes);
-            auth.sign(method.as_str(), &url[self.base_url_len..], body)
+            auth.sign(method.as_str(), &self.id, &url[self.base_url_len..], body)
         });
         let mut request = Request::new(Full::new(Bytes::new()));
         *request.method_mut() = method;

@@ -38,7 +38,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
 /// Default for [`ServerLimits::max_concurrent_requests`].
@@ -49,6 +49,10 @@ pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 256;
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default for [`ServerLimits::body_read_timeout`].
 pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default for [`ServerLimits::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 8192;
+/// Default for [`ServerLimits::write_timeout`].
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default for [`ServerLimits::max_uri_bytes`]: room for a 16 KiB key
 /// escaped three bytes per byte, and a group name.
 pub const DEFAULT_MAX_URI_BYTES: usize = 64 << 10;
@@ -78,6 +82,14 @@ pub struct ServerLimits {
     pub max_uri_bytes: usize,
     /// The `Retry-After` sent with a 503 when shedding (default 1 s).
     pub retry_after: Duration,
+    /// Connections open at once (default 8192). At the cap the server stops
+    /// accepting until one closes; new clients wait in the kernel's backlog.
+    /// Keep it below the process's file-descriptor limit (`ulimit -n`).
+    pub max_connections: usize,
+    /// Time a write to a client may stall (default 30 s): a client that
+    /// stops reading its answers is disconnected, freeing the answer's
+    /// memory and its request slot.
+    pub write_timeout: Duration,
 }
 
 impl Default for ServerLimits {
@@ -89,6 +101,8 @@ impl Default for ServerLimits {
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             max_uri_bytes: DEFAULT_MAX_URI_BYTES,
             retry_after: Duration::from_secs(1),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
         }
     }
 }
@@ -105,8 +119,13 @@ impl ServerLimits {
                 Semaphore::MAX_PERMITS
             ));
         }
-        if self.header_read_timeout.is_zero() || self.body_read_timeout.is_zero() {
-            return Err("header and body read timeouts must be greater than zero".to_owned());
+        if self.header_read_timeout.is_zero()
+            || self.body_read_timeout.is_zero()
+            || self.write_timeout.is_zero()
+        {
+            return Err(
+                "header read, body read and write timeouts must be greater than zero".to_owned(),
+            );
         }
         if self.max_uri_bytes < 256 {
             return Err(format!(
@@ -124,6 +143,7 @@ pub struct LimitCounters {
     shed: AtomicU64,
     uri_too_long: AtomicU64,
     body_timeouts: AtomicU64,
+    connection_waits: AtomicU64,
 }
 
 /// A copy of [`LimitCounters`] at one moment.
@@ -135,6 +155,9 @@ pub struct LimitStats {
     pub uri_too_long: u64,
     /// Request bodies that did not arrive within the body read timeout.
     pub body_timeouts: u64,
+    /// Times the server stopped accepting because it had its maximum of
+    /// connections open.
+    pub connection_waits: u64,
 }
 
 impl LimitCounters {
@@ -144,7 +167,13 @@ impl LimitCounters {
             shed: self.shed.load(Ordering::Relaxed),
             uri_too_long: self.uri_too_long.load(Ordering::Relaxed),
             body_timeouts: self.body_timeouts.load(Ordering::Relaxed),
+            connection_waits: self.connection_waits.load(Ordering::Relaxed),
         }
+    }
+
+    /// Counts one wait for a connection slot.
+    pub(crate) fn note_connection_cap(&self) {
+        self.connection_waits.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -231,8 +260,39 @@ impl<S> std::fmt::Debug for Guard<S> {
     }
 }
 
-/// The body of a [`Guard`]'s answers: a refusal, or the service's own.
-pub type GuardBody<B> = Either<Full<Bytes>, B>;
+/// The body of a [`Guard`]'s answers: a refusal, or the service's own,
+/// holding its request slot until it has been sent.
+pub type GuardBody<B> = Either<Full<Bytes>, Admitted<B>>;
+
+/// An admitted request's answer body. It holds the request's slot of
+/// [`ServerLimits::max_concurrent_requests`] until it has been sent (or the
+/// connection dropped): answers being written to slow readers count as in
+/// flight, so the limit bounds their memory too.
+#[derive(Debug)]
+pub struct Admitted<B> {
+    inner: B,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl<B: Body + Unpin> Body for Admitted<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
 
 /// The future of a [`Guard`]'s answer.
 pub type GuardFuture<B> =
@@ -326,8 +386,12 @@ impl<S> Guard<S> {
         Box::pin(async move {
             std::future::poll_fn(|cx| service.poll_ready(cx)).await?;
             let response = service.call(request).await?;
-            drop(permit);
-            Ok(response.map(Either::Right))
+            Ok(response.map(|inner| {
+                Either::Right(Admitted {
+                    inner,
+                    _slot: permit,
+                })
+            }))
         })
     }
 }

@@ -38,6 +38,7 @@
 
 pub mod auth;
 pub mod client;
+mod conn;
 pub mod discovery;
 pub mod limits;
 pub mod options;

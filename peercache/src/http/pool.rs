@@ -313,7 +313,7 @@ impl HttpPool {
     /// The peer endpoint of `node`, with this pool's base path and `+`
     /// reading: mount it where the other nodes will ask.
     pub fn service(&self, node: Node) -> PeerService {
-        PeerService::with_options(node, &self.options)
+        PeerService::for_node_at(node, &self.options, &self.self_url)
     }
 }
 

@@ -5,10 +5,13 @@
 //! peer endpoint alone ([`PeerService`]), or an axum router that mounts it
 //! beside an application's own routes (as `peercache-server` does). hyper
 //! and hyper-util do the HTTP; this module adds what a cache tier needs
-//! around them: a [`Guard`] in front of the service, hyper's header-read
-//! timeout and HTTP/2 stream limit set from the limits, accept errors (out
-//! of file descriptors) retried instead of ending the server, and shutdown
-//! that finishes the requests in flight.
+//! around them: a [`Guard`] in front of the service; a cap on open
+//! connections (at the cap, new ones wait in the kernel's backlog); the
+//! protocol detected within the header-read timeout and writes that stall
+//! closed ([`super::conn`]); hyper's header-read timeout, HTTP/2 stream limit
+//! and pings set from the limits; accept errors (out of file descriptors)
+//! retried instead of ending the server; and a shutdown that finishes the
+//! requests in flight.
 //!
 //! With the `tls` cargo feature, `Server::tls` serves HTTPS instead: each
 //! accepted connection's TLS handshake runs in that connection's own task,
@@ -17,6 +20,7 @@
 //! [`ServerLimits::header_read_timeout`]; the connection is then served
 //! exactly as a cleartext one, HTTP/1.1 or HTTP/2 (by ALPN or preface).
 
+use super::conn::{detect, Protocol, StallTimeout};
 use super::limits::{Guard, GuardedBody, LimitCounters, ServerLimits};
 use super::server::PeerService;
 use bytes::Bytes;
@@ -32,6 +36,11 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+/// How often an HTTP/2 connection is pinged, and how long the answer may
+/// take before the connection is closed.
+const HTTP2_PING_INTERVAL: Duration = Duration::from_secs(20);
 
 /// How long a shutdown waits for requests in flight.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -134,86 +143,106 @@ impl Server {
             + Sync
             + 'static,
         S::Future: Send,
-        B: Body<Data = Bytes> + Send + 'static,
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
+        let mut base = auto::Builder::new(TokioExecutor::new());
+        base.http1()
             .timer(TokioTimer::new())
             .header_read_timeout(self.limits.header_read_timeout);
-        builder
-            .http2()
+        // Pings find HTTP/2 clients that vanished; one that answers pings but
+        // opens no stream holds a connection slot (max_connections).
+        base.http2()
             .timer(TokioTimer::new())
-            .max_concurrent_streams(self.limits.max_concurrent_streams);
+            .max_concurrent_streams(self.limits.max_concurrent_streams)
+            .keep_alive_interval(Some(HTTP2_PING_INTERVAL))
+            .keep_alive_timeout(HTTP2_PING_INTERVAL);
+        let builders = Arc::new((base.clone().http1_only(), base.http2_only()));
+        let (first_bytes, write_timeout) =
+            (self.limits.header_read_timeout, self.limits.write_timeout);
         #[cfg(feature = "tls")]
-        let (tls, handshake_timeout) = (
-            self.tls.map(tokio_rustls::TlsAcceptor::from),
-            self.limits.header_read_timeout,
-        );
+        let tls = self.tls.map(tokio_rustls::TlsAcceptor::from);
+        let slots = Arc::new(Semaphore::new(self.limits.max_connections));
+        let counters = Arc::clone(&self.counters);
         let mut guard = Guard::new(service, self.limits);
         guard.share_counters(self.counters);
         let graceful = GracefulShutdown::new();
         tokio::pin!(shutdown);
         loop {
-            tokio::select! {
-                accepted = listener.accept() => {
-                    let stream = match accepted {
-                        Ok((stream, _)) => stream,
-                        Err(error) => {
-                            tracing::warn!(%error, "accepting a connection failed; retrying");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
-                    let _ = stream.set_nodelay(true);
-                    #[cfg(feature = "tls")]
-                    if let Some(acceptor) = &tls {
-                        // The handshake runs in the connection's task; the
-                        // watcher, taken now, makes a shutdown wait for it.
-                        let (acceptor, builder, guard) =
-                            (acceptor.clone(), builder.clone(), guard.clone());
-                        let watcher = graceful.watcher();
-                        tokio::spawn(async move {
-                            let stream = match tokio::time::timeout(
-                                handshake_timeout,
-                                acceptor.accept(stream),
-                            )
-                            .await
-                            {
-                                Ok(Ok(stream)) => stream,
-                                Ok(Err(error)) => {
-                                    tracing::debug!(%error, "TLS handshake failed");
-                                    return;
-                                }
-                                Err(_) => {
-                                    tracing::debug!(
-                                        "TLS handshake not done within {handshake_timeout:?}; closed"
-                                    );
-                                    return;
-                                }
-                            };
-                            let connection = builder
-                                .serve_connection(TokioIo::new(stream), guard)
-                                .into_owned();
-                            if let Err(error) = watcher.watch(connection).await {
-                                tracing::debug!(%error, "connection ended with an error");
-                            }
-                        });
+            // A connection slot first: at the cap, new connections wait in
+            // the kernel's backlog instead of costing a file descriptor.
+            let slot = match Arc::clone(&slots).try_acquire_owned() {
+                Ok(slot) => slot,
+                Err(_) => {
+                    counters.note_connection_cap();
+                    tokio::select! {
+                        slot = Arc::clone(&slots).acquire_owned() => slot.expect("never closed"),
+                        () = &mut shutdown => break,
+                    }
+                }
+            };
+            let stream = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(error) => {
+                        tracing::warn!(%error, "accepting a connection failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
-                    let connection = builder
-                        .serve_connection(TokioIo::new(stream), guard.clone())
-                        .into_owned();
-                    let connection = graceful.watch(connection);
-                    tokio::spawn(async move {
-                        if let Err(error) = connection.await {
-                            tracing::debug!(%error, "connection ended with an error");
-                        }
-                    });
-                }
+                },
                 () = &mut shutdown => break,
-            }
+            };
+            let _ = stream.set_nodelay(true);
+            // Everything slow (TLS handshake, waiting for the first bytes)
+            // happens in the connection's task; the watcher, taken now,
+            // makes a shutdown wait for it.
+            let (builders, guard, watcher) =
+                (Arc::clone(&builders), guard.clone(), graceful.watcher());
+            #[cfg(feature = "tls")]
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                let _slot = slot;
+                #[cfg(feature = "tls")]
+                if let Some(acceptor) = tls {
+                    let stream =
+                        match tokio::time::timeout(first_bytes, acceptor.accept(stream)).await {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(error)) => {
+                                tracing::debug!(%error, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(
+                                    "TLS handshake not done within {first_bytes:?}; closed"
+                                );
+                                return;
+                            }
+                        };
+                    let builder = match stream.get_ref().1.alpn_protocol() {
+                        Some(b"h2") => &builders.1,
+                        _ => &builders.0,
+                    };
+                    let io = TokioIo::new(StallTimeout::new(stream, write_timeout));
+                    let connection = builder.serve_connection(io, guard).into_owned();
+                    if let Err(error) = watcher.watch(connection).await {
+                        tracing::debug!(%error, "connection ended with an error");
+                    }
+                    return;
+                }
+                let builder = match detect(&stream, first_bytes).await {
+                    Some(Protocol::Http1) => &builders.0,
+                    Some(Protocol::Http2) => &builders.1,
+                    None => {
+                        tracing::debug!("no request within {first_bytes:?} of connecting; closed");
+                        return;
+                    }
+                };
+                let io = TokioIo::new(StallTimeout::new(stream, write_timeout));
+                let connection = builder.serve_connection(io, guard).into_owned();
+                if let Err(error) = watcher.watch(connection).await {
+                    tracing::debug!(%error, "connection ended with an error");
+                }
+            });
         }
         drop(listener);
         if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())

@@ -82,6 +82,8 @@ struct ServiceInner {
     max_key_bytes: usize,
     max_body_bytes: usize,
     auth: Option<Arc<PeerAuth>>,
+    /// This node's base URL, when known: proofs must name it.
+    self_url: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for PeerService {
@@ -116,8 +118,20 @@ impl PeerService {
                 max_key_bytes: options.max_key_bytes,
                 max_body_bytes: options.max_body_bytes,
                 auth: options.auth.clone(),
+                self_url: None,
             }),
         }
+    }
+
+    /// The service of the node reached at `self_url`: with a cluster secret,
+    /// proofs made for another node are refused. [`super::HttpPool::service`]
+    /// builds it this way.
+    pub fn for_node_at(node: Node, options: &HttpOptions, self_url: &str) -> Self {
+        let mut service = PeerService::with_options(node, options);
+        if let Some(inner) = Arc::get_mut(&mut service.inner) {
+            inner.self_url = Some(Arc::from(self_url));
+        }
+        service
     }
 
     /// The base path this service answers under.
@@ -169,7 +183,12 @@ impl ServiceInner {
             None => None,
             Some(auth) => {
                 let target = parts.uri.path_and_query().map_or(path, |p| p.as_str());
-                match auth.verify(method.as_str(), target, parts.headers.get(AUTHORIZATION)) {
+                match auth.verify(
+                    method.as_str(),
+                    self.self_url.as_deref(),
+                    target,
+                    parts.headers.get(AUTHORIZATION),
+                ) {
                     Ok(verified) => Some(verified),
                     Err(error) => return refused(&error),
                 }
