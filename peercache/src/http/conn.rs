@@ -77,6 +77,22 @@ impl<IO> StallTimeout<IO> {
         }
     }
 
+    /// What a write-side poll of the IO gave: progress disarms the stall
+    /// timer, `Pending` arms it (or fails once it has fired).
+    fn progress<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        match polled {
+            Poll::Pending => self.pending(cx),
+            ready => {
+                self.stalled = None;
+                ready
+            }
+        }
+    }
+
     /// `Pending` from the IO: still waiting, or the stall has lasted too
     /// long.
     fn pending<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
@@ -111,13 +127,8 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for StallTimeout<IO> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.io).poll_write(cx, buf) {
-            Poll::Pending => this.pending(cx),
-            ready => {
-                this.stalled = None;
-                ready
-            }
-        }
+        let polled = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.progress(cx, polled)
     }
 
     fn poll_write_vectored(
@@ -126,13 +137,8 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for StallTimeout<IO> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.io).poll_write_vectored(cx, bufs) {
-            Poll::Pending => this.pending(cx),
-            ready => {
-                this.stalled = None;
-                ready
-            }
-        }
+        let polled = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.progress(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -141,24 +147,14 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for StallTimeout<IO> {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.io).poll_flush(cx) {
-            Poll::Pending => this.pending(cx),
-            ready => {
-                this.stalled = None;
-                ready
-            }
-        }
+        let polled = Pin::new(&mut this.io).poll_flush(cx);
+        this.progress(cx, polled)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.io).poll_shutdown(cx) {
-            Poll::Pending => this.pending(cx),
-            ready => {
-                this.stalled = None;
-                ready
-            }
-        }
+        let polled = Pin::new(&mut this.io).poll_shutdown(cx);
+        this.progress(cx, polled)
     }
 }
 
