@@ -702,7 +702,21 @@ impl Inner {
             Ok(value) => return Ok(value),
             Err(ticket) => ticket,
         };
-        let load = AssertUnwindSafe(self.loader.load_boxed(&key)).catch_unwind();
+        let started = std::time::Instant::now();
+        let outcome = self.call_loader(&key, ticket).await;
+        let label = match &outcome {
+            Ok(_) => "ok",
+            Err(Error::NotFound { .. }) => "not_found",
+            Err(_) => "error",
+        };
+        crate::metrics::load_finished(&self.name, label, started.elapsed());
+        outcome
+    }
+
+    /// The loader's call for `key`, within the load timeout, panics caught;
+    /// a value is kept in the main cache unless `ticket` was fenced.
+    async fn call_loader(self: &Arc<Self>, key: &str, ticket: u64) -> Outcome {
+        let load = AssertUnwindSafe(self.loader.load_boxed(key)).catch_unwind();
         let loaded = match self.load_timeout {
             None => load.await,
             Some(timeout) => match tokio::time::timeout(timeout, load).await {
@@ -712,7 +726,7 @@ impl Inner {
                     tracing::warn!(group = %self.name, key, ?timeout, "load timed out; cancelled");
                     return Err(Error::LoadTimeout {
                         group: self.name.clone(),
-                        key: Arc::from(key.as_str()),
+                        key: Arc::from(key),
                         timeout,
                     });
                 }
@@ -722,17 +736,17 @@ impl Inner {
             Ok(Ok(value)) => {
                 bump(&self.counters.local_loads);
                 let value = self.with_default_ttl(value);
-                self.store(CacheKind::Main, &key, &value, ticket);
+                self.store(CacheKind::Main, key, &value, ticket);
                 Ok(value)
             }
             Ok(Err(error)) => {
                 bump(&self.counters.local_load_errs);
-                Err(self.load_error(&key, None, error))
+                Err(self.load_error(key, None, error))
             }
             Err(payload) => {
                 bump(&self.counters.local_load_errs);
                 Err(self.panicked(
-                    &key,
+                    key,
                     Panicked {
                         message: panic_message(payload.as_ref()),
                     },
@@ -748,6 +762,7 @@ impl Inner {
             Ok(value) => return Ok(value),
             Err(ticket) => ticket,
         };
+        let started = std::time::Instant::now();
         let fetched = AssertUnwindSafe(peer.fetch(&self.name, &key))
             .catch_unwind()
             .await
@@ -757,6 +772,13 @@ impl Inner {
                     panic_message(payload.as_ref())
                 )))
             });
+        let label = match &fetched {
+            Ok(_) => "ok",
+            Err(FetchError::Load(LoadError::NotFound)) => "not_found",
+            Err(FetchError::Load(_)) => "error",
+            Err(FetchError::Unavailable(_)) => "unavailable",
+        };
+        crate::metrics::peer_fetch_finished(&self.name, label, started.elapsed());
         match fetched {
             Ok(value) => {
                 bump(&self.counters.peer_loads);

@@ -64,6 +64,8 @@
 //! - [`in_process`]: an in-process transport, for tests and single-process
 //!   clusters.
 //! - [`stats`]: per-group counters with Go's names ([`GroupStats`]).
+//! - [`metrics`]: those counters, latencies and peer health through the
+//!   `metrics` facade, with mailgun's Prometheus names.
 //! - [`error`]: the typed [`Error`].
 
 #![forbid(unsafe_code)]
@@ -79,6 +81,7 @@ pub mod health;
 pub mod http;
 pub mod in_process;
 pub mod loader;
+pub mod metrics;
 pub mod node;
 pub mod peers;
 pub mod proto;

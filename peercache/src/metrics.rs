@@ -1,0 +1,180 @@
+//! Metrics through the [`metrics`] facade, with the names of
+//! mailgun/groupcache's Prometheus exporter, so existing dashboards keep
+//! working. No exporter is forced on users: install any `metrics` recorder
+//! (`metrics-exporter-prometheus`, StatsD, ...) and call [`record`] before
+//! each scrape, as `peercache-server`'s `GET /metrics` does.
+//!
+//! The counters are not bumped through the facade on every get: a group
+//! already counts in atomics (its [`crate::GroupStats`]), and the hit path
+//! must not pay for a registry lookup. [`record`] copies those counts into
+//! the recorder (`absolute`), so a scrape sees exact values. Only latencies
+//! are recorded as they happen, on paths that are slow anyway:
+//!
+//! | metric | kind | labels |
+//! | --- | --- | --- |
+//! | `groupcache_gets_total`, `groupcache_hits_total`, `groupcache_loads_total`, `groupcache_loads_deduped_total`, `groupcache_local_loads_total`, `groupcache_local_load_errs_total`, `groupcache_peer_loads_total`, `groupcache_peer_errors_total`, `groupcache_server_requests_total` | counter | `group` |
+//! | `groupcache_cache_bytes`, `groupcache_cache_items` | gauge | `group`, `type` (`main`, `hot`) |
+//! | `groupcache_cache_gets_total`, `groupcache_cache_hits_total`, `groupcache_cache_evictions_total` | counter | `group`, `type` |
+//! | `groupcache_load_duration_seconds` | histogram | `group`, `outcome` (`ok`, `not_found`, `error`) |
+//! | `groupcache_peer_fetch_duration_seconds` | histogram | `group`, `outcome` (`ok`, `not_found`, `error`, `unavailable`) |
+//! | `groupcache_peer_up` | gauge (1 in the ring, 0 out of it) | `peer` |
+//! | `groupcache_peer_failures_total`, `groupcache_peer_times_down_total` | counter | `peer` |
+//!
+//! The first rows are mailgun's; the histograms and peer health are
+//! peercache's own. [`describe`] registers their help texts.
+
+use crate::health::{PeerState, PeerStatus};
+use crate::{GroupStats, Node};
+use std::time::Duration;
+
+/// Registers the help text of every metric with the installed recorder.
+/// Call once, after installing it.
+pub fn describe() {
+    for (name, help) in GROUP_COUNTERS {
+        metrics::describe_counter!(*name, *help);
+    }
+    metrics::describe_gauge!(
+        "groupcache_cache_bytes",
+        "Bytes held by the cache (key + value)."
+    );
+    metrics::describe_gauge!("groupcache_cache_items", "Entries held by the cache.");
+    metrics::describe_counter!("groupcache_cache_gets_total", "Lookups in the cache.");
+    metrics::describe_counter!("groupcache_cache_hits_total", "Lookups that found the key.");
+    metrics::describe_counter!(
+        "groupcache_cache_evictions_total",
+        "Entries evicted to stay within the byte budget."
+    );
+    metrics::describe_histogram!(
+        "groupcache_load_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time of this node's loader for one key."
+    );
+    metrics::describe_histogram!(
+        "groupcache_peer_fetch_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time to fetch one key from its owner."
+    );
+    metrics::describe_gauge!(
+        "groupcache_peer_up",
+        "1 while the peer is in the ring, 0 while it is out and probed."
+    );
+    metrics::describe_counter!(
+        "groupcache_peer_failures_total",
+        "Failed exchanges with the peer."
+    );
+    metrics::describe_counter!(
+        "groupcache_peer_times_down_total",
+        "Times the peer was taken out of the ring."
+    );
+}
+
+/// mailgun's per-group counters, with their help texts.
+const GROUP_COUNTERS: &[(&str, &str)] = &[
+    (
+        "groupcache_gets_total",
+        "Gets of the group, from any source.",
+    ),
+    (
+        "groupcache_hits_total",
+        "Gets answered from this node's caches.",
+    ),
+    (
+        "groupcache_loads_total",
+        "Gets that missed both caches (a load or a peer fetch).",
+    ),
+    (
+        "groupcache_loads_deduped_total",
+        "Loads after merging concurrent gets of a key.",
+    ),
+    (
+        "groupcache_local_loads_total",
+        "Values loaded by this node's loader.",
+    ),
+    (
+        "groupcache_local_load_errs_total",
+        "Failed loads by this node's loader.",
+    ),
+    (
+        "groupcache_peer_loads_total",
+        "Values fetched from their owner.",
+    ),
+    (
+        "groupcache_peer_errors_total",
+        "Failed fetches from an owner.",
+    ),
+    (
+        "groupcache_server_requests_total",
+        "Requests from peers served by this node.",
+    ),
+];
+
+/// Copies the counters of every group of `node` into the installed
+/// recorder. Call before each scrape.
+pub fn record(node: &Node) {
+    for stats in node.stats() {
+        record_group(&stats);
+    }
+}
+
+/// Copies one group's counters into the installed recorder.
+pub fn record_group(stats: &GroupStats) {
+    let group = stats.name.clone();
+    let counts = [
+        stats.gets,
+        stats.cache_hits,
+        stats.loads,
+        stats.loads_deduped,
+        stats.local_loads,
+        stats.local_load_errs,
+        stats.peer_loads,
+        stats.peer_errors,
+        stats.server_requests,
+    ];
+    for ((name, _), count) in GROUP_COUNTERS.iter().zip(counts) {
+        metrics::counter!(*name, "group" => group.clone()).absolute(count);
+    }
+    for (kind, cache) in [("main", &stats.main_cache), ("hot", &stats.hot_cache)] {
+        let labels = [("group", group.clone()), ("type", kind.to_owned())];
+        metrics::gauge!("groupcache_cache_bytes", &labels).set(cache.bytes as f64);
+        metrics::gauge!("groupcache_cache_items", &labels).set(cache.items as f64);
+        metrics::counter!("groupcache_cache_gets_total", &labels).absolute(cache.gets);
+        metrics::counter!("groupcache_cache_hits_total", &labels).absolute(cache.hits);
+        metrics::counter!("groupcache_cache_evictions_total", &labels).absolute(cache.evictions);
+    }
+}
+
+/// Copies the peers' health (as [`crate::http::HttpPool::peer_status`]
+/// reports it) into the installed recorder. This node itself is skipped.
+pub fn record_peers(peers: &[PeerStatus]) {
+    for peer in peers.iter().filter(|p| p.state != PeerState::Myself) {
+        let label = [("peer", peer.peer.clone())];
+        let up = if peer.state == PeerState::Up {
+            1.0
+        } else {
+            0.0
+        };
+        metrics::gauge!("groupcache_peer_up", &label).set(up);
+        metrics::counter!("groupcache_peer_failures_total", &label).absolute(peer.failures);
+        metrics::counter!("groupcache_peer_times_down_total", &label).absolute(peer.times_down);
+    }
+}
+
+/// Records one load by this node's loader.
+pub(crate) fn load_finished(group: &str, outcome: &'static str, took: Duration) {
+    metrics::histogram!(
+        "groupcache_load_duration_seconds",
+        "group" => group.to_owned(),
+        "outcome" => outcome
+    )
+    .record(took.as_secs_f64());
+}
+
+/// Records one fetch from an owner.
+pub(crate) fn peer_fetch_finished(group: &str, outcome: &'static str, took: Duration) {
+    metrics::histogram!(
+        "groupcache_peer_fetch_duration_seconds",
+        "group" => group.to_owned(),
+        "outcome" => outcome
+    )
+    .record(took.as_secs_f64());
+}
