@@ -10,6 +10,7 @@
 //! | `PUT /<group>/<key>[?ttl=30s]`, `DELETE /<group>/<key>` | set, remove in any group |
 //! | `POST /<group>/_purge` | empties the group on every node |
 //! | `GET /stats` | JSON: this node, its peers and their health, every group's counters |
+//! | `GET /metrics` | Prometheus text format, mailgun/groupcache's metric names ([`peercache::metrics`]) |
 //! | `<base path><group>/<key>` | the groupcache peer protocol |
 //!
 //! A change that did not reach every peer answers 502 with the peers that
@@ -22,6 +23,7 @@ use axum::http::{header, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
 use peercache::health::PeerStatus;
 use peercache::http::limits::{LimitCounters, LimitStats};
 use peercache::http::HttpPool;
@@ -36,11 +38,18 @@ struct Front {
     node: Node,
     pool: Arc<HttpPool>,
     limits: Arc<LimitCounters>,
+    metrics: PrometheusHandle,
 }
 
 /// The whole application: front API and peer endpoint. `limits` are the
-/// server's refusal counters, shown in `/stats`.
-pub fn router(node: Node, pool: Arc<HttpPool>, limits: Arc<LimitCounters>) -> Router {
+/// server's refusal counters, shown in `/stats`; `metrics` renders
+/// `/metrics`.
+pub fn router(
+    node: Node,
+    pool: Arc<HttpPool>,
+    limits: Arc<LimitCounters>,
+    metrics: PrometheusHandle,
+) -> Router {
     let peers = pool.service(node.clone());
     let base = pool.options().base_path.clone();
     let max_body = pool.options().max_body_bytes;
@@ -48,6 +57,7 @@ pub fn router(node: Node, pool: Arc<HttpPool>, limits: Arc<LimitCounters>) -> Ro
         .route("/", get(index))
         .route("/color", get(color).put(set_color).delete(remove_color))
         .route("/stats", get(stats))
+        .route("/metrics", get(prometheus))
         .route(
             "/{group}/{*key}",
             get(read_through)
@@ -60,7 +70,12 @@ pub fn router(node: Node, pool: Arc<HttpPool>, limits: Arc<LimitCounters>) -> Ro
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
-        .with_state(Front { node, pool, limits })
+        .with_state(Front {
+            node,
+            pool,
+            limits,
+            metrics,
+        })
 }
 
 async fn not_found(uri: Uri) -> Response {
@@ -137,7 +152,8 @@ async fn index(State(front): State<Front>) -> String {
          DELETE /color?name=red         remove it from every node\n\
          GET /<group>/<key>             any group's value (PUT, DELETE too)\n\
          POST /<group>/_purge           empty a group on every node\n\
-         GET /stats                     counters and peer health (JSON)\n",
+         GET /stats                     counters and peer health (JSON)\n\
+         GET /metrics                   the same for Prometheus\n",
         env!("CARGO_PKG_VERSION"),
         front.pool.self_url(),
         front.pool.peers().join(", "),
@@ -362,6 +378,21 @@ async fn stats(State(front): State<Front>) -> Json<Stats> {
         groups,
         limits: front.limits.snapshot(),
     })
+}
+
+/// `GET /metrics`: the Prometheus text format, counters copied from the
+/// groups and peers at each scrape.
+async fn prometheus(State(front): State<Front>) -> Response {
+    peercache::metrics::record(&front.node);
+    peercache::metrics::record_peers(&front.pool.peer_status());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        front.metrics.render(),
+    )
+        .into_response()
 }
 
 fn failure(error: &Error) -> Response {

@@ -16,6 +16,7 @@ mod front;
 
 use args::{Args, LogFormat};
 use clap::Parser;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use peercache::http::discovery::{self, Discovery};
 use peercache::http::{DnsDiscovery, FileDiscovery, HttpPool, PeerAuth, PoolError, Server};
 use peercache::Node;
@@ -63,6 +64,8 @@ enum ServerError {
     DnsWithTls,
     #[error("bad limit flag (--max-concurrent-requests, --max-concurrent-streams, --max-connections, --header-read-timeout, --body-read-timeout, --write-timeout, --max-uri-bytes): {0}")]
     Limits(std::io::Error),
+    #[error("cannot set up the metrics recorder: {0}")]
+    Metrics(String),
     #[error("serving failed: {0}")]
     Serve(std::io::Error),
 }
@@ -237,13 +240,28 @@ async fn run(args: Args) -> Result<(), ServerError> {
         client_certs_required = args.tls_require_client_cert,
         "peercache-server listening"
     );
-    let app = front::router(node, pool, server.counters());
+    let metrics = install_metrics()?;
+    let app = front::router(node, pool, server.counters(), metrics);
     server
         .serve(listener, app, shutdown_signal())
         .await
         .map_err(ServerError::Serve)?;
     tracing::info!("peercache-server stopped");
     Ok(())
+}
+
+/// Installs the Prometheus recorder of `GET /metrics`: load and peer-fetch
+/// latencies as histograms, from 0.5 ms to 10 s.
+fn install_metrics() -> Result<PrometheusHandle, ServerError> {
+    const BUCKETS: &[f64] = &[
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ];
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_duration_seconds".to_owned()), BUCKETS)
+        .and_then(PrometheusBuilder::install_recorder)
+        .map_err(|error| ServerError::Metrics(error.to_string()))?;
+    peercache::metrics::describe();
+    Ok(handle)
 }
 
 /// A secret others can read is no secret: say so (the node still starts,
