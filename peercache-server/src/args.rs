@@ -185,6 +185,12 @@ pub struct Args {
     #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_bytes)]
     pub max_body_bytes: u64,
 
+    /// How keys appear in logs and traces: plain, hashed (sha256 prefix) or
+    /// hidden. RUST_LOG=peercache=debug logs every miss, load, peer fetch and
+    /// change with its key, outcome and duration
+    #[arg(long, value_enum, default_value_t = TraceKeys::Plain)]
+    pub trace_keys: TraceKeys,
+
     /// Log lines as plain text or JSON; the level comes from RUST_LOG
     /// (default info)
     #[arg(long, value_enum, default_value_t = LogFormat::Plain)]
@@ -198,6 +204,27 @@ pub enum Ring {
     Golang,
     /// mailgun/groupcache and groupcache-go: FNV-1 over MD5.
     Mailgun,
+}
+
+/// How keys appear in traces, as a flag value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TraceKeys {
+    /// The key itself.
+    Plain,
+    /// `sha256:` and 16 hex digits of the key's hash.
+    Hashed,
+    /// `-`.
+    Hidden,
+}
+
+impl From<TraceKeys> for peercache::KeyInTraces {
+    fn from(keys: TraceKeys) -> Self {
+        match keys {
+            TraceKeys::Plain => peercache::KeyInTraces::Plain,
+            TraceKeys::Hashed => peercache::KeyInTraces::Hashed,
+            TraceKeys::Hidden => peercache::KeyInTraces::Hidden,
+        }
+    }
 }
 
 /// How log lines are written.

@@ -311,8 +311,8 @@ async fn remove(group: &Group, key: &str) -> Response {
 }
 
 /// 502: a change did not reach every peer (the error names them).
+/// (The library has logged which peers failed.)
 fn change_failed(error: &Error) -> Response {
-    tracing::warn!(%error, "change not applied everywhere");
     text(StatusCode::BAD_GATEWAY, error.to_string())
 }
 
@@ -395,8 +395,10 @@ async fn prometheus(State(front): State<Front>) -> Response {
         .into_response()
 }
 
+/// 503: a get failed. The error names the key, so it is logged only at
+/// debug level (the group's `key_in_traces` governs keys in its own logs).
 fn failure(error: &Error) -> Response {
-    tracing::warn!(%error, "get failed");
+    tracing::debug!(%error, "get failed");
     text(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
 }
 

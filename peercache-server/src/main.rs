@@ -92,8 +92,11 @@ fn main() -> ExitCode {
 
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // A line when a span closes: with RUST_LOG=peercache=debug, one line
+    // per miss, load, peer fetch and change, with its outcome and duration.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
@@ -223,6 +226,7 @@ async fn run(args: Args) -> Result<(), ServerError> {
         if let Some(timeout) = args.load_timeout {
             builder = builder.load_timeout(timeout);
         }
+        builder = builder.key_in_traces(args.trace_keys.into());
         builder
     };
     group("colors").build(colors::loader())?;

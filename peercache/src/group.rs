@@ -45,6 +45,7 @@ use crate::flight::{panic_message, Call, Flight, Panicked, Role};
 use crate::loader::{DynLoader, LoadError};
 use crate::peers::{FetchError, Peer, PeerError, PeerPicker};
 use crate::stats::{bump, Counters, GroupStats};
+use crate::trace::{KeyInTraces, Timed};
 use crate::Value;
 use futures_util::future::join_all;
 use futures_util::FutureExt;
@@ -54,6 +55,8 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, SystemTime};
+use tracing::field::Empty;
+use tracing::Instrument;
 
 /// How often the background sweeper drops expired entries.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -107,6 +110,7 @@ struct Inner {
     clock: Arc<dyn Clock>,
     ttl: Option<Duration>,
     load_timeout: Option<Duration>,
+    key_in_traces: KeyInTraces,
     cache: Mutex<Guarded>,
     counters: Counters,
     remote: Flight<Outcome>,
@@ -130,6 +134,7 @@ pub(crate) struct Settings {
     pub hot_cache: HotCachePolicy,
     pub ttl: Option<Duration>,
     pub load_timeout: Option<Duration>,
+    pub key_in_traces: KeyInTraces,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -148,6 +153,7 @@ impl Group {
             clock: settings.clock,
             ttl: settings.ttl,
             load_timeout: settings.load_timeout,
+            key_in_traces: settings.key_in_traces,
             cache: Mutex::new(Guarded {
                 cache: Cache::new(settings.cache_bytes),
                 fences: Fences::new(),
@@ -196,7 +202,21 @@ impl Group {
         if let Some(value) = self.inner.lookup(key, true) {
             return Ok(value);
         }
-        self.inner.load(key, Route::ViaOwner).await
+        let timed = Timed::start(tracing::debug_span!(
+            target: "peercache",
+            "peercache.get",
+            group = %self.inner.name,
+            key = %self.inner.key_in_traces.show(key),
+            outcome = Empty,
+            duration_us = Empty,
+        ));
+        let outcome = self
+            .inner
+            .load(key, Route::ViaOwner)
+            .instrument(timed.span().clone())
+            .await;
+        timed.finish(outcome_label(&outcome));
+        outcome
     }
 
     /// Serves `key` to a peer that asked for it: from this node's cache or
@@ -208,7 +228,21 @@ impl Group {
         if let Some(value) = self.inner.lookup(key, true) {
             return Ok(value);
         }
-        self.inner.load(key, Route::HereOnly).await
+        let timed = Timed::start(tracing::debug_span!(
+            target: "peercache",
+            "peercache.serve_peer",
+            group = %self.inner.name,
+            key = %self.inner.key_in_traces.show(key),
+            outcome = Empty,
+            duration_us = Empty,
+        ));
+        let outcome = self
+            .inner
+            .load(key, Route::HereOnly)
+            .instrument(timed.span().clone())
+            .await;
+        timed.finish(outcome_label(&outcome));
+        outcome
     }
 
     /// Removes `key` from the whole cluster: from its owner first, then from
@@ -241,8 +275,28 @@ impl Group {
             [key] => format!("remove of key {key:?}"),
             _ => format!("remove of {} keys", keys.len()),
         };
+        let span = match keys.as_slice() {
+            [key] => tracing::debug_span!(
+                target: "peercache",
+                "peercache.remove",
+                group = %self.inner.name,
+                key = %self.inner.key_in_traces.show(key),
+                outcome = Empty,
+                failed_peers = Empty,
+                duration_us = Empty,
+            ),
+            _ => tracing::debug_span!(
+                target: "peercache",
+                "peercache.remove",
+                group = %self.inner.name,
+                keys = keys.len(),
+                outcome = Empty,
+                failed_peers = Empty,
+                duration_us = Empty,
+            ),
+        };
         let inner = Arc::clone(&self.inner);
-        detached(async move {
+        traced_change(span, async move {
             let failures = inner.remove_everywhere(keys).await;
             inner.outcome(action, failures)
         })
@@ -273,9 +327,18 @@ impl Group {
             value = value.with_expiry(at);
         }
         let value = self.inner.with_default_ttl(value);
+        let span = tracing::debug_span!(
+            target: "peercache",
+            "peercache.set",
+            group = %self.inner.name,
+            key = %self.inner.key_in_traces.show(key),
+            outcome = Empty,
+            failed_peers = Empty,
+            duration_us = Empty,
+        );
         let inner = Arc::clone(&self.inner);
         let key = key.to_owned();
-        detached(async move {
+        traced_change(span, async move {
             let action = format!("set of key {key:?}");
             let failures = inner.set_everywhere(key, value).await;
             inner.outcome(action, failures)
@@ -293,8 +356,16 @@ impl Group {
     /// purge began. Loads in flight during the purge finish for their
     /// waiters but are not cached.
     pub async fn purge(&self) -> Result<(), Error> {
+        let span = tracing::debug_span!(
+            target: "peercache",
+            "peercache.purge",
+            group = %self.inner.name,
+            outcome = Empty,
+            failed_peers = Empty,
+            duration_us = Empty,
+        );
         let inner = Arc::clone(&self.inner);
-        detached(async move {
+        traced_change(span, async move {
             let mut failures = Vec::new();
             for _round in 0..2 {
                 inner.purge_here();
@@ -398,6 +469,37 @@ where
     }
 }
 
+/// Runs a change ([`detached`]) in `span`, recording its outcome and the
+/// peers it did not reach.
+async fn traced_change<F>(span: tracing::Span, work: F) -> Result<(), Error>
+where
+    F: Future<Output = Result<(), Error>> + Send + 'static,
+{
+    let timed = Timed::start(span);
+    let outcome = detached(work.instrument(timed.span().clone())).await;
+    if let Err(error) = &outcome {
+        let failed: Vec<&str> = error.failed_peers().iter().map(|f| &*f.peer).collect();
+        timed
+            .span()
+            .record("failed_peers", tracing::field::display(failed.join(",")));
+    }
+    timed.finish(match &outcome {
+        Ok(()) => "ok",
+        Err(Error::PeersFailed { .. }) => "partial",
+        Err(_) => "error",
+    });
+    outcome
+}
+
+/// The `outcome` of a get or load, for traces and metrics.
+fn outcome_label(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Ok(_) => "ok",
+        Err(Error::NotFound { .. }) => "not_found",
+        Err(_) => "error",
+    }
+}
+
 /// A peer call whose panic becomes an error.
 async fn guard<F>(call: F) -> Result<(), PeerError>
 where
@@ -484,7 +586,11 @@ impl Inner {
             guarded.cache.remove_expired(now);
         }
         if !guarded.fences.admits(key, ticket) {
-            tracing::debug!(group = %self.name, key, "not caching a value loaded before the key changed");
+            tracing::debug!(
+                group = %self.name,
+                key = %self.key_in_traces.show(key),
+                "not caching a value loaded before the key changed"
+            );
             return;
         }
         let expiry = value.expiry_unix_nanos();
@@ -645,7 +751,14 @@ impl Inner {
             action,
             failures,
         };
-        tracing::warn!(%error, "change not applied everywhere");
+        // The error names the key; the event names only the peers (the
+        // change's span shows the key as `key_in_traces` says).
+        let peers: Vec<String> = error
+            .failed_peers()
+            .iter()
+            .map(|f| format!("{} ({})", f.peer, f.reason))
+            .collect();
+        tracing::warn!(group = %self.name, failed = %peers.join("; "), "change not applied everywhere");
         Err(error)
     }
 
@@ -702,14 +815,22 @@ impl Inner {
             Ok(value) => return Ok(value),
             Err(ticket) => ticket,
         };
+        let timed = Timed::start(tracing::debug_span!(
+            target: "peercache",
+            "peercache.load",
+            group = %self.name,
+            key = %self.key_in_traces.show(&key),
+            outcome = Empty,
+            duration_us = Empty,
+        ));
         let started = std::time::Instant::now();
-        let outcome = self.call_loader(&key, ticket).await;
-        let label = match &outcome {
-            Ok(_) => "ok",
-            Err(Error::NotFound { .. }) => "not_found",
-            Err(_) => "error",
-        };
+        let outcome = self
+            .call_loader(&key, ticket)
+            .instrument(timed.span().clone())
+            .await;
+        let label = outcome_label(&outcome);
         crate::metrics::load_finished(&self.name, label, started.elapsed());
+        timed.finish(label);
         outcome
     }
 
@@ -723,7 +844,12 @@ impl Inner {
                 Ok(loaded) => loaded,
                 Err(_) => {
                     bump(&self.counters.local_load_errs);
-                    tracing::warn!(group = %self.name, key, ?timeout, "load timed out; cancelled");
+                    tracing::warn!(
+                        group = %self.name,
+                        key = %self.key_in_traces.show(key),
+                        ?timeout,
+                        "load timed out; cancelled"
+                    );
                     return Err(Error::LoadTimeout {
                         group: self.name.clone(),
                         key: Arc::from(key),
@@ -741,6 +867,14 @@ impl Inner {
             }
             Ok(Err(error)) => {
                 bump(&self.counters.local_load_errs);
+                if !matches!(error, LoadError::NotFound) {
+                    tracing::warn!(
+                        group = %self.name,
+                        key = %self.key_in_traces.show(key),
+                        %error,
+                        "load failed"
+                    );
+                }
                 Err(self.load_error(key, None, error))
             }
             Err(payload) => {
@@ -762,9 +896,19 @@ impl Inner {
             Ok(value) => return Ok(value),
             Err(ticket) => ticket,
         };
+        let timed = Timed::start(tracing::debug_span!(
+            target: "peercache",
+            "peercache.peer_fetch",
+            group = %self.name,
+            key = %self.key_in_traces.show(&key),
+            peer = peer.id(),
+            outcome = Empty,
+            duration_us = Empty,
+        ));
         let started = std::time::Instant::now();
         let fetched = AssertUnwindSafe(peer.fetch(&self.name, &key))
             .catch_unwind()
+            .instrument(timed.span().clone())
             .await
             .unwrap_or_else(|payload| {
                 Err(FetchError::Unavailable(format!(
@@ -779,6 +923,7 @@ impl Inner {
             Err(FetchError::Unavailable(_)) => "unavailable",
         };
         crate::metrics::peer_fetch_finished(&self.name, label, started.elapsed());
+        timed.finish(label);
         match fetched {
             Ok(value) => {
                 bump(&self.counters.peer_loads);
@@ -792,7 +937,7 @@ impl Inner {
                 bump(&self.counters.peer_errors);
                 tracing::warn!(
                     group = %self.name,
-                    key = %key,
+                    key = %self.key_in_traces.show(&key),
                     peer = peer.id(),
                     %reason,
                     "peer fetch failed; loading locally"

@@ -64,6 +64,8 @@
 //! - [`in_process`]: an in-process transport, for tests and single-process
 //!   clusters.
 //! - [`stats`]: per-group counters with Go's names ([`GroupStats`]).
+//! - [`trace`]: the tracing spans of misses, loads, fetches and changes,
+//!   and how keys show in them ([`KeyInTraces`]).
 //! - [`metrics`]: those counters, latencies and peer health through the
 //!   `metrics` facade, with mailgun's Prometheus names.
 //! - [`error`]: the typed [`Error`].
@@ -87,6 +89,7 @@ pub mod peers;
 pub mod proto;
 pub mod ring;
 pub mod stats;
+pub mod trace;
 pub mod value;
 
 pub use cache::{CacheKind, CacheStats};
@@ -96,6 +99,7 @@ pub use loader::{loader_fn, LoadError, Loader, LoaderFn};
 pub use node::{GroupBuilder, Node};
 pub use peers::{FetchError, Peer, PeerError, PeerPicker};
 pub use stats::GroupStats;
+pub use trace::KeyInTraces;
 pub use value::{Value, ValueError};
 
 /// The README's examples, compiled and run as doctests.

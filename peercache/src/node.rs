@@ -11,6 +11,7 @@ use crate::group::{Group, HotCachePolicy, Settings};
 use crate::loader::Loader;
 use crate::peers::PeerPicker;
 use crate::stats::GroupStats;
+use crate::trace::KeyInTraces;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock, Weak};
@@ -92,6 +93,7 @@ impl Node {
             hot_cache: None,
             ttl: None,
             load_timeout: None,
+            key_in_traces: KeyInTraces::default(),
             clock: None,
         }
     }
@@ -136,6 +138,7 @@ pub struct GroupBuilder<'n> {
     hot_cache: Option<HotCachePolicy>,
     ttl: Option<Duration>,
     load_timeout: Option<Duration>,
+    key_in_traces: KeyInTraces,
     clock: Option<Arc<dyn Clock>>,
 }
 
@@ -147,6 +150,7 @@ impl fmt::Debug for GroupBuilder<'_> {
             .field("hot_cache", &self.hot_cache)
             .field("ttl", &self.ttl)
             .field("load_timeout", &self.load_timeout)
+            .field("key_in_traces", &self.key_in_traces)
             .field("custom_clock", &self.clock.is_some())
             .finish()
     }
@@ -196,6 +200,13 @@ impl GroupBuilder<'_> {
         self
     }
 
+    /// How keys appear in this group's tracing spans ([`crate::trace`]):
+    /// as they are (the default), hashed, or not at all.
+    pub fn key_in_traces(mut self, how: KeyInTraces) -> Self {
+        self.key_in_traces = how;
+        self
+    }
+
     /// The clock that decides expiry (default: the system clock). Tests pass
     /// a [`crate::clock::ManualClock`] to move time without sleeping.
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
@@ -232,6 +243,7 @@ impl GroupBuilder<'_> {
             hot_cache,
             ttl: self.ttl,
             load_timeout: self.load_timeout,
+            key_in_traces: self.key_in_traces,
             clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
         };
         let group = Group::new(
