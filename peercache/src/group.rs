@@ -202,21 +202,7 @@ impl Group {
         if let Some(value) = self.inner.lookup(key, true) {
             return Ok(value);
         }
-        let timed = Timed::start(tracing::debug_span!(
-            target: "peercache",
-            "peercache.get",
-            group = %self.inner.name,
-            key = %self.inner.key_in_traces.show(key),
-            outcome = Empty,
-            duration_us = Empty,
-        ));
-        let outcome = self
-            .inner
-            .load(key, Route::ViaOwner)
-            .instrument(timed.span().clone())
-            .await;
-        timed.finish(outcome_label(&outcome));
-        outcome
+        self.inner.miss(key, Route::ViaOwner).await
     }
 
     /// Serves `key` to a peer that asked for it: from this node's cache or
@@ -228,21 +214,7 @@ impl Group {
         if let Some(value) = self.inner.lookup(key, true) {
             return Ok(value);
         }
-        let timed = Timed::start(tracing::debug_span!(
-            target: "peercache",
-            "peercache.serve_peer",
-            group = %self.inner.name,
-            key = %self.inner.key_in_traces.show(key),
-            outcome = Empty,
-            duration_us = Empty,
-        ));
-        let outcome = self
-            .inner
-            .load(key, Route::HereOnly)
-            .instrument(timed.span().clone())
-            .await;
-        timed.finish(outcome_label(&outcome));
-        outcome
+        self.inner.miss(key, Route::HereOnly).await
     }
 
     /// Removes `key` from the whole cluster: from its owner first, then from
@@ -760,6 +732,45 @@ impl Inner {
             .collect();
         tracing::warn!(group = %self.name, failed = %peers.join("; "), "change not applied everywhere");
         Err(error)
+    }
+
+    /// A get's or a peer request's miss, boxed and out of line: the traced
+    /// miss path inside `get`'s own future made every get, hits included,
+    /// slower (measured: a hit went from 60 to 75 ns).
+    #[cold]
+    #[inline(never)]
+    fn miss<'a>(
+        self: &'a Arc<Self>,
+        key: &'a str,
+        route: Route,
+    ) -> crate::loader::BoxFuture<'a, Outcome> {
+        Box::pin(self.traced_load(key, route))
+    }
+
+    /// A get's or a peer request's miss: the load, in its span.
+    async fn traced_load(self: &Arc<Self>, key: &str, route: Route) -> Outcome {
+        let span = match route {
+            Route::ViaOwner => tracing::debug_span!(
+                target: "peercache",
+                "peercache.get",
+                group = %self.name,
+                key = %self.key_in_traces.show(key),
+                outcome = Empty,
+                duration_us = Empty,
+            ),
+            Route::HereOnly => tracing::debug_span!(
+                target: "peercache",
+                "peercache.serve_peer",
+                group = %self.name,
+                key = %self.key_in_traces.show(key),
+                outcome = Empty,
+                duration_us = Empty,
+            ),
+        };
+        let timed = Timed::start(span);
+        let outcome = self.load(key, route).instrument(timed.span().clone()).await;
+        timed.finish(outcome_label(&outcome));
+        outcome
     }
 
     fn load(self: &Arc<Self>, key: &str, route: Route) -> impl Future<Output = Outcome> {

@@ -25,6 +25,7 @@
 
 use crate::health::{PeerState, PeerStatus};
 use crate::{GroupStats, Node};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Registers the help text of every metric with the installed recorder.
@@ -160,20 +161,21 @@ pub fn record_peers(peers: &[PeerStatus]) {
 }
 
 /// Records one load by this node's loader.
-pub(crate) fn load_finished(group: &str, outcome: &'static str, took: Duration) {
+pub(crate) fn load_finished(group: &Arc<str>, outcome: &'static str, took: Duration) {
+    // An `Arc<str>` label is shared, not copied: no allocation per load.
     metrics::histogram!(
         "groupcache_load_duration_seconds",
-        "group" => group.to_owned(),
+        "group" => Arc::clone(group),
         "outcome" => outcome
     )
     .record(took.as_secs_f64());
 }
 
 /// Records one fetch from an owner.
-pub(crate) fn peer_fetch_finished(group: &str, outcome: &'static str, took: Duration) {
+pub(crate) fn peer_fetch_finished(group: &Arc<str>, outcome: &'static str, took: Duration) {
     metrics::histogram!(
         "groupcache_peer_fetch_duration_seconds",
-        "group" => group.to_owned(),
+        "group" => Arc::clone(group),
         "outcome" => outcome
     )
     .record(took.as_secs_f64());
