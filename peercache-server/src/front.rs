@@ -9,6 +9,7 @@
 //! | `GET /<group>/<key>` | the raw value of any group (read-through) |
 //! | `PUT /<group>/<key>[?ttl=30s]`, `DELETE /<group>/<key>` | set, remove in any group |
 //! | `POST /<group>/_purge` | empties the group on every node |
+//! | `GET /status` (and `GET /` from a browser) | an HTML status page rendering `/stats` every 2 s |
 //! | `GET /stats` | JSON: this node, its peers and their health, every group's counters |
 //! | `GET /metrics` | Prometheus text format, mailgun/groupcache's metric names ([`peercache::metrics`]) |
 //! | `<base path><group>/<key>` | the groupcache peer protocol |
@@ -55,6 +56,7 @@ pub fn router(
     let max_body = pool.options().max_body_bytes;
     Router::new()
         .route("/", get(index))
+        .route("/status", get(status_page))
         .route("/color", get(color).put(set_color).delete(remove_color))
         .route("/stats", get(stats))
         .route("/metrics", get(prometheus))
@@ -137,7 +139,30 @@ fn check_key(front: &Front, key: &str) -> Result<(), Refusal> {
     Ok(())
 }
 
-async fn index(State(front): State<Front>) -> String {
+/// The status page: HTML that renders `/stats` every 2 s, self-contained.
+const STATUS_PAGE: &str = include_str!("status.html");
+
+async fn status_page() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        STATUS_PAGE,
+    )
+        .into_response()
+}
+
+/// `GET /`: the status page for a browser, a text summary for anyone else.
+async fn index(State(front): State<Front>, headers: header::HeaderMap) -> Response {
+    let wants_html = headers
+        .get(header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    if wants_html {
+        return status_page().await;
+    }
+    summary(&front).into_response()
+}
+
+fn summary(front: &Front) -> String {
     let mut groups: Vec<String> = front
         .node
         .groups()
@@ -152,6 +177,7 @@ async fn index(State(front): State<Front>) -> String {
          DELETE /color?name=red         remove it from every node\n\
          GET /<group>/<key>             any group's value (PUT, DELETE too)\n\
          POST /<group>/_purge           empty a group on every node\n\
+         GET /status                    this page's HTML view, refreshing itself\n\
          GET /stats                     counters and peer health (JSON)\n\
          GET /metrics                   the same for Prometheus\n",
         env!("CARGO_PKG_VERSION"),
@@ -355,6 +381,15 @@ async fn read_through(
     }
 }
 
+/// One member's share of the keys.
+#[derive(Serialize, Deserialize)]
+pub struct RingShare {
+    /// The member's base URL.
+    pub peer: String,
+    /// The fraction of the hash space it owns (0 to 1).
+    pub share: f64,
+}
+
 /// The body of `GET /stats`.
 #[derive(Serialize, Deserialize)]
 pub struct Stats {
@@ -365,6 +400,8 @@ pub struct Stats {
     pub peers: Vec<PeerStatus>,
     /// Every group's counters.
     pub groups: Vec<GroupStats>,
+    /// Each member's share of the ring (of the keys), this node included.
+    pub ring: Vec<RingShare>,
     /// Requests refused by the server's limits since it started.
     pub limits: LimitStats,
 }
@@ -376,6 +413,12 @@ async fn stats(State(front): State<Front>) -> Json<Stats> {
         self_url: front.pool.self_url().to_owned(),
         peers: front.pool.peer_status(),
         groups,
+        ring: front
+            .pool
+            .shares()
+            .into_iter()
+            .map(|(peer, share)| RingShare { peer, share })
+            .collect(),
         limits: front.limits.snapshot(),
     })
 }

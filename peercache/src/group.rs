@@ -385,14 +385,16 @@ impl Group {
     pub fn stats(&self) -> GroupStats {
         self.inner.reclaim_expired();
         let guarded = self.inner.lock_cache();
-        self.inner.counters.snapshot(
+        let mut stats = self.inner.counters.snapshot(
             &self.inner.name,
             [guarded.gets, guarded.cache_hits],
             [
                 guarded.cache.stats(CacheKind::Main),
                 guarded.cache.stats(CacheKind::Hot),
             ],
-        )
+        );
+        stats.budget_bytes = guarded.cache.budget();
+        stats
     }
 
     /// Keys held in one of the caches, most recently used first (copies

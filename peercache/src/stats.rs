@@ -38,6 +38,9 @@ pub struct GroupStats {
     pub main_cache: CacheStats,
     /// The hot cache: copies of popular keys owned by peers.
     pub hot_cache: CacheStats,
+    /// The byte budget the two caches share.
+    #[serde(default)]
+    pub budget_bytes: u64,
 }
 
 /// The live counters behind [`GroupStats`] (`gets` and `cache_hits` are kept
@@ -81,6 +84,7 @@ impl Counters {
             server_requests: get(&self.server_requests),
             main_cache,
             hot_cache,
+            budget_bytes: 0,
         }
     }
 }
