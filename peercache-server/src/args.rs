@@ -91,6 +91,11 @@ pub struct Args {
     #[arg(long)]
     pub http2: bool,
 
+    /// A TOML file declaring more groups, each reading through to a data
+    /// source: an HTTP origin or a directory (see the README, "Data sources")
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<std::path::PathBuf>,
+
     /// Also serve group `echo`, whose value for a key is the key itself: a
     /// smoke test of key escaping across a cluster
     #[arg(long)]

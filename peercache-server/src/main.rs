@@ -13,6 +13,7 @@
 mod args;
 mod colors;
 mod front;
+mod sources;
 
 use args::{Args, LogFormat};
 use clap::Parser;
@@ -66,6 +67,8 @@ enum ServerError {
     Limits(std::io::Error),
     #[error("cannot set up the metrics recorder: {0}")]
     Metrics(String),
+    #[error("{0}")]
+    Config(#[from] sources::ConfigError),
     #[error("serving failed: {0}")]
     Serve(std::io::Error),
 }
@@ -232,6 +235,43 @@ async fn run(args: Args) -> Result<(), ServerError> {
     group("colors").build(colors::loader())?;
     if args.echo_group {
         group("echo").build(peercache::loader_fn(|key: String| async move { Ok(key) }))?;
+    }
+    if let Some(path) = &args.config {
+        for declared in sources::Config::load(path)?.groups {
+            let wrong = |message: String| sources::ConfigError::Group {
+                path: path.display().to_string(),
+                group: declared.name.clone(),
+                message,
+            };
+            let mut builder = group(&declared.name);
+            if let Some(bytes) = &declared.cache_bytes {
+                builder = builder.cache_bytes(
+                    args::parse_bytes(bytes).map_err(|e| wrong(format!("cache_bytes: {e}")))?,
+                );
+            }
+            if let Some(ttl) = &declared.ttl {
+                builder =
+                    builder.ttl(args::parse_duration(ttl).map_err(|e| wrong(format!("ttl: {e}")))?);
+            }
+            declared.check().map_err(wrong)?;
+            match declared.source {
+                sources::SourceKind::Http => {
+                    let timeout = declared
+                        .timeout
+                        .as_deref()
+                        .map(args::parse_duration)
+                        .transpose()
+                        .map_err(|e| wrong(format!("timeout: {e}")))?;
+                    let url = declared.url.as_deref().unwrap_or_default();
+                    builder.build(sources::HttpSource::new(url, timeout).map_err(wrong)?)?;
+                }
+                sources::SourceKind::Files => {
+                    let dir = declared.dir.as_deref().unwrap_or(std::path::Path::new(""));
+                    builder.build(sources::FilesSource::new(dir).map_err(wrong)?)?;
+                }
+            }
+            tracing::info!(group = %declared.name, source = ?declared.source, "group from --config");
+        }
     }
 
     tracing::info!(

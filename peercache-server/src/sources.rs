@@ -1,0 +1,390 @@
+//! Groups declared in a TOML file (`--config`), each reading through to a
+//! data source, so that services in any language can use the cluster as a
+//! shared cache in front of a slow origin with `GET /<group>/<key>`.
+//!
+//! ```toml
+//! [[group]]
+//! name = "pages"
+//! source = "http"
+//! url = "http://127.0.0.1:9000/{key}"   # the key, escaped except '/'
+//! timeout = "5s"                         # optional, default 5s
+//! cache_bytes = "64MiB"                  # optional, default --cache-bytes
+//! ttl = "10m"                            # optional, default --ttl
+//!
+//! [[group]]
+//! name = "assets"
+//! source = "files"
+//! dir = "examples/data"                  # key = path relative to it
+//! ```
+//!
+//! - `http`: a missing key is fetched from the origin once for the whole
+//!   cluster (by the key's owner). 200 is the value; `Cache-Control:
+//!   max-age=N` makes it expire after N s (`no-store` or `max-age=0`: served,
+//!   not cached); 404 is "not found" (not cached); any other status, a
+//!   connection failure or the timeout is a load error (503 to the client,
+//!   not cached). Only `http://` origins (the `tls` build adds no origin TLS).
+//! - `files`: the key is a path relative to `dir`. Absolute paths, `..`,
+//!   and symbolic links leading outside `dir` are refused (not found); a
+//!   missing file is not found.
+//!
+//! Written with what the server already has (hyper-util's client, tokio's
+//! files, serde with the `toml` crate): no new HTTP stack.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use peercache::{LoadError, Loader, Value};
+use serde::Deserialize;
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// The `--config` file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The groups, each with its source.
+    #[serde(default, rename = "group")]
+    pub groups: Vec<GroupConfig>,
+}
+
+/// One `[[group]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupConfig {
+    /// The group's name (the first path segment of `/<group>/<key>`).
+    pub name: String,
+    /// Its budget, e.g. `64MiB` (default: `--cache-bytes`).
+    pub cache_bytes: Option<String>,
+    /// Its time-to-live, e.g. `10m` (default: `--ttl`).
+    pub ttl: Option<String>,
+    /// Where values come from.
+    pub source: SourceKind,
+    /// `http`: the URL template with `{key}`.
+    pub url: Option<String>,
+    /// `http`: time for the whole origin request (default 5 s).
+    pub timeout: Option<String>,
+    /// `files`: the directory.
+    pub dir: Option<PathBuf>,
+}
+
+/// The kinds of data source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// An HTTP origin (`url`, `timeout`).
+    Http,
+    /// A directory (`dir`).
+    Files,
+}
+
+impl GroupConfig {
+    /// Checks that the fields fit the source; says what is missing or extra.
+    pub fn check(&self) -> Result<(), String> {
+        match self.source {
+            SourceKind::Http if self.url.is_none() => {
+                Err("source = \"http\" needs url = \"http://origin/{key}\"".to_owned())
+            }
+            SourceKind::Http if self.dir.is_some() => {
+                Err("dir is for source = \"files\"; an http group takes url".to_owned())
+            }
+            SourceKind::Files if self.dir.is_none() => {
+                Err("source = \"files\" needs dir = \"/path/to/dir\"".to_owned())
+            }
+            SourceKind::Files if self.url.is_some() || self.timeout.is_some() => {
+                Err("url and timeout are for source = \"http\"; a files group takes dir".to_owned())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Why the config file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read --config {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has unknown fields.
+    #[error("bad --config {path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// What and where.
+        message: String,
+    },
+    /// A group's settings are wrong.
+    #[error("--config {path}, group {group:?}: {message}")]
+    Group {
+        /// The file.
+        path: String,
+        /// The group.
+        group: String,
+        /// What is wrong, and what to write instead.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads and parses the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|error| ConfigError::Parse {
+            path: shown,
+            message: error.to_string(),
+        })
+    }
+}
+
+/// Longest origin answer taken (a larger one is a load error).
+const MAX_ORIGIN_BYTES: usize = 64 << 20;
+/// Default time for an origin request.
+const DEFAULT_ORIGIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The loader of an `http` group.
+pub struct HttpSource {
+    template: String,
+    timeout: Duration,
+    client: Client<HttpConnector, Empty<Bytes>>,
+}
+
+impl HttpSource {
+    /// A source reading `template` (with `{key}`), each request bounded by
+    /// `timeout`; the error says what to fix.
+    pub fn new(template: &str, timeout: Option<Duration>) -> Result<Self, String> {
+        if !template.starts_with("http://") {
+            return Err(format!(
+                "url {template:?} must start with http:// (https origins are not supported yet)"
+            ));
+        }
+        if !template.contains("{key}") {
+            return Err(format!("url {template:?} must contain {{key}}"));
+        }
+        let sample = template.replace("{key}", "k");
+        sample
+            .parse::<http::Uri>()
+            .map_err(|e| format!("url {template:?} is not a valid URL: {e}"))?;
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(Duration::from_secs(2)));
+        Ok(HttpSource {
+            template: template.to_owned(),
+            timeout: timeout.unwrap_or(DEFAULT_ORIGIN_TIMEOUT),
+            client: Client::builder(TokioExecutor::new()).build(connector),
+        })
+    }
+
+    async fn fetch(&self, key: &str) -> Result<Value, LoadError> {
+        let url = self.template.replace("{key}", &escape_key(key));
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e| LoadError::msg(format!("bad origin URL {url:?}: {e}")))?;
+        let exchange = async {
+            let response = self
+                .client
+                .get(uri)
+                .await
+                .map_err(|e| LoadError::msg(format!("origin {url}: {e}")))?;
+            let status = response.status();
+            let max_age = max_age(response.headers());
+            let body = Limited::new(response.into_body(), MAX_ORIGIN_BYTES)
+                .collect()
+                .await
+                .map_err(|e| LoadError::msg(format!("origin {url}: reading the body: {e}")))?
+                .to_bytes();
+            Ok::<_, LoadError>((status, max_age, body))
+        };
+        let (status, max_age, body) = tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| {
+                LoadError::msg(format!("origin {url}: no answer within {:?}", self.timeout))
+            })??;
+        match status {
+            http::StatusCode::OK => {
+                let value = Value::new(body);
+                Ok(match max_age {
+                    // Served to the waiting callers, never cached.
+                    Some(Duration::ZERO) => value.with_expiry(SystemTime::now()),
+                    Some(age) => value.with_expiry(SystemTime::now() + age),
+                    None => value,
+                })
+            }
+            http::StatusCode::NOT_FOUND => Err(LoadError::NotFound),
+            status => Err(LoadError::msg(format!("origin {url} answered {status}"))),
+        }
+    }
+}
+
+impl Loader for HttpSource {
+    async fn load(&self, key: &str) -> Result<Value, LoadError> {
+        self.fetch(key).await
+    }
+}
+
+/// The key for a URL: every byte outside `A-Za-z0-9-._~/` as `%XX`, so a
+/// key can name a path on the origin but cannot add a query or a fragment.
+fn escape_key(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for byte in key.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~/".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// The `max-age` of a `Cache-Control` header; `no-store` and `no-cache`
+/// count as 0.
+fn max_age(headers: &http::HeaderMap) -> Option<Duration> {
+    let value = headers.get(http::header::CACHE_CONTROL)?.to_str().ok()?;
+    let mut age = None;
+    for directive in value.split(',').map(str::trim) {
+        let lower = directive.to_ascii_lowercase();
+        if lower == "no-store" || lower == "no-cache" {
+            return Some(Duration::ZERO);
+        }
+        if let Some(seconds) = lower.strip_prefix("max-age=") {
+            age = seconds
+                .trim_matches('"')
+                .parse()
+                .ok()
+                .map(Duration::from_secs);
+        }
+    }
+    age
+}
+
+/// The loader of a `files` group.
+pub struct FilesSource {
+    root: PathBuf,
+}
+
+impl FilesSource {
+    /// A source reading files under `dir`, which must be a directory.
+    pub fn new(dir: &Path) -> Result<Self, String> {
+        let root = dir
+            .canonicalize()
+            .map_err(|e| format!("dir {}: {e}", dir.display()))?;
+        if !root.is_dir() {
+            return Err(format!("dir {} is not a directory", dir.display()));
+        }
+        Ok(FilesSource { root })
+    }
+
+    /// The file a key names, if it is inside the directory.
+    fn path_of(&self, key: &str) -> Option<PathBuf> {
+        let relative = Path::new(key);
+        if key.is_empty()
+            || key.contains('\0')
+            || !relative
+                .components()
+                .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+        {
+            return None;
+        }
+        // Symbolic links are followed, then the result must still be inside.
+        let path = self.root.join(relative).canonicalize().ok()?;
+        path.starts_with(&self.root).then_some(path)
+    }
+}
+
+impl Loader for FilesSource {
+    async fn load(&self, key: &str) -> Result<Value, LoadError> {
+        let Some(path) = self.path_of(key) else {
+            return Err(LoadError::NotFound);
+        };
+        match tokio::fs::read(&path).await {
+            Ok(bytes) => Ok(Value::new(bytes)),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Err(LoadError::NotFound),
+            // A directory, or unreadable: not a value.
+            Err(error) if path.is_dir() => {
+                let _ = error;
+                Err(LoadError::NotFound)
+            }
+            Err(error) => Err(LoadError::msg(format!("reading {key:?}: {error}"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_escape_but_keep_slashes() {
+        assert_eq!(escape_key("a/b c?d#e"), "a/b%20c%3Fd%23e");
+        assert_eq!(escape_key("ü"), "%C3%BC");
+    }
+
+    #[test]
+    fn max_age_reads_cache_control() {
+        let mut headers = http::HeaderMap::new();
+        assert_eq!(max_age(&headers), None);
+        headers.insert("cache-control", "public, max-age=30".parse().unwrap());
+        assert_eq!(max_age(&headers), Some(Duration::from_secs(30)));
+        headers.insert("cache-control", "no-store".parse().unwrap());
+        assert_eq!(max_age(&headers), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn file_keys_cannot_leave_the_directory() {
+        let dir = std::env::temp_dir().join(format!("peercache-files-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::write(dir.join("sub/page.html"), "hi").unwrap();
+        let source = FilesSource::new(&dir).unwrap();
+        assert!(source.path_of("sub/page.html").is_some());
+        assert!(source.path_of("./sub/page.html").is_some());
+        for bad in ["../etc/passwd", "/etc/passwd", "sub/../../x", "", "a\0b"] {
+            assert_eq!(source.path_of(bad), None, "{bad:?}");
+        }
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink("/etc", dir.join("escape")).unwrap();
+            assert_eq!(source.path_of("escape/hostname"), None);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn configs_parse_and_unknown_fields_are_refused() {
+        let config: Config = toml::from_str(
+            r#"
+            [[group]]
+            name = "pages"
+            source = "http"
+            url = "http://127.0.0.1:9000/{key}"
+            timeout = "2s"
+
+            [[group]]
+            name = "assets"
+            source = "files"
+            dir = "/srv/assets"
+            cache_bytes = "16MiB"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.groups.len(), 2);
+        assert_eq!(config.groups[0].source, SourceKind::Http);
+        assert!(config.groups.iter().all(|g| g.check().is_ok()));
+        let mixed: Config = toml::from_str(
+            "[[group]]\nname = \"x\"\nsource = \"files\"\nurl = \"http://a/{key}\"\n",
+        )
+        .unwrap();
+        assert!(mixed.groups[0].check().unwrap_err().contains("needs dir"));
+        let bad = toml::from_str::<Config>("[[group]]\nname = \"x\"\nsource = \"ftp\"\n");
+        assert!(bad.is_err());
+        assert!(HttpSource::new("https://x/{key}", None).is_err());
+        assert!(HttpSource::new("http://x/", None).is_err());
+    }
+}
