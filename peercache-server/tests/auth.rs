@@ -22,16 +22,8 @@ fn secret_file(name: &str, content: &str) -> PathBuf {
 }
 
 /// `counter` of group `colors` in a node's `/stats`.
-fn colors_counter(addr: std::net::SocketAddr, counter: &str) -> u64 {
-    let stats = stats(addr);
-    let colors = stats["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|g| g["name"] == "colors")
-        .unwrap()
-        .clone();
-    colors[counter].as_u64().unwrap()
+fn colors_counter(addr: std::net::SocketAddr, name: &str) -> u64 {
+    counter(addr, "colors", name)
 }
 
 #[test]

@@ -15,7 +15,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use support::{escape, get_ok, rss_bytes, start_servers, stats, Proc};
+use support::{counter, escape, get_ok, rss_bytes, start_servers, stats, Proc};
 
 /// Hostile requests sent (more than the 10,000 the issue asks for).
 const HOSTILE: usize = 10_400;
@@ -303,14 +303,7 @@ fn slow_clients(addr: SocketAddr, n: usize) -> Vec<Duration> {
 
 /// `loads` of the group `name` in the node's `/stats`.
 fn loads(addr: SocketAddr, name: &str) -> u64 {
-    let stats = stats(addr);
-    let group = stats["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|g| g["name"] == name)
-        .unwrap();
-    group["loads"].as_u64().unwrap()
+    counter(addr, name, "loads")
 }
 
 fn rss(node: &Proc) -> u64 {

@@ -12,20 +12,6 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 use support::*;
 
-fn group_stats(addr: SocketAddr, group: &str) -> serde_json::Value {
-    stats(addr)["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|g| g["name"] == group)
-        .cloned()
-        .unwrap_or_else(|| panic!("no group {group} in /stats"))
-}
-
-fn counter(addr: SocketAddr, group: &str, name: &str) -> u64 {
-    group_stats(addr, group)[name].as_u64().unwrap()
-}
-
 /// The state (`self`, `up`, `down`) of `peer` in `at`'s `/stats`.
 fn peer_state(at: SocketAddr, peer: &str) -> String {
     stats(at)["peers"]

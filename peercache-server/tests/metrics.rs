@@ -70,12 +70,7 @@ fn metrics_use_mailgun_names_and_agree_with_stats() {
         // /stats first: the counters only grow, and nothing else asks now.
         let stats = stats(node.addr);
         let samples = scrape(node.addr);
-        let group = stats["groups"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|g| g["name"] == "colors")
-            .unwrap();
+        let group = &group_in(&stats, "colors");
         for (metric, field) in GROUP_COUNTERS {
             let sample = find(&samples, metric, &[("group", "colors")]);
             assert!(

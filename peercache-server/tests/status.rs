@@ -133,12 +133,7 @@ fn the_status_page_shows_what_stats_says() {
             "{name}: {on_page} vs {share}"
         );
     }
-    let group = stats["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|g| g["name"] == "colors")
-        .unwrap();
+    let group = &group_in(&stats, "colors");
     for field in [
         "gets",
         "loads",

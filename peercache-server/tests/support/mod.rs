@@ -290,6 +290,27 @@ pub fn stats(addr: SocketAddr) -> serde_json::Value {
     serde_json::from_str(&get_ok(addr, "/stats")).unwrap()
 }
 
+/// Group `group`'s entry in a `/stats` JSON.
+pub fn group_in(stats: &serde_json::Value, group: &str) -> serde_json::Value {
+    stats["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == group)
+        .cloned()
+        .unwrap_or_else(|| panic!("no group {group} in /stats"))
+}
+
+/// Group `group`'s entry in a node's `/stats`.
+pub fn group_stats(addr: SocketAddr, group: &str) -> serde_json::Value {
+    group_in(&stats(addr), group)
+}
+
+/// One counter of group `group` in a node's `/stats`.
+pub fn counter(addr: SocketAddr, group: &str, name: &str) -> u64 {
+    group_stats(addr, group)[name].as_u64().unwrap()
+}
+
 /// Percent-escapes every byte outside `A-Za-z0-9-._~`.
 pub fn escape(text: &str) -> String {
     text.bytes()
