@@ -92,7 +92,8 @@ pub struct Args {
     pub http2: bool,
 
     /// A TOML file declaring more groups, each reading through to a data
-    /// source: an HTTP origin or a directory (see the README, "Data sources")
+    /// source: an HTTP origin, a directory or a SQLite query (see the README,
+    /// "Data sources")
     #[arg(long, value_name = "PATH")]
     pub config: Option<std::path::PathBuf>,
 

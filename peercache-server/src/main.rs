@@ -269,6 +269,22 @@ async fn run(args: Args) -> Result<(), ServerError> {
                     let dir = declared.dir.as_deref().unwrap_or(std::path::Path::new(""));
                     builder.build(sources::FilesSource::new(dir).map_err(wrong)?)?;
                 }
+                #[cfg(feature = "sqlite")]
+                sources::SourceKind::Sqlite => {
+                    let database = declared
+                        .database
+                        .as_deref()
+                        .unwrap_or(std::path::Path::new(""));
+                    let query = declared.query.as_deref().unwrap_or_default();
+                    builder.build(sources::SqliteSource::new(database, query).map_err(wrong)?)?;
+                }
+                #[cfg(not(feature = "sqlite"))]
+                sources::SourceKind::Sqlite => {
+                    return Err(wrong(
+                        "this peercache-server was built without the `sqlite` feature: rebuild with default features".to_owned(),
+                    )
+                    .into());
+                }
             }
             tracing::info!(group = %declared.name, source = ?declared.source, "group from --config");
         }

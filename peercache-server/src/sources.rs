@@ -15,6 +15,12 @@
 //! name = "assets"
 //! source = "files"
 //! dir = "examples/data"                  # key = path relative to it
+//!
+//! [[group]]
+//! name = "rows"
+//! source = "sqlite"
+//! database = "pages.db"                  # opened read-only
+//! query = "SELECT body FROM pages WHERE id = ?"
 //! ```
 //!
 //! - `http`: a missing key is fetched from the origin once for the whole
@@ -26,6 +32,10 @@
 //! - `files`: the key is a path relative to `dir`. Absolute paths, `..`,
 //!   and symbolic links leading outside `dir` are refused (not found); a
 //!   missing file is not found.
+//! - `sqlite`: the database is opened read-only; `query` takes the key as
+//!   its one parameter and the first column of the first row is the value
+//!   (text or blob); no row is not found. Queries run on tokio's blocking
+//!   threads, each on a connection of a small pool.
 //!
 //! Written with what the server already has (hyper-util's client, tokio's
 //! files, serde with the `toml` crate): no new HTTP stack.
@@ -67,6 +77,10 @@ pub struct GroupConfig {
     pub timeout: Option<String>,
     /// `files`: the directory.
     pub dir: Option<PathBuf>,
+    /// `sqlite`: the database file.
+    pub database: Option<PathBuf>,
+    /// `sqlite`: the query, with one `?` for the key.
+    pub query: Option<String>,
 }
 
 /// The kinds of data source.
@@ -77,6 +91,8 @@ pub enum SourceKind {
     Http,
     /// A directory (`dir`).
     Files,
+    /// A SQLite database (`database`, `query`).
+    Sqlite,
 }
 
 impl GroupConfig {
@@ -94,6 +110,15 @@ impl GroupConfig {
             }
             SourceKind::Files if self.url.is_some() || self.timeout.is_some() => {
                 Err("url and timeout are for source = \"http\"; a files group takes dir".to_owned())
+            }
+            SourceKind::Sqlite if self.database.is_none() || self.query.is_none() => Err(
+                "source = \"sqlite\" needs database = \"file.db\" and query = \"SELECT body FROM t WHERE id = ?\""
+                    .to_owned(),
+            ),
+            SourceKind::Http | SourceKind::Files
+                if self.database.is_some() || self.query.is_some() =>
+            {
+                Err("database and query are for source = \"sqlite\"".to_owned())
             }
             _ => Ok(()),
         }
@@ -314,6 +339,98 @@ impl Loader for FilesSource {
             }
             Err(error) => Err(LoadError::msg(format!("reading {key:?}: {error}"))),
         }
+    }
+}
+
+/// Connections kept open for a `sqlite` group.
+#[cfg(feature = "sqlite")]
+const SQLITE_CONNECTIONS: usize = 4;
+
+/// The loader of a `sqlite` group.
+#[cfg(feature = "sqlite")]
+pub struct SqliteSource {
+    path: PathBuf,
+    query: String,
+    idle: std::sync::Arc<std::sync::Mutex<Vec<rusqlite::Connection>>>,
+}
+
+#[cfg(feature = "sqlite")]
+impl SqliteSource {
+    /// A source running `query` (one `?`) on the database at `path`, opened
+    /// read-only; checks now that the database opens and the query
+    /// prepares with exactly one parameter.
+    pub fn new(path: &Path, query: &str) -> Result<Self, String> {
+        let connection = open_read_only(path)?;
+        let statement = connection
+            .prepare(query)
+            .map_err(|e| format!("query {query:?}: {e}"))?;
+        if statement.parameter_count() != 1 {
+            return Err(format!(
+                "query {query:?} has {} parameters: it needs exactly one `?`, the key",
+                statement.parameter_count()
+            ));
+        }
+        if statement.column_count() == 0 {
+            return Err(format!("query {query:?} returns no column"));
+        }
+        drop(statement);
+        Ok(SqliteSource {
+            path: path.to_owned(),
+            query: query.to_owned(),
+            idle: std::sync::Arc::new(std::sync::Mutex::new(vec![connection])),
+        })
+    }
+}
+
+#[cfg(feature = "sqlite")]
+fn open_read_only(path: &Path) -> Result<rusqlite::Connection, String> {
+    use rusqlite::OpenFlags;
+    rusqlite::Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| format!("database {}: {e}", path.display()))
+}
+
+#[cfg(feature = "sqlite")]
+impl Loader for SqliteSource {
+    async fn load(&self, key: &str) -> Result<Value, LoadError> {
+        let (path, query, idle) = (self.path.clone(), self.query.clone(), self.idle.clone());
+        let key = key.to_owned();
+        let work = move || {
+            let taken = idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let connection = match taken {
+                Some(connection) => connection,
+                None => open_read_only(&path).map_err(LoadError::msg)?,
+            };
+            let found = connection
+                .prepare_cached(&query)
+                .and_then(|mut statement| {
+                    let mut rows = statement.query([&key])?;
+                    match rows.next()? {
+                        None => Ok(None),
+                        Some(row) => match row.get_ref(0)? {
+                            rusqlite::types::ValueRef::Text(bytes)
+                            | rusqlite::types::ValueRef::Blob(bytes) => Ok(Some(bytes.to_vec())),
+                            rusqlite::types::ValueRef::Null => Ok(None),
+                            other => Ok(Some(format!("{:?}", other).into_bytes())),
+                        },
+                    }
+                })
+                .map_err(|e| LoadError::msg(format!("sqlite query for {key:?}: {e}")));
+            let mut idle = idle.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < SQLITE_CONNECTIONS {
+                idle.push(connection);
+            }
+            drop(idle);
+            match found? {
+                Some(bytes) => Ok(Value::new(bytes)),
+                None => Err(LoadError::NotFound),
+            }
+        };
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| LoadError::msg(format!("sqlite query task: {e}")))?
     }
 }
 

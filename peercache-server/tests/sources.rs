@@ -1,8 +1,9 @@
 //! Groups from `--config` on a live three-node cluster: an `http` group in
 //! front of an origin served by this test on loopback (each key fetched
 //! from the origin once for the whole cluster, 404 not cached, errors not
-//! cached, `Cache-Control: max-age` honoured), and a `files` group (no way
-//! out of its directory).
+//! cached, `Cache-Control: max-age` honoured), a `files` group (no way out
+//! of its directory), and `sqlite` groups on a database built here (opened
+//! read-only).
 
 mod support;
 
@@ -74,13 +75,26 @@ fn groups_read_through_to_an_origin_and_a_directory() {
     std::fs::create_dir_all(files.join("sub")).unwrap();
     std::fs::write(files.join("sub/page.html"), "<p>hello</p>").unwrap();
     std::fs::write(scratch.join("secret"), "outside").unwrap();
+    let database = scratch.join("pages.db");
+    let _ = std::fs::remove_file(&database);
+    {
+        let db = rusqlite::Connection::open(&database).unwrap();
+        db.execute_batch(
+            "CREATE TABLE pages (id TEXT PRIMARY KEY, body BLOB);
+             INSERT INTO pages VALUES ('home', '<h1>home</h1>'), ('about', x'00ff01');",
+        )
+        .unwrap();
+    }
     let config = scratch.join("peercache.toml");
     std::fs::write(
         &config,
         format!(
             "[[group]]\nname = \"pages\"\nsource = \"http\"\nurl = \"http://{origin}/pages/{{key}}\"\ntimeout = \"2s\"\n\n\
-             [[group]]\nname = \"assets\"\nsource = \"files\"\ndir = \"{}\"\n",
-            files.display()
+             [[group]]\nname = \"assets\"\nsource = \"files\"\ndir = \"{}\"\n\n\
+             [[group]]\nname = \"rows\"\nsource = \"sqlite\"\ndatabase = \"{db}\"\nquery = \"SELECT body FROM pages WHERE id = ?\"\n\n\
+             [[group]]\nname = \"writer\"\nsource = \"sqlite\"\ndatabase = \"{db}\"\nquery = \"DELETE FROM pages WHERE id = ? RETURNING body\"\n",
+            files.display(),
+            db = database.display()
         ),
     )
     .unwrap();
@@ -130,6 +144,25 @@ fn groups_read_through_to_an_origin_and_a_directory() {
         assert_eq!(status, 404, "{outside}: {body}");
         assert!(!body.contains("outside"), "{outside}: {body}");
     }
+    // SQLite: a row by its key, blobs as they are, no row is not found.
+    for node in &nodes {
+        assert_eq!(get_ok(node.addr, "/rows/home"), "<h1>home</h1>");
+        let (status, _) = get(node.addr, "/rows/nobody").unwrap();
+        assert_eq!(status, 404);
+    }
+    // The database is opened read-only: a query that writes fails, and
+    // changes nothing.
+    let (status, body) = get(nodes[0].addr, "/writer/about").unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("readonly") || body.contains("read-only"),
+        "{body}"
+    );
+    let db = rusqlite::Connection::open(&database).unwrap();
+    let rows: i64 = db
+        .query_row("SELECT count(*) FROM pages", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(rows, 2);
     let _ = std::fs::remove_dir_all(&scratch);
 }
 
