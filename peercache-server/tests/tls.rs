@@ -231,16 +231,6 @@ fn start_tls_cluster(
     })
 }
 
-fn group_stats(stats: &serde_json::Value, group: &str) -> serde_json::Value {
-    stats["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|g| g["name"] == group)
-        .cloned()
-        .unwrap_or_else(|| panic!("no group {group} in {stats}"))
-}
-
 #[test]
 fn a_mutual_tls_cluster_serves_and_refuses_strangers() {
     let started = Instant::now();
@@ -272,7 +262,7 @@ fn a_mutual_tls_cluster_serves_and_refuses_strangers() {
             .iter()
             .filter(|(name, _)| ring.owner(name) == Some(&node.url))
             .count();
-        let group = group_stats(&stats, "colors");
+        let group = group_in(&stats, "colors");
         assert!(owned < colors.len(), "{}: owns every colour", node.url);
         assert_eq!(group["peer_errors"], 0, "{}: {group}", node.url);
         assert_eq!(
@@ -300,7 +290,7 @@ fn a_mutual_tls_cluster_serves_and_refuses_strangers() {
         https_get_ok(nodes[0].addr, &format!("/echo/{}", escape(&key)), &client),
         key
     );
-    let echo = group_stats(
+    let echo = group_in(
         &serde_json::from_str(&https_get_ok(nodes[0].addr, "/stats", &client)).unwrap(),
         "echo",
     );
@@ -375,7 +365,7 @@ fn a_peer_without_a_client_certificate_is_refused_and_the_key_loaded_locally() {
     );
     let stats: serde_json::Value =
         serde_json::from_str(&https_get_ok(nodes[1].addr, "/stats", &client)).unwrap();
-    let echo = group_stats(&stats, "echo");
+    let echo = group_in(&stats, "echo");
     assert_eq!(echo["peer_errors"], 1, "{echo}");
     assert_eq!(echo["local_loads"], 1, "{echo}");
     let peer = stats["peers"]
@@ -427,7 +417,7 @@ fn peers_speak_http2_over_tls_with_http2() {
     }
     let stats: serde_json::Value =
         serde_json::from_str(&https_get_ok(nodes[1].addr, "/stats", &client)).unwrap();
-    let echo = group_stats(&stats, "echo");
+    let echo = group_in(&stats, "echo");
     assert_eq!(echo["peer_loads"], keys.len() as u64, "{echo}");
     assert_eq!(echo["peer_errors"], 0, "{echo}");
 }

@@ -110,6 +110,17 @@ impl PeerService {
     /// limit of `options`. Prefer [`super::HttpPool::service`], which uses the
     /// pool's own options, so client and server cannot disagree.
     pub fn with_options(node: Node, options: &HttpOptions) -> Self {
+        PeerService::build(node, options, None)
+    }
+
+    /// The service of the node reached at `self_url`: with a cluster secret,
+    /// proofs made for another node are refused. [`super::HttpPool::service`]
+    /// builds it this way.
+    pub fn for_node_at(node: Node, options: &HttpOptions, self_url: &str) -> Self {
+        PeerService::build(node, options, Some(Arc::from(self_url)))
+    }
+
+    fn build(node: Node, options: &HttpOptions, self_url: Option<Arc<str>>) -> Self {
         PeerService {
             inner: Arc::new(ServiceInner {
                 node,
@@ -118,20 +129,9 @@ impl PeerService {
                 max_key_bytes: options.max_key_bytes,
                 max_body_bytes: options.max_body_bytes,
                 auth: options.auth.clone(),
-                self_url: None,
+                self_url,
             }),
         }
-    }
-
-    /// The service of the node reached at `self_url`: with a cluster secret,
-    /// proofs made for another node are refused. [`super::HttpPool::service`]
-    /// builds it this way.
-    pub fn for_node_at(node: Node, options: &HttpOptions, self_url: &str) -> Self {
-        let mut service = PeerService::with_options(node, options);
-        if let Some(inner) = Arc::get_mut(&mut service.inner) {
-            inner.self_url = Some(Arc::from(self_url));
-        }
-        service
     }
 
     /// The base path this service answers under.
