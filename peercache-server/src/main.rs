@@ -263,7 +263,8 @@ async fn run(args: Args) -> Result<(), ServerError> {
                         .transpose()
                         .map_err(|e| wrong(format!("timeout: {e}")))?;
                     let url = declared.url.as_deref().unwrap_or_default();
-                    builder.build(sources::HttpSource::new(url, timeout).map_err(wrong)?)?;
+                    let ca = declared.ca.as_deref();
+                    builder.build(sources::HttpSource::new(url, timeout, ca).map_err(wrong)?)?;
                 }
                 sources::SourceKind::Files => {
                     let dir = declared.dir.as_deref().unwrap_or(std::path::Path::new(""));

@@ -8,6 +8,7 @@
 //! source = "http"
 //! url = "http://127.0.0.1:9000/{key}"   # the key, escaped except '/'
 //! timeout = "5s"                         # optional, default 5s
+//! # ca = "origin-ca.pem"                 # https: trust only this CA
 //! cache_bytes = "64MiB"                  # optional, default --cache-bytes
 //! ttl = "10m"                            # optional, default --ttl
 //!
@@ -28,7 +29,9 @@
 //!   max-age=N` makes it expire after N s (`no-store` or `max-age=0`: served,
 //!   not cached); 404 is "not found" (not cached); any other status, a
 //!   connection failure or the timeout is a load error (503 to the client,
-//!   not cached). Only `http://` origins (the `tls` build adds no origin TLS).
+//!   not cached). `https://` origins (feature `tls`, on by default) are
+//!   checked against the system's root certificates, or, when the group
+//!   sets `ca`, against that PEM bundle alone (a private origin CA).
 //! - `files`: the key is a path relative to `dir`. Absolute paths, `..`,
 //!   and symbolic links leading outside `dir` are refused (not found); a
 //!   missing file is not found.
@@ -37,8 +40,9 @@
 //!   (text or blob); no row is not found. Queries run on tokio's blocking
 //!   threads, each on a connection of a small pool.
 //!
-//! Written with what the server already has (hyper-util's client, tokio's
-//! files, serde with the `toml` crate): no new HTTP stack.
+//! Written with what the server already has (hyper-util's client with
+//! hyper-rustls for https, tokio's files, serde with the `toml` crate): no
+//! new HTTP stack.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
@@ -75,6 +79,9 @@ pub struct GroupConfig {
     pub url: Option<String>,
     /// `http`: time for the whole origin request (default 5 s).
     pub timeout: Option<String>,
+    /// `http` with an `https://` url: the PEM bundle of the CA(s) to trust
+    /// instead of the system's (default: the system's root certificates).
+    pub ca: Option<PathBuf>,
     /// `files`: the directory.
     pub dir: Option<PathBuf>,
     /// `sqlite`: the database file.
@@ -101,6 +108,15 @@ impl GroupConfig {
         match self.source {
             SourceKind::Http if self.url.is_none() => {
                 Err("source = \"http\" needs url = \"http://origin/{key}\"".to_owned())
+            }
+            SourceKind::Http
+                if self.ca.is_some()
+                    && !self.url.as_deref().unwrap_or_default().starts_with("https://") =>
+            {
+                Err("ca is for https:// origins; this url is not https".to_owned())
+            }
+            SourceKind::Files | SourceKind::Sqlite if self.ca.is_some() => {
+                Err("ca is for source = \"http\" with an https:// url".to_owned())
             }
             SourceKind::Http if self.dir.is_some() => {
                 Err("dir is for source = \"files\"; an http group takes url".to_owned())
@@ -176,20 +192,34 @@ const MAX_ORIGIN_BYTES: usize = 64 << 20;
 /// Default time for an origin request.
 const DEFAULT_ORIGIN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How the origin is reached: plain TCP, or TLS over it with the `tls`
+/// feature (which also serves `http://` origins).
+#[cfg(feature = "tls")]
+type OriginConnector = hyper_rustls::HttpsConnector<HttpConnector>;
+#[cfg(not(feature = "tls"))]
+type OriginConnector = HttpConnector;
+
 /// The loader of an `http` group.
 pub struct HttpSource {
     template: String,
     timeout: Duration,
-    client: Client<HttpConnector, Empty<Bytes>>,
+    client: Client<OriginConnector, Empty<Bytes>>,
 }
 
 impl HttpSource {
     /// A source reading `template` (with `{key}`), each request bounded by
-    /// `timeout`; the error says what to fix.
-    pub fn new(template: &str, timeout: Option<Duration>) -> Result<Self, String> {
-        if !template.starts_with("http://") {
+    /// `timeout`; an `https://` origin is trusted through the PEM bundle
+    /// `ca`, or without one through the system's root certificates. The
+    /// error says what to fix.
+    pub fn new(
+        template: &str,
+        timeout: Option<Duration>,
+        ca: Option<&Path>,
+    ) -> Result<Self, String> {
+        let https = template.starts_with("https://");
+        if !https && !template.starts_with("http://") {
             return Err(format!(
-                "url {template:?} must start with http:// (https origins are not supported yet)"
+                "url {template:?} must start with http:// or https://"
             ));
         }
         if !template.contains("{key}") {
@@ -201,6 +231,7 @@ impl HttpSource {
             .map_err(|e| format!("url {template:?} is not a valid URL: {e}"))?;
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Duration::from_secs(2)));
+        let connector = origin_connector(connector, https, ca)?;
         Ok(HttpSource {
             template: template.to_owned(),
             timeout: timeout.unwrap_or(DEFAULT_ORIGIN_TIMEOUT),
@@ -218,7 +249,7 @@ impl HttpSource {
                 .client
                 .get(uri)
                 .await
-                .map_err(|e| LoadError::msg(format!("origin {url}: {e}")))?;
+                .map_err(|e| LoadError::msg(format!("origin {url}: {}", with_causes(&e))))?;
             let status = response.status();
             let max_age = max_age(response.headers());
             let body = Limited::new(response.into_body(), MAX_ORIGIN_BYTES)
@@ -249,10 +280,86 @@ impl HttpSource {
     }
 }
 
+/// The connector for an origin: TLS for `https` with the trust asked for.
+#[cfg(feature = "tls")]
+fn origin_connector(
+    tcp: HttpConnector,
+    https: bool,
+    ca: Option<&Path>,
+) -> Result<OriginConnector, String> {
+    let mut tcp = tcp;
+    // hyper-rustls dispatches on the scheme itself.
+    tcp.enforce_http(false);
+    let provider = rustls::crypto::ring::default_provider();
+    let builder = match ca {
+        Some(ca) => {
+            let tls = peercache::http::TlsConfig::builder()
+                .ca(peercache::http::Pem::file(ca))
+                .build()
+                .map_err(|e| format!("ca: {e}"))?;
+            let config = tls.client_config().ok_or("ca: the bundle gave no client settings")?;
+            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config((*config).clone())
+        }
+        None if https => hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_native_roots(provider)
+            .map_err(|e| {
+                format!(
+                    "no trusted root certificates for https origins ({e}): install the system's CA certificates (Debian: apt-get install ca-certificates), or set ca = \"origin-ca.pem\" for the group"
+                )
+            })?,
+        // Never used for TLS: an http:// origin needs no roots.
+        None => hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(trust_nothing(provider)?),
+    };
+    Ok(builder.https_or_http().enable_http1().wrap_connector(tcp))
+}
+
+/// A client config trusting nothing, for a connector that only speaks
+/// plain HTTP.
+#[cfg(feature = "tls")]
+fn trust_nothing(provider: rustls::crypto::CryptoProvider) -> Result<rustls::ClientConfig, String> {
+    Ok(
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(provider))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth(),
+    )
+}
+
+/// Without the `tls` feature only `http://` origins can be read.
+#[cfg(not(feature = "tls"))]
+fn origin_connector(
+    tcp: HttpConnector,
+    https: bool,
+    _ca: Option<&Path>,
+) -> Result<OriginConnector, String> {
+    if https {
+        return Err(
+            "https:// origins need the `tls` feature: this peercache-server was built without it (rebuild with default features)"
+                .to_owned(),
+        );
+    }
+    Ok(tcp)
+}
+
 impl Loader for HttpSource {
     async fn load(&self, key: &str) -> Result<Value, LoadError> {
         self.fetch(key).await
     }
+}
+
+/// An error and its causes, `a: b: c` (hyper-util's client error alone
+/// says only "client error (Connect)").
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
 }
 
 /// The key for a URL: every byte outside `A-Za-z0-9-._~/` as `%XX`, so a
@@ -501,7 +608,12 @@ mod tests {
         assert!(mixed.groups[0].check().unwrap_err().contains("needs dir"));
         let bad = toml::from_str::<Config>("[[group]]\nname = \"x\"\nsource = \"ftp\"\n");
         assert!(bad.is_err());
-        assert!(HttpSource::new("https://x/{key}", None).is_err());
-        assert!(HttpSource::new("http://x/", None).is_err());
+        assert!(HttpSource::new("ftp://x/{key}", None, None).is_err());
+        assert!(HttpSource::new("http://x/", None, None).is_err());
+        let ca_on_http: Config = toml::from_str(
+            "[[group]]\nname = \"x\"\nsource = \"http\"\nurl = \"http://a/{key}\"\nca = \"ca.pem\"\n",
+        )
+        .unwrap();
+        assert!(ca_on_http.groups[0].check().unwrap_err().contains("https"));
     }
 }

@@ -499,3 +499,90 @@ fn bad_tls_flags_get_clear_errors() {
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("must be https://"), "{out}");
 }
+
+/// An `http` group of `--config` in front of an https:// origin: trusted
+/// through the group's `ca`, each key fetched once; a group without `ca`
+/// checks the origin against the system's roots, which do not know the
+/// test CA, so its reads fail with the certificate error and cache nothing.
+#[test]
+fn a_config_group_reads_through_to_an_https_origin() {
+    let dir = scratch_dir("origin");
+    let ca = Ca::new("peercache origin CA");
+    let origin_files = node_files(&dir, &ca, "origin");
+    std::fs::create_dir_all(dir.join("docs")).unwrap();
+    write(&dir.join("docs"), "hello.txt", "hello over https");
+    let origin_config = write(
+        &dir,
+        "origin.toml",
+        &format!(
+            "[[group]]\nname = \"docs\"\nsource = \"files\"\ndir = {:?}\n",
+            dir.join("docs").display().to_string()
+        ),
+    );
+    let trusting = client_config(&ca.pem, None);
+    let origin = &start_cluster(1, |_, addrs| {
+        let url = format!("https://{}", addrs[0]);
+        let args: Vec<String> = [
+            "--addr",
+            &addrs[0].to_string(),
+            "--self",
+            &url,
+            "--pool",
+            &url,
+            "--config",
+            &origin_config,
+            "--tls-cert",
+            &origin_files.cert,
+            "--tls-key",
+            &origin_files.key,
+            "--tls-ca",
+            &origin_files.ca,
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        start_until(
+            "https-origin",
+            &server_binary(),
+            &args,
+            addrs[0],
+            url,
+            |a| matches!(https_get(a, "/stats", &trusting), Ok((200, _))),
+        )
+    })[0];
+    let origin_url = format!("https://{}/docs/{{key}}", origin.addr);
+    let front_config = write(
+        &dir,
+        "front.toml",
+        &format!(
+            "[[group]]\nname = \"pages\"\nsource = \"http\"\nurl = {origin_url:?}\nca = {:?}\n\n\
+             [[group]]\nname = \"untrusted\"\nsource = \"http\"\nurl = {origin_url:?}\n",
+            origin_files.ca
+        ),
+    );
+    let front = &start_cluster(1, |_, addrs| {
+        let pool = [addrs[0]];
+        start(
+            "https-front",
+            &server_binary(),
+            &server_args(addrs[0], &pool, &["--config", &front_config]),
+            addrs[0],
+        )
+    })[0];
+
+    for _ in 0..3 {
+        assert_eq!(
+            get(front.addr, "/pages/hello.txt").unwrap(),
+            (200, "hello over https".to_owned())
+        );
+    }
+    assert_eq!(counter(front.addr, "pages", "loads"), 1);
+    assert_eq!(get(front.addr, "/pages/nope.txt").unwrap().0, 404);
+
+    let (status, body) = get(front.addr, "/untrusted/hello.txt").unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("certificate"), "{body}");
+    let untrusted = group_stats(front.addr, "untrusted");
+    assert_eq!(untrusted["local_load_errs"], 1);
+    assert_eq!(untrusted["main_cache"]["items"], 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
