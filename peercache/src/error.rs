@@ -8,7 +8,41 @@ use crate::loader::LoadError;
 use std::sync::Arc;
 
 /// What went wrong in a [`crate::Group`] or [`crate::Node`] call.
+///
+/// Its message names the group, the key and the peer, and says what to do.
+/// Match on the variants that call for different handling:
+///
+/// ```
+/// use peercache::{loader_fn, Error, LoadError, Node};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), peercache::Error> {
+/// let users = Node::new().new_group("users", 1 << 20, loader_fn(|id: String| async move {
+///     match id.as_str() {
+///         "1" => Ok("ada"),
+///         "2" => Err(LoadError::msg("database unavailable")),
+///         _ => Err(LoadError::NotFound),
+///     }
+/// }))?;
+///
+/// let mut statuses = Vec::new();
+/// for id in ["1", "2", "3"] {
+///     statuses.push(match users.get(id).await {
+///         Ok(_) => 200,
+///         Err(e) if e.is_not_found() => 404,
+///         Err(Error::Load { source, .. }) => {
+///             eprintln!("loading user {id} failed: {source}");
+///             503
+///         }
+///         Err(_) => 500, // a panicked or timed-out load, no runtime, ...
+///     });
+/// }
+/// assert_eq!(statuses, [200, 503, 404]);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The loader (here, or at the owning peer) reported that the key does
     /// not exist. Not cached: the next get asks again.
@@ -82,6 +116,24 @@ pub enum Error {
         /// The peers that failed, and why.
         failures: Vec<PeerFailure>,
     },
+    /// A value could not be encoded or decoded by the codec of a
+    /// [`crate::typed::TypedGroup`] (feature `typed`). Nothing cached is
+    /// changed. A value that does not decode was written with another codec
+    /// or another shape of the type, by this node or another one sharing the
+    /// group.
+    #[error("group {group:?}: the value of key {key:?} does not {action} as {type_name}: {reason}; every node sharing the group must use the same type and codec (a remove of the key makes the next get load it again)")]
+    Codec {
+        /// The group.
+        group: Arc<str>,
+        /// The key.
+        key: Arc<str>,
+        /// `"encode"` (a set) or `"decode"` (a get).
+        action: &'static str,
+        /// The Rust type of the values.
+        type_name: &'static str,
+        /// The codec's error.
+        reason: String,
+    },
     /// A group with this name already exists on this node.
     #[error("a group named {name:?} already exists on this node; use Node::group({name:?}) to get it, or pick another name")]
     DuplicateGroup {
@@ -146,6 +198,28 @@ impl Error {
 
     /// The peers a remove, set or purge did not reach (empty for other
     /// errors).
+    ///
+    /// ```
+    /// use peercache::in_process::InProcessNetwork;
+    /// use peercache::{loader_fn, Error};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let network = InProcessNetwork::new();
+    /// let a = network.node("a", &["a", "b"])?;
+    /// let b = network.node("b", &["a", "b"])?;
+    /// a.new_group("g", 1 << 20, loader_fn(|k: String| async move { Ok(k) }))?;
+    /// b.new_group("g", 1 << 20, loader_fn(|k: String| async move { Ok(k) }))?;
+    ///
+    /// network.set_down("b", true); // b is unreachable
+    /// let error = a.group("g").unwrap().purge().await.unwrap_err();
+    /// assert!(matches!(error, Error::PeersFailed { .. }));
+    /// let failed = error.failed_peers();
+    /// assert_eq!(&*failed[0].peer, "b");
+    /// assert!(!failed[0].owner); // a purge has no owner
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn failed_peers(&self) -> &[PeerFailure] {
         match self {
             Error::PeersFailed { failures, .. } => failures,

@@ -70,6 +70,7 @@
 //!   `metrics` facade, with mailgun's Prometheus names.
 //! - [`error`]: the typed [`Error`].
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -90,12 +91,15 @@ pub mod proto;
 pub mod ring;
 pub mod stats;
 pub mod trace;
+#[cfg(feature = "typed")]
+#[cfg_attr(docsrs, doc(cfg(feature = "typed")))]
+pub mod typed;
 pub mod value;
 
 pub use cache::{CacheKind, CacheStats};
 pub use error::{Error, PeerFailure};
 pub use group::{Group, HotCachePolicy};
-pub use loader::{loader_fn, LoadError, Loader, LoaderFn};
+pub use loader::{loader_fn, BoxFuture, LoadError, Loader, LoaderFn};
 pub use node::{GroupBuilder, Node};
 pub use peers::{FetchError, Peer, PeerError, PeerPicker};
 pub use stats::GroupStats;
