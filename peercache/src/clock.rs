@@ -15,6 +15,32 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A source of wall-clock time, in Unix nanoseconds.
+///
+/// Give one to a group with [`crate::GroupBuilder::clock`]. Besides
+/// [`SystemClock`] and [`ManualClock`], any type can be a clock:
+///
+/// ```
+/// use peercache::clock::{Clock, SystemClock};
+/// use peercache::{loader_fn, Node};
+/// use std::sync::Arc;
+///
+/// /// The system clock, one second ahead (values expire a second early).
+/// struct Early;
+///
+/// impl Clock for Early {
+///     fn now_unix_nanos(&self) -> i64 {
+///         SystemClock.now_unix_nanos() + 1_000_000_000
+///     }
+/// }
+///
+/// # fn main() -> Result<(), peercache::Error> {
+/// let node = Node::new();
+/// node.group_builder("g")
+///     .clock(Arc::new(Early))
+///     .build(loader_fn(|k: String| async move { Ok(k) }))?;
+/// # Ok(())
+/// # }
+/// ```
 pub trait Clock: Send + Sync + 'static {
     /// Now, as nanoseconds since the Unix epoch.
     fn now_unix_nanos(&self) -> i64;
@@ -40,6 +66,20 @@ impl Clock for SystemClock {
 /// let before = clock.now_unix_nanos();
 /// clock.advance(Duration::from_secs(60));
 /// assert_eq!(clock.now_unix_nanos() - before, 60_000_000_000);
+/// ```
+///
+/// Its constructors return an `Arc`, ready for
+/// [`crate::GroupBuilder::clock`]; keep a clone to move time (see
+/// [`crate::GroupBuilder::ttl`] for a whole test):
+///
+/// ```
+/// use peercache::clock::ManualClock;
+/// use std::time::{Duration, UNIX_EPOCH};
+///
+/// let start = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+/// let clock = ManualClock::at(start);
+/// clock.advance(Duration::from_millis(1500));
+/// assert_eq!(clock.now(), start + Duration::from_millis(1500));
 /// ```
 #[derive(Debug, Default)]
 pub struct ManualClock {

@@ -17,6 +17,41 @@
 //! is both correct and cheaper than tokio's.
 //!
 //! This module depends on nothing else in the crate and can be used alone.
+//!
+//! ```
+//! use peercache::flight::{Flight, Role};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let flight = Flight::<String>::new();
+//! let runtime = tokio::runtime::Handle::current();
+//!
+//! // Two callers ask for one key before the work has run: one run, shared.
+//! let (role_1, first) = flight.run(&runtime, "user:7", || async { "ada".to_owned() });
+//! let (role_2, second) = flight.run(&runtime, "user:7", || async { unreachable!("joined") });
+//! assert_eq!((role_1, role_2), (Role::Leader, Role::Follower));
+//! assert_eq!(flight.in_flight(), 1);
+//!
+//! assert_eq!(first.await, Ok("ada".to_owned()));
+//! assert_eq!(second.await, Ok("ada".to_owned()));
+//! assert_eq!(flight.in_flight(), 0); // the next run of the key starts afresh
+//! # }
+//! ```
+//!
+//! A panic reaches every waiter as [`Panicked`] instead of hanging them:
+//!
+//! ```
+//! use peercache::flight::Flight;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let flight = Flight::<u32>::new();
+//! let runtime = tokio::runtime::Handle::current();
+//! let (_, call) = flight.run(&runtime, "k", || async { panic!("the source broke") });
+//! let error = call.await.unwrap_err();
+//! assert_eq!(error.message, "panicked: the source broke");
+//! # }
+//! ```
 
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 use std::collections::HashMap;

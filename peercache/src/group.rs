@@ -4,7 +4,7 @@
 //! asks the [`PeerPicker`] who owns the key. If another peer owns it, the value
 //! is fetched from that peer (and, per [`HotCachePolicy`], kept in the hot
 //! cache); if this node owns it, or the owner cannot be reached, this node's
-//! [`Loader`] runs and the value goes into the main cache.
+//! [`Loader`](crate::Loader) runs and the value goes into the main cache.
 //!
 //! Concurrent misses of one key are merged ([`crate::flight`]) in two tables:
 //!
@@ -23,7 +23,7 @@
 //! peer at once, so a non-owner that refills its hot copy between two steps
 //! refills it from an owner that already changed. A load in flight when its
 //! key changes is detached from the merge tables (later gets start afresh)
-//! and fenced ([`crate::fence`]): its value goes to its waiters but not into
+//! and fenced (`crate::fence`): its value goes to its waiters but not into
 //! the cache. Failures are reported by peer ([`Error::PeersFailed`]).
 //!
 //! Expiry is read from the group's [`Clock`]. A value past its expiry is never
@@ -62,6 +62,34 @@ use tracing::Instrument;
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// When a value fetched from its owning peer is also kept in the hot cache.
+///
+/// Set per group with [`crate::GroupBuilder::hot_cache`]; a group that does
+/// not set one takes its transport's default
+/// ([`PeerPicker::hot_cache_policy`]). With `Always`, the second get of a key
+/// owned elsewhere is a local hit:
+///
+/// ```
+/// use peercache::in_process::InProcessNetwork;
+/// use peercache::{loader_fn, CacheKind, HotCachePolicy, LoadError};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let network = InProcessNetwork::new();
+/// let (a, b) = (network.node("a", &["a", "b"])?, network.node("b", &["a", "b"])?);
+/// for (node, id) in [(&a, "a"), (&b, "b")] {
+///     let loader = loader_fn(move |key: String| async move { Ok::<_, LoadError>(format!("{key} by {id}")) });
+///     node.group_builder("g").hot_cache(HotCachePolicy::Always).build(loader)?;
+/// }
+///
+/// // The ring puts "green" on b: a fetches it once, then serves its copy.
+/// let g = a.group("g").unwrap();
+/// assert_eq!(g.get("green").await?.as_str()?, "green by b");
+/// assert_eq!(g.get("green").await?.as_str()?, "green by b");
+/// assert_eq!(network.fetches(), 1);
+/// assert_eq!(g.cached_keys(CacheKind::Hot), ["green"]);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HotCachePolicy {
     /// Never: every get of a key owned elsewhere crosses to the owner.
@@ -95,6 +123,34 @@ impl HotCachePolicy {
 ///
 /// Cheap to clone: clones share the cache. Get one from
 /// [`crate::Node::new_group`] or [`crate::Node::group`].
+///
+/// ```
+/// use peercache::{loader_fn, LoadError, Node};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), peercache::Error> {
+/// let node = Node::new();
+/// let prices = node.new_group("prices", 1 << 20, loader_fn(|item: String| async move {
+///     match item.as_str() {
+///         "apple" => Ok("1.20"),
+///         _ => Err(LoadError::NotFound),
+///     }
+/// }))?;
+///
+/// assert_eq!(prices.get("apple").await?.as_str().unwrap(), "1.20"); // loaded
+/// assert_eq!(prices.get("apple").await?.as_str().unwrap(), "1.20"); // cached
+/// assert!(prices.get("durian").await.unwrap_err().is_not_found()); // not cached
+///
+/// prices.set("apple", "0.99", None).await?; // every node now serves 0.99
+/// assert_eq!(prices.get("apple").await?.as_str().unwrap(), "0.99");
+/// prices.remove("apple").await?; // the next get loads again
+/// assert_eq!(prices.get("apple").await?.as_str().unwrap(), "1.20");
+///
+/// let stats = prices.stats();
+/// assert_eq!((stats.gets, stats.cache_hits, stats.local_loads), (5, 2, 2));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Group {
     inner: Arc<Inner>,
@@ -198,6 +254,32 @@ impl Group {
     /// cached. The load is spawned on the current tokio runtime and completes
     /// (filling the cache) even if this future is dropped; outside a runtime
     /// a miss fails with [`Error::NoRuntime`].
+    ///
+    /// ```
+    /// use peercache::{loader_fn, LoadError, Node};
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), peercache::Error> {
+    /// let loads = Arc::new(AtomicU32::new(0));
+    /// let counted = Arc::clone(&loads);
+    /// let squares = Node::new().new_group("squares", 1 << 20, loader_fn(move |key: String| {
+    ///     counted.fetch_add(1, Ordering::SeqCst);
+    ///     async move {
+    ///         let n: u64 = key.parse().map_err(|_| LoadError::NotFound)?;
+    ///         Ok((n * n).to_string())
+    ///     }
+    /// }))?;
+    ///
+    /// // Three concurrent gets of one key: one load, three answers.
+    /// let (a, b, c) = tokio::join!(squares.get("12"), squares.get("12"), squares.get("12"));
+    /// assert_eq!(a?.as_str().unwrap(), "144");
+    /// assert_eq!(b?, c?);
+    /// assert_eq!(loads.load(Ordering::SeqCst), 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn get(&self, key: &str) -> Result<Value, Error> {
         if let Some(value) = self.inner.lookup(key, true) {
             return Ok(value);
@@ -225,6 +307,25 @@ impl Group {
     /// that starts after `remove` returned `Ok` does not, on any node. On
     /// `Err(`[`Error::PeersFailed`]`)` every peer named there may still hold
     /// the old value; the others do not.
+    ///
+    /// ```
+    /// use peercache::{loader_fn, LoadError, Node};
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), peercache::Error> {
+    /// let version = AtomicU32::new(0);
+    /// let docs = Node::new().new_group("docs", 1 << 20, loader_fn(move |_key: String| {
+    ///     let v = version.fetch_add(1, Ordering::SeqCst) + 1;
+    ///     async move { Ok::<_, LoadError>(format!("v{v}")) }
+    /// }))?;
+    /// assert_eq!(docs.get("readme").await?.as_str().unwrap(), "v1");
+    /// assert_eq!(docs.get("readme").await?.as_str().unwrap(), "v1"); // cached
+    /// docs.remove("readme").await?;
+    /// assert_eq!(docs.get("readme").await?.as_str().unwrap(), "v2"); // loaded again
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn remove(&self, key: &str) -> Result<(), Error> {
         self.remove_keys([key]).await
     }
@@ -232,6 +333,20 @@ impl Group {
     /// Removes several keys from the whole cluster with one request per peer
     /// and step (a `DELETE` for one key, mailgun v3's `_remove-keys` `POST`
     /// for several), with [`Group::remove`]'s order and guarantees.
+    ///
+    /// ```
+    /// # use peercache::{loader_fn, CacheKind, Node};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), peercache::Error> {
+    /// # let group = Node::new().new_group("g", 1 << 20, loader_fn(|k: String| async move { Ok(k) }))?;
+    /// for key in ["a", "b", "c"] {
+    ///     group.get(key).await?;
+    /// }
+    /// group.remove_keys(["a", "c"]).await?;
+    /// assert_eq!(group.cached_keys(CacheKind::Main), ["b"]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn remove_keys<I, S>(&self, keys: I) -> Result<(), Error>
     where
         I: IntoIterator<Item = S>,
@@ -288,6 +403,35 @@ impl Group {
     /// the value is evicted or expires: then the loader runs again). On
     /// `Err(`[`Error::PeersFailed`]`)`, a failed owner did not store the
     /// value, and a failed peer may still serve the old one.
+    ///
+    /// In a cluster the value is stored at the key's owner and every other
+    /// copy is dropped, so every node serves it:
+    ///
+    /// ```
+    /// use peercache::in_process::InProcessNetwork;
+    /// use peercache::{loader_fn, LoadError};
+    /// use std::time::{Duration, SystemTime};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let network = InProcessNetwork::new();
+    /// let (a, b) = (network.node("a", &["a", "b"])?, network.node("b", &["a", "b"])?);
+    /// for node in [&a, &b] {
+    ///     node.new_group("flags", 1 << 20, loader_fn(|_: String| async { Ok::<_, LoadError>("off") }))?;
+    /// }
+    /// let (on_a, on_b) = (a.group("flags").unwrap(), b.group("flags").unwrap());
+    ///
+    /// assert_eq!(on_b.get("dark-mode").await?.as_str()?, "off");
+    /// on_a.set("dark-mode", "on", None).await?;
+    /// assert_eq!(on_b.get("dark-mode").await?.as_str()?, "on");
+    ///
+    /// // With an expiry: after it, the loader's value comes back.
+    /// let in_a_minute = SystemTime::now() + Duration::from_secs(60);
+    /// on_a.set("beta", "on", Some(in_a_minute)).await?;
+    /// assert_eq!(on_b.get("beta").await?.expires_at(), Some(in_a_minute));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn set(
         &self,
         key: &str,
@@ -327,6 +471,20 @@ impl Group {
     /// starts after `purge` returned `Ok` returns a value loaded after the
     /// purge began. Loads in flight during the purge finish for their
     /// waiters but are not cached.
+    ///
+    /// ```
+    /// # use peercache::{loader_fn, Node};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), peercache::Error> {
+    /// # let group = Node::new().new_group("g", 1 << 20, loader_fn(|k: String| async move { Ok(k) }))?;
+    /// group.get("a").await?;
+    /// group.get("b").await?;
+    /// assert_eq!(group.stats().main_cache.items, 2);
+    /// group.purge().await?;
+    /// assert_eq!(group.stats().main_cache.items, 0);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn purge(&self) -> Result<(), Error> {
         let span = tracing::debug_span!(
             target: "peercache",
@@ -382,6 +540,22 @@ impl Group {
 
     /// A snapshot of the group's counters and both caches' stats (expired
     /// entries are dropped first, so the figures count live entries).
+    ///
+    /// ```
+    /// # use peercache::{loader_fn, Node};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), peercache::Error> {
+    /// # let group = Node::new().new_group("g", 1 << 20, loader_fn(|k: String| async move { Ok(k) }))?;
+    /// group.get("key").await?; // a miss: loaded here
+    /// group.get("key").await?; // a hit
+    /// let stats = group.stats();
+    /// assert_eq!(stats.gets, 2);
+    /// assert_eq!(stats.cache_hits, 1);
+    /// assert_eq!(stats.local_loads, 1);
+    /// assert_eq!(stats.main_cache.bytes, 6); // len("key") + len("key")
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn stats(&self) -> GroupStats {
         self.inner.reclaim_expired();
         let guarded = self.inner.lock_cache();
@@ -399,6 +573,19 @@ impl Group {
 
     /// Keys held in one of the caches, most recently used first (copies
     /// every key: for inspection and tests, not the hot path).
+    ///
+    /// ```
+    /// # use peercache::{loader_fn, CacheKind, Node};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), peercache::Error> {
+    /// # let group = Node::new().new_group("g", 1 << 20, loader_fn(|k: String| async move { Ok(k) }))?;
+    /// group.get("old").await?;
+    /// group.get("new").await?;
+    /// assert_eq!(group.cached_keys(CacheKind::Main), ["new", "old"]);
+    /// assert!(group.cached_keys(CacheKind::Hot).is_empty()); // no peers, no hot copies
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn cached_keys(&self, kind: CacheKind) -> Vec<String> {
         self.inner.lock_cache().cache.keys(kind)
     }

@@ -16,6 +16,28 @@
 //! a loader error) is a success: the peer is alive.
 //!
 //! This module is pure state: no I/O, no tasks, time passed in by the caller.
+//!
+//! ```
+//! use peercache::health::{HealthPolicy, PeerHealth, PeerState, Transition};
+//! use std::time::Duration;
+//!
+//! let health = PeerHealth::new(HealthPolicy::default()); // down after 3 failures in a row
+//! assert_eq!(health.failed("connection refused"), Transition::None);
+//! assert_eq!(health.failed("connection refused"), Transition::None);
+//! assert_eq!(health.failed("connection refused"), Transition::WentDown); // take it out of the ring
+//! assert!(!health.is_up());
+//!
+//! // Probe after 250 ms, then twice as long each time, up to 2 s.
+//! assert_eq!(health.next_probe_delay(), Duration::from_millis(250));
+//! assert_eq!(health.next_probe_delay(), Duration::from_millis(500));
+//!
+//! let status = health.status("http://10.0.0.2:8080");
+//! assert_eq!(status.state, PeerState::Down);
+//! assert_eq!(status.last_error.as_deref(), Some("connection refused"));
+//!
+//! assert_eq!(health.succeeded(), Transition::CameBack); // back in the ring
+//! assert!(health.is_up());
+//! ```
 
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +45,27 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// When a failing peer is taken out of the ring and how often it is probed.
+///
+/// The HTTP transport takes it in [`crate::http::HttpOptions::health`]:
+///
+/// ```
+/// use peercache::health::HealthPolicy;
+/// use peercache::http::HttpOptions;
+/// use std::time::Duration;
+///
+/// let options = HttpOptions {
+///     health: HealthPolicy {
+///         failures_to_down: 5,
+///         probe_backoff_max: Duration::from_secs(10),
+///         ..HealthPolicy::default()
+///     },
+///     ..HttpOptions::default()
+/// };
+/// assert!(options.validate().is_ok());
+///
+/// let backwards = HealthPolicy { probe_backoff_max: Duration::from_millis(1), ..HealthPolicy::default() };
+/// assert!(backwards.validate().is_err());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HealthPolicy {
     /// Failures in a row that take a peer out of the ring (default 3; 0

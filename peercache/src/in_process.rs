@@ -6,6 +6,39 @@
 //! marked down to simulate a failed owner. Use it to test code built on
 //! peercache, or to run several nodes in one process; the crate's own tests
 //! use it to check the cluster behaviours of groupcache without a network.
+//!
+//! A get on any node is loaded once, by the key's owner:
+//!
+//! ```
+//! use peercache::in_process::InProcessNetwork;
+//! use peercache::{loader_fn, LoadError};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let peers = ["node-a", "node-b", "node-c"];
+//! let network = InProcessNetwork::new();
+//! let mut nodes = Vec::new();
+//! for id in peers {
+//!     let node = network.node(id, &peers)?; // every ring holds all three
+//!     let loader = loader_fn(move |key: String| async move { Ok::<_, LoadError>(format!("{key} from {id}")) });
+//!     node.new_group("colors", 1 << 20, loader)?;
+//!     nodes.push(node); // the network holds nodes weakly: keep them
+//! }
+//!
+//! // The ring puts "blue" on node-b, whichever node is asked.
+//! for node in &nodes {
+//!     let blue = node.group("colors").unwrap().get("blue").await?;
+//!     assert_eq!(blue.as_str()?, "blue from node-b");
+//! }
+//! assert_eq!(network.fetches(), 2); // node-a and node-c asked node-b
+//!
+//! // An unreachable owner: the asking node loads the key itself.
+//! network.set_down("node-a", true);
+//! let red = nodes[1].group("colors").unwrap().get("red").await?;
+//! assert_eq!(red.as_str()?, "red from node-b");
+//! # Ok(())
+//! # }
+//! ```
 
 use crate::loader::{BoxFuture, LoadError};
 use crate::node::{Node, WeakNode};
@@ -16,7 +49,12 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
-/// A set of in-process nodes that can fetch from one another.
+/// A set of in-process nodes that can fetch from one another; see the
+/// [module documentation](self) for a cluster.
+///
+/// The network refers to its nodes weakly: a node dropped (every clone of
+/// its [`Node`]) is gone from the network, and fetches from it fail as
+/// from an unreachable peer, even while its groups are still held.
 #[derive(Default)]
 pub struct InProcessNetwork {
     nodes: RwLock<HashMap<String, WeakNode>>,

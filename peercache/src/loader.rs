@@ -7,7 +7,7 @@
 //!
 //! [`Loader`] uses `impl Future` in the trait (stable since Rust 1.75), so an
 //! implementation is written with a plain `async fn`. Groups store loaders as
-//! trait objects through the private [`DynLoader`] twin, which boxes the
+//! trait objects through the private `DynLoader` twin, which boxes the
 //! future; that allocation happens once per actual load, never on a hit.
 
 use crate::Value;
@@ -21,6 +21,34 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Why a loader could not produce a value. Cheap to clone: every waiter of a
 /// merged load gets the same error.
+///
+/// A get turns it into [`crate::Error::NotFound`] or [`crate::Error::Load`]
+/// (which keeps it as `source`). `?` converts I/O errors and messages:
+///
+/// ```
+/// use peercache::{loader_fn, Error, LoadError, Node};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), peercache::Error> {
+/// let files = Node::new().new_group("files", 1 << 20, loader_fn(|path: String| async move {
+///     if path.contains("..") {
+///         return Err(LoadError::msg(format!("refusing {path:?}: it leaves the directory")));
+///     }
+///     match tokio::fs::read(&path).await {
+///         Ok(bytes) => Ok(bytes),
+///         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(LoadError::NotFound),
+///         Err(e) => Err(LoadError::other(e)), // or `?`: io::Error converts
+///     }
+/// }))?;
+///
+/// assert!(files.get("no/such/file").await.unwrap_err().is_not_found());
+/// match files.get("../etc/passwd").await {
+///     Err(Error::Load { source, .. }) => assert!(source.to_string().starts_with("refusing")),
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum LoadError {
     /// The key does not exist in the data source. Not cached; over the wire
@@ -81,19 +109,34 @@ impl std::error::Error for Message {}
 
 /// Produces the value of a key from the real source (database, file, API).
 ///
+/// Implement it on a type that holds the source's handle (a connection
+/// pool, a client); for a closure, use [`loader_fn`].
+///
 /// ```
-/// use peercache::{LoadError, Loader, Value};
+/// use peercache::{LoadError, Loader, Node, Value};
+/// use std::collections::HashMap;
 ///
-/// struct Files;
+/// struct Motd {
+///     by_language: HashMap<String, String>,
+/// }
 ///
-/// impl Loader for Files {
+/// impl Loader for Motd {
 ///     async fn load(&self, key: &str) -> Result<Value, LoadError> {
-///         match key {
-///             "motd" => Ok(Value::from("hello")),
-///             _ => Err(LoadError::NotFound),
+///         match self.by_language.get(key) {
+///             Some(text) => Ok(Value::from(text.clone())),
+///             None => Err(LoadError::NotFound),
 ///         }
 ///     }
 /// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), peercache::Error> {
+/// let motd = Motd { by_language: HashMap::from([("en".to_owned(), "hello".to_owned())]) };
+/// let group = Node::new().new_group("motd", 1 << 20, motd)?;
+/// assert_eq!(group.get("en").await?.as_str().unwrap(), "hello");
+/// assert!(group.get("fr").await.unwrap_err().is_not_found());
+/// # Ok(())
+/// # }
 /// ```
 pub trait Loader: Send + Sync + 'static {
     /// Loads `key`. The result is cached by the group when it is `Ok`; errors
@@ -112,7 +155,8 @@ impl<L: Loader> DynLoader for L {
     }
 }
 
-/// A [`Loader`] made from an async closure; see [`loader_fn`].
+/// A [`Loader`] made from an async closure; see [`loader_fn`] (the only way
+/// to make one).
 #[derive(Clone)]
 pub struct LoaderFn<F>(F);
 
@@ -126,13 +170,33 @@ impl<F> fmt::Debug for LoaderFn<F> {
 /// and returns a future of anything convertible into a [`Value`].
 ///
 /// ```
-/// use peercache::{loader_fn, LoadError};
+/// use peercache::{loader_fn, LoadError, Node};
 ///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), peercache::Error> {
 /// let loader = loader_fn(|key: String| async move {
 ///     if key.is_empty() {
 ///         return Err(LoadError::NotFound);
 ///     }
-///     Ok(key.to_uppercase())
+///     Ok(key.to_uppercase()) // a String; &'static str, Vec<u8>, Bytes and Value work too
+/// });
+/// let shout = Node::new().new_group("shout", 1 << 20, loader)?;
+/// assert_eq!(shout.get("hi").await?.as_str().unwrap(), "HI");
+/// # Ok(())
+/// # }
+/// ```
+///
+/// The closure is `Fn`, called once per load: to share state with the
+/// loads, clone an `Arc` into each future:
+///
+/// ```
+/// use peercache::{loader_fn, LoadError};
+/// use std::sync::Arc;
+///
+/// let prefix = Arc::new(String::from("user:"));
+/// let loader = loader_fn(move |key: String| {
+///     let prefix = Arc::clone(&prefix);
+///     async move { Ok::<_, LoadError>(format!("{prefix}{key}")) }
 /// });
 /// # let _ = loader;
 /// ```

@@ -22,6 +22,29 @@
 //!
 //! The first rows are mailgun's; the histograms and peer health are
 //! peercache's own. [`describe`] registers their help texts.
+//!
+//! Without a recorder installed these calls do nothing, so the example
+//! below runs as is; in a program, install one first:
+//!
+//! ```
+//! use peercache::http::{HttpOptions, HttpPool};
+//! use peercache::{loader_fn, Node};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // At start-up: install a recorder (e.g. with metrics-exporter-prometheus,
+//! // `PrometheusBuilder::new().install_recorder()?`), then:
+//! peercache::metrics::describe();
+//!
+//! let pool = HttpPool::new("http://10.0.0.1:8080", HttpOptions::default())?;
+//! let node = Node::with_picker(pool.clone());
+//! node.new_group("pages", 64 << 20, loader_fn(|k: String| async move { Ok(k) }))?;
+//!
+//! // In the scrape handler, before rendering:
+//! peercache::metrics::record(&node); // every group's counters and cache gauges
+//! peercache::metrics::record_peers(&pool.peer_status()); // groupcache_peer_up, ...
+//! # Ok(())
+//! # }
+//! ```
 
 use crate::health::{PeerState, PeerStatus};
 use crate::{GroupStats, Node};

@@ -22,6 +22,33 @@ pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
 
 /// This process's member of a cluster: its groups and its peer picker.
 /// Cheap to clone: clones are the same node.
+///
+/// A node made with [`Node::new`] has no peers and loads every key itself;
+/// give it a [`PeerPicker`] with [`Node::with_picker`] to join a cluster.
+/// Group names are unique per node, and a group is found again by name:
+///
+/// ```
+/// use peercache::{loader_fn, Error, LoadError, Node};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), peercache::Error> {
+/// let node = Node::new();
+/// let loader = loader_fn(|key: String| async move { Ok::<_, LoadError>(key.len().to_string()) });
+/// node.new_group("lengths", 1 << 20, loader)?;
+///
+/// // Elsewhere in the program: look the group up by name.
+/// let lengths = node.group("lengths").expect("created above");
+/// assert_eq!(lengths.get("hello").await?.as_str().unwrap(), "5");
+///
+/// // A second group with the same name is refused.
+/// let again = node.new_group("lengths", 1 << 20, loader_fn(|_: String| async { Ok("") }));
+/// assert!(matches!(again, Err(Error::DuplicateGroup { .. })));
+///
+/// assert_eq!(node.groups().len(), 1);
+/// assert_eq!(node.stats()[0].name, "lengths");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Default)]
 pub struct Node {
     inner: Arc<NodeInner>,
@@ -62,6 +89,24 @@ impl Node {
     }
 
     /// A node whose groups find the owner of a key with `picker`.
+    ///
+    /// The picker is a transport: an [`crate::http::HttpPool`] for an HTTP
+    /// cluster, or an [`crate::in_process::InProcessNetwork`] node (which
+    /// calls this for you).
+    ///
+    /// ```
+    /// use peercache::http::{HttpOptions, HttpPool};
+    /// use peercache::Node;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let me = "http://10.0.0.1:8080";
+    /// let pool = HttpPool::new(me, HttpOptions::default())?;
+    /// pool.set_peers([me, "http://10.0.0.2:8080"])?;
+    /// let node = Node::with_picker(pool.clone()); // Arc<HttpPool> coerces to Arc<dyn PeerPicker>
+    /// # let _ = node;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn with_picker(picker: Arc<dyn PeerPicker>) -> Self {
         Node {
             inner: Arc::new(NodeInner {
@@ -73,6 +118,23 @@ impl Node {
 
     /// Creates a group with a byte budget (0 disables caching) and the
     /// default options. Fails if the name is taken or invalid.
+    ///
+    /// Use [`Node::group_builder`] for the other options (time-to-live,
+    /// hot cache, load timeout, ...).
+    ///
+    /// ```
+    /// use peercache::{loader_fn, Error, Node};
+    ///
+    /// let node = Node::new();
+    /// let pages = node.new_group("pages", 64 << 20, loader_fn(|key: String| async move {
+    ///     Ok(format!("<h1>{key}</h1>"))
+    /// }));
+    /// assert!(pages.is_ok());
+    ///
+    /// // Names travel in peer request paths: no '/', not empty.
+    /// let bad = node.new_group("a/b", 1 << 20, loader_fn(|_: String| async { Ok("") }));
+    /// assert!(matches!(bad, Err(Error::InvalidGroupName { .. })));
+    /// ```
     pub fn new_group(
         &self,
         name: &str,
@@ -84,7 +146,23 @@ impl Node {
             .build(loader)
     }
 
-    /// Starts building a group with options.
+    /// Starts building a group with options; see [`GroupBuilder`].
+    ///
+    /// ```
+    /// use peercache::{loader_fn, Node};
+    /// use std::time::Duration;
+    ///
+    /// # fn main() -> Result<(), peercache::Error> {
+    /// let node = Node::new();
+    /// let sessions = node
+    ///     .group_builder("sessions")
+    ///     .cache_bytes(16 << 20)
+    ///     .ttl(Duration::from_secs(300))
+    ///     .build(loader_fn(|key: String| async move { Ok(format!("session {key}")) }))?;
+    /// assert_eq!(sessions.ttl(), Some(Duration::from_secs(300)));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn group_builder(&self, name: &str) -> GroupBuilder<'_> {
         GroupBuilder {
             node: self,
@@ -130,6 +208,33 @@ impl Node {
 }
 
 /// Options of a new group; made by [`Node::group_builder`].
+///
+/// Every option has a default, so set only what you need, then call
+/// [`GroupBuilder::build`] with the loader:
+///
+/// ```
+/// use peercache::clock::ManualClock;
+/// use peercache::{loader_fn, HotCachePolicy, KeyInTraces, Node};
+/// use std::time::Duration;
+///
+/// # fn main() -> Result<(), peercache::Error> {
+/// let node = Node::new();
+/// let users = node
+///     .group_builder("users")
+///     .cache_bytes(32 << 20)                   // default 64 MiB, shared by main and hot caches
+///     .hot_cache(HotCachePolicy::Always)       // default: the picker's (golang's one in ten)
+///     .ttl(Duration::from_secs(60))            // default: values never expire
+///     .load_timeout(Duration::from_secs(2))    // default: no limit
+///     .key_in_traces(KeyInTraces::Hashed)      // default: keys as they are
+///     .clock(ManualClock::starting_now())      // default: the system clock
+///     .build(loader_fn(|id: String| async move { Ok(format!("user {id}")) }))?;
+///
+/// assert_eq!(users.name(), "users");
+/// assert_eq!(users.cache_bytes(), 32 << 20);
+/// assert_eq!(users.hot_cache_policy(), HotCachePolicy::Always);
+/// # Ok(())
+/// # }
+/// ```
 #[must_use = "a GroupBuilder does nothing until build() is called"]
 pub struct GroupBuilder<'n> {
     node: &'n Node,
@@ -177,6 +282,40 @@ impl GroupBuilder<'_> {
     /// without an expiry of its own expires this long after it was loaded.
     /// Values with their own expiry ([`crate::Value::with_expiry`]) keep it.
     /// Default: none, values live until evicted or removed.
+    ///
+    /// Expiry is read from the group's [`clock`](GroupBuilder::clock), so a
+    /// test moves a [`crate::clock::ManualClock`] instead of sleeping:
+    ///
+    /// ```
+    /// use peercache::clock::ManualClock;
+    /// use peercache::{loader_fn, LoadError, Node};
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), peercache::Error> {
+    /// let loads = Arc::new(AtomicU32::new(0));
+    /// let counted = Arc::clone(&loads);
+    /// let clock = ManualClock::starting_now();
+    /// let quotes = Node::new()
+    ///     .group_builder("quotes")
+    ///     .ttl(Duration::from_secs(60))
+    ///     .clock(clock.clone())
+    ///     .build(loader_fn(move |_key: String| {
+    ///         let n = counted.fetch_add(1, Ordering::SeqCst) + 1;
+    ///         async move { Ok::<_, LoadError>(format!("quote #{n}")) }
+    ///     }))?;
+    ///
+    /// assert_eq!(quotes.get("ACME").await?.as_str().unwrap(), "quote #1");
+    /// clock.advance(Duration::from_secs(59));
+    /// assert_eq!(quotes.get("ACME").await?.as_str().unwrap(), "quote #1"); // cached
+    /// clock.advance(Duration::from_secs(1));
+    /// assert_eq!(quotes.get("ACME").await?.as_str().unwrap(), "quote #2"); // expired: loaded again
+    /// assert_eq!(loads.load(Ordering::SeqCst), 2);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
         self
@@ -195,6 +334,28 @@ impl GroupBuilder<'_> {
     /// The timeout needs tokio's time driver (`#[tokio::main]` and
     /// `Runtime::new` enable it; a hand-built runtime needs `enable_time`):
     /// without it every load of the group fails with [`Error::Panicked`].
+    ///
+    /// ```
+    /// use peercache::{loader_fn, Error, LoadError, Node};
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), peercache::Error> {
+    /// let slow = Node::new()
+    ///     .group_builder("slow")
+    ///     .load_timeout(Duration::from_millis(20))
+    ///     .build(loader_fn(|_key: String| async {
+    ///         std::future::pending::<()>().await; // a source that never answers
+    ///         Ok::<_, LoadError>("unreachable")
+    ///     }))?;
+    ///
+    /// match slow.get("k").await {
+    ///     Err(Error::LoadTimeout { timeout, .. }) => assert_eq!(timeout, Duration::from_millis(20)),
+    ///     other => panic!("expected a timeout, got {other:?}"),
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn load_timeout(mut self, timeout: Duration) -> Self {
         self.load_timeout = Some(timeout);
         self
@@ -202,6 +363,21 @@ impl GroupBuilder<'_> {
 
     /// How keys appear in this group's tracing spans ([`crate::trace`]):
     /// as they are (the default), hashed, or not at all.
+    ///
+    /// ```
+    /// use peercache::{loader_fn, KeyInTraces, Node};
+    ///
+    /// # fn main() -> Result<(), peercache::Error> {
+    /// // Keys are e-mail addresses: keep them out of the traces.
+    /// let node = Node::new();
+    /// let accounts = node
+    ///     .group_builder("accounts")
+    ///     .key_in_traces(KeyInTraces::Hidden)
+    ///     .build(loader_fn(|email: String| async move { Ok(format!("account of {email}")) }))?;
+    /// # let _ = accounts;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn key_in_traces(mut self, how: KeyInTraces) -> Self {
         self.key_in_traces = how;
         self

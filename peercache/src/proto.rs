@@ -5,6 +5,29 @@
 //! golang/groupcache and mailgun/groupcache: `value` is an optional field, so
 //! an empty value is encoded as field 1 with length 0 (`0a 00`), exactly as
 //! Go encodes it.
+//!
+//! The messages are `prost` messages (encode and decode with
+//! [`prost::Message`]):
+//!
+//! ```
+//! use bytes::Bytes;
+//! use peercache::proto::GetResponse;
+//! use prost::Message;
+//!
+//! // What a peer answers to `GET /_groupcache/colors/red`.
+//! let answer = GetResponse {
+//!     value: Some(Bytes::from_static(b"#FF0000")),
+//!     expire: Some(1_700_000_000_000_000_000), // Unix nanoseconds (mailgun)
+//!     ..GetResponse::default()
+//! };
+//! let wire = answer.encode_to_vec();
+//! assert_eq!(GetResponse::decode(wire.as_slice())?, answer);
+//!
+//! // An empty value is still sent, as Go sends it.
+//! let empty = GetResponse { value: Some(Bytes::new()), ..GetResponse::default() };
+//! assert_eq!(empty.encode_to_vec(), [0x0a, 0x00]);
+//! # Ok::<(), prost::DecodeError>(())
+//! ```
 
 use bytes::Bytes;
 
@@ -37,6 +60,22 @@ pub struct GetResponse {
 
 /// mailgun's PUT body: store `value` under `key` at the owner.
 ///
+/// ```
+/// use bytes::Bytes;
+/// use peercache::proto::SetRequest;
+/// use prost::Message;
+///
+/// let body = SetRequest {
+///     group: Some("colors".into()),
+///     key: Some("red".into()),
+///     value: Some(Bytes::from_static(b"#FF0000")),
+///     expire: None, // no expiry
+/// }
+/// .encode_to_vec();
+/// let back = SetRequest::decode(body.as_slice()).unwrap();
+/// assert_eq!(back.key.as_deref(), Some("red"));
+/// ```
+///
 /// `group` and `key` are `required` in groupcache.proto; they are declared
 /// optional here (the encoding is the same) so that a body without a key is
 /// told apart from one with an empty key: prost does not check `required`.
@@ -60,6 +99,14 @@ pub struct SetRequest {
 /// `encoding/json` of the generated struct: `{"group":"g","keys":["a","b"]}`),
 /// not as protobuf, so it is a serde type here; its protobuf tags are kept
 /// for reference.
+///
+/// ```
+/// use peercache::proto::RemoveKeysRequest;
+///
+/// let request = RemoveKeysRequest { group: Some("g".into()), keys: vec!["a".into(), "b".into()] };
+/// let json = serde_json::to_string(&request).unwrap();
+/// assert_eq!(json, r#"{"group":"g","keys":["a","b"]}"#);
+/// ```
 #[derive(Clone, PartialEq, Eq, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct RemoveKeysRequest {
     /// The group (optional on the wire: the path names it too).

@@ -35,6 +35,18 @@ pub const DEFAULT_REPLICAS: usize = 50;
 pub const MAX_POINTS_PER_PEER: usize = 1 << 20;
 
 /// Which Go implementation's hashing to reproduce.
+///
+/// Pick the one the Go nodes of your cluster use (all nodes must agree);
+/// [`crate::http::HttpOptions::mailgun`] selects `Mailgun`.
+///
+/// ```
+/// use peercache::ring::HashMode;
+///
+/// // golang/groupcache hashes a key with CRC-32 (IEEE).
+/// assert_eq!(HashMode::Golang.key_position(b"hello"), 0x3610_a686);
+/// assert_eq!(HashMode::Golang.go_hash(0x3610_a686), 907_060_870);
+/// assert_eq!(HashMode::default(), HashMode::Golang);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum HashMode {
     /// golang/groupcache: CRC-32 (IEEE).
@@ -129,6 +141,53 @@ struct Point {
 }
 
 /// A consistent-hash ring of peer identities (e.g. base URLs).
+///
+/// Transports build one for you ([`crate::http::HttpPool`],
+/// [`crate::in_process`]); build your own to see where keys go, or to
+/// write a transport. Given the same peers, in the same order, with the same
+/// mode and replicas, a Go node picks the same owners (these are from
+/// golang/groupcache and mailgun/groupcache runs, `tests/data`):
+///
+/// ```
+/// use peercache::ring::{HashMode, Ring, DEFAULT_REPLICAS};
+///
+/// # fn main() -> Result<(), peercache::ring::RingError> {
+/// let peers = ["http://127.0.0.1:9101", "http://127.0.0.1:9102", "http://127.0.0.1:9103"];
+///
+/// let golang = Ring::with_peers(HashMode::Golang, DEFAULT_REPLICAS, peers)?;
+/// assert_eq!(golang.owner("k3"), Some("http://127.0.0.1:9102"));
+///
+/// let mailgun = Ring::with_peers(HashMode::Mailgun, DEFAULT_REPLICAS, peers)?;
+/// assert_eq!(mailgun.owner("k0"), Some("http://127.0.0.1:9102"));
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Removing a peer moves only its keys, and gives exactly the ring built
+/// without it; a weight gives a peer proportionally more of the key space:
+///
+/// ```
+/// use peercache::ring::{HashMode, Ring};
+///
+/// # fn main() -> Result<(), peercache::ring::RingError> {
+/// let mut ring = Ring::new(HashMode::Golang, 50);
+/// ring.add("a")?;
+/// ring.add("b")?;
+/// ring.add_weighted("c", 2.0)?; // 100 points instead of 50
+///
+/// let keys: Vec<String> = (0..1000).map(|i| format!("key-{i}")).collect();
+/// let before: Vec<String> = keys.iter().map(|k| ring.owner(k).unwrap().to_owned()).collect();
+/// assert!(ring.remove("b"));
+/// for (key, owner) in keys.iter().zip(&before) {
+///     if owner != "b" {
+///         assert_eq!(ring.owner(key), Some(owner.as_str())); // did not move
+///     }
+/// }
+/// let shares = ring.shares(); // [("a", ..), ("c", ..)], summing to 1
+/// assert!(shares[1].1 > shares[0].1);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Ring {
     mode: HashMode,

@@ -10,6 +10,32 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A snapshot of one group's counters. Field names and meanings follow Go's
 /// `groupcache.Stats`.
+///
+/// Taken with [`crate::Group::stats`] or, for every group, with
+/// [`crate::Node::stats`]; it serialises with serde (e.g. for a JSON stats
+/// page):
+///
+/// ```
+/// use peercache::{loader_fn, Node};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let node = Node::new();
+/// let group = node.new_group("echo", 1 << 20, loader_fn(|k: String| async move { Ok(k) }))?;
+/// for _ in 0..4 {
+///     group.get("hello").await?;
+/// }
+/// let stats = group.stats();
+/// assert_eq!((stats.gets, stats.cache_hits, stats.loads), (4, 3, 1));
+/// assert_eq!(stats.main_cache.items, 1);
+/// assert_eq!(stats.budget_bytes, 1 << 20);
+///
+/// let json = serde_json::to_value(&node.stats())?;
+/// assert_eq!(json[0]["name"], "echo");
+/// assert_eq!(json[0]["cache_hits"], 3);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupStats {
     /// The group's name.

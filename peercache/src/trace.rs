@@ -21,6 +21,52 @@
 //! [`crate::GroupBuilder::key_in_traces`]) says how they appear: as they are,
 //! as a short hash, or not at all. The hash is formatted only when a
 //! subscriber records the field.
+//!
+//! Any `tracing` subscriber sees the spans (for logs, `tracing-subscriber`'s
+//! `fmt` with the filter `peercache=debug`; for distributed traces,
+//! `tracing-opentelemetry`). Here a small layer lists them:
+//!
+//! ```
+//! use peercache::{loader_fn, KeyInTraces, Node};
+//! use std::sync::{Arc, Mutex};
+//! use tracing::{field::Field, span, Subscriber};
+//! use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+//!
+//! struct Spans(Arc<Mutex<Vec<String>>>);
+//!
+//! impl<S: Subscriber> Layer<S> for Spans {
+//!     fn on_new_span(&self, attrs: &span::Attributes<'_>, _: &span::Id, _: Context<'_, S>) {
+//!         let mut key = String::new();
+//!         attrs.record(&mut |field: &Field, value: &dyn std::fmt::Debug| {
+//!             if field.name() == "key" {
+//!                 key = format!("{value:?}");
+//!             }
+//!         });
+//!         self.0.lock().unwrap().push(format!("{} key={key}", attrs.metadata().name()));
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), peercache::Error> {
+//! let spans = Arc::new(Mutex::new(Vec::new()));
+//! let _subscriber = tracing::subscriber::set_default(
+//!     tracing_subscriber::registry().with(Spans(Arc::clone(&spans))),
+//! );
+//!
+//! let group = Node::new()
+//!     .group_builder("users")
+//!     .key_in_traces(KeyInTraces::Hashed)
+//!     .build(loader_fn(|id: String| async move { Ok(format!("user {id}")) }))?;
+//! group.get("ada@example.com").await?; // a miss: a get span and a load span
+//! group.get("ada@example.com").await?; // a hit: no span
+//!
+//! let spans = spans.lock().unwrap();
+//! assert_eq!(spans.len(), 2);
+//! assert!(spans[0].starts_with("peercache.get key=sha256:"));
+//! assert!(spans[1].starts_with("peercache.load key=sha256:"));
+//! # Ok(())
+//! # }
+//! ```
 
 use sha2::{Digest, Sha256};
 use std::fmt;
@@ -28,6 +74,23 @@ use std::time::Instant;
 use tracing::Span;
 
 /// How keys appear in tracing spans and events.
+///
+/// Set per group with [`crate::GroupBuilder::key_in_traces`]; the module
+/// documentation shows the spans.
+///
+/// ```
+/// use peercache::{loader_fn, KeyInTraces, Node};
+///
+/// # fn main() -> Result<(), peercache::Error> {
+/// let node = Node::new();
+/// // Follow one key's story across spans without writing it down.
+/// node.group_builder("sessions")
+///     .key_in_traces(KeyInTraces::Hashed)
+///     .build(loader_fn(|token: String| async move { Ok(token.len().to_string()) }))?;
+/// assert_eq!(KeyInTraces::default(), KeyInTraces::Plain);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum KeyInTraces {
     /// The key itself (the default).

@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Why a [`Value`] could not be read in the form asked for.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ValueError {
     /// The value is not valid UTF-8; read it with [`Value::as_bytes`] instead.
     #[error("value is not valid UTF-8 (first bad byte at offset {valid_up_to}); read it as bytes instead")]
@@ -37,6 +38,26 @@ pub enum ValueError {
 /// An immutable, cheaply clonable cached value.
 ///
 /// Two values are equal when their bytes and their expiries are.
+///
+/// A loader returns anything that converts into a value (`&'static str`,
+/// `String`, `Vec<u8>`, [`Bytes`]); a get hands one back, to be read as
+/// text or bytes:
+///
+/// ```
+/// use peercache::{Value, ValueError};
+///
+/// let text = Value::from("grün");
+/// assert_eq!(text.as_str(), Ok("grün"));
+/// assert_eq!(text.len(), 5); // bytes, not characters
+///
+/// let binary = Value::from(vec![0xff, 0x00]);
+/// assert_eq!(binary.as_bytes(), [0xff, 0x00]);
+/// assert!(matches!(binary.as_str(), Err(ValueError::NotUtf8 { valid_up_to: 0 })));
+///
+/// // Clones share the bytes: no copy.
+/// let copy = binary.clone();
+/// assert_eq!(copy.bytes().as_ptr(), binary.bytes().as_ptr());
+/// ```
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct Value {
     bytes: Bytes,
@@ -48,6 +69,27 @@ impl Value {
     /// This value with an expiry: after `at`, groups stop serving it and load
     /// the key again. An instant at or before 1970 (the Unix epoch) counts as
     /// already expired.
+    ///
+    /// A loader uses it to give a value its own lifetime (it overrides the
+    /// group's [`ttl`](crate::GroupBuilder::ttl)):
+    ///
+    /// ```
+    /// use peercache::{loader_fn, LoadError, Value};
+    /// use std::time::{Duration, SystemTime};
+    ///
+    /// let tokens = loader_fn(|user: String| async move {
+    ///     let token = format!("token-for-{user}");
+    ///     let expires = SystemTime::now() + Duration::from_secs(300);
+    ///     Ok::<_, LoadError>(Value::from(token).with_expiry(expires))
+    /// });
+    /// # let _ = tokens;
+    ///
+    /// let at = SystemTime::now() + Duration::from_secs(60);
+    /// let value = Value::from("v").with_expiry(at);
+    /// assert_eq!(value.expires_at(), Some(at));
+    /// assert!(!value.is_expired_at(at - Duration::from_secs(1)));
+    /// assert!(value.is_expired_at(at));
+    /// ```
     pub fn with_expiry(mut self, at: SystemTime) -> Self {
         self.expire_nanos = match at.duration_since(UNIX_EPOCH) {
             Ok(since) => i64::try_from(since.as_nanos()).unwrap_or(i64::MAX).max(1),
@@ -81,6 +123,15 @@ impl Value {
     }
 
     /// Wraps bytes as a value without copying them.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use peercache::Value;
+    ///
+    /// let value = Value::new(Bytes::from_static(b"\x89PNG"));
+    /// assert_eq!(value.as_bytes(), b"\x89PNG");
+    /// assert_eq!(Value::new(vec![1, 2, 3]).len(), 3);
+    /// ```
     pub fn new(bytes: impl Into<Bytes>) -> Self {
         Value {
             bytes: bytes.into(),
@@ -96,7 +147,27 @@ impl Value {
         }
     }
 
-    /// Encodes a protobuf message as a value (what Go's `ProtoSink` stored).
+    /// Encodes a protobuf message as a value (what Go's `ProtoSink` stored);
+    /// [`Value::decode`] reads it back. Any `prost` message works:
+    ///
+    /// ```
+    /// use peercache::{Value, ValueError};
+    ///
+    /// #[derive(Clone, PartialEq, prost::Message)]
+    /// struct User {
+    ///     #[prost(string, tag = "1")]
+    ///     name: String,
+    ///     #[prost(uint32, tag = "2")]
+    ///     age: u32,
+    /// }
+    ///
+    /// let ada = User { name: "Ada".into(), age: 36 };
+    /// let value = Value::encode(&ada);
+    /// assert_eq!(value.decode::<User>(), Ok(ada));
+    ///
+    /// let garbage = Value::from_static(b"\x0a\xff");
+    /// assert!(matches!(garbage.decode::<User>(), Err(ValueError::Decode { .. })));
+    /// ```
     pub fn encode<M: prost::Message>(message: &M) -> Self {
         Value::new(message.encode_to_vec())
     }
@@ -107,6 +178,14 @@ impl Value {
     }
 
     /// The value's bytes as a shared [`Bytes`] handle (no copy).
+    ///
+    /// ```
+    /// use peercache::Value;
+    ///
+    /// let value = Value::from("hello world");
+    /// let hello = value.bytes().slice(..5); // shares the value's memory
+    /// assert_eq!(hello, "hello");
+    /// ```
     pub fn bytes(&self) -> &Bytes {
         &self.bytes
     }
@@ -117,6 +196,14 @@ impl Value {
     }
 
     /// The value as UTF-8 text, or [`ValueError::NotUtf8`].
+    ///
+    /// ```
+    /// use peercache::Value;
+    ///
+    /// assert_eq!(Value::from(String::from("red")).as_str(), Ok("red"));
+    /// let err = Value::from(vec![b'o', b'k', 0xff]).as_str().unwrap_err();
+    /// assert!(err.to_string().contains("offset 2"));
+    /// ```
     pub fn as_str(&self) -> Result<&str, ValueError> {
         std::str::from_utf8(&self.bytes).map_err(|e| ValueError::NotUtf8 {
             valid_up_to: e.valid_up_to(),

@@ -40,7 +40,7 @@
 //!
 //! No cache crate offers this shared-budget rule with exact accounting (moka's
 //! weights are approximate, quick_cache splits the budget per shard), hence
-//! the hand-written [`lru`] list.
+//! the hand-written `lru` list.
 
 mod lru;
 
@@ -50,6 +50,18 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// Which of a group's two caches.
+///
+/// ```
+/// use peercache::cache::Cache;
+/// use peercache::{CacheKind, Value};
+///
+/// let mut cache = Cache::new(1024);
+/// cache.insert(CacheKind::Hot, "k", Value::from("copy from the owner"));
+/// cache.insert(CacheKind::Main, "k", Value::from("loaded here"));
+/// // A key lives in one cache only: the main insert dropped the hot copy.
+/// assert!(cache.keys(CacheKind::Hot).is_empty());
+/// assert_eq!(cache.keys(CacheKind::Main), ["k"]);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CacheKind {
@@ -60,6 +72,25 @@ pub enum CacheKind {
 }
 
 /// Counters of one cache, with groupcache's meaning (`CacheStats` in Go).
+///
+/// A group's two are in its [`crate::GroupStats`] (`main_cache`,
+/// `hot_cache`); a [`Cache`] gives them with [`Cache::stats`]:
+///
+/// ```
+/// use peercache::cache::Cache;
+/// use peercache::{CacheKind, Value};
+///
+/// let mut cache = Cache::new(10);
+/// cache.insert(CacheKind::Main, "a", Value::from("1234")); // costs 5 bytes
+/// cache.insert(CacheKind::Main, "b", Value::from("1234"));
+/// cache.insert(CacheKind::Main, "c", Value::from("1234")); // over budget: "a" goes
+/// assert!(cache.get("b").is_some());
+/// assert!(cache.get("a").is_none());
+///
+/// let main = cache.stats(CacheKind::Main);
+/// assert_eq!((main.bytes, main.items, main.evictions), (10, 2, 1));
+/// assert_eq!((main.gets, main.hits), (2, 1));
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CacheStats {
     /// Bytes held: the sum of `len(key) + len(value)` over the entries.
@@ -180,6 +211,31 @@ impl Part {
 
 /// Main and hot cache sharing one byte budget. Not thread-safe by itself: a
 /// group keeps it behind a mutex that is never held across an `.await`.
+///
+/// A group makes and uses its own; this type is public for inspection,
+/// tests and reuse (it depends on nothing else in the crate but [`Value`]).
+/// Under pressure the hot cache is held to about an eighth of the main
+/// cache, as in groupcache:
+///
+/// ```
+/// use peercache::cache::Cache;
+/// use peercache::{CacheKind, Value};
+///
+/// let mut cache = Cache::new(100);
+/// for i in 0..8 {
+///     cache.insert(CacheKind::Main, &format!("m{i}"), Value::from("12345678")); // 10 bytes each
+/// }
+/// for i in 0..3 {
+///     cache.insert(CacheKind::Hot, &format!("h{i}"), Value::from("12345678"));
+/// }
+/// // 110 bytes > 100: the hot cache (30) is over main/8 (10), so its oldest entry went.
+/// assert_eq!(cache.keys(CacheKind::Hot), ["h2", "h1"]);
+/// assert_eq!(cache.bytes(), 100);
+///
+/// // An entry larger than the whole budget is not stored.
+/// assert!(!cache.insert(CacheKind::Main, "big", Value::new(vec![0; 200])));
+/// assert!(!cache.contains("big"));
+/// ```
 pub struct Cache {
     budget: u64,
     main: Part,

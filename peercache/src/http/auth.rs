@@ -59,6 +59,7 @@ pub const MAX_REMEMBERED_NONCES: usize = 1 << 18;
 
 /// Why a secret could not be used or a request was refused.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AuthError {
     /// The secret file could not be read.
     #[error("cannot read the peer secret file {path}: {source}")]
@@ -124,6 +125,31 @@ fn in_file(path: &Option<String>) -> String {
 /// A cluster secret: signs this node's peer requests and checks others'.
 /// Share one (in an `Arc`) between client and server; see the module
 /// documentation.
+///
+/// Put it in [`super::HttpOptions::auth`] of every node: the pool signs each
+/// request, the peer endpoint checks it. What happens underneath:
+///
+/// ```
+/// use peercache::http::{HttpOptions, PeerAuth};
+/// use std::sync::Arc;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let auth = Arc::new(PeerAuth::new(b"a 32-byte random cluster secret!")?); // or PeerAuth::from_file
+/// let options = HttpOptions { auth: Some(Arc::clone(&auth)), ..HttpOptions::default() };
+/// # let _ = options;
+///
+/// let to = "http://10.0.0.2:8080";
+/// let proof = auth.sign("GET", to, "/_groupcache/colors/red", b"");
+/// auth.verify("GET", Some(to), "/_groupcache/colors/red", Some(&proof))?
+///     .check_body(b"")?;
+///
+/// // A proof is good for its own request to its own node only.
+/// assert!(auth.verify("GET", Some(to), "/_groupcache/colors/blue", Some(&proof)).is_err());
+/// assert!(auth.verify("GET", Some("http://10.0.0.3:8080"), "/_groupcache/colors/red", Some(&proof)).is_err());
+/// assert!(PeerAuth::new(b"too short").is_err());
+/// # Ok(())
+/// # }
+/// ```
 pub struct PeerAuth {
     key: Hmac<Sha256>,
     window: Duration,

@@ -17,6 +17,26 @@
 //! does not list it (a pod is not in its service's DNS until it is ready), and
 //! an empty answer or a failed poll keeps the current list: a DNS outage must
 //! not turn every node into a cluster of one.
+//!
+//! ```
+//! use peercache::http::discovery::{watch, DEFAULT_DISCOVERY_INTERVAL};
+//! use peercache::http::{DnsDiscovery, FileDiscovery, HttpOptions, HttpPool};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let pool = HttpPool::new("http://10.0.0.1:8080", HttpOptions::default())?;
+//!
+//! // In Kubernetes, the pods behind a headless service:
+//! let dns = DnsDiscovery::parse("peercache.default.svc.cluster.local:8080")?;
+//! # let _ = dns;
+//! // Or a file with one base URL per line:
+//! let file = FileDiscovery::new("/etc/peercache/peers");
+//! let watcher = watch(&pool, file, DEFAULT_DISCOVERY_INTERVAL);
+//! // ... the pool follows the file until the task is aborted or the pool dropped.
+//! watcher.abort();
+//! # Ok(())
+//! # }
+//! ```
 
 use super::pool::HttpPool;
 use crate::loader::BoxFuture;
@@ -30,6 +50,7 @@ pub const DEFAULT_DISCOVERY_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Why a discovery source gave no list.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DiscoveryError {
     /// The source's description is malformed.
     #[error("invalid discovery source {spec:?}: {reason}")]

@@ -58,6 +58,25 @@ pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_URI_BYTES: usize = 64 << 10;
 
 /// How much a server takes from its clients before it refuses.
+///
+/// Give it to [`super::Server::new`], which checks it; change single limits
+/// with struct update syntax:
+///
+/// ```
+/// use peercache::http::{Server, ServerLimits};
+/// use std::time::Duration;
+///
+/// let limits = ServerLimits {
+///     max_connections: 1000,                    // below `ulimit -n`
+///     body_read_timeout: Duration::from_secs(5),
+///     ..ServerLimits::default()
+/// };
+/// assert!(limits.validate().is_ok());
+///
+/// let unusable = ServerLimits { max_concurrent_requests: 0, ..ServerLimits::default() };
+/// let error = Server::new(unusable).unwrap_err();
+/// assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerLimits {
     /// Requests handled at once by the whole server (default 4096). One

@@ -5,7 +5,7 @@
 //! - [`PeerService`] ([`server`]): the peer endpoint, answering
 //!   `GET <base path><group>/<key>` with a protobuf `GetResponse`. A tower
 //!   and hyper service, so it mounts in axum or any hyper server.
-//! - [`Server`] ([`serve`]): runs a service (the peer endpoint alone, or an
+//! - [`Server`] ([`serve`](mod@serve)): runs a service (the peer endpoint alone, or an
 //!   axum router mounting it) on a listener, with the [`ServerLimits`]
 //!   ([`limits`]) that keep hostile or overeager clients from hurting others.
 //! - [`discovery`]: keeping the peer list in step with DNS (a Kubernetes

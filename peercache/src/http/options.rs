@@ -24,7 +24,33 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 64 << 20;
 /// How the HTTP transport talks to peers and answers them.
 ///
 /// The defaults join a golang/groupcache cluster; for a mailgun/groupcache
-/// (or groupcache-go) cluster use [`HttpOptions::mailgun`].
+/// (or groupcache-go) cluster use [`HttpOptions::mailgun`]. Change single
+/// fields with struct update syntax; every node must agree on the base
+/// path, hash mode and replicas.
+///
+/// ```
+/// use peercache::http::{HttpOptions, HttpPool};
+/// use peercache::ring::HashMode;
+/// use std::time::Duration;
+///
+/// # fn main() -> Result<(), peercache::http::PoolError> {
+/// let options = HttpOptions {
+///     request_timeout: Duration::from_secs(2), // above the slowest load
+///     max_idle_per_peer: 64,
+///     ..HttpOptions::mailgun()
+/// };
+/// assert_eq!(options.hash_mode, HashMode::Mailgun);
+/// assert_eq!(options.base_path, "/_groupcache/");
+/// let pool = HttpPool::new("http://10.0.0.1:8080", options)?;
+/// # let _ = pool;
+///
+/// // Options are checked when the pool is made.
+/// let bad = HttpOptions { base_path: "groupcache".into(), ..HttpOptions::default() };
+/// assert!(bad.validate().is_err());
+/// assert!(HttpPool::new("http://10.0.0.1:8080", bad).is_err());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct HttpOptions {
     /// Path prefix of the peer endpoint (default `/_groupcache/`). Must start

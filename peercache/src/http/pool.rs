@@ -42,6 +42,7 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(8);
 
 /// Why a pool could not be made or its peers set.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PoolError {
     /// A peer URL cannot be used as a base URL.
     #[error(
@@ -84,6 +85,49 @@ pub enum PoolError {
 }
 
 /// The peers of an HTTP cluster and the ring over them.
+///
+/// Each node makes one with its own base URL, gives it the list of every
+/// node ([`HttpPool::set_peers`]), uses it as its node's picker and serves
+/// its [`PeerService`]. A two-node cluster on ephemeral ports of this
+/// machine, where each key is loaded by its owner whichever node is asked:
+///
+/// ```
+/// use peercache::http::{serve_with_shutdown, HttpOptions, HttpPool};
+/// use peercache::{loader_fn, LoadError, Node};
+/// use tokio::net::TcpListener;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let listeners = [TcpListener::bind("127.0.0.1:0").await?, TcpListener::bind("127.0.0.1:0").await?];
+/// let mut urls = Vec::new();
+/// for listener in &listeners {
+///     urls.push(format!("http://{}", listener.local_addr()?));
+/// }
+///
+/// let mut nodes = Vec::new();
+/// for (listener, url) in listeners.into_iter().zip(&urls) {
+///     let pool = HttpPool::new(url, HttpOptions::default())?;
+///     pool.set_peers(&urls)?; // every node, this one included
+///     let node = Node::with_picker(pool.clone());
+///     let me = url.clone();
+///     node.new_group("colors", 1 << 20, loader_fn(move |key: String| {
+///         let me = me.clone();
+///         async move { Ok::<_, LoadError>(format!("{key} loaded by {me}")) }
+///     }))?;
+///     let service = pool.service(node.clone());
+///     tokio::spawn(serve_with_shutdown(listener, service, std::future::pending()));
+///     nodes.push((pool, node));
+/// }
+///
+/// let (pool, node) = &nodes[0];
+/// let colors = node.group("colors").unwrap();
+/// for key in ["red", "green", "blue", "cyan"] {
+///     let value = colors.get(key).await?;
+///     assert_eq!(value.as_str()?, format!("{key} loaded by {}", pool.owner(key)));
+/// }
+/// # Ok(())
+/// # }
+/// ```
 pub struct HttpPool {
     self_url: Arc<str>,
     options: HttpOptions,
@@ -147,6 +191,28 @@ impl HttpPool {
 
     /// Replaces the peer list: the base URLs of every node in the cluster,
     /// this one included. On error the previous list stays in force.
+    ///
+    /// Call it again whenever membership changes (or let
+    /// [`super::discovery`] do it); URLs must be spelled the same on every
+    /// node, without a trailing slash.
+    ///
+    /// ```
+    /// use peercache::http::{HttpOptions, HttpPool, PoolError};
+    ///
+    /// # fn main() -> Result<(), PoolError> {
+    /// let me = "http://10.0.0.1:8080";
+    /// let pool = HttpPool::new(me, HttpOptions::default())?;
+    /// pool.set_peers([me, "http://10.0.0.2:8080", "http://10.0.0.3:8080"])?;
+    /// assert_eq!(pool.peers().len(), 3);
+    /// assert!(pool.owner("some key").starts_with("http://10.0.0."));
+    ///
+    /// // This node must be in the list; the old list stays on error.
+    /// let missing = pool.set_peers(["http://10.0.0.2:8080"]);
+    /// assert!(matches!(missing, Err(PoolError::SelfMissing { .. })));
+    /// assert_eq!(pool.peers().len(), 3);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn set_peers<I, S>(&self, peers: I) -> Result<(), PoolError>
     where
         I: IntoIterator<Item = S>,
@@ -252,6 +318,20 @@ impl HttpPool {
     }
 
     /// Each member's state, in list order: this node, then up or down peers.
+    ///
+    /// ```
+    /// use peercache::health::PeerState;
+    /// use peercache::http::{HttpOptions, HttpPool};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let me = "http://10.0.0.1:8080";
+    /// let pool = HttpPool::new(me, HttpOptions::default())?;
+    /// pool.set_peers([me, "http://10.0.0.2:8080"])?;
+    /// let states: Vec<PeerState> = pool.peer_status().iter().map(|s| s.state).collect();
+    /// assert_eq!(states, [PeerState::Myself, PeerState::Up]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn peer_status(&self) -> Vec<PeerStatus> {
         let state = self.state.load();
         state

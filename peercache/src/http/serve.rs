@@ -8,7 +8,7 @@
 //! around them: a [`Guard`] in front of the service; a cap on open
 //! connections (at the cap, new ones wait in the kernel's backlog); the
 //! protocol detected within the header-read timeout and writes that stall
-//! closed ([`super::conn`]); hyper's header-read timeout, HTTP/2 stream limit
+//! closed (`super::conn`); hyper's header-read timeout, HTTP/2 stream limit
 //! and pings set from the limits; accept errors (out of file descriptors)
 //! retried instead of ending the server; and a shutdown that finishes the
 //! requests in flight.
@@ -55,6 +55,9 @@ pub async fn serve(listener: TcpListener, node: crate::Node) -> io::Result<()> {
 /// Serves `service` on `listener` (HTTP/1.1 and h2c) with default
 /// [`ServerLimits`] until `shutdown` completes, then stops accepting and
 /// waits for the requests in flight (at most [`SHUTDOWN_GRACE`]).
+///
+/// See [`super::HttpPool`] for a whole cluster; in a program, the shutdown
+/// is typically `tokio::signal::ctrl_c()` mapped to `()`.
 pub async fn serve_with_shutdown(
     listener: TcpListener,
     service: PeerService,
@@ -66,6 +69,39 @@ pub async fn serve_with_shutdown(
 }
 
 /// A server with limits; see the module documentation.
+///
+/// It serves until its shutdown future completes, then finishes the
+/// requests in flight:
+///
+/// ```
+/// use peercache::http::{PeerService, Server, ServerLimits};
+/// use peercache::Node;
+/// use std::time::Duration;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let limits = ServerLimits {
+///     max_concurrent_requests: 1024,
+///     header_read_timeout: Duration::from_secs(5),
+///     ..ServerLimits::default()
+/// };
+/// let server = Server::new(limits)?;
+/// let refusals = server.counters(); // for a stats page
+///
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+/// let service = PeerService::new(Node::new());
+/// let running = tokio::spawn(server.serve(listener, service, async {
+///     let _ = stopped.await;
+/// }));
+///
+/// // ... later, e.g. on SIGTERM:
+/// stop.send(()).unwrap();
+/// running.await.expect("the server task")?;
+/// assert_eq!(refusals.snapshot().shed, 0);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct Server {
     limits: ServerLimits,

@@ -1,7 +1,7 @@
 //! The server side: answers peers' requests for keys this node owns.
 //!
 //! [`PeerService`] is a `tower::Service` and a `hyper::service::Service` at
-//! once, so it can be served alone ([`super::serve`]), mounted in an axum or
+//! once, so it can be served alone ([`super::serve()`]), mounted in an axum or
 //! hyper application, or wrapped in tower middleware.
 //!
 //! Answers, as Go peers expect them:
@@ -70,6 +70,50 @@ const ALLOWED: &str = "GET, HEAD, PUT, DELETE, POST";
 /// It reads the whole request path, base path included: mount it at
 /// `<base path>{*rest}` (axum's `route_service`), not with a router that
 /// strips the prefix (axum's `nest_service`).
+///
+/// It answers any `http::Request`, so it can be called directly:
+///
+/// ```
+/// use bytes::Bytes;
+/// use http_body_util::{BodyExt, Empty};
+/// use peercache::http::PeerService;
+/// use peercache::proto::GetResponse;
+/// use peercache::{loader_fn, Node};
+/// use prost::Message;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let node = Node::new();
+/// node.new_group("colors", 1 << 20, loader_fn(|key: String| async move { Ok(format!("#{key}")) }))?;
+/// let service = PeerService::new(node);
+///
+/// // What another node sends for the key "red" of the group "colors".
+/// let request = http::Request::get("/_groupcache/colors/red").body(Empty::<Bytes>::new())?;
+/// let response = service.answer(request).await?;
+/// assert_eq!(response.status(), 200);
+/// let body = response.into_body().collect().await?.to_bytes();
+/// assert_eq!(GetResponse::decode(body)?.value.unwrap(), "#red");
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Mounted beside an application's routes in axum (serve the router with
+/// [`super::Server`] to keep its limits):
+///
+/// ```
+/// use peercache::http::{HttpOptions, HttpPool, DEFAULT_BASE_PATH};
+/// use peercache::Node;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let pool = HttpPool::new("http://10.0.0.1:8080", HttpOptions::default())?;
+/// let node = Node::with_picker(pool.clone());
+/// let app: axum::Router = axum::Router::new()
+///     .route("/healthz", axum::routing::get(|| async { "ok" }))
+///     .route_service(&format!("{DEFAULT_BASE_PATH}{{*rest}}"), pool.service(node));
+/// # let _ = app;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct PeerService {
     inner: Arc<ServiceInner>,

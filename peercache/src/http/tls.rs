@@ -63,6 +63,7 @@ const HTTP1: &[u8] = b"http/1.1";
 /// Why a TLS configuration could not be built. Each names the file (or
 /// `in-memory PEM`) and what it was for.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TlsError {
     /// The file could not be read.
     #[error("cannot read the {what} {source_name}: {error}")]

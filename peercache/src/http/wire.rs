@@ -45,6 +45,13 @@ pub fn escape(part: &str) -> impl fmt::Display + '_ {
 
 /// The URL of `key` in `group` at the peer whose base URL is `base_url`:
 /// `<base_url><base_path><escape(group)>/<escape(key)>`, as Go builds it.
+///
+/// ```
+/// use peercache::http::wire::{peer_url, DEFAULT_BASE_PATH};
+///
+/// let url = peer_url("http://10.0.0.2:8080", DEFAULT_BASE_PATH, "pages", "docs/a b+c");
+/// assert_eq!(url, "http://10.0.0.2:8080/_groupcache/pages/docs%2Fa%20b%2Bc");
+/// ```
 pub fn peer_url(base_url: &str, base_path: &str, group: &str, key: &str) -> String {
     format!("{base_url}{base_path}{}/{}", escape(group), escape(key))
 }
@@ -100,6 +107,19 @@ pub struct PeerPath<'a> {
 }
 
 /// Splits and decodes a request path (without query) of the peer endpoint.
+///
+/// ```
+/// use peercache::http::wire::{parse_peer_path, PathError, PlusInPath, DEFAULT_BASE_PATH};
+///
+/// // The group ends at the first '/'; a key may contain more.
+/// let parsed = parse_peer_path("/_groupcache/pages/docs/a+b", DEFAULT_BASE_PATH, PlusInPath::Space).unwrap();
+/// assert_eq!((&*parsed.group, &*parsed.key), ("pages", "docs/a b")); // golang's '+' is a space
+/// let parsed = parse_peer_path("/_groupcache/pages/a+b", DEFAULT_BASE_PATH, PlusInPath::Literal).unwrap();
+/// assert_eq!(parsed.key, "a+b"); // mailgun's '+' is a plus
+///
+/// let bad = parse_peer_path("/_groupcache/pages/%zz", DEFAULT_BASE_PATH, PlusInPath::Space);
+/// assert!(matches!(bad, Err(PathError::BadEscape { part: "key", .. })));
+/// ```
 pub fn parse_peer_path<'a>(
     path: &'a str,
     base_path: &str,
