@@ -73,8 +73,9 @@ pub struct Args {
     #[arg(long, default_value = DEFAULT_BASE_PATH)]
     pub base_path: String,
 
-    /// Keep values fetched from peers in the hot cache: never, always, or
-    /// one-in-N [default: one-in-10 with golang, always with mailgun]
+    /// Keep values fetched from peers in the hot cache: frequent (by how
+    /// often the key is asked), never, always, or one-in-N (golang's is
+    /// one-in-10) [default: frequent with golang, always with mailgun]
     #[arg(long, value_name = "POLICY", value_parser = parse_hot_cache)]
     pub hot_cache: Option<HotCachePolicy>,
 
@@ -371,9 +372,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("{text:?} must be a positive duration"))
 }
 
-/// `never`, `always`, `one-in-N`.
+/// `frequent`, `never`, `always`, `one-in-N`.
 pub fn parse_hot_cache(text: &str) -> Result<HotCachePolicy, String> {
     match text {
+        "frequent" => Ok(HotCachePolicy::Frequent),
         "never" => Ok(HotCachePolicy::Never),
         "always" => Ok(HotCachePolicy::Always),
         _ => text
@@ -381,7 +383,9 @@ pub fn parse_hot_cache(text: &str) -> Result<HotCachePolicy, String> {
             .and_then(|n| n.parse().ok())
             .filter(|n| *n > 0)
             .map(HotCachePolicy::OneIn)
-            .ok_or_else(|| format!("{text:?} is not a policy: use never, always or one-in-N")),
+            .ok_or_else(|| {
+                format!("{text:?} is not a policy: use frequent, never, always or one-in-N")
+            }),
     }
 }
 
@@ -413,6 +417,7 @@ mod tests {
     fn hot_cache_policies() {
         assert_eq!(parse_hot_cache("one-in-4"), Ok(HotCachePolicy::OneIn(4)));
         assert_eq!(parse_hot_cache("never"), Ok(HotCachePolicy::Never));
+        assert_eq!(parse_hot_cache("frequent"), Ok(HotCachePolicy::Frequent));
         assert!(parse_hot_cache("one-in-0").is_err());
         assert!(parse_hot_cache("sometimes").is_err());
     }

@@ -37,7 +37,7 @@
 //! counters live under the same lock, so a hit costs one lock and no atomic
 //! read-modify-write.
 
-use crate::cache::{Cache, CacheKind};
+use crate::cache::{cost, Cache, CacheKind};
 use crate::clock::Clock;
 use crate::error::{Error, PeerFailure};
 use crate::fence::Fences;
@@ -100,20 +100,32 @@ pub enum HotCachePolicy {
     /// only keys fetched often end up mirrored). `OneIn(1)` is always,
     /// `OneIn(0)` never.
     OneIn(u32),
+    /// By how often the key is asked (the default): a fetched value is
+    /// mirrored at once while the budget has room for it, and under
+    /// pressure only if its key was asked more often recently than the hot
+    /// entry it would evict. The group counts the asks of keys it does not
+    /// own in a small sketch (16 KiB). A popular key crosses the network
+    /// once instead of about ten times, and a key asked once cannot push a
+    /// popular one out. Go's protocol carries a `minute_qps` field for this
+    /// decision that golang/groupcache never used; this policy needs no
+    /// help from the owner.
+    Frequent,
 }
 
 impl Default for HotCachePolicy {
-    /// golang/groupcache's policy: one fetch in ten.
+    /// [`HotCachePolicy::Frequent`].
     fn default() -> Self {
-        HotCachePolicy::OneIn(10)
+        HotCachePolicy::Frequent
     }
 }
 
 impl HotCachePolicy {
+    /// Whether a fetched value may go to the hot cache at all; `Frequent`
+    /// decides in the cache, with the counts ([`Cache::admits_hot`]).
     fn admits(self) -> bool {
         match self {
             HotCachePolicy::Never | HotCachePolicy::OneIn(0) => false,
-            HotCachePolicy::Always | HotCachePolicy::OneIn(1) => true,
+            HotCachePolicy::Always | HotCachePolicy::OneIn(1) | HotCachePolicy::Frequent => true,
             HotCachePolicy::OneIn(n) => fastrand::u32(..n) == 0,
         }
     }
@@ -211,7 +223,13 @@ impl Group {
             load_timeout: settings.load_timeout,
             key_in_traces: settings.key_in_traces,
             cache: Mutex::new(Guarded {
-                cache: Cache::new(settings.cache_bytes),
+                cache: {
+                    let mut cache = Cache::new(settings.cache_bytes);
+                    if settings.hot_cache == HotCachePolicy::Frequent {
+                        cache.count_requests();
+                    }
+                    cache
+                },
                 fences: Fences::new(),
                 gets: 0,
                 cache_hits: 0,
@@ -756,6 +774,9 @@ impl Inner {
         }
         let expiry = value.expiry_unix_nanos();
         if expiry != 0 && expiry <= now {
+            return;
+        }
+        if kind == CacheKind::Hot && !guarded.cache.admits_hot(key, cost(key, value)) {
             return;
         }
         guarded.cache.insert(kind, key, value.clone());

@@ -222,7 +222,7 @@ impl Node {
 /// let users = node
 ///     .group_builder("users")
 ///     .cache_bytes(32 << 20)                   // default 64 MiB, shared by main and hot caches
-///     .hot_cache(HotCachePolicy::Always)       // default: the picker's (golang's one in ten)
+///     .hot_cache(HotCachePolicy::Always)       // default: the picker's (Frequent)
 ///     .ttl(Duration::from_secs(60))            // default: values never expire
 ///     .load_timeout(Duration::from_secs(2))    // default: no limit
 ///     .key_in_traces(KeyInTraces::Hashed)      // default: keys as they are

@@ -149,7 +149,7 @@ pub trait PeerPicker: Send + Sync + 'static {
 
     /// The hot-cache policy of groups built on a node with this picker, when
     /// the group does not set one ([`crate::GroupBuilder::hot_cache`]).
-    /// Default: golang's one in ten.
+    /// Default: [`HotCachePolicy::Frequent`].
     fn hot_cache_policy(&self) -> HotCachePolicy {
         HotCachePolicy::default()
     }

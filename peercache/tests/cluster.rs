@@ -175,8 +175,8 @@ async fn hot_cache_never_fetches_every_time() {
 }
 
 #[tokio::test]
-async fn golang_default_mirrors_about_one_fetch_in_ten() {
-    let cluster = Cluster::new(HotCachePolicy::default());
+async fn one_in_ten_mirrors_about_one_fetch_in_ten_as_golang() {
+    let cluster = Cluster::new(HotCachePolicy::OneIn(10));
     let a = &cluster.groups["node-a"];
     let mut fetched = 0;
     for i in 0..2000 {
@@ -193,6 +193,26 @@ async fn golang_default_mirrors_about_one_fetch_in_ten() {
         (expected * 0.5..expected * 1.5).contains(&hot),
         "{hot} hot items for {fetched} fetches"
     );
+}
+
+#[tokio::test]
+async fn the_default_mirrors_a_fetched_key_at_once_while_the_budget_has_room() {
+    assert_eq!(HotCachePolicy::default(), HotCachePolicy::Frequent);
+    let cluster = Cluster::new(HotCachePolicy::default());
+    let a = &cluster.groups["node-a"];
+    let remote: Vec<String> = (0..200)
+        .map(|i| format!("key-{i}"))
+        .filter(|k| cluster.ring.owner(k) != Some("node-a"))
+        .collect();
+    for key in &remote {
+        a.get(key).await.unwrap();
+        a.get(key).await.unwrap();
+    }
+    let stats = a.stats();
+    // One fetch per key: each second get is a hot hit.
+    assert_eq!(stats.peer_loads, remote.len() as u64);
+    assert_eq!(stats.hot_cache.items, remote.len() as u64);
+    assert_eq!(stats.hot_cache.hits, remote.len() as u64);
 }
 
 /// Loader that only returns once both nodes' loaders are running at once.

@@ -120,6 +120,14 @@ impl Lru {
         Some(self.release(slot))
     }
 
+    /// The least recently used key: the next to be evicted.
+    pub(crate) fn oldest_key(&self) -> Option<&str> {
+        match self.slots.get(self.oldest) {
+            Some(slot) => slot.entry.as_ref().map(|(key, _)| &**key),
+            None => None,
+        }
+    }
+
     /// Removes and returns the least recently used entry.
     pub(crate) fn pop_oldest(&mut self) -> Option<(Arc<str>, Value)> {
         if self.oldest == NIL {

@@ -38,11 +38,20 @@
 //! 321); plan for `budget + entries × 320 bytes` (384 with a TTL) plus the
 //! process's own memory. BENCHMARKS.md ("Memory") has a cluster's figures.
 //!
+//! With [`Cache::count_requests`], the cache also counts how often keys
+//! missing from main are asked (hot hits and misses, in a small sketch:
+//! `sketch.rs`) and [`Cache::admits_hot`] decides by those counts whether a
+//! value fetched from its owner is worth a place in the hot cache
+//! ([`crate::HotCachePolicy::Frequent`]).
+//!
 //! No cache crate offers this shared-budget rule with exact accounting (moka's
 //! weights are approximate, quick_cache splits the budget per shard), hence
 //! the hand-written `lru` list.
 
 mod lru;
+mod sketch;
+
+pub(crate) use lru::cost;
 
 use crate::Value;
 use serde::{Deserialize, Serialize};
@@ -240,6 +249,8 @@ pub struct Cache {
     budget: u64,
     main: Part,
     hot: Part,
+    /// Request counts of keys missing from main, when counting is on.
+    sketch: Option<Box<sketch::Sketch>>,
 }
 
 impl Cache {
@@ -249,6 +260,33 @@ impl Cache {
             budget,
             main: Part::new(),
             hot: Part::new(),
+            sketch: None,
+        }
+    }
+
+    /// Counts, from now on, how often each key missing from main is asked,
+    /// for [`Cache::admits_hot`] (a fixed 16 KiB sketch per cache).
+    pub fn count_requests(&mut self) {
+        self.sketch
+            .get_or_insert_with(|| Box::new(sketch::Sketch::new()));
+    }
+
+    /// Whether a value of `cost` bytes fetched for `key` should go into the
+    /// hot cache: always while the budget has room for it or while the hot
+    /// cache is small enough that main would pay for it (groupcache's
+    /// eviction rule), else only if `key` was asked more often recently than
+    /// the hot entry it would evict. Without [`Cache::count_requests`],
+    /// always.
+    pub fn admits_hot(&self, key: &str, cost: u64) -> bool {
+        let Some(sketch) = &self.sketch else {
+            return true;
+        };
+        if self.bytes() + cost <= self.budget || self.hot.lru.bytes() <= self.main.lru.bytes() / 8 {
+            return true;
+        }
+        match self.hot.lru.oldest_key() {
+            Some(victim) => sketch.estimate(key) > sketch.estimate(victim),
+            None => true,
         }
     }
 
@@ -274,6 +312,9 @@ impl Cache {
     pub fn get_unexpired(&mut self, key: &str, now: &dyn Fn() -> i64) -> Option<Value> {
         if let Some(value) = self.main.get(key, now) {
             return Some(value);
+        }
+        if let Some(sketch) = &mut self.sketch {
+            sketch.record(key);
         }
         // A key lives in one cache only: found expired in main, it is not in hot.
         self.hot.get(key, now)
@@ -374,6 +415,35 @@ mod tests {
 
     fn v(n: usize) -> Value {
         Value::new(vec![b'v'; n])
+    }
+
+    #[test]
+    fn hot_admission_by_counts_spares_popular_entries_under_pressure() {
+        let mut cache = Cache::new(1000);
+        // Without counting, everything is admitted.
+        assert!(cache.admits_hot("x", 10_000));
+        cache.count_requests();
+        cache.insert(CacheKind::Main, "m", v(790)); // 791 bytes
+        // Room left: admitted whatever its count.
+        assert!(cache.admits_hot("small", 100));
+        cache.insert(CacheKind::Hot, "h1", v(98)); // 100 bytes: hot > main/8
+        for _ in 0..5 {
+            assert!(cache.get("h1").is_some()); // counted: not in main
+        }
+        assert!(cache.get("new").is_none());
+        // Over budget and hot past main/8: "new" (asked once) would evict
+        // "h1" (asked five times): refused.
+        assert!(!cache.admits_hot("new", 200));
+        for _ in 0..6 {
+            assert!(cache.get("new").is_none());
+        }
+        assert!(cache.admits_hot("new", 200));
+        // Main hits are not counted.
+        for _ in 0..50 {
+            assert!(cache.get("m").is_some());
+        }
+        let sketch = cache.sketch.as_ref().unwrap();
+        assert_eq!(sketch.estimate("m"), 0);
     }
 
     #[test]

@@ -62,8 +62,9 @@ pub struct HttpOptions {
     /// Points per peer on the ring (default 50, as both Go families). Must
     /// match the other nodes'.
     pub replicas: usize,
-    /// Hot-cache policy of groups that do not set their own (default: one in
-    /// ten, as golang; mailgun mirrors always).
+    /// Hot-cache policy of groups that do not set their own (default:
+    /// [`HotCachePolicy::Frequent`], by how often keys are asked; golang
+    /// mirrors one fetch in ten, mailgun always).
     pub hot_cache: HotCachePolicy,
     /// What a raw `+` in a peer request path means. `None` (the default)
     /// follows the hash mode: golang clients mean a space, mailgun clients a
