@@ -12,7 +12,8 @@ use peercache::ring::{HashMode, Ring};
 use peercache::{loader_fn, LoadError, Node};
 use std::collections::HashMap;
 use std::hint::black_box;
-use std::sync::Mutex;
+use std::sync::{Barrier, Mutex};
+use std::time::{Duration, Instant};
 
 fn get_hit(c: &mut Criterion) {
     let node = Node::new();
@@ -39,6 +40,20 @@ fn get_hit(c: &mut Criterion) {
         })
     });
 
+    // Two threads hitting the same key at once: wall time per get, as Go's
+    // b.RunParallel with -cpu 2 reports it.
+    c.bench_function("group_get_hit_2threads", |b| {
+        b.iter_custom(|iters| {
+            on_two_threads(iters, || {
+                group
+                    .get(black_box("some-key"))
+                    .now_or_never()
+                    .unwrap()
+                    .unwrap()
+            })
+        })
+    });
+
     let floor: Mutex<HashMap<String, Bytes>> = Mutex::new(HashMap::from([(
         "some-key".to_owned(),
         Bytes::from(vec![b'v'; 100]),
@@ -53,6 +68,41 @@ fn get_hit(c: &mut Criterion) {
                 .unwrap()
         })
     });
+
+    c.bench_function("floor_locked_hashmap_get_2threads", |b| {
+        b.iter_custom(|iters| {
+            on_two_threads(iters, || {
+                floor
+                    .lock()
+                    .unwrap()
+                    .get(black_box("some-key"))
+                    .cloned()
+                    .unwrap()
+            })
+        })
+    });
+}
+
+/// Runs `op` `iters` times split over two threads started together; the
+/// wall time they took.
+fn on_two_threads<T>(iters: u64, op: impl Fn() -> T + Sync) -> Duration {
+    let per_thread = iters.div_ceil(2);
+    let start = Barrier::new(3);
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| {
+                start.wait();
+                for _ in 0..per_thread {
+                    black_box(op());
+                }
+            });
+        }
+        start.wait();
+        let began = Instant::now();
+        // The scope joins both threads before returning.
+        began
+    })
+    .elapsed()
 }
 
 fn get_miss(c: &mut Criterion) {

@@ -98,3 +98,44 @@ func BenchmarkRingOwner(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkGroupGetHitParallel is the hit on two goroutines at once (run
+// with -cpu 2): wall time per get, like peercache's group_get_hit_2threads.
+func BenchmarkGroupGetHitParallel(b *testing.B) {
+	hitOnce.Do(func() {
+		hitGroup = groupcache.NewGroup("hit", 64<<20, groupcache.GetterFunc(
+			func(_ context.Context, key string, dest groupcache.Sink) error {
+				return dest.SetBytes(value100)
+			}))
+	})
+	g := hitGroup
+	ctx := context.Background()
+	var warm groupcache.ByteView
+	if err := g.Get(ctx, "some-key", groupcache.ByteViewSink(&warm)); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		var v groupcache.ByteView
+		for pb.Next() {
+			if err := g.Get(ctx, "some-key", groupcache.ByteViewSink(&v)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkFloorLockedMapGetParallel is the locked map on two goroutines.
+func BenchmarkFloorLockedMapGetParallel(b *testing.B) {
+	var mu sync.Mutex
+	m := map[string][]byte{"some-key": value100}
+	b.RunParallel(func(pb *testing.PB) {
+		var sink []byte
+		for pb.Next() {
+			mu.Lock()
+			sink = m["some-key"]
+			mu.Unlock()
+		}
+		_ = sink
+	})
+}
