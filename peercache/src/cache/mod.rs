@@ -423,8 +423,8 @@ mod tests {
         // Without counting, everything is admitted.
         assert!(cache.admits_hot("x", 10_000));
         cache.count_requests();
-        cache.insert(CacheKind::Main, "m", v(790)); // 791 bytes
-        // Room left: admitted whatever its count.
+        // 791 bytes in main; room left: admitted whatever its count.
+        cache.insert(CacheKind::Main, "m", v(790));
         assert!(cache.admits_hot("small", 100));
         cache.insert(CacheKind::Hot, "h1", v(98)); // 100 bytes: hot > main/8
         for _ in 0..5 {
