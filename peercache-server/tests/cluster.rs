@@ -113,8 +113,11 @@ fn three_nodes_load_each_colour_once_and_survive_a_killed_node() {
     stop.store(true, Ordering::SeqCst);
     let requests = stream.join().expect("a request failed after the kill");
     assert!(requests >= 4 * 2 * colors.len());
-    // Colours owned by the dead node were loaded locally after a refused
-    // connection (those not already in a hot cache).
+    // Colours owned by the dead node are served from the hot caches (the
+    // default policy mirrored each at its first fetch, the budget having
+    // room) or loaded locally after a refused connection: at most two
+    // failed fetches per colour. The failure path itself is tested in
+    // lifecycle.rs.
     let owned_by_dead = colors
         .iter()
         .filter(|(name, _)| ring.owner(name) == Some(&nodes[2].url))
@@ -123,10 +126,7 @@ fn three_nodes_load_each_colour_once_and_survive_a_killed_node() {
         .iter()
         .map(|a| colors_stats(*a)["peer_errors"].as_u64().unwrap())
         .sum();
-    assert!(
-        errors > 0 && errors <= 2 * owned_by_dead as u64,
-        "peer errors {errors}"
-    );
+    assert!(errors <= 2 * owned_by_dead as u64, "peer errors {errors}");
 }
 
 #[test]
