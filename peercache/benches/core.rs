@@ -58,28 +58,17 @@ fn get_hit(c: &mut Criterion) {
         "some-key".to_owned(),
         Bytes::from(vec![b'v'; 100]),
     )]));
-    c.bench_function("floor_locked_hashmap_get", |b| {
-        b.iter(|| {
-            floor
-                .lock()
-                .unwrap()
-                .get(black_box("some-key"))
-                .cloned()
-                .unwrap()
-        })
-    });
-
+    let floor_get = || {
+        floor
+            .lock()
+            .unwrap()
+            .get(black_box("some-key"))
+            .cloned()
+            .unwrap()
+    };
+    c.bench_function("floor_locked_hashmap_get", |b| b.iter(floor_get));
     c.bench_function("floor_locked_hashmap_get_2threads", |b| {
-        b.iter_custom(|iters| {
-            on_two_threads(iters, || {
-                floor
-                    .lock()
-                    .unwrap()
-                    .get(black_box("some-key"))
-                    .cloned()
-                    .unwrap()
-            })
-        })
+        b.iter_custom(|iters| on_two_threads(iters, floor_get))
     });
 }
 

@@ -24,14 +24,19 @@ var (
 	hitGroup, missGroup *groupcache.Group
 )
 
-func BenchmarkGroupGetHit(b *testing.B) {
+// hit is the group of the hit benchmarks, made once.
+func hit() *groupcache.Group {
 	hitOnce.Do(func() {
 		hitGroup = groupcache.NewGroup("hit", 64<<20, groupcache.GetterFunc(
 			func(_ context.Context, key string, dest groupcache.Sink) error {
 				return dest.SetBytes(value100)
 			}))
 	})
-	g := hitGroup
+	return hitGroup
+}
+
+func BenchmarkGroupGetHit(b *testing.B) {
+	g := hit()
 	var v groupcache.ByteView
 	ctx := context.Background()
 	if err := g.Get(ctx, "some-key", groupcache.ByteViewSink(&v)); err != nil {
@@ -102,13 +107,7 @@ func BenchmarkRingOwner(b *testing.B) {
 // BenchmarkGroupGetHitParallel is the hit on two goroutines at once (run
 // with -cpu 2): wall time per get, like peercache's group_get_hit_2threads.
 func BenchmarkGroupGetHitParallel(b *testing.B) {
-	hitOnce.Do(func() {
-		hitGroup = groupcache.NewGroup("hit", 64<<20, groupcache.GetterFunc(
-			func(_ context.Context, key string, dest groupcache.Sink) error {
-				return dest.SetBytes(value100)
-			}))
-	})
-	g := hitGroup
+	g := hit()
 	ctx := context.Background()
 	var warm groupcache.ByteView
 	if err := g.Get(ctx, "some-key", groupcache.ByteViewSink(&warm)); err != nil {
