@@ -31,11 +31,24 @@
 //! on [`Group::stats`], by [`Group::reclaim_expired`], and every second by a
 //! sweeper task when the group is built inside a tokio runtime.
 //!
-//! The cache sits behind a `std::sync::Mutex` because it is locked only for
-//! a look-up or an insert, never across an `.await`: a blocking mutex is
-//! cheaper than tokio's for such short sections. The `gets` and `cache_hits`
-//! counters live under the same lock, so a hit costs one lock and no atomic
-//! read-modify-write.
+//! The cache sits behind a reader-writer lock, held only for a look-up or an
+//! insert, never across an `.await` (a blocking lock is cheaper than tokio's
+//! for such short sections). A hit in the main cache, the common case, takes
+//! only the read side: hits on several threads run at once, and the hit's
+//! recency is recorded and applied at the next change (`cache/recency.rs`),
+//! so the LRU order stays exact. Everything else (hot hits, which also count
+//! the key for [`HotCachePolicy::Frequent`], misses, inserts, changes) takes
+//! the write side. The `gets` and `cache_hits` counters of those live under
+//! the lock; the read-side hits are a per-thread striped counter in the
+//! cache, added in [`Group::stats`].
+//!
+//! The lock is crossbeam's `ShardedLock`: eight `RwLock`s on cache lines of
+//! their own, a reader taking its thread's shard and a writer all eight. A
+//! single `RwLock`'s reader count is one cache line that every hit on every
+//! core writes twice; with two threads hitting, that contention, not the
+//! look-up, was most of the hit (BENCHMARKS.md). Writes cost eight lock
+//! pairs instead of one (about 35 ns here), paid by misses, which cost
+//! microseconds anyway.
 
 use crate::cache::{cost, Cache, CacheKind};
 use crate::clock::Clock;
@@ -47,13 +60,14 @@ use crate::peers::{FetchError, Peer, PeerError, PeerPicker};
 use crate::stats::{bump, Counters, GroupStats};
 use crate::trace::{KeyInTraces, Timed};
 use crate::Value;
+use crossbeam_utils::sync::{ShardedLock, ShardedLockWriteGuard};
 use futures_util::future::join_all;
 use futures_util::FutureExt;
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, PoisonError, Weak};
 use std::time::{Duration, SystemTime};
 use tracing::field::Empty;
 use tracing::Instrument;
@@ -179,7 +193,7 @@ struct Inner {
     ttl: Option<Duration>,
     load_timeout: Option<Duration>,
     key_in_traces: KeyInTraces,
-    cache: Mutex<Guarded>,
+    cache: ShardedLock<Guarded>,
     counters: Counters,
     remote: Flight<Outcome>,
     local: Flight<Outcome>,
@@ -222,7 +236,7 @@ impl Group {
             ttl: settings.ttl,
             load_timeout: settings.load_timeout,
             key_in_traces: settings.key_in_traces,
-            cache: Mutex::new(Guarded {
+            cache: ShardedLock::new(Guarded {
                 cache: {
                     let mut cache = Cache::new(settings.cache_bytes);
                     if settings.hot_cache == HotCachePolicy::Frequent {
@@ -299,7 +313,7 @@ impl Group {
     /// # }
     /// ```
     pub async fn get(&self, key: &str) -> Result<Value, Error> {
-        if let Some(value) = self.inner.lookup(key, true) {
+        if let Some(value) = self.inner.lookup(key) {
             return Ok(value);
         }
         self.inner.miss(key, Route::ViaOwner).await
@@ -311,7 +325,7 @@ impl Group {
     /// it counts `server_requests`.
     pub async fn serve_peer(&self, key: &str) -> Result<Value, Error> {
         bump(&self.inner.counters.server_requests);
-        if let Some(value) = self.inner.lookup(key, true) {
+        if let Some(value) = self.inner.lookup(key) {
             return Ok(value);
         }
         self.inner.miss(key, Route::HereOnly).await
@@ -577,9 +591,10 @@ impl Group {
     pub fn stats(&self) -> GroupStats {
         self.inner.reclaim_expired();
         let guarded = self.inner.lock_cache();
+        let shared_hits = guarded.cache.shared_hits();
         let mut stats = self.inner.counters.snapshot(
             &self.inner.name,
-            [guarded.gets, guarded.cache_hits],
+            [guarded.gets + shared_hits, guarded.cache_hits + shared_hits],
             [
                 guarded.cache.stats(CacheKind::Main),
                 guarded.cache.stats(CacheKind::Hot),
@@ -605,11 +620,14 @@ impl Group {
     /// # }
     /// ```
     pub fn cached_keys(&self, kind: CacheKind) -> Vec<String> {
-        self.inner.lock_cache().cache.keys(kind)
+        let mut guarded = self.inner.lock_cache();
+        guarded.cache.replay_hits();
+        guarded.cache.keys(kind)
     }
 }
 
-/// The cache, its fences and the counters every get bumps, under one lock.
+/// The cache, its fences and the counters of gets and hits served with the
+/// write lock, under one lock.
 struct Guarded {
     cache: Cache,
     fences: Fences,
@@ -722,17 +740,25 @@ enum Route {
 }
 
 impl Inner {
-    fn lock_cache(&self) -> MutexGuard<'_, Guarded> {
+    /// The write side of the cache lock.
+    fn lock_cache(&self) -> ShardedLockWriteGuard<'_, Guarded> {
         // The cache's code does not panic while locked; should a poisoned lock
         // appear anyway, the cache is still consistent and keeps its data.
-        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
+        self.cache.write().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Looks the key up in main, then hot; counts a hit, and a get when
-    /// `is_get` (a load's re-check of the cache is not a new get).
-    fn lookup(&self, key: &str, is_get: bool) -> Option<Value> {
+    /// A get's look-up: a main hit under the read lock, else main then hot
+    /// under the write lock. Counts the get, and the hit if there is one.
+    fn lookup(&self, key: &str) -> Option<Value> {
+        let now = || self.clock.now_unix_nanos();
+        {
+            let shared = self.cache.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(value) = shared.cache.get_main_shared(key, &now) {
+                return Some(value);
+            }
+        }
         let mut guarded = self.lock_cache();
-        self.lookup_locked(&mut guarded, key, is_get)
+        self.lookup_locked(&mut guarded, key, true)
     }
 
     fn lookup_locked(&self, guarded: &mut Guarded, key: &str, is_get: bool) -> Option<Value> {

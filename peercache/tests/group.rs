@@ -236,6 +236,81 @@ async fn a_flood_past_the_budget_evicts_and_evicted_keys_load_again() {
 }
 
 #[tokio::test]
+async fn hits_keep_the_lru_order_exact_and_eviction_follows_it() {
+    let node = Node::new();
+    let source = Source::default();
+    // 23 bytes per entry (see above): room for 3.
+    let group = node.new_group("g", 23 * 3, source.clone()).unwrap();
+    for key in ["key-000", "key-001", "key-002"] {
+        group.get(key).await.unwrap();
+    }
+    // Hits are served under the read lock; their recency is applied later,
+    // but in order: the oldest key is now key-001.
+    group.get("key-000").await.unwrap();
+    group.get("key-001").await.unwrap();
+    group.get("key-000").await.unwrap();
+    assert_eq!(
+        group.cached_keys(CacheKind::Main),
+        ["key-000", "key-001", "key-002"]
+    );
+    group.get("key-003").await.unwrap();
+    assert_eq!(
+        group.cached_keys(CacheKind::Main),
+        ["key-003", "key-000", "key-001"],
+        "the least recently hit key is the one evicted"
+    );
+    // More hits than the recency log holds (256) between two changes: the
+    // ones past its end take the write lock, and none is lost.
+    for round in 0..300 {
+        let key = ["key-000", "key-001", "key-003"][round % 3];
+        group.get(key).await.unwrap();
+    }
+    assert_eq!(
+        group.cached_keys(CacheKind::Main),
+        ["key-003", "key-001", "key-000"]
+    );
+    let stats = group.stats();
+    assert_eq!((stats.gets, stats.cache_hits), (307, 303));
+    // Main is also asked once more by each of the 4 loads (their re-check).
+    assert_eq!((stats.main_cache.gets, stats.main_cache.hits), (311, 303));
+    assert_eq!(source.calls(), 4);
+}
+
+#[test]
+fn hits_on_many_threads_are_all_counted() {
+    let node = Node::new();
+    let source = Source::default();
+    let group = node.new_group("g", 1 << 20, source.clone()).unwrap();
+    let keys: Vec<String> = (0..20).map(|i| format!("key-{i:03}")).collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    for key in &keys {
+        runtime.block_on(group.get(key)).unwrap();
+    }
+    std::thread::scope(|scope| {
+        for t in 0..4 {
+            let (group, keys) = (&group, &keys);
+            scope.spawn(move || {
+                for i in 0..5_000 {
+                    let key = &keys[(i * 7 + t) % keys.len()];
+                    let value = futures_util::FutureExt::now_or_never(group.get(key))
+                        .expect("a hit never waits")
+                        .unwrap();
+                    assert_eq!(value.as_str().unwrap(), format!("value of {key}"));
+                }
+            });
+        }
+    });
+    let stats = group.stats();
+    assert_eq!(stats.gets, 20 + 4 * 5_000);
+    assert_eq!(stats.cache_hits, 4 * 5_000);
+    assert_eq!(stats.main_cache.hits, 4 * 5_000);
+    assert_eq!(source.calls(), 20);
+    assert_eq!(group.cached_keys(CacheKind::Main).len(), 20);
+}
+
+#[tokio::test]
 async fn zero_budget_disables_caching() {
     let node = Node::new();
     let source = Source::default();

@@ -74,6 +74,19 @@ impl Lru {
         self.slots[slot].entry.as_ref().map(|(_, v)| v)
     }
 
+    /// Looks a key up without changing the order: its slot (for
+    /// [`Lru::touch`]) and value.
+    pub(crate) fn peek(&self, key: &str) -> Option<(usize, &Value)> {
+        let slot = *self.index.get(key)?;
+        let (_, value) = self.slots[slot].entry.as_ref()?;
+        Some((slot, value))
+    }
+
+    /// True if `slot` holds the most recently used entry.
+    pub(crate) fn is_newest(&self, slot: usize) -> bool {
+        self.newest == slot
+    }
+
     /// True if the key is present; does not change the order.
     pub(crate) fn contains(&self, key: &str) -> bool {
         self.index.contains_key(key)
@@ -170,8 +183,11 @@ impl Lru {
         entry
     }
 
-    fn touch(&mut self, slot: usize) {
-        if self.newest != slot {
+    /// Marks the entry in `slot` most recently used; a free or unknown slot
+    /// is left alone.
+    pub(crate) fn touch(&mut self, slot: usize) {
+        let full = self.slots.get(slot).is_some_and(|s| s.entry.is_some());
+        if full && self.newest != slot {
             self.unlink(slot);
             self.link_newest(slot);
         }

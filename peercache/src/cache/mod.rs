@@ -49,7 +49,9 @@
 //! the hand-written `lru` list.
 
 mod lru;
+mod recency;
 mod sketch;
+mod striped;
 
 pub(crate) use lru::cost;
 
@@ -251,6 +253,10 @@ pub struct Cache {
     hot: Part,
     /// Request counts of keys missing from main, when counting is on.
     sketch: Option<Box<sketch::Sketch>>,
+    /// Main slots hit under shared access, not yet moved to the front.
+    recency: recency::RecencyLog,
+    /// Main hits served under shared access (each also a get of main).
+    shared_hits: striped::StripedCounter,
 }
 
 impl Cache {
@@ -261,6 +267,8 @@ impl Cache {
             main: Part::new(),
             hot: Part::new(),
             sketch: None,
+            recency: recency::RecencyLog::new(),
+            shared_hits: striped::StripedCounter::new(),
         }
     }
 
@@ -306,10 +314,50 @@ impl Cache {
         self.get_unexpired(key, &|| i64::MIN)
     }
 
+    /// A main-cache hit served with shared access only, so that hits on
+    /// several threads can run at once under a read lock (the group's hot
+    /// path). Counts a get and a hit of main and records the entry's recency
+    /// (`recency.rs`), applied before the next change. `None` means "ask
+    /// [`Cache::get_unexpired`] with exclusive access": the key is not in
+    /// main, its entry expired, or the recency log is full. Counts nothing
+    /// then.
+    pub(crate) fn get_main_shared(&self, key: &str, now: &dyn Fn() -> i64) -> Option<Value> {
+        let (slot, value) = self.main.lru.peek(key)?;
+        let expiry = value.expiry_unix_nanos();
+        if expiry != 0 && now() >= expiry {
+            return None;
+        }
+        // The newest entry needs no record, unless earlier records make the
+        // list's order stale.
+        let unchanged = self.main.lru.is_newest(slot) && self.recency.is_idle();
+        if !unchanged && !self.recency.record(slot) {
+            return None;
+        }
+        self.shared_hits.bump();
+        Some(value.clone())
+    }
+
+    /// Main hits served by [`Cache::get_main_shared`] so far (they are
+    /// included in main's gets and hits in [`Cache::stats`]).
+    pub(crate) fn shared_hits(&self) -> u64 {
+        self.shared_hits.sum()
+    }
+
+    /// Applies the recency of the hits served with shared access, oldest
+    /// first. Every method taking `&mut self` calls it before anything
+    /// else; call it before [`Cache::keys`] for the exact order.
+    pub(crate) fn replay_hits(&mut self) {
+        if !self.recency.is_empty() {
+            let lru = &mut self.main.lru;
+            self.recency.replay(|slot| lru.touch(slot));
+        }
+    }
+
     /// Like [`Cache::get`], but an entry whose expiry is at or before
     /// `now()` (Unix nanoseconds) is dropped and counted as expired, not as a
     /// hit. `now` is called only for entries that have an expiry.
     pub fn get_unexpired(&mut self, key: &str, now: &dyn Fn() -> i64) -> Option<Value> {
+        self.replay_hits();
         if let Some(value) = self.main.get(key, now) {
             return Some(value);
         }
@@ -325,6 +373,7 @@ impl Cache {
     /// stored: `false` when caching is disabled or the entry alone costs more
     /// than the budget (in which case any older value of the key is removed).
     pub fn insert(&mut self, kind: CacheKind, key: &str, value: Value) -> bool {
+        self.replay_hits();
         let (this, other) = match kind {
             CacheKind::Main => (&mut self.main, &mut self.hot),
             CacheKind::Hot => (&mut self.hot, &mut self.main),
@@ -341,6 +390,7 @@ impl Cache {
 
     /// Removes a key from both caches; returns the value it had, if any.
     pub fn remove(&mut self, key: &str) -> Option<Value> {
+        self.replay_hits();
         let main = self.main.remove(key);
         let hot = self.hot.remove(key);
         main.or(hot)
@@ -350,6 +400,7 @@ impl Cache {
     /// (Unix nanoseconds), giving its bytes back to the budget; returns how
     /// many were dropped.
     pub fn remove_expired(&mut self, now_unix_nanos: i64) -> u64 {
+        self.replay_hits();
         self.main.remove_expired(now_unix_nanos) + self.hot.remove_expired(now_unix_nanos)
     }
 
@@ -369,6 +420,7 @@ impl Cache {
 
     /// Empties both caches. Counters other than bytes and items are kept.
     pub fn clear(&mut self) {
+        self.replay_hits();
         self.main.clear();
         self.hot.clear();
     }
@@ -376,7 +428,13 @@ impl Cache {
     /// The counters of one cache.
     pub fn stats(&self, kind: CacheKind) -> CacheStats {
         match kind {
-            CacheKind::Main => self.main.stats(),
+            CacheKind::Main => {
+                let mut stats = self.main.stats();
+                let shared = self.shared_hits();
+                stats.gets += shared;
+                stats.hits += shared;
+                stats
+            }
             CacheKind::Hot => self.hot.stats(),
         }
     }
