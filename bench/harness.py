@@ -7,6 +7,14 @@ Rust/Go ratios, and writes bench/results/results.json and
 bench/results/summary.png. Called by bench/run, which installs and builds
 what it needs; run it alone only after bench/run has built everything.
 
+A third contestant, groupcache-rs (the crates.io crate `groupcache` 0.3.0,
+a gRPC-based Rust port; node in bench/rs-groupcache/), runs in the cluster,
+peer and storm scenarios in the same rounds (Go, Rust, groupcache-rs, ...)
+when bench/run could build it (target/rs-groupcache/release/rsgcnode);
+--no-groupcache-rs leaves it out. Its medians and its ratio to Go are
+reported next to Rust's (results.json: "groupcache_rs" and
+"groupcache_rs_ratio" in the summary rows, runs[scenario]["groupcache_rs"]).
+
 Scenarios (--only picks some, comma-separated):
   inproc   Group::get of a cached key, 1 and 2 threads, against Go's
            testing.B, and the locked-HashMap floor
@@ -43,7 +51,13 @@ TICKS = os.sysconf("SC_CLK_TCK")
 SIDES = {
     "go": {"node": GO_BIN / "benchnode", "floor": GO_BIN / "floornode"},
     "rust": {"node": BIN / "bench-node", "floor": BIN / "floor"},
+    # The third contestant: the crates.io `groupcache` crate (no floor of its
+    # own: its "node CPU / floor CPU" uses the Rust floor).
+    "groupcache_rs": {"node": ROOT / "target/rs-groupcache/release/rsgcnode"},
 }
+GCRS = "groupcache_rs"
+GCRS_LABEL = "groupcache-rs"
+GCRS_SCENARIOS = ("cluster", "peer", "storm")
 
 
 # ---------------------------------------------------------------- processes
@@ -113,11 +127,28 @@ def start_nodes(side, n, *, cache_bytes=64 << 20, value_size=100, load_delay="0"
             proc = Proc(args, f"{side}-node{i}")
             procs.append(proc)
             wait_ready(urls[i] + "/stats", proc, f"{side} node {i}")
+        if side == GCRS:
+            wait_peers(urls, procs, side)
     except Exception:
         for p in procs:
             p.stop()
         raise
     return urls, procs
+
+
+def wait_peers(urls, procs, what):
+    """groupcache-rs nodes route only to peers they have connected to, and
+    connect in the background as the others come up: wait until every node
+    reports all its peers connected ("peers_ready" in /stats)."""
+    deadline = time.monotonic() + 20
+    for i, (url, proc) in enumerate(zip(urls, procs)):
+        while not stats(url).get("peers_ready"):
+            if proc.p.poll() is not None:
+                raise RuntimeError(f"{what} node {i} exited: see {proc.log.name}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{what} node {i}: peers not connected within 20 s: "
+                                   f"see {proc.log.name}")
+            time.sleep(0.02)
 
 
 def start_floor(side):
@@ -226,7 +257,10 @@ def scenario_peer(side, a):
             [u[0]], duration=a.duration, dist="uniform", keys=100000))
         after = stats(urls[0])
         r["peer_loads"] = after["peer_loads"] - before["peer_loads"]
-        r["hot_hits"] = after["hot_cache"]["hits"] - before["hot_cache"]["hits"]
+        hits_after, hits_before = after["hot_cache"]["hits"], before["hot_cache"]["hits"]
+        # null where a node cannot tell (groupcache-rs with a hot cache on)
+        r["hot_hits"] = None if hits_after is None or hits_before is None \
+            else hits_after - hits_before
         r["time_wait"] = time_wait(ports)
         return r
     finally:
@@ -304,7 +338,7 @@ def scenario_inproc(a):
         subprocess.run(
             ["cargo", "bench", "-p", "peercache", "--bench", "core", "--",
              "--warm-up-time", "1", "--measurement-time", "2",
-             "group_get_hit|floor_locked_hashmap_get"],
+             "^(group_get_hit|group_get_hit_2threads|floor_locked_hashmap_get.*)$"],
             check=True, cwd=ROOT, capture_output=True)
         rust = {}
         for key, crit in rust_ids.items():
@@ -335,6 +369,8 @@ def main():
     ap.add_argument("--duration", default="10s")
     ap.add_argument("--warmup", default="3s")
     ap.add_argument("--only", default="inproc,cluster,peer,storm,memory,hotkeys")
+    ap.add_argument("--no-groupcache-rs", action="store_true",
+                    help="leave out the third contestant (crates.io groupcache) even if built")
     a = ap.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     LOGS.mkdir(parents=True, exist_ok=True)
@@ -351,13 +387,28 @@ def main():
         print("== inproc", flush=True)
         runs["inproc"] = scenario_inproc(a)
     http = [s for s in ("cluster", "peer", "storm", "memory", "hotkeys") if s in only]
+    sides = ["go", "rust"]
+    third = [s for s in http if s in GCRS_SCENARIOS]
+    if third and not a.no_groupcache_rs:
+        if SIDES[GCRS]["node"].exists():
+            sides.append(GCRS)
+        else:
+            print(f"note: {SIDES[GCRS]['node']} not built: running without {GCRS_LABEL}",
+                  file=sys.stderr, flush=True)
+    gcrs_failures = []
     for name in http:
         runs[name] = {"go": [], "rust": []}
+        if GCRS in sides and name in GCRS_SCENARIOS:
+            runs[name][GCRS] = []
         if name == "cluster":
             runs["floor"] = {"go": [], "rust": []}
     for round_no in range(a.rounds):
-        for side in ("go", "rust"):
+        for side in sides:
             for name in http:
+                if side == GCRS:
+                    if name in GCRS_SCENARIOS:
+                        run_gcrs(name, a, round_no, runs, gcrs_failures)
+                    continue
                 print(f"== round {round_no + 1}: {name}, {side}", flush=True)
                 if name == "cluster":
                     runs[name][side].append(scenario_cluster(side, a))
@@ -368,23 +419,47 @@ def main():
                     runs[name][side].append(globals()[f"scenario_{name}"](side, a))
     summary = summarize(runs)
     out = {"machine": machine, "args": vars(a), "runs": runs, "summary": summary}
+    if gcrs_failures:
+        out["groupcache_rs_failures"] = gcrs_failures
     (RESULTS / "results.json").write_text(json.dumps(out, indent=2))
     print_table(summary)
     chart(summary)
 
 
+def run_gcrs(name, a, round_no, runs, failures):
+    """One groupcache-rs run of a scenario; a failure is reported and
+    recorded, and does not stop the Go and Rust runs."""
+    print(f"== round {round_no + 1}: {name}, {GCRS_LABEL}", flush=True)
+    try:
+        if name == "storm":
+            r = scenario_storm(GCRS, a, round_no)
+        else:
+            r = globals()[f"scenario_{name}"](GCRS, a)
+    except Exception as e:  # noqa: BLE001 - the third contestant must not sink the run
+        print(f"warning: {GCRS_LABEL} {name}, round {round_no + 1} failed: {e}",
+              file=sys.stderr, flush=True)
+        failures.append({"scenario": name, "round": round_no + 1, "error": str(e)})
+        return
+    runs[name][GCRS].append(r)
+
+
 def summarize(runs):
-    """One row per figure: Go median, Rust median, ratio, target, verdict."""
+    """One row per figure: Go median, Rust median, ratio, target, verdict;
+    groupcache-rs's median and its ratio to Go where it ran ("groupcache_rs",
+    "groupcache_rs_ratio"; the target and verdict are peercache's)."""
     rows = []
 
-    def row(scenario, metric, go, rust, target=None, better="lower", note=""):
+    def row(scenario, metric, go, rust, target=None, better="lower", note="", gcrs=None):
         rt = ratio(rust, go)
         met = None
         if target is not None and rt is not None:
             met = rt <= target if better == "lower" else rt >= target
         rows.append({"scenario": scenario, "metric": metric, "go": go, "rust": rust,
                      "ratio": rt, "target": target, "better": better, "met": met,
-                     "note": note})
+                     "note": note, GCRS: gcrs, f"{GCRS}_ratio": ratio(gcrs, go)})
+
+    def third(scenario):
+        return runs.get(scenario, {}).get(GCRS, [])
 
     if "inproc" in runs:
         g, r = runs["inproc"]["go"], runs["inproc"]["rust"]
@@ -399,28 +474,37 @@ def summarize(runs):
                          "note": f"floor {fmt(med(r, k), 1)} ns"})
     if "cluster" in runs:
         g, r = runs["cluster"]["go"], runs["cluster"]["rust"]
-        row("cluster", "server CPU µs/request", med(g, "cpu_us_per_req"), med(r, "cpu_us_per_req"), 0.5)
-        row("cluster", "req/s", med(g, "rps"), med(r, "rps"), 1.4, "higher")
-        row("cluster", "p99 µs", med(g, "p99_us"), med(r, "p99_us"), 0.6)
-        row("cluster", "errors", med(g, "errors"), med(r, "errors"), note="target 0")
+        c = third("cluster")
+        row("cluster", "server CPU µs/request", med(g, "cpu_us_per_req"), med(r, "cpu_us_per_req"), 0.5,
+            gcrs=med(c, "cpu_us_per_req"))
+        row("cluster", "req/s", med(g, "rps"), med(r, "rps"), 1.4, "higher", gcrs=med(c, "rps"))
+        row("cluster", "p99 µs", med(g, "p99_us"), med(r, "p99_us"), 0.6, gcrs=med(c, "p99_us"))
+        row("cluster", "errors", med(g, "errors"), med(r, "errors"), note="target 0",
+            gcrs=med(c, "errors"))
         fg, fr = runs["floor"]["go"], runs["floor"]["rust"]
         row("floor", "do-nothing server CPU µs/request", med(fg, "cpu_us_per_req"), med(fr, "cpu_us_per_req"))
         row("floor", "do-nothing server req/s", med(fg, "rps"), med(fr, "rps"), better="higher")
+        # groupcache-rs (hyper under axum) is set against the Rust floor.
         row("floor", "node CPU / floor CPU", ratio(med(g, "cpu_us_per_req"), med(fg, "cpu_us_per_req")),
-            ratio(med(r, "cpu_us_per_req"), med(fr, "cpu_us_per_req")))
+            ratio(med(r, "cpu_us_per_req"), med(fr, "cpu_us_per_req")),
+            gcrs=ratio(med(c, "cpu_us_per_req"), med(fr, "cpu_us_per_req")))
     if "peer" in runs:
         g, r = runs["peer"]["go"], runs["peer"]["rust"]
-        row("peer", "server CPU µs/request", med(g, "cpu_us_per_req"), med(r, "cpu_us_per_req"), 0.5)
-        row("peer", "req/s", med(g, "rps"), med(r, "rps"), 1.4, "higher")
-        row("peer", "peer fetches / request", med_frac(g), med_frac(r))
+        p = third("peer")
+        row("peer", "server CPU µs/request", med(g, "cpu_us_per_req"), med(r, "cpu_us_per_req"), 0.5,
+            gcrs=med(p, "cpu_us_per_req"))
+        row("peer", "req/s", med(g, "rps"), med(r, "rps"), 1.4, "higher", gcrs=med(p, "rps"))
+        row("peer", "peer fetches / request", med_frac(g), med_frac(r), gcrs=med_frac(p))
         row("peer", "TIME_WAIT sockets after the run", med(g, "time_wait"), med(r, "time_wait"),
-            note="target < 100 for Rust")
+            note="target < 100 for Rust", gcrs=med(p, "time_wait"))
     if "storm" in runs:
         g, r = runs["storm"]["go"], runs["storm"]["rust"]
-        row("storm", "loads in the cluster", med(g, "loads"), med(r, "loads"), note="target exactly 1")
+        s = third("storm")
+        row("storm", "loads in the cluster", med(g, "loads"), med(r, "loads"), note="target exactly 1",
+            gcrs=med(s, "loads"))
         row("storm", "slowest request ms", ms(med(g, "max_us")), ms(med(r, "max_us")),
-            note="target ≤ 240 ms")
-        row("storm", "errors", med(g, "errors"), med(r, "errors"))
+            note="target ≤ 240 ms", gcrs=ms(med(s, "max_us")))
+        row("storm", "errors", med(g, "errors"), med(r, "errors"), gcrs=med(s, "errors"))
     if "memory" in runs:
         g, r = runs["memory"]["go"], runs["memory"]["rust"]
         row("memory", "RSS MiB after filling 256 MiB", med(g, "rss_mib"), med(r, "rss_mib"),
@@ -430,6 +514,9 @@ def summarize(runs):
         g, r = runs["hotkeys"]["go"], runs["hotkeys"]["rust"]
         row("hotkeys", "peer fetches per 1,000 requests", med(g, "peer_fetches_per_1000"),
             med(r, "peer_fetches_per_1000"), 0.5)
+    for x in rows:  # the rows written out above (inproc floors) have no third contestant
+        x.setdefault(GCRS, None)
+        x.setdefault(f"{GCRS}_ratio", None)
     return rows
 
 
@@ -442,15 +529,28 @@ def ms(us):
     return None if us is None else us / 1000
 
 
+def has_gcrs(rows):
+    return any(x.get(GCRS) is not None for x in rows)
+
+
 def print_table(rows):
+    """The Markdown table; with groupcache-rs columns only if it ran (the
+    target and met columns are peercache's)."""
+    third = has_gcrs(rows)
     print()
-    print("| scenario | figure | Go | Rust | Rust/Go | target | met |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | --- |")
+    if third:
+        print(f"| scenario | figure | Go | Rust | Rust/Go | {GCRS_LABEL} | {GCRS_LABEL}/Go "
+              "| target | met |")
+        print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    else:
+        print("| scenario | figure | Go | Rust | Rust/Go | target | met |")
+        print("| --- | --- | ---: | ---: | ---: | ---: | --- |")
     for x in rows:
         target = "" if x["target"] is None else (("≤ " if x["better"] == "lower" else "≥ ") + f"{x['target']}×")
         met = {True: "yes", False: "no", None: x["note"]}[x["met"]]
+        extra = f"{fmt(x.get(GCRS))} | {fmt(x.get(f'{GCRS}_ratio'))} | " if third else ""
         print(f"| {x['scenario']} | {x['metric']} | {fmt(x['go'])} | {fmt(x['rust'])} | "
-              f"{fmt(x['ratio'])} | {target} | {met} |")
+              f"{fmt(x['ratio'])} | {extra}{target} | {met} |")
 
 
 def chart(rows):
@@ -465,20 +565,36 @@ def chart(rows):
     if not shown:
         return
     labels = [f"{x['scenario']}: {x['metric']}" for x in shown]
-    fig, ax = plt.subplots(figsize=(10, 0.55 * len(shown) + 1.5))
+    third = any(x.get(f"{GCRS}_ratio") is not None for x in shown)
+    fig, ax = plt.subplots(figsize=(10, (0.8 if third else 0.55) * len(shown) + 1.5))
     ys = range(len(shown))
     colors = ["#2e7d32" if x["met"] else "#c62828" for x in shown]
-    ax.barh(list(ys), [x["ratio"] for x in shown], color=colors)
+    if third:
+        # Two bars a row: peercache (coloured by its target) above,
+        # groupcache-rs (blue; the target is peercache's) below.
+        from matplotlib.patches import Patch
+        ax.barh([y - 0.2 for y in ys], [x["ratio"] for x in shown], height=0.4, color=colors)
+        gc = [(y, x[f"{GCRS}_ratio"]) for y, x in zip(ys, shown) if x.get(f"{GCRS}_ratio") is not None]
+        ax.barh([y + 0.2 for y, _ in gc], [v for _, v in gc], height=0.4, color="#1565c0")
+        for y, v in gc:
+            ax.text(v, y + 0.2, f" {v:.2f}×", va="center", fontsize=7, color="#1565c0")
+        ax.legend(handles=[Patch(color="#2e7d32", label="peercache / Go, target met"),
+                           Patch(color="#c62828", label="peercache / Go, target missed"),
+                           Patch(color="#1565c0", label=f"{GCRS_LABEL} / Go (no target)")],
+                  loc="lower right", fontsize=8)
+    else:
+        ax.barh(list(ys), [x["ratio"] for x in shown], color=colors)
     for y, x in zip(ys, shown):
         ax.plot([x["target"], x["target"]], [y - 0.4, y + 0.4], color="black", linewidth=2)
-        ax.text(x["ratio"], y, f" {x['ratio']:.2f}×", va="center", fontsize=8)
+        ax.text(x["ratio"], y - (0.2 if third else 0), f" {x['ratio']:.2f}×", va="center", fontsize=8)
     ax.set_yticks(list(ys))
     ax.set_yticklabels(labels, fontsize=8)
     ax.invert_yaxis()
     ax.axvline(1.0, color="grey", linestyle=":")
     ax.set_xlabel("peercache / golang/groupcache (or / floor), median; black tick = target; "
                   "green = met")
-    ax.set_title("peercache vs golang/groupcache, same machine, same run")
+    ax.set_title("peercache vs golang/groupcache, same machine, same run"
+                 + (f" (and {GCRS_LABEL})" if third else ""))
     fig.tight_layout()
     fig.savefig(RESULTS / "summary.png", dpi=110)
     print(f"chart: {RESULTS / 'summary.png'}")
