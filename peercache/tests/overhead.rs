@@ -7,7 +7,7 @@
 //! the accounted bytes, by `n`. Two figures per case:
 //!
 //! - **requested**: the bytes the program asked the allocator for (the
-//!   `Layout` sizes): the key's `Arc<str>` header, the LRU slot, the hash
+//!   `Layout` sizes): the key's `Arc<str>` header, the value's `Arc` block, the LRU slot, the hash
 //!   index and, with a TTL, the expiry index;
 //! - **malloc**: what glibc's malloc really spends for those allocations
 //!   (`malloc_usable_size` plus its 8-byte chunk header), which adds the
@@ -42,7 +42,7 @@ const OVERHEAD_BOUND_TTL: f64 = 320.0;
 
 /// The same bounds in malloc's own bytes: at most 56 more per entry (the
 /// 8-byte chunk headers and 16-byte rounding of the key, the value and the
-/// value's shared header).
+/// value's `Arc` block).
 const OVERHEAD_BOUND_MALLOC: f64 = 320.0;
 const OVERHEAD_BOUND_MALLOC_TTL: f64 = 384.0;
 

@@ -29,14 +29,15 @@
 //!
 //! The budget counts what groupcache counts, keys and values. Each entry
 //! also costs bookkeeping the budget does not count: the key's `Arc<str>`
-//! header (16 bytes), the value's shared `Bytes` header (24 bytes, made when
-//! the value is first cloned), its slot in the LRU table (72 bytes) and in the
-//! hash index (25 bytes), both tables growing by doubling, and with a TTL
-//! its place in the expiry index (about 48 bytes). Measured by
-//! `tests/overhead.rs`: 151 to 234 bytes per entry without a TTL, at most 283
-//! with one (as malloc counts, with its headers and rounding: at most 274 and
-//! 321); plan for `budget + entries × 320 bytes` (384 with a TTL) plus the
-//! process's own memory. BENCHMARKS.md ("Memory") has a cluster's figures.
+//! header (16 bytes), the value's `Arc` block (56 bytes: two counts, the
+//! `Bytes` handle and the expiry), its slot in the LRU table (40 bytes) and
+//! in the hash index (25 bytes), both tables growing by doubling, and with a
+//! TTL its place in the expiry index (about 48 bytes). Measured by
+//! `tests/overhead.rs`: 147 to 202 bytes per entry without a TTL, at most
+//! 251 with one (as malloc counts, with its headers and rounding: at most
+//! 258 and 288); plan for `budget + entries × 320 bytes` (384 with a TTL)
+//! plus the process's own memory. BENCHMARKS.md ("Memory") has a cluster's
+//! figures.
 //!
 //! With [`Cache::count_requests`], the cache also counts how often keys
 //! missing from main are asked (hot hits and misses, in a small sketch:
@@ -220,8 +221,10 @@ impl Part {
     }
 }
 
-/// Main and hot cache sharing one byte budget. Not thread-safe by itself: a
-/// group keeps it behind a mutex that is never held across an `.await`.
+/// Main and hot cache sharing one byte budget. Changes take `&mut self`: a
+/// group keeps it behind a reader-writer lock that is never held across an
+/// `.await`, and serves main hits under the read side (crate-internal
+/// `get_main_shared`), whose recency every `&mut` method applies first.
 ///
 /// A group makes and uses its own; this type is public for inspection,
 /// tests and reuse (it depends on nothing else in the crate but [`Value`]).
