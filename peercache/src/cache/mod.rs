@@ -49,6 +49,7 @@
 //! weights are approximate, quick_cache splits the budget per shard), hence
 //! the hand-written `lru` list.
 
+mod key;
 mod lru;
 mod recency;
 mod sketch;
