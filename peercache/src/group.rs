@@ -39,16 +39,17 @@
 //! so the LRU order stays exact. Everything else (hot hits, which also count
 //! the key for [`HotCachePolicy::Frequent`], misses, inserts, changes) takes
 //! the write side. The `gets` and `cache_hits` counters of those live under
-//! the lock; the read-side hits are a per-thread striped counter in the
-//! cache, added in [`Group::stats`].
+//! the lock; the read-side hits are counted in the lock's per-thread reader
+//! slots, added in [`Group::stats`].
 //!
-//! The lock is crossbeam's `ShardedLock`: eight `RwLock`s on cache lines of
-//! their own, a reader taking its thread's shard and a writer all eight. A
-//! single `RwLock`'s reader count is one cache line that every hit on every
-//! core writes twice; with two threads hitting, that contention, not the
-//! look-up, was most of the hit (BENCHMARKS.md). Writes cost eight lock
-//! pairs instead of one (about 35 ns here), paid by misses, which cost
-//! microseconds anyway.
+//! The lock is `read_mostly.rs`: each thread reads through a slot of its
+//! own, so a read costs one fenced store and touches no line another core
+//! writes, and counting the hit there costs a plain store. A plain
+//! `RwLock`'s reader count is one line every hit on every core writes
+//! twice; crossbeam's `ShardedLock`, used before, still paid two atomic
+//! read-modify-writes per read and one more to count the hit, most of a
+//! hit (BENCHMARKS.md). A write costs a mutex and one load per thread that
+//! ever read, paid by misses, which cost microseconds anyway.
 
 use crate::cache::{cost, Cache, CacheKind};
 use crate::clock::Clock;
@@ -57,17 +58,19 @@ use crate::fence::Fences;
 use crate::flight::{panic_message, Call, Flight, Panicked, Role};
 use crate::loader::{DynLoader, LoadError};
 use crate::peers::{FetchError, Peer, PeerError, PeerPicker};
+use crate::read_mostly::{ReadMostlyLock, WriteGuard};
 use crate::stats::{bump, Counters, GroupStats};
 use crate::trace::{KeyInTraces, Timed};
 use crate::Value;
-use crossbeam_utils::sync::{ShardedLock, ShardedLockWriteGuard};
 use futures_util::future::join_all;
 use futures_util::FutureExt;
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, PoisonError, Weak};
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 use tracing::field::Empty;
 use tracing::Instrument;
@@ -193,7 +196,7 @@ struct Inner {
     ttl: Option<Duration>,
     load_timeout: Option<Duration>,
     key_in_traces: KeyInTraces,
-    cache: ShardedLock<Guarded>,
+    cache: ReadMostlyLock<Guarded>,
     counters: Counters,
     remote: Flight<Outcome>,
     local: Flight<Outcome>,
@@ -236,7 +239,7 @@ impl Group {
             ttl: settings.ttl,
             load_timeout: settings.load_timeout,
             key_in_traces: settings.key_in_traces,
-            cache: ShardedLock::new(Guarded {
+            cache: ReadMostlyLock::new(Guarded {
                 cache: {
                     let mut cache = Cache::new(settings.cache_bytes);
                     if settings.hot_cache == HotCachePolicy::Frequent {
@@ -591,14 +594,15 @@ impl Group {
     pub fn stats(&self) -> GroupStats {
         self.inner.reclaim_expired();
         let guarded = self.inner.lock_cache();
-        let shared_hits = guarded.cache.shared_hits();
+        // Main hits served under the read lock: each also a get and a hit.
+        let read_hits = guarded.counted();
+        let mut main = guarded.cache.stats(CacheKind::Main);
+        main.gets += read_hits;
+        main.hits += read_hits;
         let mut stats = self.inner.counters.snapshot(
             &self.inner.name,
-            [guarded.gets + shared_hits, guarded.cache_hits + shared_hits],
-            [
-                guarded.cache.stats(CacheKind::Main),
-                guarded.cache.stats(CacheKind::Hot),
-            ],
+            [guarded.gets + read_hits, guarded.cache_hits + read_hits],
+            [main, guarded.cache.stats(CacheKind::Hot)],
         );
         stats.budget_bytes = guarded.cache.budget();
         stats
@@ -741,10 +745,8 @@ enum Route {
 
 impl Inner {
     /// The write side of the cache lock.
-    fn lock_cache(&self) -> ShardedLockWriteGuard<'_, Guarded> {
-        // The cache's code does not panic while locked; should a poisoned lock
-        // appear anyway, the cache is still consistent and keeps its data.
-        self.cache.write().unwrap_or_else(PoisonError::into_inner)
+    fn lock_cache(&self) -> WriteGuard<'_, Guarded> {
+        self.cache.write()
     }
 
     /// A get's look-up: a main hit under the read lock, else main then hot
@@ -752,8 +754,9 @@ impl Inner {
     fn lookup(&self, key: &str) -> Option<Value> {
         let now = || self.clock.now_unix_nanos();
         {
-            let shared = self.cache.read().unwrap_or_else(PoisonError::into_inner);
+            let shared = self.cache.read();
             if let Some(value) = shared.cache.get_main_shared(key, &now) {
+                shared.count();
                 return Some(value);
             }
         }

@@ -53,7 +53,6 @@ mod key;
 mod lru;
 mod recency;
 mod sketch;
-mod striped;
 
 pub(crate) use lru::cost;
 
@@ -259,8 +258,6 @@ pub struct Cache {
     sketch: Option<Box<sketch::Sketch>>,
     /// Main slots hit under shared access, not yet moved to the front.
     recency: recency::RecencyLog,
-    /// Main hits served under shared access (each also a get of main).
-    shared_hits: striped::StripedCounter,
 }
 
 impl Cache {
@@ -272,7 +269,6 @@ impl Cache {
             hot: Part::new(),
             sketch: None,
             recency: recency::RecencyLog::new(),
-            shared_hits: striped::StripedCounter::new(),
         }
     }
 
@@ -320,11 +316,11 @@ impl Cache {
 
     /// A main-cache hit served with shared access only, so that hits on
     /// several threads can run at once under a read lock (the group's hot
-    /// path). Counts a get and a hit of main and records the entry's recency
-    /// (`recency.rs`), applied before the next change. `None` means "ask
+    /// path). Records the entry's recency (`recency.rs`), applied before the
+    /// next change; counts nothing (the caller counts the get and the hit:
+    /// the group does so in its lock's reader slots). `None` means "ask
     /// [`Cache::get_unexpired`] with exclusive access": the key is not in
-    /// main, its entry expired, or the recency log is full. Counts nothing
-    /// then.
+    /// main, its entry expired, or the recency log is full.
     pub(crate) fn get_main_shared(&self, key: &str, now: &dyn Fn() -> i64) -> Option<Value> {
         let (slot, value) = self.main.lru.peek(key)?;
         let expiry = value.expiry_unix_nanos();
@@ -337,14 +333,7 @@ impl Cache {
         if !unchanged && !self.recency.record(slot) {
             return None;
         }
-        self.shared_hits.bump();
         Some(value.clone())
-    }
-
-    /// Main hits served by [`Cache::get_main_shared`] so far (they are
-    /// included in main's gets and hits in [`Cache::stats`]).
-    pub(crate) fn shared_hits(&self) -> u64 {
-        self.shared_hits.sum()
     }
 
     /// Applies the recency of the hits served with shared access, oldest
@@ -432,13 +421,7 @@ impl Cache {
     /// The counters of one cache.
     pub fn stats(&self, kind: CacheKind) -> CacheStats {
         match kind {
-            CacheKind::Main => {
-                let mut stats = self.main.stats();
-                let shared = self.shared_hits();
-                stats.gets += shared;
-                stats.hits += shared;
-                stats
-            }
+            CacheKind::Main => self.main.stats(),
             CacheKind::Hot => self.hot.stats(),
         }
     }
