@@ -798,6 +798,7 @@ impl Inner {
 
     /// A get's look-up: a main hit under the read lock, else main then hot
     /// under the write lock. Counts the get, and the hit if there is one.
+    #[inline]
     fn lookup(&self, key: &str) -> Option<Value> {
         let now = || self.clock.now_unix_nanos();
         {

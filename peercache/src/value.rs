@@ -135,6 +135,7 @@ impl Value {
     }
 
     /// The expiry as Unix nanoseconds (the wire's `expire`), 0 for none.
+    #[inline]
     pub fn expiry_unix_nanos(&self) -> i64 {
         self.0.expire_nanos
     }

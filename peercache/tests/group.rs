@@ -236,6 +236,29 @@ async fn a_flood_past_the_budget_evicts_and_evicted_keys_load_again() {
 }
 
 #[tokio::test]
+async fn a_get_does_nothing_until_polled() {
+    let group = Node::new()
+        .new_group(
+            "lazy",
+            1 << 20,
+            loader_fn(|key: String| async move { Ok::<_, LoadError>(key) }),
+        )
+        .unwrap();
+    let pending = group.get("k");
+    let shown = format!("{pending:?}");
+    assert!(
+        shown.contains("lazy") && shown.contains("loading: false"),
+        "{shown}"
+    );
+    drop(pending);
+    assert_eq!(group.stats().gets, 0, "an unpolled get must not count");
+    assert_eq!(group.get("k").await.unwrap().as_str().unwrap(), "k");
+    assert_eq!(group.get("k").await.unwrap().as_str().unwrap(), "k");
+    let stats = group.stats();
+    assert_eq!((stats.gets, stats.cache_hits, stats.loads), (2, 1, 1));
+}
+
+#[tokio::test]
 async fn hits_keep_the_lru_order_exact_and_eviction_follows_it() {
     let node = Node::new();
     let source = Source::default();

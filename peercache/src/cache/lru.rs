@@ -78,6 +78,7 @@ impl Lru {
 
     /// Looks a key up without changing the order: its slot (for
     /// [`Lru::touch`]) and value.
+    #[inline]
     pub(crate) fn peek(&self, key: &str) -> Option<(usize, &Value)> {
         let slot = *self.index.get(&Probe(key))?;
         let (_, value) = self.slots[slot].entry.as_ref()?;
@@ -85,6 +86,7 @@ impl Lru {
     }
 
     /// True if `slot` holds the most recently used entry.
+    #[inline]
     pub(crate) fn is_newest(&self, slot: usize) -> bool {
         self.newest == slot
     }

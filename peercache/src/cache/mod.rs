@@ -321,6 +321,7 @@ impl Cache {
     /// the group does so in its lock's reader slots). `None` means "ask
     /// [`Cache::get_unexpired`] with exclusive access": the key is not in
     /// main, its entry expired, or the recency log is full.
+    #[inline]
     pub(crate) fn get_main_shared(&self, key: &str, now: &dyn Fn() -> i64) -> Option<Value> {
         let (slot, value) = self.main.lru.peek(key)?;
         let expiry = value.expiry_unix_nanos();

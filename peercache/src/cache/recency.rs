@@ -51,6 +51,7 @@ impl RecencyLog {
     /// Relaxed ordering is enough: the replay happens under the exclusive
     /// side of the lock the recording reader held, whose release and acquire
     /// make these stores visible.
+    #[inline]
     pub(crate) fn record(&self, slot: usize) -> bool {
         let at = self.next.fetch_add(1, Ordering::Relaxed);
         match self.places.get(at) {
@@ -66,6 +67,7 @@ impl RecencyLog {
     /// the list's order is the true one, and a hit on its newest entry needs
     /// no record. (A record racing with this check is of a concurrent hit,
     /// which may as well have come second.)
+    #[inline]
     pub(crate) fn is_idle(&self) -> bool {
         self.next.load(Ordering::Relaxed) == 0
     }
