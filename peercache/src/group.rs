@@ -43,8 +43,8 @@
 //! slots, added in [`Group::stats`].
 //!
 //! The lock is `read_mostly.rs`: each thread reads through a slot of its
-//! own, so a read costs one fenced store and touches no line another core
-//! writes, and counting the hit there costs a plain store. A plain
+//! own, so a read costs one fenced store and readers on different threads
+//! write no common cache line; counting the hit there costs a plain store. A plain
 //! `RwLock`'s reader count is one line every hit on every core writes
 //! twice; crossbeam's `ShardedLock`, used before, still paid two atomic
 //! read-modify-writes per read and one more to count the hit, most of a

@@ -12,7 +12,9 @@
 //! - a read **enters** with one sequentially consistent store to its slot
 //!   and a load of the `writing` flag, and **leaves** with a plain release
 //!   store; the hit it serves is **counted** in the same slot by a plain
-//!   store. Threads reading at once touch no shared line.
+//!   store. Threads reading at once write no common cache line (the
+//!   `writing` flag, which they all load, is on a line of its own and
+//!   changes only when a writer comes).
 //! - a **write** takes a mutex (writers queue there), sets `writing`, and
 //!   waits until every slot in use reads zero. Readers that find `writing`
 //!   set step back out of their slot and wait on the writers' mutex.
@@ -23,16 +25,21 @@
 //! either the reader's store comes before the writer's load of that slot
 //! (the writer sees the reader and waits for it to leave) or the writer's
 //! store comes before the reader's load (the reader sees the writer and
-//! steps out). A thread that takes its slot after the writer read how many
-//! slots are in use (`CLAIMED`) stored that count after the writer's load,
-//! so after the writer's `writing` store: it sees the writer too.
+//! steps out). A thread that takes a new slot after the writer read how
+//! many slots are in use (`CLAIMED`) stored that count after the writer's
+//! load, so after the writer's `writing` store: it sees the writer too. A
+//! thread that takes a slot given back by an ended thread takes it below
+//! `CLAIMED` as the writer read it (the registry's mutex orders the first
+//! owner's `CLAIMED` store before the new owner's reads), so the writer
+//! scans it.
 //!
 //! The first [`OWN_SLOTS`] threads that read any such lock get a slot
 //! index for life (given back when the thread ends, for the next thread);
 //! threads beyond them share one more slot, counted with read-modify-writes,
 //! which is still correct and only slower. Writers scan only the slots ever
-//! handed out, so a write costs a mutex and a handful of loads in a process
-//! with a handful of threads, at most `OWN_SLOTS + 1` loads.
+//! handed out, so a write costs a mutex and one pass over a handful of
+//! slots in a process with a handful of threads (at most `OWN_SLOTS + 1`),
+//! plus the wait for readers still inside.
 //!
 //! Written here because no crate has this shape: crossbeam's
 //! `ShardedLock`, used before, still costs two read-modify-writes per read
@@ -40,11 +47,13 @@
 //! caller-chosen thread ids and spins. The proof above is the module's whole
 //! `unsafe` argument; the test at the bottom stresses it.
 //!
-//! A thread must not take the read side again while it holds it when it is
-//! beyond the first [`OWN_SLOTS`] threads, and never the write side while it
-//! holds either (std's `RwLock` has the same rules); the cache's code does
-//! neither, and does not call out to user code under the lock except a
-//! [`crate::clock::Clock`], which must not call back into its group.
+//! A thread on the shared slot (beyond the first [`OWN_SLOTS`], or while its
+//! thread-locals are being torn down) must not take the read side again
+//! while it holds it, and no thread may take the write side while it holds
+//! either (std's `RwLock` has the same rules). The cache's code does
+//! neither itself; what user code runs under the lock (a
+//! [`crate::clock::Clock`], a tracing subscriber, the drop of a value's
+//! bytes) must not call back into the same group.
 
 use crossbeam_utils::CachePadded;
 use std::cell::UnsafeCell;
@@ -129,8 +138,10 @@ struct Slot {
 
 /// A reader-writer lock with per-thread reader slots (see the module docs).
 pub(crate) struct ReadMostlyLock<T> {
-    /// Set by a writer from before it waits for the readers until it is done.
-    writing: AtomicBool,
+    /// Set by a writer from before it waits for the readers until it is
+    /// done. Every read loads it, so it has a cache line of its own: the
+    /// mutex and the data next to it change on every write.
+    writing: CachePadded<AtomicBool>,
     /// Held by the writer; readers that meet a writer wait here.
     writers: Mutex<()>,
     /// `OWN_SLOTS` own slots, then the shared one.
@@ -147,7 +158,7 @@ unsafe impl<T: Send + Sync> Sync for ReadMostlyLock<T> {}
 impl<T> ReadMostlyLock<T> {
     pub(crate) fn new(data: T) -> Self {
         ReadMostlyLock {
-            writing: AtomicBool::new(false),
+            writing: CachePadded::new(AtomicBool::new(false)),
             writers: Mutex::new(()),
             slots: (0..=OWN_SLOTS).map(|_| CachePadded::default()).collect(),
             data: UnsafeCell::new(data),
