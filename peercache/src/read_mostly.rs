@@ -336,12 +336,20 @@ mod tests {
         (pair.0.load(Relaxed), pair.1.load(Relaxed))
     }
 
-    /// Writers make the pair unequal for a while inside every write;
-    /// readers on more threads than there are own slots (so the shared slot
-    /// is used too) check it. A reader seeing it unequal, a lost write or a
-    /// lost count fails the test.
+    /// Writers make the pair unequal for a while inside every write while
+    /// readers check it: a reader seeing it unequal, a lost write or a lost
+    /// count fails the test. The two races run one after the other: at
+    /// once, they would share the slots and the 2 cores, and each would
+    /// catch less.
     #[test]
     fn readers_never_see_a_write_in_progress_and_counts_are_exact() {
+        race_on_own_and_shared_slots();
+        race_on_the_shared_slot();
+    }
+
+    /// Readers on more threads than there are own slots, so the shared
+    /// slot is used too.
+    fn race_on_own_and_shared_slots() {
         const READERS: usize = OWN_SLOTS + 6;
         const READS: u64 = 20_000;
         const WRITERS: usize = 2;
@@ -379,6 +387,63 @@ mod tests {
         let total = WRITERS as u64 * WRITES;
         assert_eq!(pair_of(&guard), (total, total), "a write was lost");
         assert_eq!(guard.counted(), READERS as u64 * READS);
+    }
+
+    /// The same race on the shared slot: threads that hold every own slot
+    /// free at the time wait while two readers, left with the shared slot,
+    /// race a writer. (Should another test's threads end meanwhile, a
+    /// racer may get an own slot instead; the test stays valid, only less
+    /// pointed.)
+    fn race_on_the_shared_slot() {
+        const READS: u64 = 50_000;
+        const WRITES: u64 = 5_000;
+        let lock = ReadMostlyLock::new((AtomicU64::new(0), AtomicU64::new(0)));
+        let holding = Barrier::new(OWN_SLOTS + 1);
+        let done = Barrier::new(OWN_SLOTS + 1);
+        let race = || {
+            std::thread::scope(|race| {
+                for _ in 0..2 {
+                    race.spawn(|| {
+                        for _ in 0..READS {
+                            let guard = lock.read();
+                            let (a, b) = pair_of(&guard);
+                            assert_eq!(a, b, "a reader saw a write half done");
+                            guard.count();
+                        }
+                    });
+                }
+                race.spawn(|| {
+                    for _ in 0..WRITES {
+                        let guard = lock.write();
+                        let (a, b) = pair_of(&guard);
+                        guard.0.store(a + 1, Relaxed);
+                        for _ in 0..50 {
+                            std::hint::spin_loop();
+                        }
+                        guard.1.store(b + 1, Relaxed);
+                    }
+                });
+            })
+        };
+        std::thread::scope(|scope| {
+            for _ in 0..OWN_SLOTS {
+                scope.spawn(|| {
+                    this_threads_slot(); // claims a slot for this thread's life
+                    holding.wait();
+                    done.wait();
+                });
+            }
+            holding.wait();
+            // The holders must be let go even if the race fails.
+            let raced = std::panic::catch_unwind(std::panic::AssertUnwindSafe(race));
+            done.wait();
+            if let Err(failure) = raced {
+                std::panic::resume_unwind(failure);
+            }
+        });
+        let guard = lock.write();
+        assert_eq!(pair_of(&guard), (WRITES, WRITES), "a write was lost");
+        assert_eq!(guard.counted(), 2 * READS);
     }
 
     #[test]
