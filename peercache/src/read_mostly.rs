@@ -350,43 +350,7 @@ mod tests {
     /// Readers on more threads than there are own slots, so the shared
     /// slot is used too.
     fn race_on_own_and_shared_slots() {
-        const READERS: usize = OWN_SLOTS + 6;
-        const READS: u64 = 20_000;
-        const WRITERS: usize = 2;
-        const WRITES: u64 = 5_000;
-        let lock = ReadMostlyLock::new((AtomicU64::new(0), AtomicU64::new(0)));
-        let start = Barrier::new(READERS + WRITERS);
-        std::thread::scope(|scope| {
-            for _ in 0..READERS {
-                scope.spawn(|| {
-                    start.wait();
-                    for _ in 0..READS {
-                        let guard = lock.read();
-                        let (a, b) = pair_of(&guard);
-                        assert_eq!(a, b, "a reader saw a write half done");
-                        guard.count();
-                    }
-                });
-            }
-            for _ in 0..WRITERS {
-                scope.spawn(|| {
-                    start.wait();
-                    for _ in 0..WRITES {
-                        let guard = lock.write();
-                        let (a, b) = pair_of(&guard);
-                        guard.0.store(a + 1, Relaxed);
-                        for _ in 0..50 {
-                            std::hint::spin_loop();
-                        }
-                        guard.1.store(b + 1, Relaxed);
-                    }
-                });
-            }
-        });
-        let guard = lock.write();
-        let total = WRITERS as u64 * WRITES;
-        assert_eq!(pair_of(&guard), (total, total), "a write was lost");
-        assert_eq!(guard.counted(), READERS as u64 * READS);
+        race(OWN_SLOTS + 6, 20_000, 2, 5_000);
     }
 
     /// The same race on the shared slot: threads that hold every own slot
@@ -395,36 +359,8 @@ mod tests {
     /// racer may get an own slot instead; the test stays valid, only less
     /// pointed.)
     fn race_on_the_shared_slot() {
-        const READS: u64 = 50_000;
-        const WRITES: u64 = 5_000;
-        let lock = ReadMostlyLock::new((AtomicU64::new(0), AtomicU64::new(0)));
         let holding = Barrier::new(OWN_SLOTS + 1);
         let done = Barrier::new(OWN_SLOTS + 1);
-        let race = || {
-            std::thread::scope(|race| {
-                for _ in 0..2 {
-                    race.spawn(|| {
-                        for _ in 0..READS {
-                            let guard = lock.read();
-                            let (a, b) = pair_of(&guard);
-                            assert_eq!(a, b, "a reader saw a write half done");
-                            guard.count();
-                        }
-                    });
-                }
-                race.spawn(|| {
-                    for _ in 0..WRITES {
-                        let guard = lock.write();
-                        let (a, b) = pair_of(&guard);
-                        guard.0.store(a + 1, Relaxed);
-                        for _ in 0..50 {
-                            std::hint::spin_loop();
-                        }
-                        guard.1.store(b + 1, Relaxed);
-                    }
-                });
-            })
-        };
         std::thread::scope(|scope| {
             for _ in 0..OWN_SLOTS {
                 scope.spawn(|| {
@@ -435,15 +371,51 @@ mod tests {
             }
             holding.wait();
             // The holders must be let go even if the race fails.
-            let raced = std::panic::catch_unwind(std::panic::AssertUnwindSafe(race));
+            let raced = std::panic::catch_unwind(|| race(2, 50_000, 1, 5_000));
             done.wait();
             if let Err(failure) = raced {
                 std::panic::resume_unwind(failure);
             }
         });
+    }
+
+    /// `readers` threads of `reads` checked and counted reads against
+    /// `writers` threads of `writes` writes, all started together; then no
+    /// write and no count may be missing.
+    fn race(readers: usize, reads: u64, writers: usize, writes: u64) {
+        let lock = ReadMostlyLock::new((AtomicU64::new(0), AtomicU64::new(0)));
+        let start = Barrier::new(readers + writers);
+        std::thread::scope(|scope| {
+            for _ in 0..readers {
+                scope.spawn(|| {
+                    start.wait();
+                    for _ in 0..reads {
+                        let guard = lock.read();
+                        let (a, b) = pair_of(&guard);
+                        assert_eq!(a, b, "a reader saw a write half done");
+                        guard.count();
+                    }
+                });
+            }
+            for _ in 0..writers {
+                scope.spawn(|| {
+                    start.wait();
+                    for _ in 0..writes {
+                        let guard = lock.write();
+                        let (a, b) = pair_of(&guard);
+                        guard.0.store(a + 1, Relaxed);
+                        for _ in 0..50 {
+                            std::hint::spin_loop();
+                        }
+                        guard.1.store(b + 1, Relaxed);
+                    }
+                });
+            }
+        });
         let guard = lock.write();
-        assert_eq!(pair_of(&guard), (WRITES, WRITES), "a write was lost");
-        assert_eq!(guard.counted(), 2 * READS);
+        let total = writers as u64 * writes;
+        assert_eq!(pair_of(&guard), (total, total), "a write was lost");
+        assert_eq!(guard.counted(), readers as u64 * reads);
     }
 
     #[test]
