@@ -43,13 +43,13 @@
 //! slots, added in [`Group::stats`].
 //!
 //! The lock is `read_mostly.rs`: each thread reads through a slot of its
-//! own, so a read costs one fenced store and readers on different threads
-//! write no common cache line; counting the hit there costs a plain store. A plain
-//! `RwLock`'s reader count is one line every hit on every core writes
-//! twice; crossbeam's `ShardedLock`, used before, still paid two atomic
-//! read-modify-writes per read and one more to count the hit, most of a
-//! hit (BENCHMARKS.md). A write costs a mutex and one load per thread that
-//! ever read, paid by misses, which cost microseconds anyway.
+//! own, so a read costs one fenced store, readers on different threads
+//! write no common cache line, and counting the hit there costs a plain
+//! store. A plain `RwLock`'s reader count is one line every hit on every
+//! core writes twice; crossbeam's `ShardedLock`, used before, still paid
+//! two atomic read-modify-writes per read and one more to count the hit,
+//! most of a hit (BENCHMARKS.md). A write costs a mutex and one load per
+//! thread that ever read, paid by misses, which cost microseconds anyway.
 
 use crate::cache::{cost, Cache, CacheKind};
 use crate::clock::Clock;
