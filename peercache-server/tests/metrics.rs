@@ -37,12 +37,17 @@ fn scrape(addr: SocketAddr) -> Vec<Sample> {
     Scrape::parse(lines).expect("valid Prometheus text").samples
 }
 
-/// The one sample of `metric` with these labels.
-fn find<'a>(samples: &'a [Sample], metric: &str, labels: &[(&str, &str)]) -> &'a Sample {
-    let found: Vec<&Sample> = samples
+/// The samples of `metric` with these labels.
+fn matching<'a>(samples: &'a [Sample], metric: &str, labels: &[(&str, &str)]) -> Vec<&'a Sample> {
+    samples
         .iter()
         .filter(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .collect();
+        .collect()
+}
+
+/// The one sample of `metric` with these labels.
+fn find<'a>(samples: &'a [Sample], metric: &str, labels: &[(&str, &str)]) -> &'a Sample {
+    let found = matching(samples, metric, labels);
     assert_eq!(found.len(), 1, "{metric} {labels:?}: {found:?}");
     found[0]
 }
@@ -51,10 +56,7 @@ fn find<'a>(samples: &'a [Sample], metric: &str, labels: &[(&str, &str)]) -> &'a
 /// there is none: a histogram appears at its first observation, and with 15
 /// keys on a ring of ephemeral ports a node may own none of them.
 fn count_or_zero(samples: &[Sample], metric: &str, labels: &[(&str, &str)]) -> f64 {
-    let found: Vec<&Sample> = samples
-        .iter()
-        .filter(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .collect();
+    let found = matching(samples, metric, labels);
     assert!(found.len() <= 1, "{metric} {labels:?}: {found:?}");
     found.first().map_or(0.0, |sample| number(sample))
 }
