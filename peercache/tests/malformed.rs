@@ -610,7 +610,7 @@ impl Endpoint {
             ..HttpOptions::default()
         };
         Endpoint {
-            service: PeerService::with_options(node.clone(), &options),
+            service: PeerService::for_node_at(node.clone(), &options, "http://127.0.0.1:1"),
             protected_loads,
             node,
         }

@@ -140,12 +140,12 @@ fn in_file(path: &Option<String>) -> String {
 ///
 /// let to = "http://10.0.0.2:8080";
 /// let proof = auth.sign("GET", to, "/_groupcache/colors/red", b"");
-/// auth.verify("GET", Some(to), "/_groupcache/colors/red", Some(&proof))?
+/// auth.verify("GET", to, "/_groupcache/colors/red", Some(&proof))?
 ///     .check_body(b"")?;
 ///
 /// // A proof is good for its own request to its own node only.
-/// assert!(auth.verify("GET", Some(to), "/_groupcache/colors/blue", Some(&proof)).is_err());
-/// assert!(auth.verify("GET", Some("http://10.0.0.3:8080"), "/_groupcache/colors/red", Some(&proof)).is_err());
+/// assert!(auth.verify("GET", to, "/_groupcache/colors/blue", Some(&proof)).is_err());
+/// assert!(auth.verify("GET", "http://10.0.0.3:8080", "/_groupcache/colors/red", Some(&proof)).is_err());
 /// assert!(PeerAuth::new(b"too short").is_err());
 /// # Ok(())
 /// # }
@@ -274,25 +274,18 @@ impl PeerAuth {
 
     /// Checks the proof of a request before its body is read; the returned
     /// [`Verified`] then checks the body. `me` is this node's base URL: a
-    /// proof made for another node is refused (with `None`, the node named
-    /// in the proof is not checked; [`super::HttpPool::service`] passes it).
+    /// proof made for another node is refused.
+    ///
+    /// The signature is checked before the timestamp, so a request without
+    /// the secret learns nothing but "bad signature" (not this node's clock).
     pub fn verify(
         &self,
         method: &str,
-        me: Option<&str>,
+        me: &str,
         path_and_query: &str,
         authorization: Option<&HeaderValue>,
     ) -> Result<Verified, AuthError> {
         let proof = Proof::parse(authorization.ok_or(AuthError::Missing)?)?;
-        let now_ms = self.clock.now_unix_nanos() / 1_000_000;
-        let skew_ms = proof.ts.saturating_sub(now_ms);
-        let window_ms = i64::try_from(self.window.as_millis()).unwrap_or(i64::MAX);
-        if skew_ms.unsigned_abs() > window_ms.unsigned_abs() {
-            return Err(AuthError::Expired {
-                skew_ms,
-                window: self.window,
-            });
-        }
         let mut mac = self.key.clone();
         Signed {
             method,
@@ -305,7 +298,16 @@ impl PeerAuth {
         .feed(&mut mac);
         mac.verify_slice(&proof.sig)
             .map_err(|_| AuthError::BadSignature)?;
-        if let Some(me) = me.filter(|me| *me != proof.to) {
+        let now_ms = self.clock.now_unix_nanos() / 1_000_000;
+        let skew_ms = proof.ts.saturating_sub(now_ms);
+        let window_ms = i64::try_from(self.window.as_millis()).unwrap_or(i64::MAX);
+        if skew_ms.unsigned_abs() > window_ms.unsigned_abs() {
+            return Err(AuthError::Expired {
+                skew_ms,
+                window: self.window,
+            });
+        }
+        if me != proof.to {
             return Err(AuthError::WrongRecipient {
                 to: proof.to,
                 me: me.to_owned(),
@@ -457,7 +459,7 @@ mod tests {
         let auth = signer(&clock);
         let proof = auth.sign("PUT", ME, "/_groupcache/g/k", b"value");
         let verified = auth
-            .verify("PUT", Some(ME), "/_groupcache/g/k", Some(&proof))
+            .verify("PUT", ME, "/_groupcache/g/k", Some(&proof))
             .unwrap();
         verified.check_body(b"value").unwrap();
         assert!(matches!(
@@ -472,16 +474,14 @@ mod tests {
         let auth = signer(&clock);
         let proof = auth.sign("GET", ME, "/_groupcache/g/k", b"");
         for (method, path) in [("DELETE", "/_groupcache/g/k"), ("GET", "/_groupcache/g/k2")] {
-            let error = auth
-                .verify(method, Some(ME), path, Some(&proof))
-                .unwrap_err();
+            let error = auth.verify(method, ME, path, Some(&proof)).unwrap_err();
             assert!(matches!(error, AuthError::BadSignature), "{error}");
         }
         let other = PeerAuth::new(b"another secret of 32 bytes......")
             .unwrap()
             .with_clock(clock.clone());
         let error = other
-            .verify("GET", Some(ME), "/_groupcache/g/k", Some(&proof))
+            .verify("GET", ME, "/_groupcache/g/k", Some(&proof))
             .unwrap_err();
         assert!(matches!(error, AuthError::BadSignature), "{error}");
     }
@@ -492,20 +492,18 @@ mod tests {
         let auth = signer(&clock);
         let proof = auth.sign("GET", ME, "/p/g/k", b"");
         clock.advance(Duration::from_secs(31));
-        let error = auth
-            .verify("GET", Some(ME), "/p/g/k", Some(&proof))
-            .unwrap_err();
+        let error = auth.verify("GET", ME, "/p/g/k", Some(&proof)).unwrap_err();
         assert!(matches!(error, AuthError::Expired { .. }), "{error}");
         // A proof from a clock running ahead.
         let ahead = auth.sign("GET", ME, "/p/g/k", b"");
         let early = ManualClock::starting_now();
         let error = signer(&early)
-            .verify("GET", Some(ME), "/p/g/k", Some(&ahead))
+            .verify("GET", ME, "/p/g/k", Some(&ahead))
             .unwrap_err();
         assert!(matches!(error, AuthError::Expired { .. }), "{error}");
         // Within the window, fine.
         clock.advance(Duration::from_secs(29));
-        auth.verify("GET", Some(ME), "/p/g/k", Some(&ahead))
+        auth.verify("GET", ME, "/p/g/k", Some(&ahead))
             .unwrap()
             .check_body(b"")
             .unwrap();
@@ -516,20 +514,20 @@ mod tests {
         let clock = ManualClock::starting_now();
         let auth = signer(&clock);
         let delete = auth.sign("DELETE", ME, "/p/g/k", b"");
-        auth.verify("DELETE", Some(ME), "/p/g/k", Some(&delete))
+        auth.verify("DELETE", ME, "/p/g/k", Some(&delete))
             .unwrap()
             .check_body(b"")
             .unwrap();
         let error = auth
-            .verify("DELETE", Some(ME), "/p/g/k", Some(&delete))
+            .verify("DELETE", ME, "/p/g/k", Some(&delete))
             .unwrap_err();
         assert!(matches!(error, AuthError::Replayed), "{error}");
         let get = auth.sign("GET", ME, "/p/g/k", b"");
-        auth.verify("GET", Some(ME), "/p/g/k", Some(&get))
+        auth.verify("GET", ME, "/p/g/k", Some(&get))
             .unwrap()
             .check_body(b"")
             .unwrap();
-        auth.verify("GET", Some(ME), "/p/g/k", Some(&get))
+        auth.verify("GET", ME, "/p/g/k", Some(&get))
             .unwrap()
             .check_body(b"")
             .unwrap();
@@ -541,7 +539,7 @@ mod tests {
         let auth = signer(&clock);
         for _ in 0..3000 {
             let proof = auth.sign("DELETE", ME, "/p/g/k", b"");
-            auth.verify("DELETE", Some(ME), "/p/g/k", Some(&proof))
+            auth.verify("DELETE", ME, "/p/g/k", Some(&proof))
                 .unwrap()
                 .check_body(b"")
                 .unwrap();
@@ -557,9 +555,7 @@ mod tests {
         let clock = ManualClock::starting_now();
         let auth = signer(&clock);
         let proof = auth.sign("GET", "http://10.0.0.2:8080", "/p/g/k", b"");
-        let error = auth
-            .verify("GET", Some(ME), "/p/g/k", Some(&proof))
-            .unwrap_err();
+        let error = auth.verify("GET", ME, "/p/g/k", Some(&proof)).unwrap_err();
         assert!(matches!(error, AuthError::WrongRecipient { .. }), "{error}");
         assert!(
             error.to_string().contains("http://10.0.0.2:8080"),
@@ -568,10 +564,26 @@ mod tests {
         // The recipient is signed: rewriting it breaks the signature.
         let forged = proof.to_str().unwrap().replace("http://10.0.0.2:8080", ME);
         let forged = HeaderValue::try_from(forged).unwrap();
+        let error = auth.verify("GET", ME, "/p/g/k", Some(&forged)).unwrap_err();
+        assert!(matches!(error, AuthError::BadSignature), "{error}");
+    }
+
+    #[test]
+    fn a_stale_proof_without_the_secret_does_not_reveal_the_clock() {
+        let clock = ManualClock::starting_now();
+        let auth = signer(&clock);
+        // Anyone can write a header with any timestamp; only the secret
+        // makes its signature good. Without it, the answer must not say how
+        // far the timestamp is from this node's clock.
+        let stranger = PeerAuth::new(b"not-the-cluster-secret!!")
+            .unwrap()
+            .with_clock(ManualClock::at(clock.now() - Duration::from_secs(3600)))
+            .sign("GET", ME, "/p/g/k", b"");
         let error = auth
-            .verify("GET", Some(ME), "/p/g/k", Some(&forged))
+            .verify("GET", ME, "/p/g/k", Some(&stranger))
             .unwrap_err();
         assert!(matches!(error, AuthError::BadSignature), "{error}");
+        assert!(!error.to_string().contains("ms"), "{error}");
     }
 
     #[test]
@@ -582,7 +594,7 @@ mod tests {
         // A node (re)started after the change was signed.
         let restarted = signer(&clock);
         let error = restarted
-            .verify("DELETE", Some(ME), "/p/g/k", Some(&before))
+            .verify("DELETE", ME, "/p/g/k", Some(&before))
             .unwrap_err();
         assert!(matches!(error, AuthError::BeforeStart), "{error}");
         // A get from before is fine (within the window).
@@ -591,7 +603,7 @@ mod tests {
             .with_clock(ManualClock::at(clock.now() - Duration::from_secs(5)))
             .sign("GET", ME, "/p/g/k", b"");
         restarted
-            .verify("GET", Some(ME), "/p/g/k", Some(&get))
+            .verify("GET", ME, "/p/g/k", Some(&get))
             .unwrap()
             .check_body(b"")
             .unwrap();
@@ -602,7 +614,7 @@ mod tests {
         let clock = ManualClock::starting_now();
         let auth = signer(&clock);
         assert!(matches!(
-            auth.verify("GET", Some(ME), "/p", None),
+            auth.verify("GET", ME, "/p", None),
             Err(AuthError::Missing)
         ));
         for bad in [
@@ -613,7 +625,7 @@ mod tests {
             "PeerCache-HMAC-SHA256 ts=1,nonce=1,body=1,sig=1,extra=1",
         ] {
             let error = auth
-                .verify("GET", Some(ME), "/p", Some(&HeaderValue::from_static(bad)))
+                .verify("GET", ME, "/p", Some(&HeaderValue::from_static(bad)))
                 .unwrap_err();
             assert!(matches!(error, AuthError::Malformed(_)), "{bad}: {error}");
         }
@@ -633,7 +645,7 @@ mod tests {
         let clock = ManualClock::starting_now();
         let proof = signer(&clock).sign("GET", ME, "/p/g/k", b"");
         from_file
-            .verify("GET", Some(ME), "/p/g/k", Some(&proof))
+            .verify("GET", ME, "/p/g/k", Some(&proof))
             .unwrap()
             .check_body(b"")
             .unwrap();

@@ -11,10 +11,11 @@
 //! | `GET <base><group>/<key>` | 200 `application/x-protobuf` GetResponse (`expire` set when the value has one) |
 //! | `DELETE <base><group>/<key>` (mailgun) | removes the key here (main and hot); 200, empty body |
 //! | `PUT <base><group>/<key>`, body a `SetRequest` (mailgun) | stores the value under the body's key in the main cache; 200, empty body |
-//! | `POST <base><group>/_remove-keys/`, body JSON `{"group":..,"keys":[..]}` (groupcache-go v3) | removes those keys here; 200, empty body |
+//! | `POST <base><group>/_remove-keys/`, body JSON `{"group":..,"keys":[..]}` (groupcache-go v3) | removes those keys here; 200, empty body; 413 over [`super::HttpOptions::max_remove_keys`] keys |
 //! | `POST <base><group>/_purge/` (peercache) | empties the group here; 200, empty body |
 //! | no valid proof, when the node has a cluster secret ([`super::PeerAuth`]) | 401 with the reason |
 //! | a body over the body read timeout ([`super::ServerLimits`]) | 408 |
+//! | a body that would pass the server's body budget ([`super::ServerLimits::max_body_bytes_in_flight`]) | 503, `Retry-After` |
 //! | unknown group | 404 `no such group: <group>` |
 //! | loader says not found | 404 (mailgun clients return not-found; golang clients load locally) |
 //! | loader fails or panics | 503 (mailgun clients return the error; golang clients load locally) |
@@ -33,7 +34,7 @@
 use super::auth::{AuthError, PeerAuth, SCHEME};
 use super::options::HttpOptions;
 use super::wire::{parse_peer_path, PathError, PlusInPath};
-use crate::proto::{GetResponse, RemoveKeysRequest, SetRequest};
+use crate::proto::{GetResponse, RemoveKeysError, RemoveKeysRequest, SetRequest};
 use crate::{Error, Group, Node, Value};
 use bytes::Bytes;
 use http::header::{
@@ -125,9 +126,9 @@ struct ServiceInner {
     plus: PlusInPath,
     max_key_bytes: usize,
     max_body_bytes: usize,
-    auth: Option<Arc<PeerAuth>>,
-    /// This node's base URL, when known: proofs must name it.
-    self_url: Option<Arc<str>>,
+    max_remove_keys: usize,
+    /// The cluster secret and this node's base URL, which proofs must name.
+    auth: Option<(Arc<PeerAuth>, Arc<str>)>,
 }
 
 impl std::fmt::Debug for PeerService {
@@ -145,26 +146,19 @@ pub type ResponseFuture =
 
 impl PeerService {
     /// The peer endpoint of `node` with default options (base path
-    /// `/_groupcache/`, golang clients).
+    /// `/_groupcache/`, golang clients, no cluster secret). In a cluster,
+    /// use [`super::HttpPool::service`], which takes every setting from the
+    /// pool, so client and server cannot disagree.
     pub fn new(node: Node) -> Self {
-        PeerService::with_options(node, &HttpOptions::default())
+        PeerService::for_node_at(node, &HttpOptions::default(), "")
     }
 
-    /// The peer endpoint of `node` with the base path, `+` reading and key
-    /// limit of `options`. Prefer [`super::HttpPool::service`], which uses the
-    /// pool's own options, so client and server cannot disagree.
-    pub fn with_options(node: Node, options: &HttpOptions) -> Self {
-        PeerService::build(node, options, None)
-    }
-
-    /// The service of the node reached at `self_url`: with a cluster secret,
-    /// proofs made for another node are refused. [`super::HttpPool::service`]
-    /// builds it this way.
+    /// The peer endpoint of `node`, reached by its peers at `self_url`,
+    /// with the base path, `+` reading, limits and cluster secret of
+    /// `options`: with a secret, a proof made for another node than
+    /// `self_url` is refused. [`super::HttpPool::service`] builds it this
+    /// way from the pool's own settings.
     pub fn for_node_at(node: Node, options: &HttpOptions, self_url: &str) -> Self {
-        PeerService::build(node, options, Some(Arc::from(self_url)))
-    }
-
-    fn build(node: Node, options: &HttpOptions, self_url: Option<Arc<str>>) -> Self {
         PeerService {
             inner: Arc::new(ServiceInner {
                 node,
@@ -172,8 +166,8 @@ impl PeerService {
                 plus: options.plus(),
                 max_key_bytes: options.max_key_bytes,
                 max_body_bytes: options.max_body_bytes,
-                auth: options.auth.clone(),
-                self_url,
+                max_remove_keys: options.max_remove_keys,
+                auth: options.auth.clone().map(|auth| (auth, Arc::from(self_url))),
             }),
         }
     }
@@ -225,11 +219,11 @@ impl ServiceInner {
         }
         let verified = match &self.auth {
             None => None,
-            Some(auth) => {
+            Some((auth, me)) => {
                 let target = parts.uri.path_and_query().map_or(path, |p| p.as_str());
                 match auth.verify(
                     method.as_str(),
-                    self.self_url.as_deref(),
+                    me,
                     target,
                     parts.headers.get(AUTHORIZATION),
                 ) {
@@ -312,6 +306,13 @@ impl ServiceInner {
                 StatusCode::REQUEST_TIMEOUT,
                 format!("request timeout: {error}"),
             )),
+            Err(error) if error.is::<super::limits::BodyBudgetExceeded>() => {
+                let mut response = text(StatusCode::SERVICE_UNAVAILABLE, error.to_string());
+                response
+                    .headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                Err(response)
+            }
             Err(error) => Err(text(
                 StatusCode::BAD_REQUEST,
                 format!("bad request: reading the body failed: {error}"),
@@ -357,14 +358,12 @@ impl ServiceInner {
 
     /// groupcache-go v3's remove-keys `POST`.
     fn remove_keys(&self, group: &Group, body: &[u8]) -> Response<Full<Bytes>> {
-        let request: RemoveKeysRequest = match serde_json::from_slice(body) {
+        let request = match RemoveKeysRequest::from_json(body, self.max_remove_keys) {
             Ok(request) => request,
-            Err(error) => {
-                return text(
-                    StatusCode::BAD_REQUEST,
-                    format!("bad request: the body is not a JSON RemoveKeysRequest ({{\"group\":..,\"keys\":[..]}}): {error}"),
-                )
+            Err(error @ RemoveKeysError::TooManyKeys { .. }) => {
+                return text(StatusCode::PAYLOAD_TOO_LARGE, error.to_string())
             }
+            Err(error) => return text(StatusCode::BAD_REQUEST, format!("bad request: {error}")),
         };
         if request.group.as_deref().is_some_and(|g| g != group.name()) {
             return text(
