@@ -60,7 +60,7 @@ use crate::loader::{DynLoader, LoadError};
 use crate::peers::{FetchError, Peer, PeerError, PeerPicker};
 use crate::read_mostly::{ReadMostlyLock, WriteGuard};
 use crate::stats::{bump, Counters, GroupStats};
-use crate::trace::{KeyInTraces, Timed};
+use crate::trace::{Escaped, KeyInTraces, Timed};
 use crate::Value;
 use futures_util::future::join_all;
 use futures_util::FutureExt;
@@ -77,6 +77,8 @@ use tracing::Instrument;
 
 /// How often the background sweeper drops expired entries.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// Keys removed under one taking of the cache lock.
+const REMOVE_CHUNK: usize = 64;
 
 /// When a value fetched from its owning peer is also kept in the hot cache.
 ///
@@ -885,16 +887,20 @@ impl Inner {
     }
 
     fn remove_here<S: AsRef<str>>(&self, keys: &[S]) {
-        {
-            let mut guarded = self.lock_cache();
-            for key in keys {
-                guarded.cache.remove(key.as_ref());
-                guarded.fences.invalidate(key.as_ref());
+        // The lock is taken per chunk, not for the whole list: gets wait
+        // for at most one chunk of a long removal.
+        for chunk in keys.chunks(REMOVE_CHUNK) {
+            {
+                let mut guarded = self.lock_cache();
+                for key in chunk {
+                    guarded.cache.remove(key.as_ref());
+                    guarded.fences.invalidate(key.as_ref());
+                }
             }
-        }
-        for key in keys {
-            self.local.forget(key.as_ref());
-            self.remote.forget(key.as_ref());
+            for key in chunk {
+                self.local.forget(key.as_ref());
+                self.remote.forget(key.as_ref());
+            }
         }
     }
 
@@ -1017,7 +1023,7 @@ impl Inner {
             .iter()
             .map(|f| format!("{} ({})", f.peer, f.reason))
             .collect();
-        tracing::warn!(group = %self.name, failed = %peers.join("; "), "change not applied everywhere");
+        tracing::warn!(group = %self.name, failed = %Escaped(peers.join("; ")), "change not applied everywhere");
         Err(error)
     }
 
@@ -1169,7 +1175,7 @@ impl Inner {
                     tracing::warn!(
                         group = %self.name,
                         key = %self.key_in_traces.show(key),
-                        %error,
+                        error = %Escaped(&error),
                         "load failed"
                     );
                 }
@@ -1236,8 +1242,8 @@ impl Inner {
                 tracing::warn!(
                     group = %self.name,
                     key = %self.key_in_traces.show(&key),
-                    peer = peer.id(),
-                    %reason,
+                    peer = %Escaped(peer.id()),
+                    reason = %Escaped(&reason),
                     "peer fetch failed; loading locally"
                 );
                 let runtime = tokio::runtime::Handle::current();

@@ -117,10 +117,175 @@ pub struct RemoveKeysRequest {
     pub keys: Vec<String>,
 }
 
+/// Why a remove-keys body was refused by [`RemoveKeysRequest::from_json`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RemoveKeysError {
+    /// The list holds more keys than the limit (parsing stopped there).
+    #[error("more than {max} keys in one remove-keys request (the max remove keys limit): send them in several requests")]
+    TooManyKeys {
+        /// The limit.
+        max: usize,
+    },
+    /// The body is not a JSON `{"group":..,"keys":[..]}`.
+    #[error("the body is not a JSON RemoveKeysRequest ({{\"group\":..,\"keys\":[..]}}): {0}")]
+    Json(serde_json::Error),
+}
+
+impl RemoveKeysRequest {
+    /// Parses a remove-keys body holding at most `max_keys` keys. Parsing
+    /// stops at the first key over the limit, so a body of millions of
+    /// empty keys costs no more than `max_keys` strings.
+    ///
+    /// ```
+    /// use peercache::proto::{RemoveKeysError, RemoveKeysRequest};
+    ///
+    /// let request = RemoveKeysRequest::from_json(br#"{"group":"g","keys":["a","b"]}"#, 2).unwrap();
+    /// assert_eq!(request.keys, ["a", "b"]);
+    /// let refused = RemoveKeysRequest::from_json(br#"{"keys":["a","b","c"]}"#, 2);
+    /// assert!(matches!(refused, Err(RemoveKeysError::TooManyKeys { max: 2 })));
+    /// ```
+    pub fn from_json(body: &[u8], max_keys: usize) -> Result<Self, RemoveKeysError> {
+        use serde::de::DeserializeSeed;
+        let over = std::cell::Cell::new(false);
+        let mut reader = serde_json::Deserializer::from_slice(body);
+        let parsed = bounded::Request {
+            max_keys,
+            over: &over,
+        }
+        .deserialize(&mut reader)
+        .and_then(|request| reader.end().map(|()| request));
+        match parsed {
+            Ok(request) => Ok(request),
+            Err(_) if over.get() => Err(RemoveKeysError::TooManyKeys { max: max_keys }),
+            Err(error) => Err(RemoveKeysError::Json(error)),
+        }
+    }
+}
+
+/// A serde visitor for [`RemoveKeysRequest`] that stops at a key count.
+mod bounded {
+    use super::RemoveKeysRequest;
+    use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use std::cell::Cell;
+    use std::fmt;
+
+    /// The whole request; `over` is set when the key limit stopped it.
+    pub(super) struct Request<'a> {
+        pub(super) max_keys: usize,
+        pub(super) over: &'a Cell<bool>,
+    }
+
+    struct Keys<'a>(&'a Request<'a>);
+
+    impl<'de> DeserializeSeed<'de> for Request<'_> {
+        type Value = RemoveKeysRequest;
+
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Request<'_> {
+        type Value = RemoveKeysRequest;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an object with \"group\" and \"keys\"")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut request = RemoveKeysRequest::default();
+            let (mut group_seen, mut keys_seen) = (false, false);
+            while let Some(field) = map.next_key::<String>()? {
+                match field.as_str() {
+                    "group" if group_seen => return Err(de::Error::duplicate_field("group")),
+                    "keys" if keys_seen => return Err(de::Error::duplicate_field("keys")),
+                    "group" => {
+                        group_seen = true;
+                        request.group = map.next_value()?;
+                    }
+                    "keys" => {
+                        keys_seen = true;
+                        request.keys = map.next_value_seed(Keys(&self))?;
+                    }
+                    _ => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(request)
+        }
+    }
+
+    impl<'de> DeserializeSeed<'de> for Keys<'_> {
+        type Value = Vec<String>;
+
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Keys<'_> {
+        type Value = Vec<String>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a list of keys")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let max = self.0.max_keys;
+            let mut keys = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(max).min(1024));
+            while let Some(key) = seq.next_element::<String>()? {
+                if keys.len() == max {
+                    self.0.over.set(true);
+                    return Err(de::Error::custom("too many keys"));
+                }
+                keys.push(key);
+            }
+            Ok(keys)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use prost::Message;
+
+    #[test]
+    fn bounded_remove_keys_parse_as_serde_does_and_stop_at_the_limit() {
+        for body in [
+            r#"{"group":"g","keys":["a","b"]}"#,
+            r#"{"keys":[],"extra":{"x":[1,2]}}"#,
+            r#"{"group":null}"#,
+            r#"{}"#,
+        ] {
+            let bounded = RemoveKeysRequest::from_json(body.as_bytes(), 2).unwrap();
+            let plain: RemoveKeysRequest = serde_json::from_str(body).unwrap();
+            assert_eq!(bounded, plain, "{body}");
+        }
+        for bad in [
+            r#"{"keys":["a"],"keys":[]}"#,
+            r#"{"keys":"a"}"#,
+            "[",
+            r#"{} x"#,
+        ] {
+            assert!(
+                matches!(
+                    RemoveKeysRequest::from_json(bad.as_bytes(), 2),
+                    Err(RemoveKeysError::Json(_))
+                ),
+                "{bad}"
+            );
+        }
+        // A million empty keys: refused at the third.
+        let mut body = String::from(r#"{"keys":["#);
+        body.push_str(&vec![r#""""#; 1_000_000].join(","));
+        body.push_str("]}");
+        let refused = RemoveKeysRequest::from_json(body.as_bytes(), 2).unwrap_err();
+        assert!(matches!(refused, RemoveKeysError::TooManyKeys { max: 2 }));
+        assert!(refused.to_string().contains("max remove keys"), "{refused}");
+    }
 
     #[test]
     fn empty_value_is_encoded_as_go_does() {

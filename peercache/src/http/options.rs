@@ -20,6 +20,8 @@ pub const DEFAULT_MAX_KEY_BYTES: usize = 16 << 10;
 /// Default largest request body (a `PUT` value, a `_remove-keys` list) the
 /// peer endpoint accepts.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 << 20;
+/// Default most keys in one `_remove-keys` request the peer endpoint takes.
+pub const DEFAULT_MAX_REMOVE_KEYS: usize = 10_000;
 
 /// How the HTTP transport talks to peers and answers them.
 ///
@@ -88,8 +90,13 @@ pub struct HttpOptions {
     /// 16 KiB); longer keys get 414.
     pub max_key_bytes: usize,
     /// Largest request body the peer endpoint reads (default 64 MiB): a
-    /// `PUT`'s value, a `_remove-keys` list. Larger bodies get 413.
+    /// `PUT`'s value, a `_remove-keys` list. Larger bodies get 413. Also the
+    /// largest answer this node reads from a peer: a larger one is dropped
+    /// and counted as a failure of that peer.
     pub max_body_bytes: usize,
+    /// Most keys one `_remove-keys` request may carry (default 10,000);
+    /// more get 413. This node sends at most 1,000 per request.
+    pub max_remove_keys: usize,
     /// When a failing peer is taken out of the ring, and how it is probed
     /// until it is back.
     pub health: HealthPolicy,
@@ -119,6 +126,7 @@ impl Default for HttpOptions {
             http2: false,
             max_key_bytes: DEFAULT_MAX_KEY_BYTES,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_remove_keys: DEFAULT_MAX_REMOVE_KEYS,
             health: HealthPolicy::default(),
             auth: None,
             #[cfg(feature = "tls")]
@@ -182,6 +190,9 @@ impl HttpOptions {
         }
         if self.connect_timeout.is_zero() || self.request_timeout.is_zero() {
             return Err("connect and request timeouts must be greater than zero".into());
+        }
+        if self.max_remove_keys == 0 {
+            return Err("max remove keys must be at least 1 (default 10,000)".into());
         }
         self.health.validate().map_err(|e| format!("health: {e}"))?;
         Ok(())
