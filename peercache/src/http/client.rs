@@ -56,7 +56,7 @@ use http::header::{
     HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, USER_AGENT,
 };
 use http::{Method, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use prost::Message;
@@ -77,6 +77,9 @@ pub(crate) type PeerClient = Client<PeerConnector, Full<Bytes>>;
 
 /// The User-Agent of peer requests.
 const AGENT: &str = concat!("peercache/", env!("CARGO_PKG_VERSION"));
+/// Most keys sent in one `_remove-keys` request (peers take up to
+/// `HttpOptions::max_remove_keys`, 10,000 by default).
+const REMOVE_KEYS_PER_REQUEST: usize = 1000;
 /// Longest error text from a peer kept in an error message.
 const MAX_ERROR_TEXT: usize = 512;
 
@@ -96,6 +99,8 @@ pub struct HttpPeer {
     pool: Weak<HttpPool>,
     /// Signs every request, when the cluster has a secret.
     auth: Option<Arc<PeerAuth>>,
+    /// Largest answer body read; a larger one is a failed exchange.
+    max_answer_bytes: usize,
 }
 
 /// A peer's answer: status, headers, whole body.
@@ -125,6 +130,7 @@ impl HttpPeer {
             health,
             pool,
             auth: options.auth.clone(),
+            max_answer_bytes: options.max_body_bytes,
         }
     }
 
@@ -162,14 +168,20 @@ impl HttpPeer {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
             *request.body_mut() = Full::new(bytes);
         }
+        let limit = self.max_answer_bytes;
         let exchange = async {
             let response = self.client.request(request).await?;
             let (parts, body) = response.into_parts();
-            let body = body.collect().await?.to_bytes();
+            // A peer (or whoever is on the path) cannot make this node hold
+            // more than the limit: the body is read up to it, then dropped.
+            let body = Limited::new(body, limit).collect().await?.to_bytes();
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>((parts, body))
         };
         let outcome = match tokio::time::timeout(self.timeout, exchange).await {
             Err(_) => Err(format!("no answer within {:?}", self.timeout)),
+            Ok(Err(error)) if error.is::<LengthLimitError>() => Err(format!(
+                "answered a body over {limit} bytes, the limit (max body bytes); dropped"
+            )),
             Ok(Err(error)) => Err(error_chain(error.as_ref())),
             Ok(Ok((parts, body))) => Ok((parts.status, parts.headers, body)),
         };
@@ -280,7 +292,19 @@ impl HttpPeer {
         }
     }
 
+    /// Removes `keys` on the peer, at most [`REMOVE_KEYS_PER_REQUEST`] per
+    /// request (all requests at once).
     async fn remove_keys(&self, group: &str, keys: &[String]) -> Result<(), ChangeError> {
+        if keys.len() > REMOVE_KEYS_PER_REQUEST {
+            let chunks = keys
+                .chunks(REMOVE_KEYS_PER_REQUEST)
+                .map(|chunk| self.remove_chunk(group, chunk));
+            return join_all(chunks).await.into_iter().collect();
+        }
+        self.remove_chunk(group, keys).await
+    }
+
+    async fn remove_chunk(&self, group: &str, keys: &[String]) -> Result<(), ChangeError> {
         if let [key] = keys {
             let path = format!("{}/{}", escape(group), escape(key));
             return self.change(Method::DELETE, &path, None).await;
