@@ -4,8 +4,11 @@
 //!   HTTP/2 detection reads the first bytes with no timer, before hyper's
 //!   header-read timeout starts: a client that connects and sends nothing
 //!   (or half of the HTTP/2 preface) would hold its socket forever.
-//!   [`detect`] peeks at the first bytes itself, within the header-read
-//!   timeout, and the connection is then served with its protocol fixed.
+//!   [`detect`] reads the first bytes itself, within the header-read
+//!   timeout, waiting for the socket to be readable (never polling on a
+//!   timer, so a thousand half-prefaces cost no CPU), and notices a client
+//!   that closed; the connection is then served with its protocol fixed,
+//!   the bytes read replayed first by [`Prefixed`].
 //! - **Writes that stall.** A client that never reads its answers (a zero
 //!   TCP window) would hold the connection, the answer's memory and its
 //!   request slot forever. [`StallTimeout`] fails a write that makes no
@@ -17,7 +20,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
@@ -33,29 +36,108 @@ pub(crate) enum Protocol {
     Http2,
 }
 
-/// Waits, at most `deadline`, for the first bytes of `stream` and tells its
-/// protocol without consuming them; `None` when the client sent nothing in
-/// time or closed.
-pub(crate) async fn detect(stream: &TcpStream, deadline: Duration) -> Option<Protocol> {
+/// Reads, within at most `deadline`, the first bytes of `stream`, enough to
+/// tell its protocol; `None` when the client sent nothing in time or
+/// closed. The bytes read are in the returned stream, to be read again.
+pub(crate) async fn detect(
+    mut stream: TcpStream,
+    deadline: Duration,
+) -> Option<(Protocol, Prefixed<TcpStream>)> {
     let detect = async {
-        let mut first = [0u8; 24];
-        loop {
-            let n = stream.peek(&mut first).await.ok()?;
+        let mut first = [0u8; H2_PREFACE.len()];
+        let mut filled = 0;
+        let protocol = loop {
+            // `read` waits for readability; 0 is the client closing.
+            let n = stream.read(&mut first[filled..]).await.ok()?;
             if n == 0 {
                 return None;
             }
-            if first[..n] != H2_PREFACE[..n] {
-                return Some(Protocol::Http1);
+            filled += n;
+            if first[..filled] != H2_PREFACE[..filled] {
+                break Protocol::Http1;
             }
-            if n == H2_PREFACE.len() {
-                return Some(Protocol::Http2);
+            if filled == H2_PREFACE.len() {
+                break Protocol::Http2;
             }
-            // A preface split across segments (rare): peek again shortly;
-            // the data already there would make `peek` return at once.
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
+        };
+        Some((protocol, first[..filled].to_vec()))
     };
-    tokio::time::timeout(deadline, detect).await.ok().flatten()
+    let (protocol, read) = tokio::time::timeout(deadline, detect)
+        .await
+        .ok()
+        .flatten()?;
+    Some((protocol, Prefixed::new(read, stream)))
+}
+
+/// An IO whose reads first return bytes already read from it.
+#[derive(Debug)]
+pub(crate) struct Prefixed<IO> {
+    prefix: Vec<u8>,
+    /// How much of `prefix` was read again.
+    taken: usize,
+    io: IO,
+}
+
+impl<IO> Prefixed<IO> {
+    pub(crate) fn new(prefix: Vec<u8>, io: IO) -> Self {
+        Prefixed {
+            prefix,
+            taken: 0,
+            io,
+        }
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Prefixed<IO> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let rest = &this.prefix[this.taken..];
+        if rest.is_empty() {
+            return Pin::new(&mut this.io).poll_read(cx, buf);
+        }
+        let n = rest.len().min(buf.remaining());
+        buf.put_slice(&rest[..n]);
+        this.taken += n;
+        if this.taken == this.prefix.len() {
+            this.prefix = Vec::new();
+            this.taken = 0;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Prefixed<IO> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
 }
 
 /// An IO whose writes fail with `TimedOut` once one has been pending, with
@@ -177,26 +259,41 @@ mod tests {
     async fn detects_each_protocol_and_gives_up_on_silence() {
         let (mut client, server) = pair().await;
         client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
-        let found = detect(&server, Duration::from_secs(5)).await;
-        assert_eq!(found, Some(Protocol::Http1));
+        let (found, mut server) = detect(server, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(found, Protocol::Http1);
+        // What was read to tell comes first, then the rest.
+        client.write_all(b"Host: x\r\n").await.unwrap();
+        let mut head = [0u8; 25];
+        server.read_exact(&mut head).await.unwrap();
+        assert_eq!(&head, b"GET / HTTP/1.1\r\nHost: x\r\n");
 
         let (mut client, server) = pair().await;
         client.write_all(&H2_PREFACE[..10]).await.unwrap();
-        let detecting = tokio::spawn(async move {
-            let found = detect(&server, Duration::from_secs(5)).await;
-            (found, server)
-        });
+        let detecting = tokio::spawn(detect(server, Duration::from_secs(5)));
         client.write_all(&H2_PREFACE[10..]).await.unwrap();
-        let (found, mut server) = detecting.await.unwrap();
-        assert_eq!(found, Some(Protocol::Http2));
-        // Nothing was consumed.
+        let (found, mut server) = detecting.await.unwrap().unwrap();
+        assert_eq!(found, Protocol::Http2);
         let mut preface = [0u8; 24];
         server.read_exact(&mut preface).await.unwrap();
         assert_eq!(&preface, H2_PREFACE);
 
         let (_client, server) = pair().await;
-        let silent = detect(&server, Duration::from_millis(100)).await;
-        assert_eq!(silent, None);
+        let silent = detect(server, Duration::from_millis(100)).await;
+        assert!(silent.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_client_that_closes_after_half_a_preface_is_noticed_at_once() {
+        let (mut client, server) = pair().await;
+        client.write_all(&H2_PREFACE[..16]).await.unwrap();
+        let detecting = tokio::spawn(detect(server, Duration::from_secs(3600)));
+        drop(client);
+        // Well before the hour-long deadline: the close itself ends it.
+        let found = tokio::time::timeout(Duration::from_secs(10), detecting)
+            .await
+            .expect("detection did not notice the client closed")
+            .unwrap();
+        assert!(found.is_none());
     }
 
     #[tokio::test]

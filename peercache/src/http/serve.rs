@@ -265,9 +265,9 @@ impl Server {
                     }
                     return;
                 }
-                let builder = match detect(&stream, first_bytes).await {
-                    Some(Protocol::Http1) => &builders.0,
-                    Some(Protocol::Http2) => &builders.1,
+                let (builder, stream) = match detect(stream, first_bytes).await {
+                    Some((Protocol::Http1, stream)) => (&builders.0, stream),
+                    Some((Protocol::Http2, stream)) => (&builders.1, stream),
                     None => {
                         tracing::debug!("no request within {first_bytes:?} of connecting; closed");
                         return;
