@@ -10,9 +10,15 @@
 //! | --- | --- |
 //! | requests in flight on the whole server ([`ServerLimits::max_concurrent_requests`]) | 503, `Retry-After` |
 //! | request target (path and query) longer than [`ServerLimits::max_uri_bytes`] | 414 |
+//! | a `Content-Length` over what is left of [`ServerLimits::max_body_bytes_in_flight`] | 503, `Retry-After` |
 //!
 //! and, while the service runs, fails a request body that is still arriving
-//! after [`ServerLimits::body_read_timeout`] (the peer endpoint answers 408).
+//! after [`ServerLimits::body_read_timeout`] (the peer endpoint answers 408),
+//! or a body without a length whose bytes would take the server past
+//! [`ServerLimits::max_body_bytes_in_flight`] (503). Bytes of request bodies
+//! count against that budget from when they arrive (or, with a
+//! `Content-Length`, from when the head arrives) until the body is dropped:
+//! slow or stalled uploads from many clients cannot hold more than it.
 //! Every refusal is a short `text/plain` body naming the limit.
 //!
 //! Two more limits are the connection's, set on hyper by
@@ -26,8 +32,9 @@
 //! Shedding takes no lock: one atomic semaphore permit per request.
 
 use super::server::text;
+use bytes::Buf;
 use bytes::Bytes;
-use http::header::{HeaderValue, RETRY_AFTER};
+use http::header::{HeaderValue, CONTENT_LENGTH, RETRY_AFTER};
 use http::{Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{Either, Full};
@@ -53,6 +60,8 @@ pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_CONNECTIONS: usize = 8192;
 /// Default for [`ServerLimits::write_timeout`].
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default for [`ServerLimits::max_body_bytes_in_flight`].
+pub const DEFAULT_MAX_BODY_BYTES_IN_FLIGHT: u64 = 128 << 20;
 /// Default for [`ServerLimits::max_uri_bytes`]: room for a 16 KiB key
 /// escaped three bytes per byte, and a group name.
 pub const DEFAULT_MAX_URI_BYTES: usize = 64 << 10;
@@ -109,6 +118,12 @@ pub struct ServerLimits {
     /// stops reading its answers is disconnected, freeing the answer's
     /// memory and its request slot.
     pub write_timeout: Duration,
+    /// Bytes of request bodies held at once by the whole server (default
+    /// 128 MiB): a request whose `Content-Length` does not fit in what is
+    /// left is answered 503 with `Retry-After` before its body is read, and
+    /// a body without a length fails (503) at the frame that would pass
+    /// the budget.
+    pub max_body_bytes_in_flight: u64,
 }
 
 impl Default for ServerLimits {
@@ -122,6 +137,7 @@ impl Default for ServerLimits {
             retry_after: Duration::from_secs(1),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
+            max_body_bytes_in_flight: DEFAULT_MAX_BODY_BYTES_IN_FLIGHT,
         }
     }
 }
@@ -146,6 +162,9 @@ impl ServerLimits {
                 "header read, body read and write timeouts must be greater than zero".to_owned(),
             );
         }
+        if self.max_body_bytes_in_flight == 0 {
+            return Err("max body bytes in flight must be at least 1".to_owned());
+        }
         if self.max_uri_bytes < 256 {
             return Err(format!(
                 "max URI bytes {} is too small: a peer request needs the base path, a group and a key (at least 256)",
@@ -163,6 +182,9 @@ pub struct LimitCounters {
     uri_too_long: AtomicU64,
     body_timeouts: AtomicU64,
     connection_waits: AtomicU64,
+    body_budget: AtomicU64,
+    /// Request body bytes held now, against the server's budget.
+    body_bytes_in_flight: AtomicU64,
 }
 
 /// A copy of [`LimitCounters`] at one moment.
@@ -177,6 +199,13 @@ pub struct LimitStats {
     /// Times the server stopped accepting because it had its maximum of
     /// connections open.
     pub connection_waits: u64,
+    /// Requests refused (503) because request bodies held the whole
+    /// [`ServerLimits::max_body_bytes_in_flight`].
+    #[serde(default)]
+    pub body_budget: u64,
+    /// Request body bytes held now (a gauge, not a count of refusals).
+    #[serde(default)]
+    pub body_bytes_in_flight: u64,
 }
 
 impl LimitCounters {
@@ -187,7 +216,28 @@ impl LimitCounters {
             uri_too_long: self.uri_too_long.load(Ordering::Relaxed),
             body_timeouts: self.body_timeouts.load(Ordering::Relaxed),
             connection_waits: self.connection_waits.load(Ordering::Relaxed),
+            body_budget: self.body_budget.load(Ordering::Relaxed),
+            body_bytes_in_flight: self.body_bytes_in_flight.load(Ordering::Relaxed),
         }
+    }
+
+    /// Takes `bytes` of the body budget `limit`, or nothing (and counts a
+    /// refusal) if they do not fit.
+    fn take_body_bytes(&self, bytes: u64, limit: u64) -> bool {
+        let taken = self
+            .body_bytes_in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|after| *after <= limit)
+            })
+            .is_ok();
+        if !taken {
+            self.body_budget.fetch_add(1, Ordering::Relaxed);
+        }
+        taken
+    }
+
+    fn give_back_body_bytes(&self, bytes: u64) {
+        self.body_bytes_in_flight.fetch_sub(bytes, Ordering::AcqRel);
     }
 
     /// Counts one wait for a connection slot.
@@ -196,10 +246,25 @@ impl LimitCounters {
     }
 }
 
-/// The body of a request that must arrive before a deadline; what a
-/// [`Guard`] hands its service.
+/// A request body would take the server past
+/// [`ServerLimits::max_body_bytes_in_flight`].
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("request bodies in flight on this server would pass {limit} bytes (max body bytes in flight); retry shortly")]
+pub struct BodyBudgetExceeded {
+    /// The budget.
+    pub limit: u64,
+}
+
+/// The body of a request that must arrive before a deadline, within the
+/// server's body budget; what a [`Guard`] hands its service.
 pub struct GuardedBody<B> {
     inner: B,
+    /// [`ServerLimits::max_body_bytes_in_flight`].
+    budget: u64,
+    /// Bytes this body holds of the budget, given back when it is dropped.
+    held: u64,
+    /// Whether `held` was taken whole from the `Content-Length`.
+    reserved: bool,
     started: Instant,
     limit: Duration,
     /// Armed at the first poll that has to wait: most requests (gets) have
@@ -224,6 +289,12 @@ pub struct BodyTimeout {
     pub limit: Duration,
 }
 
+impl<B> Drop for GuardedBody<B> {
+    fn drop(&mut self) {
+        self.counters.give_back_body_bytes(self.held);
+    }
+}
+
 impl<B> Body for GuardedBody<B>
 where
     B: Body + Unpin,
@@ -238,11 +309,23 @@ where
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.get_mut();
         if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(Frame::data_ref)) {
+                let bytes = data.map_or(0, |d| d.remaining() as u64);
+                if !this.reserved && bytes > 0 {
+                    if !this.counters.take_body_bytes(bytes, this.budget) {
+                        return Poll::Ready(Some(Err(Box::new(BodyBudgetExceeded {
+                            limit: this.budget,
+                        }))));
+                    }
+                    this.held += bytes;
+                }
+            }
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
         }
-        let deadline = this
-            .deadline
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(this.started + this.limit)));
+        let deadline = this.deadline.get_or_insert_with(|| {
+            let left = this.limit.saturating_sub(this.started.elapsed());
+            Box::pin(tokio::time::sleep(left))
+        });
         match deadline.as_mut().poll(cx) {
             Poll::Ready(()) => {
                 this.counters.body_timeouts.fetch_add(1, Ordering::Relaxed);
@@ -394,8 +477,35 @@ impl<S> Guard<S> {
             );
             return Box::pin(std::future::ready(Ok(refusal)));
         };
+        // A body whose length is known takes its bytes now: refused before
+        // it is read when they do not fit.
+        let length = request
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            .filter(|length| *length > 0);
+        if let Some(length) = length {
+            let budget = self.limits.max_body_bytes_in_flight;
+            if !self.counters.take_body_bytes(length, budget) {
+                let mut refusal = self.refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "{}: this request's {length} bytes do not fit",
+                        BodyBudgetExceeded { limit: budget }
+                    ),
+                );
+                refusal.headers_mut().insert(
+                    RETRY_AFTER,
+                    HeaderValue::from(self.limits.retry_after.as_secs().max(1)),
+                );
+                return Box::pin(std::future::ready(Ok(refusal)));
+            }
+        }
         let request = request.map(|body| GuardedBody {
             inner: body,
+            budget: self.limits.max_body_bytes_in_flight,
+            held: length.unwrap_or(0),
+            reserved: length.is_some(),
             started: Instant::now(),
             limit: self.limits.body_read_timeout,
             deadline: None,
