@@ -120,7 +120,7 @@ impl KeyInTraces {
 impl fmt::Display for Shown<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.how {
-            KeyInTraces::Plain => f.write_str(self.key),
+            KeyInTraces::Plain => fmt::Display::fmt(&Escaped(self.key), f),
             KeyInTraces::Hidden => f.write_str("-"),
             KeyInTraces::Hashed => {
                 f.write_str("sha256:")?;
@@ -130,6 +130,41 @@ impl fmt::Display for Shown<'_> {
                 Ok(())
             }
         }
+    }
+}
+
+/// Text from outside (a key, a peer's answer, an error naming them) made
+/// safe for a log line: control characters are written escaped as Rust
+/// writes them (`\n`, `\u{1b}`), so a key cannot end a log line and forge
+/// the next one, or send escape sequences to a terminal. Everything else,
+/// non-ASCII letters included, is written as it is.
+///
+/// ```
+/// use peercache::trace::Escaped;
+///
+/// let key = "k\nERROR forged line";
+/// assert_eq!(Escaped(key).to_string(), "k\\nERROR forged line");
+/// assert_eq!(Escaped("grün").to_string(), "grün");
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Escaped<T>(pub T);
+
+impl<T: fmt::Display> fmt::Display for Escaped<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Escaping<'a, 'b>(&'a mut fmt::Formatter<'b>);
+        impl fmt::Write for Escaping<'_, '_> {
+            fn write_str(&mut self, text: &str) -> fmt::Result {
+                let mut rest = text;
+                while let Some(at) = rest.find(char::is_control) {
+                    self.0.write_str(&rest[..at])?;
+                    let c = rest[at..].chars().next().unwrap_or_default();
+                    write!(self.0, "{}", c.escape_default())?;
+                    rest = &rest[at + c.len_utf8()..];
+                }
+                self.0.write_str(rest)
+            }
+        }
+        fmt::write(&mut Escaping(f), format_args!("{}", self.0))
     }
 }
 
@@ -174,6 +209,12 @@ mod tests {
         );
         assert!(!hashed.contains("user"));
         assert_eq!(hashed, KeyInTraces::Hashed.show("user:42").to_string());
+        assert_eq!(
+            KeyInTraces::Plain
+                .show("a\r\nb\u{1b}[31m\u{7f}")
+                .to_string(),
+            "a\\r\\nb\\u{1b}[31m\\u{7f}"
+        );
         assert_ne!(hashed, KeyInTraces::Hashed.show("user:43").to_string());
     }
 }

@@ -40,6 +40,7 @@
 
 use super::pool::HttpPool;
 use crate::loader::BoxFuture;
+use crate::trace::Escaped;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -213,7 +214,7 @@ pub async fn refresh(pool: &HttpPool, discovery: &dyn Discovery) -> Result<bool,
     match pool.set_peers(&members) {
         Ok(()) => Ok(true),
         Err(error) => {
-            tracing::error!(source = %discovery.describe(), %error, "discovered peer list refused; keeping the current list");
+            tracing::error!(source = %discovery.describe(), error = %Escaped(&error), "discovered peer list refused; keeping the current list");
             Ok(false)
         }
     }
@@ -231,7 +232,7 @@ pub fn watch(
         loop {
             let Some(live) = pool.upgrade() else { return };
             if let Err(error) = refresh(&live, &discovery).await {
-                tracing::warn!(source = %discovery.describe(), %error, "peer discovery failed; keeping the current list");
+                tracing::warn!(source = %discovery.describe(), error = %Escaped(&error), "peer discovery failed; keeping the current list");
             }
             drop(live);
             tokio::time::sleep(every).await;

@@ -25,6 +25,7 @@ use super::server::PeerService;
 use crate::health::{PeerHealth, PeerState, PeerStatus, Transition};
 use crate::peers::{Peer, PeerPicker};
 use crate::ring::{Ring, RingError};
+use crate::trace::Escaped;
 use crate::{HotCachePolicy, Node};
 use arc_swap::ArcSwap;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -75,6 +76,14 @@ pub enum PoolError {
         url: String,
         /// What is missing.
         reason: &'static str,
+    },
+    /// A cleartext peer in a cluster whose nodes speak TLS.
+    #[error("peer URL {url:?} is http:// but this node is {self_url:?}: a TLS cluster cannot have cleartext members (keys, values and changes would cross the network unencrypted); give every node an https:// URL")]
+    Cleartext {
+        /// The cleartext URL.
+        url: String,
+        /// This node's URL.
+        self_url: String,
     },
     /// An option is out of range.
     #[error("invalid HTTP pool option: {0}")]
@@ -221,6 +230,14 @@ impl HttpPool {
         let list: Vec<String> = peers.into_iter().map(|p| p.as_ref().to_owned()).collect();
         let https = self.options.speaks_https();
         list.iter().try_for_each(|url| check_url(url, https))?;
+        if self.self_url.starts_with("https://") {
+            if let Some(url) = list.iter().find(|url| url.starts_with("http://")) {
+                return Err(PoolError::Cleartext {
+                    url: url.clone(),
+                    self_url: self.self_url.to_string(),
+                });
+            }
+        }
         if !list.iter().any(|p| **p == *self.self_url) {
             return Err(PoolError::SelfMissing {
                 self_url: self.self_url.to_string(),
@@ -294,16 +311,16 @@ impl HttpPool {
                 list: old.list.clone(),
             })),
             Err(error) => {
-                tracing::error!(%error, "rebuilding the ring failed; keeping the old one")
+                tracing::error!(error = %Escaped(&error), "rebuilding the ring failed; keeping the old one")
             }
         }
         match transition {
             Transition::WentDown => {
                 let status = peer.health().status(id);
                 tracing::warn!(
-                    peer = id,
+                    peer = %Escaped(id),
                     failures = status.consecutive_failures,
-                    last_error = status.last_error.as_deref().unwrap_or(""),
+                    last_error = %Escaped(status.last_error.as_deref().unwrap_or("")),
                     "peer taken out of the ring; probing it until it answers"
                 );
                 if let Ok(runtime) = tokio::runtime::Handle::try_current() {
@@ -311,7 +328,7 @@ impl HttpPool {
                 }
             }
             Transition::CameBack => {
-                tracing::info!(peer = id, "peer answers again; back in the ring")
+                tracing::info!(peer = %Escaped(id), "peer answers again; back in the ring")
             }
             Transition::None => {}
         }
