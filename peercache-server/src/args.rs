@@ -188,9 +188,31 @@ pub struct Args {
     #[arg(long, value_name = "SIZE", default_value = "16KiB", value_parser = parse_bytes)]
     pub max_key_bytes: u64,
 
-    /// Largest request body accepted: a PUT's value (413 beyond)
+    /// Largest body of a peer request (a peer's PUT value, a remove-keys
+    /// list; 413 beyond) and of a peer's answer (beyond it the answer is
+    /// dropped and counted as that peer's failure)
     #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_bytes)]
     pub max_body_bytes: u64,
+
+    /// Largest body of a front API request: a PUT's value (413 beyond);
+    /// must leave room for the key within --max-body-bytes
+    #[arg(long, value_name = "SIZE", default_value = "8MiB", value_parser = parse_bytes)]
+    pub max_front_body_bytes: u64,
+
+    /// Bytes of request bodies held at once by the whole node; a request
+    /// that does not fit is answered 503 with Retry-After
+    #[arg(long, value_name = "SIZE", default_value = "128MiB", value_parser = parse_bytes)]
+    pub max_body_bytes_in_flight: u64,
+
+    /// Most keys in one remove-keys request from a peer (413 beyond)
+    #[arg(long, value_name = "N", default_value_t = peercache::http::options::DEFAULT_MAX_REMOVE_KEYS)]
+    pub max_remove_keys: usize,
+
+    /// Host names this node answers to besides localhost and its --self
+    /// host (IP addresses always pass; `*`: any name). A request for
+    /// another name gets 421: protection against DNS rebinding
+    #[arg(long, value_name = "NAME,...", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
 
     /// How keys appear in logs and traces: plain, hashed (sha256 prefix) or
     /// hidden. RUST_LOG=peercache=debug logs every miss, load, peer fetch and
@@ -300,6 +322,7 @@ impl Args {
             http2: self.http2,
             max_key_bytes: usize::try_from(self.max_key_bytes).unwrap_or(usize::MAX),
             max_body_bytes: usize::try_from(self.max_body_bytes).unwrap_or(usize::MAX),
+            max_remove_keys: self.max_remove_keys,
             health: peercache::health::HealthPolicy {
                 failures_to_down: self.failures_to_down,
                 ..base.health
@@ -322,6 +345,7 @@ impl Args {
             max_uri_bytes: usize::try_from(self.max_uri_bytes).unwrap_or(usize::MAX),
             max_connections: self.max_connections,
             write_timeout: self.write_timeout,
+            max_body_bytes_in_flight: self.max_body_bytes_in_flight,
             ..ServerLimits::default()
         }
     }
@@ -366,11 +390,23 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "m" => number * 60.0,
         _ => return Err(format!("{text:?} needs a unit: ms, s or m")),
     };
-    Duration::try_from_secs_f64(seconds)
+    let duration = Duration::try_from_secs_f64(seconds)
         .ok()
         .filter(|d| !d.is_zero())
-        .ok_or_else(|| format!("{text:?} must be a positive duration"))
+        .ok_or_else(|| format!("{text:?} must be a positive duration"))?;
+    if duration > MAX_DURATION {
+        return Err(format!(
+            "{text:?} is too long: durations are at most {}s (100 years)",
+            MAX_DURATION.as_secs()
+        ));
+    }
+    Ok(duration)
 }
+
+/// The longest duration taken from outside (flags, `--config`, a `ttl`
+/// parameter): far enough to mean "forever", near enough that adding it to
+/// any clock reading cannot overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// `frequent`, `never`, `always`, `one-in-N`.
 pub fn parse_hot_cache(text: &str) -> Result<HotCachePolicy, String> {
@@ -411,6 +447,10 @@ mod tests {
         assert!(parse_duration("5").is_err());
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("-1s").is_err());
+        let huge = parse_duration("18000000000000000000s").unwrap_err();
+        assert!(huge.contains("too long"), "{huge}");
+        assert!(parse_duration("1e400s").is_err());
+        assert_eq!(parse_duration("3153600000s"), Ok(MAX_DURATION));
     }
 
     #[test]

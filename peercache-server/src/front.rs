@@ -40,6 +40,15 @@ struct Front {
     pool: Arc<HttpPool>,
     limits: Arc<LimitCounters>,
     metrics: PrometheusHandle,
+    max_body_bytes: usize,
+}
+
+/// The front API's own settings.
+pub struct FrontSettings {
+    /// Largest body of a front `PUT` (`--max-front-body-bytes`).
+    pub max_body_bytes: usize,
+    /// The names the node answers to ([`crate::origin`]).
+    pub allowed_hosts: crate::origin::AllowedHosts,
 }
 
 /// The whole application: front API and peer endpoint. `limits` are the
@@ -50,10 +59,12 @@ pub fn router(
     pool: Arc<HttpPool>,
     limits: Arc<LimitCounters>,
     metrics: PrometheusHandle,
+    settings: FrontSettings,
 ) -> Router {
     let peers = pool.service(node.clone());
     let base = pool.options().base_path.clone();
-    let max_body = pool.options().max_body_bytes;
+    // The peer endpoint reads its bodies itself, with the pool's limit.
+    let max_body = settings.max_body_bytes;
     Router::new()
         .route("/", get(index))
         .route("/status", get(status_page))
@@ -72,11 +83,16 @@ pub fn router(
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            settings.allowed_hosts,
+            crate::origin::guard,
+        ))
         .with_state(Front {
             node,
             pool,
             limits,
             metrics,
+            max_body_bytes: max_body,
         })
 }
 
@@ -108,9 +124,14 @@ fn body_or_refusal(front: &Front, body: Result<Bytes, BytesRejection>) -> Result
             (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!(
-                    "request body too large: the limit is {} bytes (--max-body-bytes)",
-                    front.pool.options().max_body_bytes
+                    "request body too large: the limit is {} bytes (--max-front-body-bytes)",
+                    front.max_body_bytes
                 ),
+            )
+        } else if reason.contains("max body bytes in flight") {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{reason} (--max-body-bytes-in-flight)"),
             )
         } else if reason.contains("body read timeout") {
             (
@@ -298,7 +319,17 @@ async fn purge(State(front): State<Front>, Path((group, key)): Path<(String, Str
 async fn set(group: &Group, key: &str, ttl: Option<&str>, body: Bytes) -> Response {
     let expiry = match ttl.map(crate::args::parse_duration) {
         None => None,
-        Some(Ok(ttl)) => Some(SystemTime::now() + ttl),
+        Some(Ok(ttl)) => match SystemTime::now().checked_add(ttl) {
+            Some(at) => Some(at),
+            None => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "bad ttl parameter: {ttl:?} from now is past this system's clock range"
+                    ),
+                )
+            }
+        },
         Some(Err(reason)) => {
             return text(
                 StatusCode::BAD_REQUEST,
@@ -308,7 +339,9 @@ async fn set(group: &Group, key: &str, ttl: Option<&str>, body: Bytes) -> Respon
     };
     match group.set(key, body, expiry).await {
         Ok(()) => {
-            let lasting = match expiry.or_else(|| group.ttl().map(|t| SystemTime::now() + t)) {
+            let lasting = match expiry
+                .or_else(|| group.ttl().and_then(|t| SystemTime::now().checked_add(t)))
+            {
                 Some(at) => format!(
                     " for {}s",
                     at.duration_since(SystemTime::now())
@@ -441,7 +474,7 @@ async fn prometheus(State(front): State<Front>) -> Response {
 /// 503: a get failed. The error names the key, so it is logged only at
 /// debug level (the group's `key_in_traces` governs keys in its own logs).
 fn failure(error: &Error) -> Response {
-    tracing::debug!(%error, "get failed");
+    tracing::debug!(error = %peercache::trace::Escaped(error), "get failed");
     text(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
 }
 

@@ -13,6 +13,7 @@
 mod args;
 mod colors;
 mod front;
+mod origin;
 mod sources;
 
 use args::{Args, LogFormat};
@@ -65,6 +66,8 @@ enum ServerError {
     DnsWithTls,
     #[error("bad limit flag (--max-concurrent-requests, --max-concurrent-streams, --max-connections, --header-read-timeout, --body-read-timeout, --write-timeout, --max-uri-bytes): {0}")]
     Limits(std::io::Error),
+    #[error("--max-front-body-bytes {front} leaves no room for the key within --max-body-bytes {peer}: a value set on the front API is sent to the peers with its key; lower the first or raise the second (by --max-key-bytes + 1KiB)")]
+    FrontBody { front: u64, peer: u64 },
     #[error("cannot set up the metrics recorder: {0}")]
     Metrics(String),
     #[error("{0}")]
@@ -162,6 +165,19 @@ async fn run(args: Args) -> Result<(), ServerError> {
         return Err(ServerError::SelfScheme {
             self_url,
             reason: "is https:// but this node serves cleartext: give --tls-cert and --tls-key",
+        });
+    }
+    // A front PUT becomes a peer PUT: its value, key and framing must fit
+    // the peers' body limit.
+    if args
+        .max_front_body_bytes
+        .saturating_add(args.max_key_bytes)
+        .saturating_add(1024)
+        > args.max_body_bytes
+    {
+        return Err(ServerError::FrontBody {
+            front: args.max_front_body_bytes,
+            peer: args.max_body_bytes,
         });
     }
     let mut options = args.http_options();
@@ -268,7 +284,7 @@ async fn run(args: Args) -> Result<(), ServerError> {
                 }
                 sources::SourceKind::Files => {
                     let dir = declared.dir.as_deref().unwrap_or(std::path::Path::new(""));
-                    builder.build(sources::FilesSource::new(dir).map_err(wrong)?)?;
+                    builder.build(sources::FilesSource::new(dir, &declared).map_err(wrong)?)?;
                 }
                 #[cfg(feature = "sqlite")]
                 sources::SourceKind::Sqlite => {
@@ -302,7 +318,11 @@ async fn run(args: Args) -> Result<(), ServerError> {
         "peercache-server listening"
     );
     let metrics = install_metrics()?;
-    let app = front::router(node, pool, server.counters(), metrics);
+    let settings = front::FrontSettings {
+        max_body_bytes: usize::try_from(args.max_front_body_bytes).unwrap_or(usize::MAX),
+        allowed_hosts: origin::AllowedHosts::new(&self_url, &args.allowed_hosts),
+    };
+    let app = front::router(node, pool, server.counters(), metrics, settings);
     server
         .serve(listener, app, shutdown_signal())
         .await
@@ -310,6 +330,9 @@ async fn run(args: Args) -> Result<(), ServerError> {
     tracing::info!("peercache-server stopped");
     Ok(())
 }
+
+/// How often the metrics recorder folds histogram samples into buckets.
+const METRICS_UPKEEP: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Installs the Prometheus recorder of `GET /metrics`: load and peer-fetch
 /// latencies as histograms, from 0.5 ms to 10 s.
@@ -322,6 +345,18 @@ fn install_metrics() -> Result<PrometheusHandle, ServerError> {
         .and_then(PrometheusBuilder::install_recorder)
         .map_err(|error| ServerError::Metrics(error.to_string()))?;
     peercache::metrics::describe();
+    // The recorder keeps every histogram sample until its upkeep folds them
+    // into the buckets; a render does it too, but a node nobody scrapes
+    // would hold each sample forever (about 10 bytes a miss).
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(METRICS_UPKEEP);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
     Ok(handle)
 }
 

@@ -1,8 +1,10 @@
 //! More than 10,000 malformed or hostile requests against a live
 //! `peercache-server` process: invalid escapes, NUL bytes, over-long keys and
 //! targets, truncated and garbage protobuf and JSON bodies, wrong methods,
-//! bodies over the limit, header floods, bytes that are not HTTP at all, and
-//! clients that trickle their headers. Every answer must be the refusal its
+//! bodies over the limit, header floods, bytes that are not HTTP at all,
+//! remove-keys lists over the cap, cross-site `Origin`s and rebound `Host`
+//! names, `ttl`s past the clock's range, and clients that trickle their
+//! headers. Every answer must be the refusal its
 //! kind calls for (never a 5xx, never a dropped connection where an answer is
 //! due); afterwards the node still serves every value it had cached, from
 //! its cache, and its resident memory grew by less than its cache budget
@@ -46,9 +48,13 @@ enum Kind {
     BodyOverLimitFront,
     HeaderFlood,
     NotHttp,
+    TooManyRemoveKeys,
+    ForeignOrigin,
+    RebindHost,
+    HugeTtl,
 }
 
-const KINDS: [Kind; 16] = [
+const KINDS: [Kind; 20] = [
     Kind::BadEscapePeer,
     Kind::BadEscapeFront,
     Kind::NulBytes,
@@ -65,6 +71,10 @@ const KINDS: [Kind; 16] = [
     Kind::BodyOverLimitFront,
     Kind::HeaderFlood,
     Kind::NotHttp,
+    Kind::TooManyRemoveKeys,
+    Kind::ForeignOrigin,
+    Kind::RebindHost,
+    Kind::HugeTtl,
 ];
 
 /// What a request may be answered with. `None` stands for "the connection
@@ -219,6 +229,38 @@ fn hostile(kind: Kind, i: usize, rng: &mut fastrand::Rng) -> (Vec<u8>, Expect) {
             };
             (http("GET", "/echo/k", &headers, b""), expect)
         }
+        Kind::TooManyRemoveKeys => {
+            // Over the node's --max-remove-keys 100; empty keys cost nothing
+            // to send.
+            let keys = vec!["\"\""; 101 + i % 5000].join(",");
+            let body = format!(r#"{{"group":"echo","keys":[{keys}]}}"#);
+            let target = "/_groupcache/echo/_remove-keys/";
+            (http("POST", target, "", body.as_bytes()), refusal(&[413]))
+        }
+        Kind::ForeignOrigin => {
+            let (method, target) = [
+                ("POST", "/echo/_purge"),
+                ("PUT", "/echo/warm%20key%2F1"),
+                ("DELETE", "/color?name=red"),
+                ("GET", "/stats"),
+            ][i % 4];
+            let origin = ["https://evil.example", "null", "http://localhost:1"][i % 3];
+            let headers = format!("Origin: {origin}\r\n");
+            (http(method, target, &headers, b"evil"), refusal(&[403]))
+        }
+        Kind::RebindHost => {
+            let bytes = format!(
+                "DELETE /echo/warm%20key%2F{} HTTP/1.1\r\nHost: rebind{i}.evil.example\r\nConnection: close\r\n\r\n",
+                i % 100
+            )
+            .into_bytes();
+            (bytes, refusal(&[421]))
+        }
+        Kind::HugeTtl => {
+            let ttl = ["18000000000000000000s", "1e30m", "99999999999999999999ms"][i % 3];
+            let target = format!("/echo/hostile-ttl-{i}?ttl={ttl}");
+            (http("PUT", &target, "", b"v"), refusal(&[400]))
+        }
         Kind::NotHttp => {
             let expect = Expect {
                 statuses: &[400],
@@ -325,6 +367,10 @@ fn ten_thousand_hostile_requests_change_nothing_that_was_cached() {
             "8KiB",
             "--max-body-bytes",
             "64KiB",
+            "--max-front-body-bytes",
+            "32KiB",
+            "--max-remove-keys",
+            "100",
             "--header-read-timeout",
             "500ms",
             "--body-read-timeout",

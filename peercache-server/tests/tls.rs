@@ -498,6 +498,29 @@ fn bad_tls_flags_get_clear_errors() {
     );
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("must be https://"), "{out}");
+    // A cleartext peer in a TLS cluster (the list a --peers-file could give).
+    let (code, out) = run_to_exit(
+        &server,
+        &[
+            "--addr",
+            "127.0.0.1:0",
+            "--self",
+            "https://127.0.0.1:1",
+            "--pool",
+            "https://127.0.0.1:1,http://127.0.0.1:2",
+            "--tls-cert",
+            &files.cert,
+            "--tls-key",
+            &files.key,
+            "--tls-ca",
+            &files.ca,
+        ],
+    );
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("\"http://127.0.0.1:2\" is http://") && out.contains("TLS cluster"),
+        "{out}"
+    );
 }
 
 /// An `http` group of `--config` in front of an https:// origin: trusted
