@@ -3,7 +3,10 @@
 //! from the origin once for the whole cluster, 404 not cached, errors not
 //! cached, `Cache-Control: max-age` honoured), a `files` group (no way out
 //! of its directory), and `sqlite` groups on a database built here (opened
-//! read-only).
+//! read-only). Then hostile keys: `..%2F` against an origin that resolves
+//! `..` as many do (refused before the origin is asked, on the front API
+//! and the peer endpoint), and a directory holding a FIFO, a file over
+//! `max_file_bytes`, a dotfile and other spellings of a file.
 
 mod support;
 
@@ -29,6 +32,13 @@ async fn origin_page(
         (StatusCode::NOT_FOUND, "no such page").into_response()
     } else if key.starts_with("broken") {
         (StatusCode::INTERNAL_SERVER_ERROR, "origin bug").into_response()
+    } else if key.starts_with("forever") {
+        // The largest age a header can say: past any clock's range.
+        (
+            [(header::CACHE_CONTROL, "max-age=18446744073709551615")],
+            format!("page {key}"),
+        )
+            .into_response()
     } else if key.starts_with("short") {
         (
             [(header::CACHE_CONTROL, "max-age=1")],
@@ -123,6 +133,10 @@ fn groups_read_through_to_an_origin_and_a_directory() {
     assert!(hits_of(&hits, "broken-1") >= 2, "an error was cached");
 
     // max-age=1: cached, then fetched again once it expired.
+    // An age past the clock's range is no expiry, not an overflow.
+    assert_eq!(get_ok(nodes[0].addr, "/pages/forever-1"), "page forever-1");
+    assert_eq!(get_ok(nodes[1].addr, "/pages/forever-1"), "page forever-1");
+    assert_eq!(hits_of(&hits, "forever-1"), 1);
     assert_eq!(get_ok(nodes[0].addr, "/pages/short-1"), "page short-1");
     assert_eq!(get_ok(nodes[0].addr, "/pages/short-1"), "page short-1");
     assert_eq!(hits_of(&hits, "short-1"), 1);
@@ -200,4 +214,231 @@ fn a_bad_config_stops_the_server_naming_the_group() {
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("bad --config") && out.contains("ftp"), "{out}");
     let _ = std::fs::remove_dir_all(&scratch);
+}
+
+/// Every path an origin was asked for, as received.
+type Seen = Arc<Mutex<Vec<String>>>;
+
+/// `path` with its `.` and `..` segments resolved, `%2E` read as `.`
+/// first: what many origins (nginx, python's http.server, ...) serve for
+/// it.
+fn normalised(path: &str) -> String {
+    let decoded = path.replace("%2E", ".").replace("%2e", ".");
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in decoded.split('/').skip(1) {
+        match segment {
+            "." => {}
+            ".." => {
+                segments.pop();
+            }
+            other => segments.push(other),
+        }
+    }
+    format!("/{}", segments.join("/"))
+}
+
+/// An origin that normalises paths, as many do: `/public/<key>` is public,
+/// `/private/secret` is not meant to be reachable through the cache.
+async fn normalising_origin(
+    State(seen): State<Seen>,
+    uri: axum::http::Uri,
+) -> (StatusCode, String) {
+    seen.lock().unwrap().push(uri.path().to_owned());
+    let path = normalised(uri.path());
+    if path == "/private/secret" {
+        (StatusCode::OK, "TOP SECRET".to_owned())
+    } else if let Some(key) = path.strip_prefix("/public/") {
+        (StatusCode::OK, format!("public {key}"))
+    } else {
+        (StatusCode::NOT_FOUND, "no such page".to_owned())
+    }
+}
+
+/// Starts the normalising origin on a thread of its own: its address and
+/// the paths it was asked for.
+fn normalising_origin_server() -> (std::net::SocketAddr, Seen) {
+    let seen: Seen = Arc::default();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = Router::new()
+        .fallback(normalising_origin)
+        .with_state(seen.clone());
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    (addr, seen)
+}
+
+/// A fresh scratch directory for one test, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn http_keys_cannot_leave_the_url_prefix() {
+    let (origin, seen) = normalising_origin_server();
+    let scratch = Scratch::new("http-prefix");
+    let config = scratch.0.join("peercache.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[group]]\nname = \"pages\"\nsource = \"http\"\nurl = \"http://{origin}/public/{{key}}\"\ntimeout = \"2s\"\n\n\
+             [[group]]\nname = \"query\"\nsource = \"http\"\nurl = \"http://{origin}/public/get?id={{key}}\"\ntimeout = \"2s\"\n"
+        ),
+    )
+    .unwrap();
+    let nodes = start_servers(2, &["--config", config.to_str().unwrap()]);
+
+    // The origin works: a key is a path under /public/.
+    assert_eq!(get_ok(nodes[0].addr, "/pages/a%20b/c"), "public a%20b/c");
+    // In the query string, '/' is escaped too: the key stays one value.
+    assert_eq!(
+        get_ok(nodes[0].addr, "/query/..%2Fprivate%2Fsecret"),
+        "public get"
+    );
+
+    for node in &nodes {
+        for target in [
+            "/pages/..%2Fprivate%2Fsecret",
+            "/pages/%2E%2E%2Fprivate%2Fsecret",
+            "/pages/a%2F..%2F..%2Fprivate%2Fsecret",
+            "/pages/.%2F..%2Fprivate%2Fsecret",
+            "/pages/..",
+            "/_groupcache/pages/..%2Fprivate%2Fsecret",
+            "/_groupcache/pages/x%2F..%2F..%2Fprivate%2Fsecret",
+        ] {
+            let (status, body) = get(node.addr, target).unwrap();
+            assert_eq!(status, 404, "{target}: {body}");
+            assert!(!body.contains("SECRET"), "{target}: {body}");
+        }
+    }
+    let seen = seen.lock().unwrap().clone();
+    for path in &seen {
+        assert!(
+            normalised(path).starts_with("/public/") && !path.contains(".."),
+            "the origin was asked for {path} (all: {seen:?})"
+        );
+    }
+}
+
+/// `GET target` answered within `limit`: status and body.
+fn get_within(
+    addr: std::net::SocketAddr,
+    target: &str,
+    limit: std::time::Duration,
+) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, limit)?;
+    stream.set_read_timeout(Some(limit))?;
+    write!(
+        stream,
+        "GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer)?;
+    parse_answer(&answer)
+}
+
+#[cfg(unix)]
+#[test]
+fn files_serve_regular_canonical_bounded_files_only() {
+    use std::time::{Duration, Instant};
+    let scratch = Scratch::new("files-hostile");
+    let dir = scratch.0.join("data");
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    std::fs::write(dir.join("x"), "plain x").unwrap();
+    std::fs::write(dir.join("sub/y"), "plain y").unwrap();
+    std::fs::write(dir.join("big.bin"), vec![7u8; 4096]).unwrap();
+    std::fs::write(dir.join(".env"), "SECRET=1").unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(dir.join("pipe"))
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo failed");
+    let config = scratch.0.join("peercache.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[group]]\nname = \"files\"\nsource = \"files\"\ndir = \"{dir}\"\nmax_file_bytes = \"1KiB\"\n\n\
+             [[group]]\nname = \"dotted\"\nsource = \"files\"\ndir = \"{dir}\"\ndotfiles = true\n",
+            dir = dir.display()
+        ),
+    )
+    .unwrap();
+    let nodes = start_servers(1, &["--config", config.to_str().unwrap()]);
+    let node = nodes[0].addr;
+
+    // A FIFO is not a value: answered at once, and the node goes on.
+    let limit = Duration::from_secs(10);
+    for _ in 0..3 {
+        let started = Instant::now();
+        let (status, body) = get_within(node, "/files/pipe", limit)
+            .unwrap_or_else(|e| panic!("GET /files/pipe: no answer within {limit:?}: {e}"));
+        assert_eq!(status, 404, "{body}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    assert_eq!(get_ok(node, "/files/x"), "plain x");
+
+    // Over max_file_bytes: an error naming the setting.
+    let (status, body) = get(node, "/files/big.bin").unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("max_file_bytes") && body.contains("4096") && body.contains("big.bin"),
+        "{body}"
+    );
+    // The other group has the default bound.
+    assert_eq!(get_ok(node, "/dotted/big.bin").len(), 4096);
+
+    // Dotfiles only where the group allows them.
+    let (status, body) = get(node, "/files/.env").unwrap();
+    assert_eq!(status, 404, "{body}");
+    assert!(!body.contains("SECRET"), "{body}");
+    assert_eq!(get_ok(node, "/dotted/.env"), "SECRET=1");
+
+    // One file, one key: other spellings are not found.
+    assert_eq!(get_ok(node, "/files/sub/y"), "plain y");
+    for group in ["files", "dotted"] {
+        for key in [
+            ".%2Fx",
+            "%2E%2Fx",
+            ".%2F.%2Fx",
+            "sub%2F.%2Fy",
+            "sub%2F%2Fy",
+            "sub%2Fy%2F",
+            "sub%2F..%2Fx",
+            "%2Fx",
+            "sub",
+        ] {
+            let target = format!("/{group}/{key}");
+            let (status, body) = get(node, &target).unwrap();
+            assert_eq!(status, 404, "{target}: {body}");
+        }
+    }
+    assert_eq!(get_ok(node, "/files/x"), "plain x");
 }
