@@ -26,7 +26,7 @@ use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use peercache::http::wire::{self, PathError, PlusInPath, DEFAULT_BASE_PATH};
 use peercache::http::{HttpOptions, PeerService};
-use peercache::proto::{GetRequest, GetResponse, RemoveKeysRequest, SetRequest};
+use peercache::proto::{GetRequest, GetResponse, RemoveKeysError, RemoveKeysRequest, SetRequest};
 use peercache::{loader_fn, LoadError, Node};
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -372,7 +372,23 @@ fn valid_json() -> impl Strategy<Value = Vec<u8>> + Clone {
 }
 
 fn check_json(bytes: &[u8]) -> Result<(), TestCaseError> {
-    if let Ok(request) = serde_json::from_slice::<RemoveKeysRequest>(bytes) {
+    // The bounded parser the peer endpoint uses agrees with serde's derived
+    // one on what it accepts, and never holds more keys than its cap.
+    let derived = serde_json::from_slice::<RemoveKeysRequest>(bytes);
+    match RemoveKeysRequest::from_json(bytes, 2) {
+        Ok(bounded) => {
+            prop_assert!(bounded.keys.len() <= 2);
+            prop_assert_eq!(derived.as_ref().ok(), Some(&bounded));
+        }
+        Err(RemoveKeysError::TooManyKeys { max }) => {
+            prop_assert_eq!(max, 2);
+            if let Ok(derived) = &derived {
+                prop_assert!(derived.keys.len() > 2);
+            }
+        }
+        Err(_) => {}
+    }
+    if let Ok(request) = derived {
         let json = serde_json::to_vec(&request).expect("a request always serializes");
         let back = serde_json::from_slice::<RemoveKeysRequest>(&json);
         prop_assert_eq!(back.ok(), Some(request));
@@ -455,7 +471,9 @@ proptest! {
     ) {
         let json = serde_json::to_vec(&request).expect("serializes");
         let back = serde_json::from_slice::<RemoveKeysRequest>(&json);
-        prop_assert_eq!(back.ok(), Some(request));
+        prop_assert_eq!(back.ok(), Some(request.clone()));
+        let bounded = RemoveKeysRequest::from_json(&json, 4);
+        prop_assert_eq!(bounded.ok(), Some(request));
         // An object missing its closing brace is never complete JSON.
         let cut = cut.index(json.len());
         prop_assert!(serde_json::from_slice::<RemoveKeysRequest>(&json[..cut]).is_err());
