@@ -17,7 +17,15 @@
 //!   end, stays within `budget + entries × OVERHEAD_PER_ENTRY + the node's
 //!   idle RSS + SLACK` (the per-entry overhead is measured by
 //!   `peercache/tests/overhead.rs`);
-//! - every answer is the right value, and none fails.
+//! - every answer is the right value, and none fails;
+//! - once the budget is full, resident memory does not keep growing with
+//!   the requests: the slope of RSS over requests served, fitted to the
+//!   samples after the first [`SETTLE`] of the full-budget part, stays
+//!   under [`MAX_SLOPE`] bytes per request on every node. A peak alone
+//!   hides a slow leak (10 bytes a request is 36 MiB an hour at 1,000
+//!   requests a second); the slope is asserted when that part lasted at
+//!   least [`SLOPE_MIN_SECS`] (`PEERCACHE_SOAK_SECS=180`, as `.ci/run`
+//!   does in release), and printed always.
 //!
 //! Then, when Go and golang/groupcache are installed (and
 //! `PEERCACHE_SKIP_GO_INTEROP` is not set), three golang/groupcache nodes
@@ -57,6 +65,16 @@ const OVERHEAD_PER_ENTRY: u64 = 320;
 /// buffers. Seen: at most 6.8 MiB, when hot values still pinned hyper's read
 /// buffers (BENCHMARKS.md, "Memory"); about 4.5 MiB since.
 const SLACK: u64 = 8 << 20;
+/// The share of the full-budget samples left out of the slope: the
+/// allocator's arenas and the hot cache still settle there.
+const SETTLE: f64 = 0.25;
+/// Largest RSS slope allowed once the budget is full, in bytes per request
+/// served by the cluster. The leak this guards against (histogram samples
+/// kept until a `/metrics` scrape) measured about 10.
+const MAX_SLOPE: f64 = 2.0;
+/// Shortest full-budget part (seconds) over which the slope is asserted:
+/// shorter runs are dominated by the allocator's steps.
+const SLOPE_MIN_SECS: f64 = 100.0;
 /// How often the nodes are sampled.
 const SAMPLE_EVERY: Duration = Duration::from_millis(200);
 
@@ -117,6 +135,30 @@ struct NodeFigures {
     over_budget: Vec<u64>,
     /// Samples whose RSS exceeded the bound: (RSS, bound).
     over_bound: Vec<(u64, u64)>,
+    /// Once the budget is full: (seconds, requests served, RSS) at each
+    /// sample.
+    full: Vec<(f64, f64, f64)>,
+}
+
+impl NodeFigures {
+    /// RSS growth per request over the settled full-budget samples, and
+    /// the seconds they span; `None` with too few samples.
+    fn slope(&self) -> Option<(f64, f64)> {
+        let settled = &self.full[(self.full.len() as f64 * SETTLE) as usize..];
+        if settled.len() < 10 {
+            return None;
+        }
+        let n = settled.len() as f64;
+        let mean_x = settled.iter().map(|s| s.1).sum::<f64>() / n;
+        let mean_y = settled.iter().map(|s| s.2).sum::<f64>() / n;
+        let (mut sxy, mut sxx) = (0.0, 0.0);
+        for (_, x, y) in settled {
+            sxy += (x - mean_x) * (y - mean_y);
+            sxx += (x - mean_x) * (x - mean_x);
+        }
+        let span = settled[settled.len() - 1].0 - settled[0].0;
+        (sxx > 0.0).then(|| (sxy / sxx, span))
+    }
 }
 
 /// What one run saw.
@@ -233,6 +275,7 @@ fn drive(kind: &'static str, nodes: &[Proc], read_cache: CacheReader) -> Run {
 
     let began = Instant::now();
     let sample = |figures: &mut [NodeFigures], last: bool| {
+        let served = sent.load(Ordering::Relaxed) as f64;
         for (node, seen) in nodes.iter().zip(figures.iter_mut()) {
             let held = read_cache(node.addr);
             let (accounted, entries) = (held.bytes, held.entries);
@@ -256,6 +299,10 @@ fn drive(kind: &'static str, nodes: &[Proc], read_cache: CacheReader) -> Run {
             }
             if last {
                 seen.final_rss = rss;
+            }
+            if seen.peak_accounted > BUDGET * 9 / 10 {
+                let at = began.elapsed().as_secs_f64();
+                seen.full.push((at, served, rss as f64));
             }
         }
     };
@@ -324,6 +371,18 @@ fn print_table(runs: &[Run]) {
                 mib(node.final_rss),
                 node.peak_rss as f64 / BUDGET as f64,
             );
+        }
+    }
+    println!(
+        "| nodes | node | RSS slope once the budget is full, bytes per request | over seconds |"
+    );
+    println!("| --- | --- | --- | --- |");
+    for run in runs {
+        for (i, node) in run.nodes.iter().enumerate() {
+            match node.slope() {
+                Some((slope, span)) => println!("| {} | {i} | {slope:.2} | {span:.0} |", run.kind),
+                None => println!("| {} | {i} | too few samples | |", run.kind),
+            }
         }
     }
     println!("| nodes | requests | distinct data MiB (× cluster budget) | seconds | req/s | failed | median peak RSS MiB | median peak RSS / budget |");
@@ -421,5 +480,12 @@ fn a_cluster_stays_within_its_budget_under_ten_times_its_data() {
             mib(SLACK),
             &node.over_bound[..node.over_bound.len().min(5)]
         );
+        if let Some((slope, span)) = node.slope().filter(|(_, span)| *span >= SLOPE_MIN_SECS) {
+            assert!(
+                slope <= MAX_SLOPE,
+                "node {i}: RSS grew {slope:.2} bytes per request over {span:.0} s with a full \
+                 budget (at most {MAX_SLOPE}): memory that grows with requests, a leak"
+            );
+        }
     }
 }
