@@ -133,6 +133,7 @@ fn body_or_refusal(front: &Front, body: Result<Bytes, BytesRejection>) -> Result
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("{reason} (--max-body-bytes-in-flight)"),
             )
+            // (`text` adds `Retry-After` to every 503.)
         } else if reason.contains("body read timeout") {
             (
                 StatusCode::REQUEST_TIMEOUT,
@@ -480,10 +481,19 @@ fn failure(error: &Error) -> Response {
 
 fn text(status: StatusCode, mut body: String) -> Response {
     body.push('\n');
-    (
+    let mut response = (
         status,
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         body,
     )
-        .into_response()
+        .into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        // A load that failed, or a body over the node's budget: both may
+        // pass shortly.
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("1"),
+        );
+    }
+    response
 }

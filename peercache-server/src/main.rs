@@ -284,7 +284,18 @@ async fn run(args: Args) -> Result<(), ServerError> {
                 }
                 sources::SourceKind::Files => {
                     let dir = declared.dir.as_deref().unwrap_or(std::path::Path::new(""));
-                    builder.build(sources::FilesSource::new(dir, &declared).map_err(wrong)?)?;
+                    let files = sources::FilesSource::new(dir, &declared).map_err(wrong)?;
+                    // A larger value could not be fetched by the peers: they
+                    // would count its owner as failing.
+                    if files.max_file_bytes() > args.max_body_bytes {
+                        return Err(wrong(format!(
+                            "max_file_bytes ({} bytes) is over --max-body-bytes ({} bytes), the largest value peers take from each other: lower max_file_bytes or raise --max-body-bytes",
+                            files.max_file_bytes(),
+                            args.max_body_bytes
+                        ))
+                        .into());
+                    }
+                    builder.build(files)?;
                 }
                 #[cfg(feature = "sqlite")]
                 sources::SourceKind::Sqlite => {
@@ -320,7 +331,11 @@ async fn run(args: Args) -> Result<(), ServerError> {
     let metrics = install_metrics()?;
     let settings = front::FrontSettings {
         max_body_bytes: usize::try_from(args.max_front_body_bytes).unwrap_or(usize::MAX),
-        allowed_hosts: origin::AllowedHosts::new(&self_url, &args.allowed_hosts),
+        allowed_hosts: origin::AllowedHosts::new(
+            &self_url,
+            &args.allowed_hosts,
+            !local.ip().is_loopback(),
+        ),
     };
     let app = front::router(node, pool, server.counters(), metrics, settings);
     server

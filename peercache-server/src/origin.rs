@@ -8,15 +8,19 @@
 //! resolves to the node) a page can also read the answers. So, on every
 //! route:
 //!
-//! - a `Host` must be a name no outside attacker can point at the node:
-//!   rebinding needs a name in a public domain the attacker controls. So
-//!   an IP address passes, and so do single-label names (`cache`, a
-//!   Kubernetes or Compose service), `localhost` and `*.localhost`, names
-//!   under the private-use suffixes `.internal`, `.local` and `.lan`, the
-//!   host of the node's `--self` URL, and the names given with
-//!   `--allowed-hosts` (`*` allows any). A request without `Host`
-//!   (HTTP/1.0, not a browser) passes. Any other name: 421 Misdirected
-//!   Request, saying which flag allows it.
+//! - a `Host` must be a name no attacker can point at the node: rebinding
+//!   needs a name whose answers the attacker controls. An IP address
+//!   passes, and so do `localhost`, `*.localhost`, the host of the node's
+//!   `--self` URL and the names given with `--allowed-hosts` (`*` allows
+//!   any). A node that listens beyond loopback also takes the names only
+//!   its local network resolves: single-label names (`cache`, a Kubernetes
+//!   or Compose service) and names under `.internal`, `.local` and `.lan`;
+//!   whoever can answer for those on the local network can reach such a
+//!   node directly anyway, while a node on loopback is reachable from the
+//!   machine only, so there they are refused (a LAN host answering an
+//!   mDNS or LLMNR query could otherwise rebind a page to it). A request
+//!   without `Host` (HTTP/1.0, not a browser) passes. Any other name: 421
+//!   Misdirected Request, saying which flag allows it.
 //! - a request carrying an `Origin` other than the node's own (the same
 //!   host and port as its `Host`), or `Sec-Fetch-Site: cross-site`, is
 //!   refused with 403: the API is for services, not for other sites' pages.
@@ -38,11 +42,15 @@ pub struct AllowedHosts {
     names: Arc<[String]>,
     /// `--allowed-hosts '*'`: no check.
     any: bool,
+    /// Whether names only the local network resolves pass (the node
+    /// listens beyond loopback).
+    local_names: bool,
 }
 
 impl AllowedHosts {
-    /// `localhost`, the host of `self_url`, and `extra` (`*` for any).
-    pub fn new(self_url: &str, extra: &[String]) -> Self {
+    /// `localhost`, the host of `self_url`, and `extra` (`*` for any);
+    /// with `beyond_loopback`, also the local network's names.
+    pub fn new(self_url: &str, extra: &[String], beyond_loopback: bool) -> Self {
         let mut names = vec!["localhost".to_owned()];
         if let Some(host) = self_url
             .parse::<axum::http::Uri>()
@@ -61,6 +69,7 @@ impl AllowedHosts {
         AllowedHosts {
             names: names.into(),
             any,
+            local_names: beyond_loopback,
         }
     }
 
@@ -75,14 +84,13 @@ impl AllowedHosts {
             return true;
         }
         let host = host.trim_end_matches('.').to_ascii_lowercase();
-        !host.contains('.')
-            || PRIVATE_SUFFIXES.iter().any(|suffix| host.ends_with(suffix))
-            || self.names.contains(&host)
+        let local = !host.contains('.') || LOCAL_SUFFIXES.iter().any(|s| host.ends_with(s));
+        host.ends_with(".localhost") || (self.local_names && local) || self.names.contains(&host)
     }
 }
 
-/// Suffixes of names that no public DNS answers for.
-const PRIVATE_SUFFIXES: &[&str] = &[".localhost", ".internal", ".local", ".lan"];
+/// Suffixes of names that only the local network answers for.
+const LOCAL_SUFFIXES: &[&str] = &[".internal", ".local", ".lan"];
 
 /// The host of `host[:port]` or `[v6]:port`, brackets removed.
 fn host_of(authority: &str) -> &str {
@@ -108,16 +116,14 @@ pub async fn guard(State(allowed): State<AllowedHosts>, request: Request, next: 
         Some(host) if !allowed.allows(host) => Some((
             StatusCode::MISDIRECTED_REQUEST,
             format!(
-                "Host {:?} is not a name of this node: call it by its IP address, localhost or its --self host, or add the name with --allowed-hosts",
-                peercache::trace::Escaped(host)
+                "Host {host:?} is not a name of this node: call it by its IP address, localhost or its --self host, or add the name with --allowed-hosts"
             ),
         )),
         _ => foreign_origin(&request, host.as_deref()).map(|origin| {
             (
                 StatusCode::FORBIDDEN,
                 format!(
-                    "cross-origin request refused (Origin {:?}): this API is for services, not for web pages of other sites",
-                    peercache::trace::Escaped(origin)
+                    "cross-origin request refused (Origin {origin:?}): this API is for services, not for web pages of other sites"
                 ),
             )
         }),
@@ -183,30 +189,39 @@ mod tests {
 
     #[test]
     fn names_must_be_the_nodes_own_and_addresses_always_pass() {
-        let allowed = AllowedHosts::new("http://cache-1.internal:8080", &["Cache.Example.".into()]);
+        let extra = ["Cache.Example.".to_owned()];
+        let beyond = AllowedHosts::new("http://cache-1.example:8080", &extra, true);
+        let loopback = AllowedHosts::new("http://127.0.0.1:8080", &extra, false);
         for ok in [
             "localhost:8080",
             "LOCALHOST",
+            "app.localhost",
             "127.0.0.1:8080",
             "10.1.2.3",
             "[::1]:8080",
-            "cache-1.internal:8080",
             "cache.example",
-            "cache-1",
-            "x",
-            "peercache.default.svc.cluster.local",
-            "node.internal",
         ] {
-            assert!(allowed.allows(ok), "{ok}");
+            assert!(beyond.allows(ok) && loopback.allows(ok), "{ok}");
+        }
+        assert!(beyond.allows("cache-1.example:8080"));
+        // The local network's names: only for a node it can reach anyway.
+        for local in ["cache-1", "x", "node.internal", "printer.local", "box.lan"] {
+            assert!(beyond.allows(local), "{local}");
+            assert!(!loopback.allows(local), "{local}");
         }
         for refused in [
             "rebind.evil.example",
             "evil.localhost.example:8080",
             "internal.evil.example",
         ] {
-            assert!(!allowed.allows(refused), "{refused}");
+            assert!(
+                !beyond.allows(refused) && !loopback.allows(refused),
+                "{refused}"
+            );
         }
-        assert!(AllowedHosts::new("http://127.0.0.1:1", &["*".into()]).allows("anything.example"));
+        assert!(
+            AllowedHosts::new("http://127.0.0.1:1", &["*".into()], false).allows("any.example")
+        );
     }
 
     #[test]

@@ -175,23 +175,29 @@ fn request_bodies_share_one_budget_and_the_front_has_its_own_limit() {
         ],
     );
     let addr = nodes[0].addr;
-    // Two uploads that announce 400 KiB each and stall after 1 KiB.
+    // Announcing a length holds nothing: a request that sends only its
+    // head cannot take the budget from others.
+    let mut liar = TcpStream::connect(addr).unwrap();
+    liar.write_all(put_head(addr, "/echo/liar", 1 << 20).as_bytes())
+        .unwrap();
+    // Two uploads that announce 500 KiB each and stall after 400 KiB: the
+    // bytes that arrived are held.
     let stalled: Vec<TcpStream> = (0..2)
         .map(|i| {
             let mut stream = TcpStream::connect(addr).unwrap();
             stream
-                .write_all(put_head(addr, &format!("/echo/stalled-{i}"), 400 << 10).as_bytes())
+                .write_all(put_head(addr, &format!("/echo/stalled-{i}"), 500 << 10).as_bytes())
                 .unwrap();
-            stream.write_all(&[b'x'; 1024]).unwrap();
+            stream.write_all(&[b'x'; 400 << 10]).unwrap();
             stream
         })
         .collect();
     wait_until("the stalled uploads hold the budget", || {
         stats(addr)["limits"]["body_bytes_in_flight"] == 800 << 10
     });
-    // A third does not fit in what is left: refused before its body.
+    // A third does not fit in what is left: refused on its head alone.
     let body = vec![b'v'; 400 << 10];
-    let (status, head, text) = exchange(addr, &put_head(addr, "/echo/third", body.len()), &body);
+    let (status, head, text) = exchange(addr, &put_head(addr, "/echo/third", body.len()), b"");
     assert_eq!(status, 503, "{text}");
     assert!(head.contains("retry-after"), "{head}");
     assert!(text.contains("max body bytes in flight"), "{text}");
@@ -211,6 +217,7 @@ fn request_bodies_share_one_budget_and_the_front_has_its_own_limit() {
     assert!(text.contains("--max-body-bytes-in-flight"), "{text}");
     // The stalled uploads gone, their bytes are given back.
     drop(stalled);
+    drop(liar);
     wait_until("the budget is given back", || {
         exchange(addr, &put_head(addr, "/echo/third", body.len()), &body).0 == 200
     });
@@ -265,13 +272,22 @@ fn pages_of_other_sites_and_rebound_names_are_refused() {
     let (status, head, _) = purge(&format!("Origin: http://localhost:{}\r\n", addr.port()));
     assert_eq!(status, 200);
     assert!(head.contains("x-content-type-options: nosniff"), "{head}");
-    for host in ["localhost", "cache", "node-1.internal", "127.0.0.1"] {
-        let (status, _, text) = exchange(
+    let with_host = |host: &str| {
+        exchange(
             addr,
             &format!("GET /echo/k HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
             b"",
-        );
+        )
+    };
+    for host in ["localhost", "app.localhost", "127.0.0.1", "[::1]:1"] {
+        let (status, _, text) = with_host(host);
         assert_eq!(status, 200, "Host {host}: {text}");
+    }
+    // Names the local network resolves (mDNS, LLMNR) could rebind a page
+    // to a node on loopback: refused there.
+    for host in ["cache", "printer.local"] {
+        let (status, _, text) = with_host(host);
+        assert_eq!(status, 421, "Host {host}: {text}");
     }
 }
 

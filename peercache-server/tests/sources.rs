@@ -213,6 +213,36 @@ fn a_bad_config_stops_the_server_naming_the_group() {
     );
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("bad --config") && out.contains("ftp"), "{out}");
+    // Files larger than peers take from each other (64 MiB by default
+    // against a 1 MiB --max-body-bytes) would make owners look failing.
+    std::fs::write(
+        &config,
+        format!(
+            "[[group]]\nname = \"files\"\nsource = \"files\"\ndir = {:?}\n",
+            scratch.display().to_string()
+        ),
+    )
+    .unwrap();
+    let (code, out) = run_to_exit(
+        &server_binary(),
+        &[
+            "--addr",
+            "127.0.0.1:0",
+            "--max-body-bytes",
+            "1MiB",
+            "--max-front-body-bytes",
+            "512KiB",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("group \"files\"")
+            && out.contains("max_file_bytes")
+            && out.contains("--max-body-bytes"),
+        "{out}"
+    );
     let _ = std::fs::remove_dir_all(&scratch);
 }
 

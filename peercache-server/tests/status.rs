@@ -197,7 +197,7 @@ fn a_browser_asking_for_the_root_gets_the_page_and_curl_gets_text() {
     use std::io::{Read, Write};
     write!(
         stream,
-        "GET / HTTP/1.1\r\nHost: x\r\nAccept: text/html,application/xhtml+xml\r\nConnection: close\r\n\r\n"
+        "GET / HTTP/1.1\r\nHost: localhost\r\nAccept: text/html,application/xhtml+xml\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut answer = String::new();

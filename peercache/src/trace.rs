@@ -134,10 +134,12 @@ impl fmt::Display for Shown<'_> {
 }
 
 /// Text from outside (a key, a peer's answer, an error naming them) made
-/// safe for a log line: control characters are written escaped as Rust
-/// writes them (`\n`, `\u{1b}`), so a key cannot end a log line and forge
-/// the next one, or send escape sequences to a terminal. Everything else,
-/// non-ASCII letters included, is written as it is.
+/// safe for a log line: control characters, line and paragraph separators
+/// and bidirectional overrides are written escaped as Rust writes them
+/// (`\n`, `\u{1b}`, `\u{2028}`), so a key cannot end a log line and forge
+/// the next one, reorder what a reader sees, or send escape sequences to a
+/// terminal. Everything else, non-ASCII letters included, is written as
+/// it is.
 ///
 /// ```
 /// use peercache::trace::Escaped;
@@ -155,7 +157,7 @@ impl<T: fmt::Display> fmt::Display for Escaped<T> {
         impl fmt::Write for Escaping<'_, '_> {
             fn write_str(&mut self, text: &str) -> fmt::Result {
                 let mut rest = text;
-                while let Some(at) = rest.find(char::is_control) {
+                while let Some(at) = rest.find(needs_escape) {
                     self.0.write_str(&rest[..at])?;
                     let c = rest[at..].chars().next().unwrap_or_default();
                     write!(self.0, "{}", c.escape_default())?;
@@ -166,6 +168,13 @@ impl<T: fmt::Display> fmt::Display for Escaped<T> {
         }
         fmt::write(&mut Escaping(f), format_args!("{}", self.0))
     }
+}
+
+/// Control characters, and the characters that move or reorder text on a
+/// screen: line and paragraph separators, bidirectional overrides.
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// The start of a traced operation: records `outcome` and `duration_us`
@@ -214,6 +223,10 @@ mod tests {
                 .show("a\r\nb\u{1b}[31m\u{7f}")
                 .to_string(),
             "a\\r\\nb\\u{1b}[31m\\u{7f}"
+        );
+        assert_eq!(
+            Escaped("a\u{2028}b\u{202e}c\u{2066}").to_string(),
+            "a\\u{2028}b\\u{202e}c\\u{2066}"
         );
         assert_ne!(hashed, KeyInTraces::Hashed.show("user:43").to_string());
     }

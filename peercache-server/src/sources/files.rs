@@ -62,6 +62,11 @@ impl FilesSource {
         Self::with_settings(dir, max_file_bytes, group.dotfiles.unwrap_or(false))
     }
 
+    /// The largest file served, in bytes.
+    pub fn max_file_bytes(&self) -> u64 {
+        self.max_file_bytes
+    }
+
     /// A source reading files of at most `max_file_bytes` under `dir`,
     /// dotfiles included if `dotfiles`.
     fn with_settings(dir: &Path, max_file_bytes: u64, dotfiles: bool) -> Result<Self, String> {

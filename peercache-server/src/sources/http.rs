@@ -483,6 +483,9 @@ mod tests {
             "max-age=18446744073709551615".parse().unwrap(),
         );
         assert_eq!(max_age(&headers), Some(Duration::from_secs(u64::MAX)));
-        assert_eq!(SystemTime::now().checked_add(Duration::from_secs(u64::MAX)), None);
+        assert_eq!(
+            SystemTime::now().checked_add(Duration::from_secs(u64::MAX)),
+            None
+        );
     }
 }

@@ -80,6 +80,9 @@ const AGENT: &str = concat!("peercache/", env!("CARGO_PKG_VERSION"));
 /// Most keys sent in one `_remove-keys` request (peers take up to
 /// `HttpOptions::max_remove_keys`, 10,000 by default).
 const REMOVE_KEYS_PER_REQUEST: usize = 1000;
+/// Room in a peer's answer for the protobuf framing around a value of
+/// `max_body_bytes` (tags, lengths, `expire`: tens of bytes).
+const ANSWER_FRAMING: usize = 1024;
 /// Longest error text from a peer kept in an error message.
 const MAX_ERROR_TEXT: usize = 512;
 
@@ -99,7 +102,8 @@ pub struct HttpPeer {
     pool: Weak<HttpPool>,
     /// Signs every request, when the cluster has a secret.
     auth: Option<Arc<PeerAuth>>,
-    /// Largest answer body read; a larger one is a failed exchange.
+    /// Largest answer body read (`max_body_bytes` and the framing); a larger
+    /// one is a failed exchange.
     max_answer_bytes: usize,
 }
 
@@ -130,7 +134,7 @@ impl HttpPeer {
             health,
             pool,
             auth: options.auth.clone(),
-            max_answer_bytes: options.max_body_bytes,
+            max_answer_bytes: options.max_body_bytes.saturating_add(ANSWER_FRAMING),
         }
     }
 
@@ -180,7 +184,8 @@ impl HttpPeer {
         let outcome = match tokio::time::timeout(self.timeout, exchange).await {
             Err(_) => Err(format!("no answer within {:?}", self.timeout)),
             Ok(Err(error)) if error.is::<LengthLimitError>() => Err(format!(
-                "answered a body over {limit} bytes, the limit (max body bytes); dropped"
+                "answered a value over {} bytes, the limit (max body bytes); dropped",
+                limit - ANSWER_FRAMING
             )),
             Ok(Err(error)) => Err(error_chain(error.as_ref())),
             Ok(Ok((parts, body))) => Ok((parts.status, parts.headers, body)),

@@ -14,11 +14,14 @@
 //!
 //! and, while the service runs, fails a request body that is still arriving
 //! after [`ServerLimits::body_read_timeout`] (the peer endpoint answers 408),
-//! or a body without a length whose bytes would take the server past
-//! [`ServerLimits::max_body_bytes_in_flight`] (503). Bytes of request bodies
-//! count against that budget from when they arrive (or, with a
-//! `Content-Length`, from when the head arrives) until the body is dropped:
-//! slow or stalled uploads from many clients cannot hold more than it.
+//! or a body whose bytes would take the server past
+//! [`ServerLimits::max_body_bytes_in_flight`] (503). Body bytes count
+//! against that budget as they arrive, and until the request is answered
+//! (not only while they arrive: a value read whole is still held while it
+//! is handled), so slow, stalled or large uploads from many clients cannot
+//! hold more than it. A `Content-Length` is only compared with what is
+//! left, to refuse at once a body that cannot fit now; announcing a length
+//! holds nothing.
 //! Every refusal is a short `text/plain` body naming the limit.
 //!
 //! Two more limits are the connection's, set on hyper by
@@ -221,6 +224,20 @@ impl LimitCounters {
         }
     }
 
+    /// Whether `bytes` more would fit in the body budget `limit` now (a
+    /// refusal is counted when not).
+    fn body_bytes_fit(&self, bytes: u64, limit: u64) -> bool {
+        let fit = self
+            .body_bytes_in_flight
+            .load(Ordering::Acquire)
+            .checked_add(bytes)
+            .is_some_and(|after| after <= limit);
+        if !fit {
+            self.body_budget.fetch_add(1, Ordering::Relaxed);
+        }
+        fit
+    }
+
     /// Takes `bytes` of the body budget `limit`, or nothing (and counts a
     /// refusal) if they do not fit.
     fn take_body_bytes(&self, bytes: u64, limit: u64) -> bool {
@@ -255,16 +272,30 @@ pub struct BodyBudgetExceeded {
     pub limit: u64,
 }
 
+/// The bytes one request's body holds of the server's body budget; given
+/// back when both the body and the request's answer are gone.
+#[derive(Debug)]
+struct Held {
+    counters: Arc<LimitCounters>,
+    bytes: AtomicU64,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.counters
+            .give_back_body_bytes(self.bytes.load(Ordering::Acquire));
+    }
+}
+
 /// The body of a request that must arrive before a deadline, within the
 /// server's body budget; what a [`Guard`] hands its service.
 pub struct GuardedBody<B> {
     inner: B,
     /// [`ServerLimits::max_body_bytes_in_flight`].
     budget: u64,
-    /// Bytes this body holds of the budget, given back when it is dropped.
-    held: u64,
-    /// Whether `held` was taken whole from the `Content-Length`.
-    reserved: bool,
+    /// What this request holds of the budget (shared with its answer);
+    /// `None` for a request that has no body.
+    held: Option<Arc<Held>>,
     started: Instant,
     limit: Duration,
     /// Armed at the first poll that has to wait: most requests (gets) have
@@ -289,12 +320,6 @@ pub struct BodyTimeout {
     pub limit: Duration,
 }
 
-impl<B> Drop for GuardedBody<B> {
-    fn drop(&mut self) {
-        self.counters.give_back_body_bytes(self.held);
-    }
-}
-
 impl<B> Body for GuardedBody<B>
 where
     B: Body + Unpin,
@@ -311,13 +336,13 @@ where
         if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
             if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(Frame::data_ref)) {
                 let bytes = data.map_or(0, |d| d.remaining() as u64);
-                if !this.reserved && bytes > 0 {
+                if let (Some(held), true) = (&this.held, bytes > 0) {
                     if !this.counters.take_body_bytes(bytes, this.budget) {
                         return Poll::Ready(Some(Err(Box::new(BodyBudgetExceeded {
                             limit: this.budget,
                         }))));
                     }
-                    this.held += bytes;
+                    held.bytes.fetch_add(bytes, Ordering::AcqRel);
                 }
             }
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
@@ -477,8 +502,8 @@ impl<S> Guard<S> {
             );
             return Box::pin(std::future::ready(Ok(refusal)));
         };
-        // A body whose length is known takes its bytes now: refused before
-        // it is read when they do not fit.
+        // A body whose length cannot fit now is refused before it is read;
+        // the length itself holds nothing (bytes count as they arrive).
         let length = request
             .headers()
             .get(CONTENT_LENGTH)
@@ -486,7 +511,7 @@ impl<S> Guard<S> {
             .filter(|length| *length > 0);
         if let Some(length) = length {
             let budget = self.limits.max_body_bytes_in_flight;
-            if !self.counters.take_body_bytes(length, budget) {
+            if !self.counters.body_bytes_fit(length, budget) {
                 let mut refusal = self.refuse(
                     StatusCode::SERVICE_UNAVAILABLE,
                     format!(
@@ -501,11 +526,17 @@ impl<S> Guard<S> {
                 return Box::pin(std::future::ready(Ok(refusal)));
             }
         }
+        // Most requests (gets) have no body: nothing to hold, no allocation.
+        let held = (!request.body().is_end_stream()).then(|| {
+            Arc::new(Held {
+                counters: Arc::clone(&self.counters),
+                bytes: AtomicU64::new(0),
+            })
+        });
         let request = request.map(|body| GuardedBody {
             inner: body,
             budget: self.limits.max_body_bytes_in_flight,
-            held: length.unwrap_or(0),
-            reserved: length.is_some(),
+            held: held.clone(),
             started: Instant::now(),
             limit: self.limits.body_read_timeout,
             deadline: None,
@@ -513,6 +544,8 @@ impl<S> Guard<S> {
         });
         let mut service = self.inner.clone();
         Box::pin(async move {
+            // The body's bytes stay counted until the request is answered.
+            let _held = held;
             std::future::poll_fn(|cx| service.poll_ready(cx)).await?;
             let response = service.call(request).await?;
             Ok(response.map(|inner| {

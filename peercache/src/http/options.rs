@@ -22,6 +22,9 @@ pub const DEFAULT_MAX_KEY_BYTES: usize = 16 << 10;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 << 20;
 /// Default most keys in one `_remove-keys` request the peer endpoint takes.
 pub const DEFAULT_MAX_REMOVE_KEYS: usize = 10_000;
+/// The smallest [`HttpOptions::max_remove_keys`]: what a peercache node
+/// sends in one request.
+pub const MIN_MAX_REMOVE_KEYS: usize = 1000;
 
 /// How the HTTP transport talks to peers and answers them.
 ///
@@ -91,11 +94,12 @@ pub struct HttpOptions {
     pub max_key_bytes: usize,
     /// Largest request body the peer endpoint reads (default 64 MiB): a
     /// `PUT`'s value, a `_remove-keys` list. Larger bodies get 413. Also the
-    /// largest answer this node reads from a peer: a larger one is dropped
-    /// and counted as a failure of that peer.
+    /// largest value this node reads from a peer's answer (the answer may
+    /// be 1 KiB larger, for its framing): a larger one is dropped and
+    /// counted as a failure of that peer.
     pub max_body_bytes: usize,
-    /// Most keys one `_remove-keys` request may carry (default 10,000);
-    /// more get 413. This node sends at most 1,000 per request.
+    /// Most keys one `_remove-keys` request may carry (default 10,000, at
+    /// least 1,000: what this node sends per request); more get 413.
     pub max_remove_keys: usize,
     /// When a failing peer is taken out of the ring, and how it is probed
     /// until it is back.
@@ -191,8 +195,11 @@ impl HttpOptions {
         if self.connect_timeout.is_zero() || self.request_timeout.is_zero() {
             return Err("connect and request timeouts must be greater than zero".into());
         }
-        if self.max_remove_keys == 0 {
-            return Err("max remove keys must be at least 1 (default 10,000)".into());
+        if self.max_remove_keys < MIN_MAX_REMOVE_KEYS {
+            return Err(format!(
+                "max remove keys {} is too small: peercache nodes send up to {MIN_MAX_REMOVE_KEYS} keys per remove-keys request (default 10,000)",
+                self.max_remove_keys
+            ));
         }
         self.health.validate().map_err(|e| format!("health: {e}"))?;
         Ok(())

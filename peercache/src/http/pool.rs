@@ -230,8 +230,8 @@ impl HttpPool {
         let list: Vec<String> = peers.into_iter().map(|p| p.as_ref().to_owned()).collect();
         let https = self.options.speaks_https();
         list.iter().try_for_each(|url| check_url(url, https))?;
-        if self.self_url.starts_with("https://") {
-            if let Some(url) = list.iter().find(|url| url.starts_with("http://")) {
+        if scheme_is(&self.self_url, "https") {
+            if let Some(url) = list.iter().find(|url| scheme_is(url, "http")) {
                 return Err(PoolError::Cleartext {
                     url: url.clone(),
                     self_url: self.self_url.to_string(),
@@ -484,6 +484,12 @@ fn connector(options: &HttpOptions) -> PeerConnector {
 /// A base URL must be `http://host[:port]` (or `https://` when `https`,
 /// TLS being configured), optionally with a path prefix, and no query or
 /// fragment: requests are built by appending to it.
+/// Whether `url`'s scheme is `scheme`, in any case (as a URI parser reads it).
+fn scheme_is(url: &str, scheme: &str) -> bool {
+    url.split_once("://")
+        .is_some_and(|(given, _)| given.eq_ignore_ascii_case(scheme))
+}
+
 fn check_url(url: &str, https: bool) -> Result<(), PoolError> {
     let invalid = |reason: &str| PoolError::InvalidUrl {
         url: url.to_owned(),
