@@ -472,3 +472,60 @@ fn files_serve_regular_canonical_bounded_files_only() {
     }
     assert_eq!(get_ok(node, "/files/x"), "plain x");
 }
+
+/// A file far larger than memory should hold, with a bound raised to take
+/// it and a short `--load-timeout`: the timeout fails the get, and the
+/// reading stops with it (chunk by chunk), instead of going on in a
+/// blocking thread to fill the node's memory with the whole file.
+#[cfg(unix)]
+#[test]
+fn a_load_timeout_stops_reading_a_huge_file() {
+    use std::time::{Duration, Instant};
+    const SIZE: u64 = 2 << 30;
+    let scratch = Scratch::new("files-huge");
+    let dir = scratch.0.join("data");
+    std::fs::create_dir_all(&dir).unwrap();
+    // Sparse: 2 GiB to read, no disk used.
+    std::fs::File::create(dir.join("huge.bin"))
+        .unwrap()
+        .set_len(SIZE)
+        .unwrap();
+    let config = scratch.0.join("peercache.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[group]]\nname = \"files\"\nsource = \"files\"\ndir = \"{}\"\nmax_file_bytes = \"3GiB\"\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let nodes = start_servers(
+        1,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--max-body-bytes",
+            "3GiB",
+            "--load-timeout",
+            "200ms",
+        ],
+    );
+    let node = &nodes[0];
+    let (status, body) = get(node.addr, "/files/huge.bin").unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("timed out") || body.contains("timeout"),
+        "{body}"
+    );
+    // Memory over the next two seconds: a read that went on would take it
+    // towards the file's 2 GiB (this watches a window; nothing to poll).
+    let mut peak = 0;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(2) {
+        peak = peak.max(node.rss_bytes().unwrap());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    println!("peak RSS after the timeout: {} MiB", peak >> 20);
+    assert!(peak < 768 << 20, "RSS reached {} MiB", peak >> 20);
+    assert_eq!(get(node.addr, "/color?name=red").unwrap().0, 200);
+}
