@@ -107,31 +107,37 @@ fn huge_peer() -> (SocketAddr, Arc<AtomicBool>) {
     (addr, stop)
 }
 
+/// A node serving group `echo` in a cluster of itself and `other` (a
+/// member this test plays or leaves dead), with `extra` flags.
+fn node_beside(other: &str, extra: &[&str]) -> Proc {
+    start_cluster(1, |_, addrs| {
+        let pool = format!("http://{},{other}", addrs[0]);
+        let mut args: Vec<String> = ["--addr", &addrs[0].to_string(), "--pool", &pool]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.push("--echo-group".to_owned());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        start("node", &server_binary(), &args, addrs[0])
+    })
+    .remove(0)
+}
+
 #[test]
 fn an_oversized_peer_answer_is_dropped_and_counted_as_a_failure() {
     let (fake, stop) = huge_peer();
     let fake_url = format!("http://{fake}");
-    let node = start_cluster(1, |_, addrs| {
-        let pool = format!("http://{},{fake_url}", addrs[0]);
-        let args: Vec<String> = [
-            "--addr",
-            &addrs[0].to_string(),
-            "--pool",
-            &pool,
-            "--echo-group",
+    let node = node_beside(
+        &fake_url,
+        &[
             "--max-body-bytes",
             "1MiB",
             "--max-front-body-bytes",
             "256KiB",
             "--peer-timeout",
             "10s",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        start("node", &server_binary(), &args, addrs[0])
-    })
-    .remove(0);
+        ],
+    );
     let rss_before = node.rss_bytes().unwrap();
     // About half of these keys are the fake peer's: each still gets its
     // value, loaded here once the peer's answer is refused.
@@ -311,21 +317,7 @@ fn keys_cannot_forge_log_lines() {
     // The second member is a port nobody listens on: fetching its keys
     // fails, which logs the key at the default level.
     let dead = free_addrs(1)[0];
-    let node = start_cluster(1, |_, addrs| {
-        let pool = format!("http://{},http://{dead}", addrs[0]);
-        let args: Vec<String> = [
-            "--addr",
-            &addrs[0].to_string(),
-            "--pool",
-            &pool,
-            "--echo-group",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        start("node", &server_binary(), &args, addrs[0])
-    })
-    .remove(0);
+    let node = node_beside(&format!("http://{dead}"), &[]);
     for i in 0..12 {
         let target = format!("/echo/k{i}%0AFORGED%20ERROR%20line%0D%1B[2J");
         let (status, _) = get(node.addr, &target).unwrap();
