@@ -2,7 +2,7 @@
 //! transport without sockets.
 //!
 //! Every node of an [`InProcessNetwork`] picks owners on its own [`Ring`], and a
-//! fetch calls the owner's [`crate::Group::serve_peer`] directly. Peers can be
+//! fetch calls the owner's [`crate::ServedGroup::get`] directly. Peers can be
 //! marked down to simulate a failed owner. Use it to test code built on
 //! peercache, or to run several nodes in one process; the crate's own tests
 //! use it to check the cluster behaviours of groupcache without a network.
@@ -173,10 +173,10 @@ impl Peer for InProcessPeer {
         Box::pin(async move {
             self.network.fetches.fetch_add(1, Ordering::Relaxed);
             let node = self.network.reach(&self.id)?;
-            let group = node.group(group).ok_or_else(|| {
+            let group = node.served_group(group).ok_or_else(|| {
                 FetchError::Unavailable(format!("peer {} has no group {group:?}", self.id))
             })?;
-            group.serve_peer(key).await.map_err(|error| match error {
+            group.get(key).await.map_err(|error| match error {
                 Error::NotFound { .. } => FetchError::Load(LoadError::NotFound),
                 Error::Load { source, .. } => FetchError::Load(source),
                 Error::Panicked { message, .. } => FetchError::Load(LoadError::msg(message)),
@@ -191,7 +191,7 @@ impl Peer for InProcessPeer {
         keys: &'a [String],
     ) -> BoxFuture<'a, Result<(), PeerError>> {
         Box::pin(async move {
-            self.group_at(group)?.serve_remove(keys);
+            self.group_at(group)?.remove(keys);
             Ok(())
         })
     }
@@ -203,26 +203,26 @@ impl Peer for InProcessPeer {
         value: &'a Value,
     ) -> BoxFuture<'a, Result<(), PeerError>> {
         Box::pin(async move {
-            self.group_at(group)?.serve_set(key, value.clone());
+            self.group_at(group)?.set(key, value.clone());
             Ok(())
         })
     }
 
     fn purge<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<(), PeerError>> {
         Box::pin(async move {
-            self.group_at(group)?.serve_purge();
+            self.group_at(group)?.purge();
             Ok(())
         })
     }
 }
 
 impl InProcessPeer {
-    fn group_at(&self, group: &str) -> Result<crate::Group, PeerError> {
+    fn group_at(&self, group: &str) -> Result<crate::ServedGroup, PeerError> {
         let node = self
             .network
             .reach(&self.id)
             .map_err(|e| PeerError(e.to_string()))?;
-        node.group(group)
+        node.served_group(group)
             .ok_or_else(|| PeerError(format!("peer {} has no group {group:?}", self.id)))
     }
 }

@@ -37,7 +37,9 @@
 //! - [`node`]: a [`Node`] owns this process's groups and its peer picker (no
 //!   global state).
 //! - [`group`]: a [`Group`] and its read path, `get`: main cache → hot cache →
-//!   owning peer → loader; and `serve_peer`, which never forwards.
+//!   owning peer → loader; changes across the cluster; and the peer-facing
+//!   [`ServedGroup`], whose gets never forward. A directory, one concern
+//!   per file (handle, load path, changes, local state, served side).
 //! - [`loader`]: the [`Loader`] trait (Go's `Getter`) and [`loader_fn`] for
 //!   async closures.
 //! - [`value`]: the immutable [`Value`] (`bytes::Bytes` inside) and its views
@@ -101,7 +103,7 @@ pub mod value;
 
 pub use cache::{CacheKind, CacheStats};
 pub use error::{Error, PeerFailure};
-pub use group::{Group, HotCachePolicy};
+pub use group::{Group, HotCachePolicy, ServedGroup};
 pub use loader::{loader_fn, BoxFuture, LoadError, Loader, LoaderFn};
 pub use node::{GroupBuilder, Node};
 pub use peers::{FetchError, Peer, PeerError, PeerPicker};

@@ -181,6 +181,13 @@ impl Node {
         self.read_groups().get(name).cloned()
     }
 
+    /// The peer-facing side of the group `name`, for a transport answering
+    /// other peers' requests ([`crate::ServedGroup`]); applications use
+    /// [`Node::group`].
+    pub fn served_group(&self, name: &str) -> Option<crate::ServedGroup> {
+        self.read_groups().get(name).map(crate::ServedGroup::of)
+    }
+
     /// Every group, sorted by name.
     pub fn groups(&self) -> Vec<Group> {
         let mut groups: Vec<Group> = self.read_groups().values().cloned().collect();

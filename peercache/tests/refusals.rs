@@ -492,8 +492,8 @@ async fn a_node_with_another_secret_is_refused_and_loads_for_itself() {
 async fn replayed_stale_and_tampered_requests_are_refused() {
     let served = serve(ServerLimits::default(), with_secret(SECRET)).await;
     let signer = PeerAuth::new(SECRET).unwrap();
-    let group = served.node.group("g").unwrap();
-    group.serve_set("victim", Value::from("original"));
+    let group = served.node.served_group("g").unwrap();
+    group.set("victim", Value::from("original"));
 
     // A signed DELETE works once; the same bytes again are a replay.
     let path = "/_groupcache/g/victim";
@@ -506,7 +506,7 @@ async fn replayed_stale_and_tampered_requests_are_refused() {
         b"",
     );
     assert_eq!(exchange(served.addr, &delete).await.status, 200);
-    group.serve_set("victim", Value::from("original"));
+    group.set("victim", Value::from("original"));
     exchange(served.addr, &delete)
         .await
         .assert_refusal(401, "already used");

@@ -51,8 +51,11 @@
 
 mod key;
 mod lru;
+mod policy;
 mod recency;
 mod sketch;
+
+pub use policy::HotCachePolicy;
 
 pub(crate) use lru::cost;
 

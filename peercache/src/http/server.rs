@@ -26,16 +26,15 @@
 //! | other methods | 405 |
 //!
 //! Every request is answered from this node alone and never forwarded to
-//! another peer: a get with [`crate::Group::serve_peer`] (cache or loader),
-//! the changes with [`crate::Group::serve_remove`], [`crate::Group::serve_set`]
-//! and [`crate::Group::serve_purge`]. Peers whose rings disagree therefore
+//! another peer: through the group's [`crate::ServedGroup`], a get (cache or
+//! loader) and the changes of this node alone. Peers whose rings disagree therefore
 //! cannot bounce a request between them or wait on each other.
 
 use super::auth::{AuthError, PeerAuth, SCHEME};
 use super::options::HttpOptions;
 use super::wire::{parse_peer_path, PathError, PlusInPath};
 use crate::proto::{GetResponse, RemoveKeysError, RemoveKeysRequest, SetRequest};
-use crate::{Error, Group, Node, Value};
+use crate::{Error, Node, ServedGroup, Value};
 use bytes::Bytes;
 use http::header::{
     HeaderValue, ALLOW, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
@@ -254,7 +253,7 @@ impl ServiceInner {
         if parsed.key.len() > self.max_key_bytes {
             return self.key_too_long(parsed.key.len());
         }
-        let Some(group) = self.node.group(&parsed.group) else {
+        let Some(group) = self.node.served_group(&parsed.group) else {
             return text(
                 StatusCode::NOT_FOUND,
                 format!("no such group: {}", parsed.group),
@@ -263,7 +262,7 @@ impl ServiceInner {
         match *method {
             Method::GET | Method::HEAD => self.get(&group, &parsed.key).await,
             Method::DELETE => {
-                group.serve_remove(&[&*parsed.key]);
+                group.remove(&[&*parsed.key]);
                 done()
             }
             _ => match self.read_body(body).await {
@@ -273,7 +272,7 @@ impl ServiceInner {
                 Ok(body) if *method == Method::PUT => self.set(&group, body),
                 Ok(body) if parsed.key == REMOVE_KEYS_PATH => self.remove_keys(&group, &body),
                 Ok(_) if parsed.key == PURGE_PATH => {
-                    group.serve_purge();
+                    group.purge();
                     done()
                 }
                 Ok(_) => text(
@@ -322,7 +321,7 @@ impl ServiceInner {
 
     /// A mailgun `PUT`: the key and value come from the `SetRequest` body
     /// (the key there is unambiguous, whatever the path's escaping).
-    fn set(&self, group: &Group, body: Bytes) -> Response<Full<Bytes>> {
+    fn set(&self, group: &ServedGroup, body: Bytes) -> Response<Full<Bytes>> {
         let request = match SetRequest::decode(body) {
             Ok(request) => request,
             Err(error) => {
@@ -352,12 +351,12 @@ impl ServiceInner {
         }
         let value = Value::new(request.value.unwrap_or_default())
             .with_expiry_unix_nanos(request.expire.unwrap_or(0));
-        group.serve_set(&key, value);
+        group.set(&key, value);
         done()
     }
 
     /// groupcache-go v3's remove-keys `POST`.
-    fn remove_keys(&self, group: &Group, body: &[u8]) -> Response<Full<Bytes>> {
+    fn remove_keys(&self, group: &ServedGroup, body: &[u8]) -> Response<Full<Bytes>> {
         let request = match RemoveKeysRequest::from_json(body, self.max_remove_keys) {
             Ok(request) => request,
             Err(error @ RemoveKeysError::TooManyKeys { .. }) => {
@@ -378,7 +377,7 @@ impl ServiceInner {
         if let Some(long) = request.keys.iter().find(|k| k.len() > self.max_key_bytes) {
             return self.key_too_long(long.len());
         }
-        group.serve_remove(&request.keys);
+        group.remove(&request.keys);
         done()
     }
 
@@ -392,8 +391,8 @@ impl ServiceInner {
         )
     }
 
-    async fn get(&self, group: &Group, key: &str) -> Response<Full<Bytes>> {
-        match group.serve_peer(key).await {
+    async fn get(&self, group: &ServedGroup, key: &str) -> Response<Full<Bytes>> {
+        match group.get(key).await {
             Ok(value) => {
                 let expire = value.expiry_unix_nanos();
                 let body = GetResponse {

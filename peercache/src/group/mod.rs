@@ -1,0 +1,339 @@
+//! A group: a named cache with a loader, and the one read path.
+//!
+//! [`Group::get`] looks in the main cache, then the hot cache; on a miss it
+//! asks the [`PeerPicker`] who owns the key. If another peer owns it, the
+//! value is fetched from that peer (and, per [`HotCachePolicy`], kept in the
+//! hot cache); if this node owns it, or the owner cannot be reached, this
+//! node's [`Loader`](crate::Loader) runs and the value goes into the main
+//! cache. Concurrent misses of one key share one load. Errors are never
+//! cached.
+//!
+//! Changes ([`Group::remove`], [`Group::remove_keys`], [`Group::set`],
+//! [`Group::purge`]) reach the whole cluster; a load in flight when its key
+//! changes is fenced (`crate::fence`): its value goes to its waiters but not
+//! into the cache. Expiry is read from the group's [`Clock`]: a value past
+//! its expiry is never served, and expired entries are dropped from the
+//! budget before every insert, on [`Group::stats`], by
+//! [`Group::reclaim_expired`], and every second by a sweeper task when the
+//! group is built inside a tokio runtime.
+//!
+//! Other peers' requests are answered through the group's
+//! [`ServedGroup`] ([`crate::Node::served_group`]), from this node alone.
+//!
+//! The files of this module, one concern each:
+//!
+//! - this one: the handle ([`Group`]), its settings, [`Group::get`] and its
+//!   [`Get`] future, stats;
+//! - `load.rs`: the miss: merged loads, the owner's fetch and its fallback,
+//!   the loader with its timeout and panics caught;
+//! - `changes.rs`: remove, set and purge across the cluster, and the report
+//!   of the peers they did not reach;
+//! - `state.rs`: the cache, fences and counters under the group's lock, and
+//!   what reads and changes of this node alone do to them;
+//! - `served.rs`: the peer-facing side ([`ServedGroup`]).
+//!
+//! The cache sits behind a read-mostly lock (`read_mostly.rs`): a hit in
+//! the main cache, the common case, takes only the read side, so hits on
+//! several threads run at once and write no common cache line; the hit's
+//! recency is applied in order at the next change, so the LRU order stays
+//! exact. Everything else takes the write side, never across an `.await`.
+
+mod changes;
+mod load;
+mod served;
+mod state;
+
+pub use crate::cache::HotCachePolicy;
+pub use served::ServedGroup;
+
+use crate::cache::CacheKind;
+use crate::clock::Clock;
+use crate::error::Error;
+use crate::flight::Flight;
+use crate::loader::DynLoader;
+use crate::peers::PeerPicker;
+use crate::read_mostly::ReadMostlyLock;
+use crate::stats::{Counters, GroupStats};
+use crate::trace::KeyInTraces;
+use crate::Value;
+use load::Route;
+use state::{sweep, Guarded};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+/// A named, byte-budgeted cache whose misses are filled by the key's owner.
+///
+/// Cheap to clone: clones share the cache. Get one from
+/// [`crate::Node::new_group`] or [`crate::Node::group`].
+///
+/// ```
+/// use peercache::{loader_fn, LoadError, Node};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), peercache::Error> {
+/// let node = Node::new();
+/// let prices = node.new_group("prices", 1 << 20, loader_fn(|item: String| async move {
+///     match item.as_str() {
+///         "apple" => Ok("1.20"),
+///         _ => Err(LoadError::NotFound),
+///     }
+/// }))?;
+///
+/// assert_eq!(prices.get("apple").await?.as_str().unwrap(), "1.20"); // loaded
+/// assert_eq!(prices.get("apple").await?.as_str().unwrap(), "1.20"); // cached
+/// assert!(prices.get("durian").await.unwrap_err().is_not_found()); // not cached
+///
+/// prices.set("apple", "0.99", None).await?; // every node now serves 0.99
+/// assert_eq!(prices.get("apple").await?.as_str().unwrap(), "0.99");
+/// prices.remove("apple").await?; // the next get loads again
+/// assert_eq!(prices.get("apple").await?.as_str().unwrap(), "1.20");
+///
+/// let stats = prices.stats();
+/// assert_eq!((stats.gets, stats.cache_hits, stats.local_loads), (5, 2, 2));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Group {
+    inner: Arc<Inner>,
+}
+
+type Outcome = Result<Value, Error>;
+
+struct Inner {
+    name: Arc<str>,
+    loader: Box<dyn DynLoader>,
+    picker: Option<Arc<dyn PeerPicker>>,
+    hot_cache: HotCachePolicy,
+    clock: Arc<dyn Clock>,
+    ttl: Option<Duration>,
+    load_timeout: Option<Duration>,
+    key_in_traces: KeyInTraces,
+    cache: ReadMostlyLock<Guarded>,
+    counters: Counters,
+    remote: Flight<Outcome>,
+    local: Flight<Outcome>,
+}
+
+impl fmt::Debug for Group {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Group")
+            .field("name", &self.inner.name)
+            .field("cache_bytes", &self.cache_bytes())
+            .field("hot_cache", &self.inner.hot_cache)
+            .field("ttl", &self.inner.ttl)
+            .finish()
+    }
+}
+
+/// What [`crate::GroupBuilder`] hands to [`Group::new`].
+pub(crate) struct Settings {
+    pub cache_bytes: u64,
+    pub hot_cache: HotCachePolicy,
+    pub ttl: Option<Duration>,
+    pub load_timeout: Option<Duration>,
+    pub key_in_traces: KeyInTraces,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Group {
+    pub(crate) fn new(
+        name: &str,
+        settings: Settings,
+        loader: Box<dyn DynLoader>,
+        picker: Option<Arc<dyn PeerPicker>>,
+    ) -> Self {
+        let inner = Arc::new(Inner {
+            name: Arc::from(name),
+            loader,
+            picker,
+            hot_cache: settings.hot_cache,
+            clock: settings.clock,
+            ttl: settings.ttl,
+            load_timeout: settings.load_timeout,
+            key_in_traces: settings.key_in_traces,
+            cache: ReadMostlyLock::new(Guarded::new(
+                settings.cache_bytes,
+                settings.hot_cache == HotCachePolicy::Frequent,
+            )),
+            counters: Counters::default(),
+            remote: Flight::new(),
+            local: Flight::new(),
+        });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(sweep(Arc::downgrade(&inner)));
+        }
+        Group { inner }
+    }
+
+    /// The group's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The byte budget shared by the main and hot caches.
+    pub fn cache_bytes(&self) -> u64 {
+        self.inner.lock_cache().cache.budget()
+    }
+
+    /// The hot-cache policy.
+    pub fn hot_cache_policy(&self) -> HotCachePolicy {
+        self.inner.hot_cache
+    }
+
+    /// The default time-to-live of values loaded or set here without an
+    /// expiry of their own.
+    pub fn ttl(&self) -> Option<Duration> {
+        self.inner.ttl
+    }
+
+    /// The value of `key`: from the main cache, the hot cache, the owning
+    /// peer, or this node's loader, in that order.
+    ///
+    /// Concurrent gets of one missing key share one load. Errors are never
+    /// cached. The load is spawned on the current tokio runtime and completes
+    /// (filling the cache) even if this future is dropped; outside a runtime
+    /// a miss fails with [`Error::NoRuntime`].
+    ///
+    /// ```
+    /// use peercache::{loader_fn, LoadError, Node};
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), peercache::Error> {
+    /// let loads = Arc::new(AtomicU32::new(0));
+    /// let counted = Arc::clone(&loads);
+    /// let squares = Node::new().new_group("squares", 1 << 20, loader_fn(move |key: String| {
+    ///     counted.fetch_add(1, Ordering::SeqCst);
+    ///     async move {
+    ///         let n: u64 = key.parse().map_err(|_| LoadError::NotFound)?;
+    ///         Ok((n * n).to_string())
+    ///     }
+    /// }))?;
+    ///
+    /// // Three concurrent gets of one key: one load, three answers.
+    /// let (a, b, c) = tokio::join!(squares.get("12"), squares.get("12"), squares.get("12"));
+    /// assert_eq!(a?.as_str().unwrap(), "144");
+    /// assert_eq!(b?, c?);
+    /// assert_eq!(loads.load(Ordering::SeqCst), 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn get<'a>(&'a self, key: &'a str) -> Get<'a> {
+        Get {
+            inner: &self.inner,
+            key,
+            miss: None,
+        }
+    }
+
+    /// Drops every expired entry now, giving its bytes back to the budget;
+    /// returns how many were dropped. A sweeper does this every second for
+    /// groups built inside a tokio runtime.
+    pub fn reclaim_expired(&self) -> u64 {
+        self.inner.reclaim_expired()
+    }
+
+    /// A snapshot of the group's counters and both caches' stats (expired
+    /// entries are dropped first, so the figures count live entries).
+    ///
+    /// ```
+    /// # use peercache::{loader_fn, Node};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), peercache::Error> {
+    /// # let group = Node::new().new_group("g", 1 << 20, loader_fn(|k: String| async move { Ok(k) }))?;
+    /// group.get("key").await?; // a miss: loaded here
+    /// group.get("key").await?; // a hit
+    /// let stats = group.stats();
+    /// assert_eq!(stats.gets, 2);
+    /// assert_eq!(stats.cache_hits, 1);
+    /// assert_eq!(stats.local_loads, 1);
+    /// assert_eq!(stats.main_cache.bytes, 6); // len("key") + len("key")
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn stats(&self) -> GroupStats {
+        self.inner.reclaim_expired();
+        let guarded = self.inner.lock_cache();
+        // Main hits served under the read lock: each also a get and a hit.
+        let read_hits = guarded.counted();
+        let mut main = guarded.cache.stats(CacheKind::Main);
+        main.gets += read_hits;
+        main.hits += read_hits;
+        let mut stats = self.inner.counters.snapshot(
+            &self.inner.name,
+            [guarded.gets + read_hits, guarded.cache_hits + read_hits],
+            [main, guarded.cache.stats(CacheKind::Hot)],
+        );
+        stats.budget_bytes = guarded.cache.budget();
+        stats
+    }
+
+    /// Keys held in one of the caches, most recently used first (copies
+    /// every key: for inspection and tests, not the hot path).
+    ///
+    /// ```
+    /// # use peercache::{loader_fn, CacheKind, Node};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), peercache::Error> {
+    /// # let group = Node::new().new_group("g", 1 << 20, loader_fn(|k: String| async move { Ok(k) }))?;
+    /// group.get("old").await?;
+    /// group.get("new").await?;
+    /// assert_eq!(group.cached_keys(CacheKind::Main), ["new", "old"]);
+    /// assert!(group.cached_keys(CacheKind::Hot).is_empty()); // no peers, no hot copies
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn cached_keys(&self, kind: CacheKind) -> Vec<String> {
+        let mut guarded = self.inner.lock_cache();
+        guarded.cache.replay_hits();
+        guarded.cache.keys(kind)
+    }
+}
+
+/// The future [`Group::get`] returns: await it for the value.
+///
+/// A hit is served on the first poll, with no allocation; a miss boxes the
+/// load's future. Like any future, it does nothing until polled.
+#[must_use = "futures do nothing unless you `.await` or poll them"]
+pub struct Get<'a> {
+    inner: &'a Arc<Inner>,
+    key: &'a str,
+    miss: Option<crate::loader::BoxFuture<'a, Outcome>>,
+}
+
+impl Future for Get<'_> {
+    type Output = Result<Value, Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let miss = match &mut this.miss {
+            Some(miss) => miss,
+            None => {
+                if let Some(value) = this.inner.lookup(this.key) {
+                    return Poll::Ready(Ok(value));
+                }
+                this.miss.insert(this.inner.miss(this.key, Route::ViaOwner))
+            }
+        };
+        miss.as_mut().poll(cx)
+    }
+}
+
+impl fmt::Debug for Get<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Get")
+            .field("group", &self.inner.name)
+            .field(
+                "key",
+                &format_args!("{}", self.inner.key_in_traces.show(self.key)),
+            )
+            .field("loading", &self.miss.is_some())
+            .finish()
+    }
+}

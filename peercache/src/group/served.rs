@@ -1,0 +1,93 @@
+//! A group as a transport sees it: the requests of other peers, answered
+//! from this node alone.
+//!
+//! These are not for applications: a peer's get must never be forwarded
+//! (that is what keeps two nodes whose rings disagree from waiting on each
+//! other), and a peer's remove, set or purge changes this node only, where
+//! an application's change must reach the whole cluster ([`Group::remove`]
+//! and the others). So they live on their own type, reached through
+//! [`crate::Node::served_group`], which only a transport needs.
+
+use super::load::Route;
+use super::{Group, Inner};
+use crate::error::Error;
+use crate::stats::bump;
+use crate::Value;
+use std::sync::Arc;
+
+/// The peer-facing side of a [`Group`]: what a transport calls for the
+/// requests other peers send. Cheap to clone.
+///
+/// ```
+/// use peercache::{loader_fn, Node, Value};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let node = Node::new();
+/// node.new_group("colors", 1 << 20, loader_fn(|key: String| async move { Ok(format!("#{key}")) }))?;
+///
+/// // What a transport does with a peer's requests for group "colors":
+/// let served = node.served_group("colors").expect("the group exists");
+/// assert_eq!(served.get("red").await?.as_str()?, "#red"); // loaded here, never forwarded
+/// served.set("red", Value::from("#FF0000")); // this node only
+/// assert_eq!(served.get("red").await?.as_str()?, "#FF0000");
+/// served.remove(&["red"]);
+/// served.purge();
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct ServedGroup {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ServedGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServedGroup")
+            .field("name", &self.inner.name)
+            .finish()
+    }
+}
+
+impl ServedGroup {
+    pub(crate) fn of(group: &Group) -> Self {
+        ServedGroup {
+            inner: Arc::clone(&group.inner),
+        }
+    }
+
+    /// The group's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Serves `key` to a peer that asked for it: from this node's cache or
+    /// its loader, and **never forwarded** to another peer, whatever this
+    /// node's ring says. Counts `server_requests`.
+    pub async fn get(&self, key: &str) -> Result<Value, Error> {
+        bump(&self.inner.counters.server_requests);
+        if let Some(value) = self.inner.lookup(key) {
+            return Ok(value);
+        }
+        self.inner.miss(key, Route::HereOnly).await
+    }
+
+    /// Removes `keys` from this node's caches only, and keeps loads in flight
+    /// from caching them: a peer's remove request.
+    pub fn remove<S: AsRef<str>>(&self, keys: &[S]) {
+        self.inner.remove_here(keys);
+    }
+
+    /// Stores `value` under `key` in this node's main cache (this node owns
+    /// the key), replacing any value and fencing loads in flight: a peer's
+    /// set request. A value already expired is not stored (the old one is
+    /// still dropped).
+    pub fn set(&self, key: &str, value: Value) {
+        self.inner.set_here(key, value);
+    }
+
+    /// Empties this node's caches of the group: a peer's purge request.
+    pub fn purge(&self) {
+        self.inner.purge_here();
+    }
+}

@@ -1,0 +1,205 @@
+//! A group's local state: its cache, the fences that keep changed keys
+//! from being refilled by loads that began before the change, and what
+//! reads and changes of this node alone do to them.
+//!
+//! Everything here is under the group's one lock (`read_mostly.rs`), held
+//! for a look-up or an insert and never across an `.await`. A hit in the
+//! main cache takes only the read side; everything else the write side.
+
+use super::Inner;
+use crate::cache::{cost, Cache, CacheKind};
+use crate::fence::Fences;
+use crate::read_mostly::WriteGuard;
+use crate::Value;
+use std::sync::Weak;
+use std::time::Duration;
+
+/// How often the background sweeper drops expired entries.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// Keys removed under one taking of the cache lock.
+const REMOVE_CHUNK: usize = 64;
+
+/// The cache, its fences and the counters of gets and hits served with the
+/// write lock, under one lock.
+pub(super) struct Guarded {
+    pub(super) cache: Cache,
+    pub(super) fences: Fences,
+    pub(super) gets: u64,
+    pub(super) cache_hits: u64,
+}
+
+impl Guarded {
+    /// A fresh state with a budget of `cache_bytes`; `count_requests` for
+    /// the frequency-based hot-cache admission.
+    pub(super) fn new(cache_bytes: u64, count_requests: bool) -> Self {
+        let mut cache = Cache::new(cache_bytes);
+        if count_requests {
+            cache.count_requests();
+        }
+        Guarded {
+            cache,
+            fences: Fences::new(),
+            gets: 0,
+            cache_hits: 0,
+        }
+    }
+}
+
+/// Drops expired entries every [`SWEEP_INTERVAL`] until the group is gone.
+pub(super) async fn sweep(group: Weak<Inner>) {
+    let mut ticks = tokio::time::interval(SWEEP_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        match group.upgrade() {
+            Some(inner) => {
+                inner.reclaim_expired();
+            }
+            None => return,
+        }
+    }
+}
+
+impl Inner {
+    /// The write side of the cache lock.
+    pub(super) fn lock_cache(&self) -> WriteGuard<'_, Guarded> {
+        self.cache.write()
+    }
+
+    /// A get's look-up: a main hit under the read lock, else main then hot
+    /// under the write lock. Counts the get, and the hit if there is one.
+    #[inline]
+    pub(super) fn lookup(&self, key: &str) -> Option<Value> {
+        let now = || self.clock.now_unix_nanos();
+        {
+            let shared = self.cache.read();
+            if let Some(value) = shared.cache.get_main_shared(key, &now) {
+                shared.count();
+                return Some(value);
+            }
+        }
+        let mut guarded = self.lock_cache();
+        self.lookup_locked(&mut guarded, key, true)
+    }
+
+    pub(super) fn lookup_locked(
+        &self,
+        guarded: &mut Guarded,
+        key: &str,
+        is_get: bool,
+    ) -> Option<Value> {
+        guarded.gets += u64::from(is_get);
+        // The clock is read only for values that have an expiry, which keeps
+        // it off the common hit path.
+        let value = guarded
+            .cache
+            .get_unexpired(key, &|| self.clock.now_unix_nanos());
+        guarded.cache_hits += u64::from(value.is_some());
+        value
+    }
+
+    /// The start of a load: the cached value if a racing load just stored
+    /// one, else the fence ticket that the load's insert will need.
+    pub(super) fn begin_load(&self, key: &str) -> Result<Value, u64> {
+        let mut guarded = self.lock_cache();
+        match self.lookup_locked(&mut guarded, key, false) {
+            Some(value) => Ok(value),
+            None => Err(guarded.fences.ticket()),
+        }
+    }
+
+    /// Caches a loaded or fetched value, unless the key was removed, set or
+    /// purged after the load began (`ticket`) or the value already expired.
+    pub(super) fn store(&self, kind: CacheKind, key: &str, value: &Value, ticket: u64) {
+        let now = self.clock.now_unix_nanos();
+        let mut guarded = self.lock_cache();
+        if guarded.cache.next_expiry().is_some_and(|at| at <= now) {
+            guarded.cache.remove_expired(now);
+        }
+        if !guarded.fences.admits(key, ticket) {
+            tracing::debug!(
+                group = %self.name,
+                key = %self.key_in_traces.show(key),
+                "not caching a value loaded before the key changed"
+            );
+            return;
+        }
+        let expiry = value.expiry_unix_nanos();
+        if expiry != 0 && expiry <= now {
+            return;
+        }
+        if kind == CacheKind::Hot && !guarded.cache.admits_hot(key, cost(key, value)) {
+            return;
+        }
+        guarded.cache.insert(kind, key, value.clone());
+    }
+
+    pub(super) fn is_expired(&self, value: &Value) -> bool {
+        let expiry = value.expiry_unix_nanos();
+        expiry != 0 && self.clock.now_unix_nanos() >= expiry
+    }
+
+    /// `value` with the group's time-to-live if it has no expiry of its own.
+    pub(super) fn with_default_ttl(&self, value: Value) -> Value {
+        match self.ttl {
+            Some(ttl) if value.expiry_unix_nanos() == 0 => {
+                let ttl = i64::try_from(ttl.as_nanos()).unwrap_or(i64::MAX);
+                value.with_expiry_unix_nanos(self.clock.now_unix_nanos().saturating_add(ttl))
+            }
+            _ => value,
+        }
+    }
+
+    pub(super) fn reclaim_expired(&self) -> u64 {
+        let now = self.clock.now_unix_nanos();
+        let mut guarded = self.lock_cache();
+        match guarded.cache.next_expiry() {
+            Some(at) if at <= now => guarded.cache.remove_expired(now),
+            _ => 0,
+        }
+    }
+
+    pub(super) fn remove_here<S: AsRef<str>>(&self, keys: &[S]) {
+        // The lock is taken per chunk, not for the whole list: gets wait
+        // for at most one chunk of a long removal.
+        for chunk in keys.chunks(REMOVE_CHUNK) {
+            {
+                let mut guarded = self.lock_cache();
+                for key in chunk {
+                    guarded.cache.remove(key.as_ref());
+                    guarded.fences.invalidate(key.as_ref());
+                }
+            }
+            for key in chunk {
+                self.local.forget(key.as_ref());
+                self.remote.forget(key.as_ref());
+            }
+        }
+    }
+
+    pub(super) fn set_here(&self, key: &str, value: Value) {
+        let expired = self.is_expired(&value);
+        {
+            let mut guarded = self.lock_cache();
+            guarded.fences.invalidate(key);
+            if expired {
+                guarded.cache.remove(key);
+            } else {
+                guarded.cache.insert(CacheKind::Main, key, value);
+            }
+        }
+        self.local.forget(key);
+        self.remote.forget(key);
+    }
+
+    pub(super) fn purge_here(&self) {
+        {
+            let mut guarded = self.lock_cache();
+            guarded.cache.clear();
+            guarded.fences.invalidate_all();
+        }
+        self.local.forget_all();
+        self.remote.forget_all();
+    }
+}
