@@ -16,18 +16,21 @@ use std::time::Duration;
 #[derive(Debug, Parser)]
 #[command(name = "peercache-server", version, about, long_about = None)]
 pub struct Args {
-    /// Address to listen on, HOST:PORT (port 0 picks a free port)
+    /// Address to listen on, HOST:PORT (port 0 picks a free port; Go's
+    /// `:PORT` listens on every interface)
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: String,
 
     /// This node's base URL, exactly as the other nodes list it in --pool
-    /// [default: http://ADDR]
+    /// [default: http://ADDR, or the one --pool URL naming this machine on
+    /// the listening port]
     #[arg(long = "self", value_name = "URL")]
     pub self_url: Option<String>,
 
     /// Base URLs of every node in the cluster, this one included,
-    /// comma-separated [default: this node alone]
-    #[arg(long, value_name = "URL,URL,...", value_delimiter = ',', conflicts_with_all = ["peers_dns", "peers_file"])]
+    /// comma-separated (spaces around commas are ignored) [default: this
+    /// node alone]
+    #[arg(long, value_name = "URL,URL,...", value_delimiter = ',', value_parser = trimmed, conflicts_with_all = ["peers_dns", "peers_file"])]
     pub pool: Vec<String>,
 
     /// Find the peers by DNS: every A/AAAA record of NAME is a peer at
@@ -351,6 +354,66 @@ impl Args {
     }
 }
 
+/// The flags of golang/groupcache's example server that `peercache-server`
+/// shares, which Go's flag package spells with one dash (`-addr=:8080`,
+/// `-pool http://127.0.0.1:8080`).
+const GO_FLAGS: [&str; 3] = ["addr", "pool", "self"];
+
+/// The command line with Go's single-dash spellings of [`GO_FLAGS`]
+/// (`-addr=V`, `-addr V`) rewritten to clap's (`--addr=V`, `--addr V`), so
+/// the seed's `peercache-server -addr=:8080 -pool=http://127.0.0.1:8080`
+/// works verbatim. Other arguments, anything after `--`, and values
+/// (an argument following a flag that takes one) are left alone.
+pub fn go_style_flags<I, T>(argv: I) -> Vec<std::ffi::OsString>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString>,
+{
+    let command = <Args as clap::CommandFactory>::command();
+    let takes_value = |long: &str| {
+        command
+            .get_arguments()
+            .any(|arg| arg.get_long() == Some(long) && arg.get_action().takes_values())
+    };
+    let mut out = Vec::new();
+    let mut value_next = false;
+    let mut args = argv.into_iter().map(Into::into);
+    out.extend(args.next()); // the program
+    while let Some(arg) = args.next() {
+        if std::mem::take(&mut value_next) {
+            out.push(arg);
+            continue;
+        }
+        let text = arg.to_str().unwrap_or_default();
+        if text == "--" {
+            out.push(arg);
+            out.extend(args);
+            break;
+        }
+        let go_flag = GO_FLAGS.iter().any(|name| {
+            text.strip_prefix('-')
+                .and_then(|rest| rest.strip_prefix(*name))
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('='))
+        });
+        // `--flag V` and `-addr V`: V is a value even if it starts with `-`.
+        value_next =
+            !text.contains('=') && (go_flag || text.strip_prefix("--").is_some_and(takes_value));
+        if go_flag {
+            let mut long = std::ffi::OsString::from("-");
+            long.push(&arg);
+            out.push(long);
+        } else {
+            out.push(arg);
+        }
+    }
+    out
+}
+
+/// A flag value without the spaces around it (`--pool 'a, b'`).
+fn trimmed(text: &str) -> Result<String, String> {
+    Ok(text.trim().to_owned())
+}
+
 /// `1048576`, `64MiB`, `512KiB`, `2GiB` (binary units; `K`, `M`, `G` and the
 /// `KB`-style spellings mean the same).
 pub fn parse_bytes(text: &str) -> Result<u64, String> {
@@ -451,6 +514,108 @@ mod tests {
         assert!(huge.contains("too long"), "{huge}");
         assert!(parse_duration("1e400s").is_err());
         assert_eq!(parse_duration("3153600000s"), Ok(MAX_DURATION));
+    }
+
+    fn parse(argv: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from(go_style_flags(
+            std::iter::once("peercache-server").chain(argv.iter().copied()),
+        ))
+    }
+
+    #[test]
+    fn go_style_flags_are_rewritten() {
+        let rewritten = |argv: &[&str]| -> Vec<String> {
+            go_style_flags(argv.iter().copied())
+                .into_iter()
+                .map(|a| a.into_string().unwrap())
+                .collect()
+        };
+        assert_eq!(
+            rewritten(&[
+                "peercache-server",
+                "-addr=:8080",
+                "-pool=http://127.0.0.1:8080"
+            ]),
+            [
+                "peercache-server",
+                "--addr=:8080",
+                "--pool=http://127.0.0.1:8080"
+            ]
+        );
+        assert_eq!(
+            rewritten(&[
+                "p",
+                "-addr",
+                ":8080",
+                "-pool",
+                "http://a:1",
+                "-self",
+                "http://a:1"
+            ]),
+            [
+                "p",
+                "--addr",
+                ":8080",
+                "--pool",
+                "http://a:1",
+                "--self",
+                "http://a:1"
+            ]
+        );
+        // Clap's own spellings, other flags, and look-alikes stay.
+        for verbatim in [
+            ["p", "--addr", ":8080"],
+            ["p", "-h", "-V"],
+            ["p", "-address", "x"],
+            ["p", "-pools=x", "y"],
+            ["p", "--echo-group", "-V"],
+            // After `--` nothing is a flag.
+            ["p", "--", "-addr=:1"],
+            // A value is not a flag; the program name neither.
+            ["p", "--self", "-pool"],
+        ] {
+            assert_eq!(rewritten(&verbatim), verbatim);
+        }
+        assert_eq!(rewritten(&["-addr"]), ["-addr"]);
+        // The value of `-addr V` is never rewritten.
+        assert_eq!(
+            rewritten(&["p", "-self", "-pool", "-pool=x"]),
+            ["p", "--self", "-pool", "--pool=x"]
+        );
+    }
+
+    #[test]
+    fn go_style_command_lines_parse() {
+        let seed = parse(&["-addr=:8080", "-pool=http://127.0.0.1:8080"]).unwrap();
+        assert_eq!(seed.addr, ":8080");
+        assert_eq!(seed.pool, ["http://127.0.0.1:8080"]);
+        assert_eq!(seed.self_url, None);
+        let spaced = parse(&[
+            "-addr",
+            ":9090",
+            "-pool",
+            "http://a:1,http://b:2",
+            "-self",
+            "http://a:1",
+        ])
+        .unwrap();
+        assert_eq!(spaced.addr, ":9090");
+        assert_eq!(spaced.pool, ["http://a:1", "http://b:2"]);
+        assert_eq!(spaced.self_url.as_deref(), Some("http://a:1"));
+        // Mixed with clap's spellings.
+        let mixed = parse(&["-addr=:1", "--echo-group", "--cache-bytes", "1MiB"]).unwrap();
+        assert!(mixed.echo_group);
+        assert_eq!(mixed.cache_bytes, 1 << 20);
+        // Other single-dash words are still refused.
+        assert!(parse(&["-ttl=5s"]).is_err());
+    }
+
+    #[test]
+    fn pool_entries_are_trimmed() {
+        let args = parse(&["--pool", "http://a:1, http://b:2 ,\thttp://c:3 "]).unwrap();
+        assert_eq!(args.pool, ["http://a:1", "http://b:2", "http://c:3"]);
+        let args = parse(&["-pool", " http://a:1"]).unwrap();
+        assert_eq!(args.pool, ["http://a:1"]);
     }
 
     #[test]

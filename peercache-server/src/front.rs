@@ -44,6 +44,7 @@ struct Front {
 }
 
 /// The front API's own settings.
+#[derive(Debug, Clone)]
 pub struct FrontSettings {
     /// Largest body of a front `PUT` (`--max-front-body-bytes`).
     pub max_body_bytes: usize,

@@ -203,6 +203,81 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Builds every group of the file (read from `path`) on `node`, with
+    /// `defaults` for what a group leaves out; `max_body_bytes` is the
+    /// largest value peers take from each other (`--max-body-bytes`).
+    pub fn build(
+        self,
+        path: &Path,
+        node: &peercache::Node,
+        defaults: &crate::plan::GroupDefaults,
+        max_body_bytes: u64,
+    ) -> Result<(), crate::error::ServerError> {
+        use crate::args::{parse_bytes, parse_duration};
+        for declared in self.groups {
+            let wrong = |message: String| ConfigError::Group {
+                path: path.display().to_string(),
+                group: declared.name.clone(),
+                message,
+            };
+            let mut builder = defaults.builder(node, &declared.name);
+            if let Some(bytes) = &declared.cache_bytes {
+                builder = builder.cache_bytes(
+                    parse_bytes(bytes).map_err(|e| wrong(format!("cache_bytes: {e}")))?,
+                );
+            }
+            if let Some(ttl) = &declared.ttl {
+                builder = builder.ttl(parse_duration(ttl).map_err(|e| wrong(format!("ttl: {e}")))?);
+            }
+            declared.check().map_err(wrong)?;
+            match declared.source {
+                SourceKind::Http => {
+                    let timeout = declared
+                        .timeout
+                        .as_deref()
+                        .map(parse_duration)
+                        .transpose()
+                        .map_err(|e| wrong(format!("timeout: {e}")))?;
+                    let url = declared.url.as_deref().unwrap_or_default();
+                    let ca = declared.ca.as_deref();
+                    builder.build(HttpSource::new(url, timeout, ca).map_err(wrong)?)?;
+                }
+                SourceKind::Files => {
+                    let dir = declared.dir.as_deref().unwrap_or(Path::new(""));
+                    let files = FilesSource::new(dir, &declared).map_err(wrong)?;
+                    // A larger value could not be fetched by the peers: they
+                    // would count its owner as failing.
+                    if files.max_file_bytes() > max_body_bytes {
+                        return Err(wrong(format!(
+                            "max_file_bytes ({} bytes) is over --max-body-bytes ({} bytes), the largest value peers take from each other: lower max_file_bytes or raise --max-body-bytes",
+                            files.max_file_bytes(),
+                            max_body_bytes
+                        ))
+                        .into());
+                    }
+                    builder.build(files)?;
+                }
+                #[cfg(feature = "sqlite")]
+                SourceKind::Sqlite => {
+                    let database = declared.database.as_deref().unwrap_or(Path::new(""));
+                    let query = declared.query.as_deref().unwrap_or_default();
+                    builder.build(SqliteSource::new(database, query).map_err(wrong)?)?;
+                }
+                #[cfg(not(feature = "sqlite"))]
+                SourceKind::Sqlite => {
+                    return Err(wrong(
+                        "this peercache-server was built without the `sqlite` feature: rebuild with default features".to_owned(),
+                    )
+                    .into());
+                }
+            }
+            tracing::info!(group = %declared.name, source = ?declared.source, "group from --config");
+        }
+        Ok(())
+    }
+}
+
 /// Longest value a source hands to the cache by default: an origin's answer
 /// (always) and a file (unless the group sets `max_file_bytes`).
 const MAX_VALUE_BYTES: u64 = 64 << 20;

@@ -1,0 +1,53 @@
+//! Why the server could not start, or stopped: each message names the flag
+//! (or the `--config` group) to change.
+
+use peercache::http::PoolError;
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on --addr {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("--addr {addr} listens on every interface, so this node's URL cannot be derived from it: give --self {scheme}://<this host's address>:{port}, spelled as in --pool (or as DNS lists it, for --peers-dns)")]
+    NeedSelf {
+        addr: String,
+        port: u16,
+        scheme: &'static str,
+    },
+    #[error("bad --pool, --self or --base-path: {0}")]
+    Pool(#[from] PoolError),
+    #[error("bad --peers-dns: {0}")]
+    Discovery(#[from] peercache::http::DiscoveryError),
+    #[error("cannot create a group: {0}")]
+    Group(#[from] peercache::Error),
+    #[error("--peer-auth-window {0:?} is too short: nodes' clocks and the network need at least 1s (default 30s)")]
+    AuthWindow(std::time::Duration),
+    #[error("bad --peer-secret-file: {0}")]
+    Secret(#[from] peercache::http::AuthError),
+    #[cfg(not(feature = "tls"))]
+    #[error("{flag} needs TLS, which this peercache-server was built without: build it with `cargo build --release -p peercache-server --features tls`")]
+    NoTlsFeature { flag: &'static str },
+    #[cfg(feature = "tls")]
+    #[error("bad --tls-* flag: {0}")]
+    Tls(#[from] peercache::http::TlsError),
+    #[error("--self {self_url} {reason}")]
+    SelfScheme {
+        self_url: String,
+        reason: &'static str,
+    },
+    #[error("--peers-dns finds peers at http:// URLs, but this node serves HTTPS (--tls-cert): list the https:// peers with --pool or --peers-file")]
+    DnsWithTls,
+    #[error("bad limit flag (--max-concurrent-requests, --max-concurrent-streams, --max-connections, --header-read-timeout, --body-read-timeout, --write-timeout, --max-uri-bytes): {0}")]
+    Limits(std::io::Error),
+    #[error("--max-front-body-bytes {front} leaves no room for the key within --max-body-bytes {peer}: a value set on the front API is sent to the peers with its key; lower the first or raise the second (by --max-key-bytes + 1KiB)")]
+    FrontBody { front: u64, peer: u64 },
+    #[error("cannot set up the metrics recorder: {0}")]
+    Metrics(String),
+    #[error("{0}")]
+    Config(#[from] crate::sources::ConfigError),
+    #[error("serving failed: {0}")]
+    Serve(std::io::Error),
+}
