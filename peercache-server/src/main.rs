@@ -72,10 +72,16 @@ fn init_logging(format: LogFormat) {
 }
 
 async fn run(args: Args) -> Result<(), ServerError> {
-    // Files first (a bad one stops the node before it binds), then the
-    // listener, whose address the plan needs (port 0, every interface).
+    // Files first (TLS, --config: a bad one stops the node before it
+    // binds), then the listener, whose address the plan needs (port 0,
+    // every interface).
     #[cfg(feature = "tls")]
     let tls = args.tls_config()?.map(Arc::new);
+    let config = args
+        .config
+        .as_deref()
+        .map(sources::Config::load)
+        .transpose()?;
     let listener = TcpListener::bind(plan::bind_addr(&args.addr))
         .await
         .map_err(|source| ServerError::Listen {
@@ -125,8 +131,8 @@ async fn run(args: Args) -> Result<(), ServerError> {
             .builder(&node, "echo")
             .build(peercache::loader_fn(|key: String| async move { Ok(key) }))?;
     }
-    if let Some(path) = &args.config {
-        sources::Config::load(path)?.build(path, &node, &plan.groups, args.max_body_bytes)?;
+    if let (Some(config), Some(path)) = (config, &args.config) {
+        config.build(path, &node, &plan.groups, args.max_body_bytes)?;
     }
 
     tracing::info!(

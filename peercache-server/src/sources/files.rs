@@ -49,17 +49,17 @@ enum Unservable {
 }
 
 impl FilesSource {
-    /// A source reading files under `dir` (which must be a directory) with
-    /// the `max_file_bytes` and `dotfiles` settings of `group`. The error
-    /// says which setting is wrong.
-    pub fn new(dir: &Path, group: &super::GroupConfig) -> Result<Self, String> {
+    /// A source reading files under the group's `dir` (which must be a
+    /// directory) with its `max_file_bytes` and `dotfiles` settings. The
+    /// error says which setting is wrong.
+    pub fn new(group: &super::FilesConfig) -> Result<Self, String> {
         let max_file_bytes = match &group.max_file_bytes {
             Some(text) => {
                 crate::args::parse_bytes(text).map_err(|e| format!("max_file_bytes: {e}"))?
             }
             None => super::MAX_VALUE_BYTES,
         };
-        Self::with_settings(dir, max_file_bytes, group.dotfiles.unwrap_or(false))
+        Self::with_settings(&group.dir, max_file_bytes, group.dotfiles)
     }
 
     /// The largest file served, in bytes.
@@ -437,20 +437,27 @@ mod tests {
     #[test]
     fn max_file_bytes_is_parsed_from_the_group() {
         let dir = Scratch::new("files-settings");
-        let group = |extra: &str| -> super::super::GroupConfig {
-            let text =
-                format!("[[group]]\nname = \"f\"\nsource = \"files\"\ndir = \"d\"\n{extra}\n");
-            toml::from_str::<super::super::Config>(&text)
+        let group = |extra: &str| -> super::super::FilesConfig {
+            let text = format!(
+                "[[group]]\nname = \"f\"\nsource = \"files\"\ndir = {:?}\n{extra}\n",
+                dir.0.display().to_string()
+            );
+            match toml::from_str::<super::super::Config>(&text)
                 .unwrap()
                 .groups
                 .remove(0)
+                .source
+            {
+                super::super::Source::Files(files) => files,
+                other => panic!("{other:?}"),
+            }
         };
-        let source = FilesSource::new(&dir.0, &group("")).unwrap();
+        let source = FilesSource::new(&group("")).unwrap();
         assert_eq!((source.max_file_bytes, source.dotfiles), (64 << 20, false));
         let source =
-            FilesSource::new(&dir.0, &group("max_file_bytes = \"1KiB\"\ndotfiles = true")).unwrap();
+            FilesSource::new(&group("max_file_bytes = \"1KiB\"\ndotfiles = true")).unwrap();
         assert_eq!((source.max_file_bytes, source.dotfiles), (1024, true));
-        let error = FilesSource::new(&dir.0, &group("max_file_bytes = \"lots\""))
+        let error = FilesSource::new(&group("max_file_bytes = \"lots\""))
             .err()
             .unwrap();
         assert!(error.starts_with("max_file_bytes: "), "{error}");

@@ -2,8 +2,10 @@
 //! data source, so that services in any language can use the cluster as a
 //! shared cache in front of a slow origin with `GET /<group>/<key>`.
 //!
-//! This module is the file's schema ([`Config`], [`GroupConfig`]) and its
-//! checks; each kind of source is a [`peercache::Loader`] of its own:
+//! This module is the file's schema ([`Config`], [`GroupConfig`], and a
+//! typed [`Source`] per group, each kind with its own fields: a field of
+//! another kind is refused when the file is read, naming it); each kind of
+//! source is a [`peercache::Loader`] of its own:
 //!
 //! - [`HttpSource`] (`http.rs`): `GET` on an origin URL built from the key;
 //!   the key can name a path under the URL's prefix, never outside it.
@@ -65,9 +67,10 @@ pub struct Config {
     pub groups: Vec<GroupConfig>,
 }
 
-/// One `[[group]]`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One `[[group]]`: its name, what it overrides of the flags, and its
+/// source, typed: a field of another kind of source is refused when the
+/// file is read, naming the field.
+#[derive(Debug)]
 pub struct GroupConfig {
     /// The group's name (the first path segment of `/<group>/<key>`).
     pub name: String,
@@ -75,85 +78,155 @@ pub struct GroupConfig {
     pub cache_bytes: Option<String>,
     /// Its time-to-live, e.g. `10m` (default: `--ttl`).
     pub ttl: Option<String>,
-    /// Where values come from.
-    pub source: SourceKind,
-    /// `http`: the URL template with `{key}`.
-    pub url: Option<String>,
-    /// `http`: time for the whole origin request (default 5 s).
+    /// Where values come from (`source = "..."` and that source's fields).
+    pub source: Source,
+}
+
+/// A group's data source: the `source` field picks the variant, whose
+/// struct takes that source's fields and no other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// `source = "http"`: an HTTP origin.
+    Http(HttpConfig),
+    /// `source = "files"`: a directory.
+    Files(FilesConfig),
+    /// `source = "sqlite"`: a SQLite database.
+    Sqlite(SqliteConfig),
+}
+
+/// The fields of `source = "http"`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// The URL template with `{key}`.
+    pub url: String,
+    /// Time for the whole origin request (default 5 s).
     pub timeout: Option<String>,
-    /// `http` with an `https://` url: the PEM bundle of the CA(s) to trust
+    /// With an `https://` url: the PEM bundle of the CA(s) to trust
     /// instead of the system's (default: the system's root certificates).
     pub ca: Option<PathBuf>,
-    /// `files`: the directory.
-    pub dir: Option<PathBuf>,
-    /// `files`: the largest file served, e.g. `1MiB` (default 64 MiB); a
-    /// larger one is a load error (503).
+}
+
+/// The fields of `source = "files"`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesConfig {
+    /// The directory.
+    pub dir: PathBuf,
+    /// The largest file served, e.g. `1MiB` (default 64 MiB); a larger one
+    /// is a load error (503).
     pub max_file_bytes: Option<String>,
-    /// `files`: serve files and directories whose name starts with `.`
-    /// (default false: `.env`, `.git/config` are not found).
-    pub dotfiles: Option<bool>,
-    /// `sqlite`: the database file.
-    pub database: Option<PathBuf>,
-    /// `sqlite`: the query, with one `?` for the key.
-    pub query: Option<String>,
+    /// Serve files and directories whose name starts with `.` (default
+    /// false: `.env`, `.git/config` are not found).
+    #[serde(default)]
+    pub dotfiles: bool,
 }
 
-/// The kinds of data source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SourceKind {
-    /// An HTTP origin (`url`, `timeout`, `ca`).
-    Http,
-    /// A directory (`dir`, `max_file_bytes`, `dotfiles`).
-    Files,
-    /// A SQLite database (`database`, `query`).
-    Sqlite,
+/// The fields of `source = "sqlite"`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqliteConfig {
+    /// The database file.
+    pub database: PathBuf,
+    /// The query, with one `?` for the key.
+    pub query: String,
 }
 
-impl GroupConfig {
-    /// Checks that the fields fit the source; says what is missing or extra.
-    pub fn check(&self) -> Result<(), String> {
-        match self.source {
-            SourceKind::Http if self.url.is_none() => {
-                Err("source = \"http\" needs url = \"http://origin/{key}\"".to_owned())
-            }
-            SourceKind::Http
-                if self.ca.is_some()
-                    && !self.url.as_deref().unwrap_or_default().starts_with("https://") =>
-            {
-                Err("ca is for https:// origins; this url is not https".to_owned())
-            }
-            SourceKind::Files | SourceKind::Sqlite if self.ca.is_some() => {
-                Err("ca is for source = \"http\" with an https:// url".to_owned())
-            }
-            SourceKind::Http if self.dir.is_some() => {
-                Err("dir is for source = \"files\"; an http group takes url".to_owned())
-            }
-            SourceKind::Http | SourceKind::Sqlite
-                if self.max_file_bytes.is_some() || self.dotfiles.is_some() =>
-            {
-                Err(
-                    "max_file_bytes and dotfiles are for source = \"files\": remove them from this group"
-                        .to_owned(),
-                )
-            }
-            SourceKind::Files if self.dir.is_none() => {
-                Err("source = \"files\" needs dir = \"/path/to/dir\"".to_owned())
-            }
-            SourceKind::Files if self.url.is_some() || self.timeout.is_some() => {
-                Err("url and timeout are for source = \"http\"; a files group takes dir".to_owned())
-            }
-            SourceKind::Sqlite if self.database.is_none() || self.query.is_none() => Err(
-                "source = \"sqlite\" needs database = \"file.db\" and query = \"SELECT body FROM t WHERE id = ?\""
-                    .to_owned(),
-            ),
-            SourceKind::Http | SourceKind::Files
-                if self.database.is_some() || self.query.is_some() =>
-            {
-                Err("database and query are for source = \"sqlite\"".to_owned())
-            }
-            _ => Ok(()),
+impl Source {
+    /// The value of `source` naming this kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Source::Http(_) => "http",
+            Source::Files(_) => "files",
+            Source::Sqlite(_) => "sqlite",
         }
+    }
+
+    /// What a group of kind `kind` takes, for error messages.
+    fn usage(kind: &str) -> &'static str {
+        match kind {
+            "http" => "source = \"http\" needs url = \"http://origin/{key}\" and takes timeout and ca",
+            "files" => "source = \"files\" needs dir = \"/path/to/dir\" and takes max_file_bytes and dotfiles",
+            "sqlite" => "source = \"sqlite\" needs database = \"file.db\" and query = \"SELECT body FROM t WHERE id = ?\"",
+            _ => "source is \"http\", \"files\" or \"sqlite\"",
+        }
+    }
+
+    /// The source that `fields` (a group's table without its own fields)
+    /// describe. Each kind is read from the table directly, not through
+    /// serde's internally tagged enums, which buffer the fields and so
+    /// lose their names in type errors (`dotfiles = "yes"`).
+    fn from_table(mut fields: toml::Table) -> Result<Source, String> {
+        let kind = match fields.remove("source") {
+            Some(toml::Value::String(kind)) => kind,
+            Some(other) => {
+                return Err(format!(
+                    "source is a {}, not a string; {}",
+                    other.type_str(),
+                    Source::usage("")
+                ))
+            }
+            None => return Err(format!("missing field `source`; {}", Source::usage(""))),
+        };
+        let fields = toml::Value::Table(fields);
+        let parsed = match kind.as_str() {
+            "http" => fields.try_into().map(Source::Http),
+            "files" => fields.try_into().map(Source::Files),
+            "sqlite" => fields.try_into().map(Source::Sqlite),
+            _ => return Err(format!("unknown source {kind:?}; {}", Source::usage(""))),
+        };
+        let source =
+            parsed.map_err(|error| format!("{}; {}", one_line(&error), Source::usage(&kind)))?;
+        if let Source::Http(http) = &source {
+            if http.ca.is_some() && !http.url.starts_with("https://") {
+                return Err("ca is for https:// origins; this url is not https".to_owned());
+            }
+        }
+        Ok(source)
+    }
+}
+
+/// A TOML error as one line: `invalid type: ..., expected a boolean, in
+/// `dotfiles``.
+fn one_line(error: &toml::de::Error) -> String {
+    error
+        .to_string()
+        .trim()
+        .replace("\nin `", ", in `")
+        .replace('\n', " ")
+}
+
+impl<'de> Deserialize<'de> for GroupConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        /// The fields every group has.
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Common {
+            name: String,
+            cache_bytes: Option<String>,
+            ttl: Option<String>,
+        }
+        use serde::de::Error;
+        let mut fields = toml::Table::deserialize(deserializer)?;
+        let common: toml::Table = ["name", "cache_bytes", "ttl"]
+            .into_iter()
+            .filter_map(|key| Some((key.to_owned(), fields.remove(key)?)))
+            .collect();
+        let Common {
+            name,
+            cache_bytes,
+            ttl,
+        } = toml::Value::Table(common)
+            .try_into()
+            .map_err(|error| D::Error::custom(one_line(&error)))?;
+        let source = Source::from_table(fields)
+            .map_err(|message| D::Error::custom(format!("group {name:?}: {message}")))?;
+        Ok(GroupConfig {
+            name,
+            cache_bytes,
+            ttl,
+            source,
+        })
     }
 }
 
@@ -230,22 +303,19 @@ impl Config {
             if let Some(ttl) = &declared.ttl {
                 builder = builder.ttl(parse_duration(ttl).map_err(|e| wrong(format!("ttl: {e}")))?);
             }
-            declared.check().map_err(wrong)?;
-            match declared.source {
-                SourceKind::Http => {
-                    let timeout = declared
+            match &declared.source {
+                Source::Http(http) => {
+                    let timeout = http
                         .timeout
                         .as_deref()
                         .map(parse_duration)
                         .transpose()
                         .map_err(|e| wrong(format!("timeout: {e}")))?;
-                    let url = declared.url.as_deref().unwrap_or_default();
-                    let ca = declared.ca.as_deref();
-                    builder.build(HttpSource::new(url, timeout, ca).map_err(wrong)?)?;
+                    let source = HttpSource::new(&http.url, timeout, http.ca.as_deref());
+                    builder.build(source.map_err(wrong)?)?;
                 }
-                SourceKind::Files => {
-                    let dir = declared.dir.as_deref().unwrap_or(Path::new(""));
-                    let files = FilesSource::new(dir, &declared).map_err(wrong)?;
+                Source::Files(config) => {
+                    let files = FilesSource::new(config).map_err(wrong)?;
                     // A larger value could not be fetched by the peers: they
                     // would count its owner as failing.
                     if files.max_file_bytes() > max_body_bytes {
@@ -259,20 +329,19 @@ impl Config {
                     builder.build(files)?;
                 }
                 #[cfg(feature = "sqlite")]
-                SourceKind::Sqlite => {
-                    let database = declared.database.as_deref().unwrap_or(Path::new(""));
-                    let query = declared.query.as_deref().unwrap_or_default();
-                    builder.build(SqliteSource::new(database, query).map_err(wrong)?)?;
+                Source::Sqlite(sqlite) => {
+                    let source = SqliteSource::new(&sqlite.database, &sqlite.query);
+                    builder.build(source.map_err(wrong)?)?;
                 }
                 #[cfg(not(feature = "sqlite"))]
-                SourceKind::Sqlite => {
+                Source::Sqlite(_) => {
                     return Err(wrong(
                         "this peercache-server was built without the `sqlite` feature: rebuild with default features".to_owned(),
                     )
                     .into());
                 }
             }
-            tracing::info!(group = %declared.name, source = ?declared.source, "group from --config");
+            tracing::info!(group = %declared.name, source = declared.source.kind(), "group from --config");
         }
         Ok(())
     }
@@ -286,8 +355,15 @@ const MAX_VALUE_BYTES: u64 = 64 << 20;
 mod tests {
     use super::*;
 
+    /// The error of parsing `group` (the lines after `[[group]]`).
+    fn refusal(group: &str) -> String {
+        toml::from_str::<Config>(&format!("[[group]]\n{group}\n"))
+            .unwrap_err()
+            .to_string()
+    }
+
     #[test]
-    fn configs_parse_and_unknown_fields_are_refused() {
+    fn configs_parse_into_typed_sources() {
         let config: Config = toml::from_str(
             r#"
             [[group]]
@@ -303,56 +379,147 @@ mod tests {
             cache_bytes = "16MiB"
             max_file_bytes = "1MiB"
             dotfiles = true
+
+            [[group]]
+            name = "rows"
+            source = "sqlite"
+            database = "pages.db"
+            query = "SELECT body FROM pages WHERE id = ?"
+            ttl = "10m"
             "#,
         )
         .unwrap();
-        assert_eq!(config.groups.len(), 2);
-        assert_eq!(config.groups[0].source, SourceKind::Http);
-        assert_eq!(config.groups[1].dotfiles, Some(true));
-        assert!(config.groups.iter().all(|g| g.check().is_ok()));
-        let mixed: Config = toml::from_str(
-            "[[group]]\nname = \"x\"\nsource = \"files\"\nurl = \"http://a/{key}\"\n",
+        let [pages, assets, rows] = &config.groups[..] else {
+            panic!("{:?}", config.groups);
+        };
+        assert_eq!(pages.name, "pages");
+        assert_eq!(
+            pages.source,
+            Source::Http(HttpConfig {
+                url: "http://127.0.0.1:9000/{key}".to_owned(),
+                timeout: Some("2s".to_owned()),
+                ca: None,
+            })
+        );
+        assert_eq!(assets.cache_bytes.as_deref(), Some("16MiB"));
+        assert_eq!(
+            assets.source,
+            Source::Files(FilesConfig {
+                dir: "/srv/assets".into(),
+                max_file_bytes: Some("1MiB".to_owned()),
+                dotfiles: true,
+            })
+        );
+        assert_eq!(rows.ttl.as_deref(), Some("10m"));
+        assert_eq!(rows.source.kind(), "sqlite");
+        let https = toml::from_str::<Config>(
+            "[[group]]\nname = \"x\"\nsource = \"http\"\nurl = \"https://a/{key}\"\nca = \"ca.pem\"\n",
         )
         .unwrap();
-        assert!(mixed.groups[0].check().unwrap_err().contains("needs dir"));
-        let bad = toml::from_str::<Config>("[[group]]\nname = \"x\"\nsource = \"ftp\"\n");
-        assert!(bad.is_err());
+        assert!(matches!(&https.groups[0].source, Source::Http(h) if h.ca.is_some()));
         assert!(HttpSource::new("ftp://x/{key}", None, None).is_err());
         assert!(HttpSource::new("http://x/", None, None).is_err());
-        let ca_on_http: Config = toml::from_str(
-            "[[group]]\nname = \"x\"\nsource = \"http\"\nurl = \"http://a/{key}\"\nca = \"ca.pem\"\n",
-        )
-        .unwrap();
-        assert!(ca_on_http.groups[0].check().unwrap_err().contains("https"));
     }
 
     #[test]
-    fn file_settings_are_for_files_groups_only() {
-        for (source, extra) in [
+    fn missing_and_unknown_sources_are_refused_naming_the_group() {
+        let missing = refusal("name = \"pages\"\nsource = \"http\"");
+        assert!(
+            missing.contains("group \"pages\": missing field `url`")
+                && missing.contains("needs url"),
+            "{missing}"
+        );
+        let files = refusal("name = \"x\"\nsource = \"files\"");
+        assert!(
+            files.contains("missing field `dir`") && files.contains("needs dir"),
+            "{files}"
+        );
+        let sqlite = refusal("name = \"x\"\nsource = \"sqlite\"\ndatabase = \"a.db\"");
+        assert!(sqlite.contains("missing field `query`"), "{sqlite}");
+        let ftp = refusal("name = \"x\"\nsource = \"ftp\"");
+        assert!(ftp.contains("unknown source \"ftp\""), "{ftp}");
+        let none = refusal("name = \"x\"\ndir = \"d\"");
+        assert!(none.contains("missing field `source`"), "{none}");
+        let nameless = refusal("source = \"files\"\ndir = \"d\"");
+        assert!(nameless.contains("missing field `name`"), "{nameless}");
+        let stray = refusal("name = \"x\"\nsource = \"files\"\ndir = \"d\"\nnmae = \"y\"");
+        assert!(stray.contains("unknown field `nmae`"), "{stray}");
+    }
+
+    #[test]
+    fn fields_of_another_source_are_refused_naming_the_field() {
+        for (source, extra, field) in [
+            (
+                "source = \"files\"\ndir = \"d\"",
+                "url = \"http://a/{key}\"",
+                "url",
+            ),
+            (
+                "source = \"files\"\ndir = \"d\"",
+                "timeout = \"1s\"",
+                "timeout",
+            ),
+            ("source = \"files\"\ndir = \"d\"", "ca = \"ca.pem\"", "ca"),
+            (
+                "source = \"files\"\ndir = \"d\"",
+                "query = \"SELECT 1\"",
+                "query",
+            ),
             (
                 "source = \"http\"\nurl = \"http://a/{key}\"",
                 "dotfiles = true",
+                "dotfiles",
             ),
             (
                 "source = \"http\"\nurl = \"http://a/{key}\"",
                 "max_file_bytes = \"1MiB\"",
+                "max_file_bytes",
+            ),
+            (
+                "source = \"http\"\nurl = \"http://a/{key}\"",
+                "dir = \"d\"",
+                "dir",
+            ),
+            (
+                "source = \"http\"\nurl = \"http://a/{key}\"",
+                "database = \"a.db\"",
+                "database",
             ),
             (
                 "source = \"sqlite\"\ndatabase = \"a.db\"\nquery = \"SELECT 1 WHERE ? = 1\"",
                 "dotfiles = false",
+                "dotfiles",
             ),
         ] {
-            let config: Config =
-                toml::from_str(&format!("[[group]]\nname = \"x\"\n{source}\n{extra}\n")).unwrap();
-            let error = config.groups[0].check().unwrap_err();
+            let error = refusal(&format!("name = \"x\"\n{source}\n{extra}"));
             assert!(
-                error.contains("max_file_bytes and dotfiles are for source = \"files\""),
+                error.contains(&format!("group \"x\": unknown field `{field}`")),
                 "{extra}: {error}"
             );
         }
-        let wrong_type = toml::from_str::<Config>(
-            "[[group]]\nname = \"x\"\nsource = \"files\"\ndir = \"d\"\ndotfiles = \"yes\"\n",
+        let ca_on_http =
+            refusal("name = \"x\"\nsource = \"http\"\nurl = \"http://a/{key}\"\nca = \"ca.pem\"");
+        assert!(
+            ca_on_http.contains("ca is for https:// origins"),
+            "{ca_on_http}"
         );
-        assert!(wrong_type.unwrap_err().to_string().contains("dotfiles"));
+    }
+
+    #[test]
+    fn wrong_types_name_the_field() {
+        for (group, field) in [
+            (
+                "source = \"files\"\ndir = \"d\"\ndotfiles = \"yes\"",
+                "dotfiles",
+            ),
+            ("source = \"http\"\nurl = 5", "url"),
+            ("source = \"files\"\ndir = \"d\"\nttl = 10", "ttl"),
+        ] {
+            let error = refusal(&format!("name = \"x\"\n{group}"));
+            assert!(
+                error.contains("invalid type") && error.contains(&format!("in `{field}`")),
+                "{group}: {error}"
+            );
+        }
     }
 }
