@@ -4,8 +4,9 @@
 //! screenshot is kept as a test artefact (`target/tmp/status-node0.png`).
 //!
 //! Needs Chromium (`apt-get install -y chromium`; `.ci/run` installs it);
-//! without it the test fails saying so, and `PEERCACHE_SKIP_BROWSER=1` skips
-//! it knowingly.
+//! without it the test passes saying it skipped and what to install, unless
+//! `CI` or `PEERCACHE_FULL_TESTS` is set, where it fails
+//! ([`support::require`]); `PEERCACHE_SKIP_BROWSER=1` skips it knowingly.
 
 mod support;
 
@@ -13,26 +14,6 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::*;
-
-/// The Chromium binary, or `None` when skipping was asked for.
-fn chromium() -> Option<PathBuf> {
-    if std::env::var_os("PEERCACHE_SKIP_BROWSER").is_some() {
-        println!("PEERCACHE_SKIP_BROWSER is set: not testing the status page in a browser");
-        return None;
-    }
-    for name in ["chromium", "chromium-browser", "google-chrome"] {
-        for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
-            let path = dir.join(name);
-            if path.is_file() {
-                return Some(path);
-            }
-        }
-    }
-    panic!(
-        "Chromium is needed to test the status page: apt-get install -y chromium \
-         (or set PEERCACHE_SKIP_BROWSER=1 to skip this test)"
-    );
-}
 
 /// Runs headless Chromium on `url` with `extra` arguments, bounded in time;
 /// its standard output.
@@ -95,7 +76,9 @@ fn percent(text: &str) -> f64 {
 
 #[test]
 fn the_status_page_shows_what_stats_says() {
-    let Some(browser) = chromium() else { return };
+    let Some(browser) = require(Tool::Chromium, "the status page in Chromium") else {
+        return;
+    };
     let nodes = start_servers(3, &[]);
     let colors = colors();
     for node in &nodes {

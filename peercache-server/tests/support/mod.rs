@@ -517,34 +517,150 @@ pub fn go_node_args(addrs: &[SocketAddr], i: usize, extra: &[&str]) -> Vec<Strin
     args
 }
 
+/// Where Debian's golang/groupcache package puts its GOPATH sources.
 const GOCODE: &str = "/usr/share/gocode";
 
-/// Why the Go node was not built.
-#[derive(Debug)]
-pub enum GoBuildError {
-    /// `go` or golang/groupcache is not installed (what to install).
-    Missing(String),
-    /// The build failed (the compiler's output).
-    Failed(String),
+/// A tool that some tests need beyond a Rust toolchain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tool {
+    /// `go` and Debian's golang/groupcache sources, to build `interop/go`.
+    Go,
+    /// Chromium (or Chrome), to render the status page headless.
+    Chromium,
 }
 
-/// Builds the golang/groupcache node of `interop/go` (GOPATH mode, offline,
-/// with Debian's packages) as `name` in the tests' scratch directory.
-pub fn build_go_node(name: &str) -> Result<PathBuf, GoBuildError> {
-    let install = "apt-get install -y golang-go golang-github-golang-groupcache-dev";
+impl Tool {
+    /// The variable that skips the tests needing this tool knowingly.
+    pub fn skip_var(self) -> &'static str {
+        match self {
+            Tool::Go => "PEERCACHE_SKIP_GO_INTEROP",
+            Tool::Chromium => "PEERCACHE_SKIP_BROWSER",
+        }
+    }
+
+    /// What installs the tool (Debian, Ubuntu).
+    pub fn install(self) -> &'static str {
+        match self {
+            Tool::Go => "apt-get install -y golang-go golang-github-golang-groupcache-dev",
+            Tool::Chromium => "apt-get install -y chromium",
+        }
+    }
+
+    /// The tool's binary, or why it is not there (with what installs it).
+    pub fn find(self) -> Result<PathBuf, String> {
+        let install = self.install();
+        match self {
+            Tool::Go => {
+                let go = on_path(&["go"]).ok_or(format!("Go not installed; {install}"))?;
+                let groupcache = Path::new(GOCODE).join("src/github.com/golang/groupcache");
+                if !groupcache.is_dir() {
+                    return Err(format!(
+                        "golang/groupcache not installed (no {}); {install}",
+                        groupcache.display()
+                    ));
+                }
+                Ok(go)
+            }
+            Tool::Chromium => on_path(&["chromium", "chromium-browser", "google-chrome"])
+                .ok_or(format!("Chromium not installed; {install}")),
+        }
+    }
+}
+
+/// The first executable file named one of `names` in a directory of `PATH`.
+fn on_path(names: &[&str]) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    names.iter().find_map(|name| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|file| {
+                file.metadata()
+                    .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            })
+    })
+}
+
+/// What a test that needs a tool does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Run it with the tool.
+    Run,
+    /// Pass without running it, saying why in one line.
+    Skip,
+    /// Fail, saying what to install.
+    Fail,
+}
+
+/// The decision of [`require`]: a tool's skip variable skips knowingly;
+/// otherwise the test runs if the tool is there; a missing tool skips the
+/// test, unless `CI` or `PEERCACHE_FULL_TESTS` is set, where it fails.
+pub fn decide(present: bool, ci: bool, full: bool, skip: bool) -> Decision {
+    if skip {
+        Decision::Skip
+    } else if present {
+        Decision::Run
+    } else if ci || full {
+        Decision::Fail
+    } else {
+        Decision::Skip
+    }
+}
+
+/// Whether the environment variable `name` is set and not empty.
+pub fn env_set(name: &str) -> bool {
+    std::env::var_os(name).is_some_and(|value| !value.is_empty())
+}
+
+/// The one gate of every test (or part of one) that needs Go or Chromium:
+/// the tool's binary when `what` runs; `None` when it is skipped, after one
+/// line on the terminal (`skipped WHAT: Go not installed; apt-get ...`,
+/// shown even though the test's output is captured); a panic when the tool
+/// is missing and `CI` or `PEERCACHE_FULL_TESTS` is set.
+pub fn require(tool: Tool, what: &str) -> Option<PathBuf> {
+    let skip = env_set(tool.skip_var());
+    let found = tool.find();
+    let ci = env_set("CI");
+    match decide(found.is_ok(), ci, env_set("PEERCACHE_FULL_TESTS"), skip) {
+        Decision::Run => found.ok(),
+        Decision::Skip => {
+            let why = match found {
+                _ if skip => format!("{} is set", tool.skip_var()),
+                Err(why) => why,
+                Ok(_) => unreachable!("a present tool is skipped only knowingly"),
+            };
+            // Straight to the terminal: libtest captures `println!` and
+            // `eprintln!` of passing tests.
+            let line = format!("skipped {what}: {why}\n");
+            let _ = std::io::stderr().lock().write_all(line.as_bytes());
+            None
+        }
+        Decision::Fail => panic!(
+            "{what}: {}; {} is set, so a missing tool fails the test \
+             ({}=1 skips it knowingly)",
+            found.err().unwrap_or_default(),
+            if ci { "CI" } else { "PEERCACHE_FULL_TESTS" },
+            tool.skip_var()
+        ),
+    }
+}
+
+/// The golang/groupcache node of `interop/go`, built as `name` in the
+/// tests' scratch directory, when [`require`] lets `what` run.
+pub fn go_node(name: &str, what: &str) -> Option<PathBuf> {
+    let go = require(Tool::Go, what)?;
+    Some(build_go_node(&go, name))
+}
+
+/// Builds the golang/groupcache node of `interop/go` with `go` (GOPATH
+/// mode, offline, with Debian's packages) as `name` in the tests' scratch
+/// directory; panics when the build fails.
+pub fn build_go_node(go: &Path, name: &str) -> PathBuf {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let binary = tmp.join(name);
-    if !Path::new(GOCODE)
-        .join("src/github.com/golang/groupcache")
-        .is_dir()
-    {
-        return Err(GoBuildError::Missing(format!(
-            "golang/groupcache is not installed: run `{install}`"
-        )));
-    }
     let gopath = format!("{}:{GOCODE}", repo.join("interop/go").display());
-    let output = Command::new("go")
+    let output = Command::new(go)
         .args(["build", "-o"])
         .arg(&binary)
         .arg("peercache-interop")
@@ -554,12 +670,11 @@ pub fn build_go_node(name: &str) -> Result<PathBuf, GoBuildError> {
         .env("GOPATH", gopath)
         .env("GOCACHE", tmp.join("gocache"))
         .output()
-        .map_err(|e| GoBuildError::Missing(format!("cannot run `go` ({e}): run `{install}`")))?;
-    if !output.status.success() {
-        return Err(GoBuildError::Failed(format!(
-            "building interop/go failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        )));
-    }
-    Ok(binary)
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", go.display()));
+    assert!(
+        output.status.success(),
+        "building interop/go failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    binary
 }
