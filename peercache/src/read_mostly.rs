@@ -59,26 +59,93 @@ use crossbeam_utils::CachePadded;
 use std::cell::UnsafeCell;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::Ordering::*;
+use std::sync::PoisonError;
+use sync::{AtomicBool, AtomicU64, AtomicUsize, Mutex, MutexGuard};
+
+/// The synchronisation the lock is built from: std's, or under
+/// `--cfg peercache_loom` loom's, so that the model (`mod model` below)
+/// explores every interleaving of its atomics and mutexes (the data itself
+/// stays in a std `UnsafeCell`; the model checks what readers see through
+/// atomics in it). Not `--cfg loom`: tokio, which the crate depends on,
+/// compiles its networking out under that flag.
+mod sync {
+    #[cfg(peercache_loom)]
+    pub(super) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+    #[cfg(peercache_loom)]
+    pub(super) use loom::sync::{Mutex, MutexGuard};
+    #[cfg(not(peercache_loom))]
+    pub(super) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+    #[cfg(not(peercache_loom))]
+    pub(super) use std::sync::{Mutex, MutexGuard};
+
+    /// Nothing in a normal build, where each store-load pair of the
+    /// exclusion argument is two `SeqCst` accesses. Loom models `SeqCst`
+    /// accesses as acquire-release only (loom's README, issue #180), which
+    /// would let the model reorder those stores and loads; it models a
+    /// `SeqCst` fence exactly. So under loom a fence sits between each such
+    /// store and the load after it: the fenced form of the same exclusion
+    /// (C11 forbids the store-buffering outcome either way), and everything
+    /// else the model explores is the code as it runs.
+    #[inline(always)]
+    pub(super) fn store_load_fence() {
+        #[cfg(peercache_loom)]
+        loom::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// A writer waiting for a reader to leave: a spin hint, then a yield
+    /// (under loom, a yield each time, which is what lets it schedule the
+    /// reader).
+    #[inline]
+    pub(super) fn wait_a_little(spins: &mut u32) {
+        #[cfg(peercache_loom)]
+        {
+            let _ = spins;
+            loom::thread::yield_now();
+        }
+        #[cfg(not(peercache_loom))]
+        if *spins < 64 {
+            *spins += 1;
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+    }
+}
 
 /// Threads that get a reader slot of their own in every lock; the rest
 /// share slot number `OWN_SLOTS`. Each slot is a 128-byte line, so a lock
 /// takes about 4 KiB.
+#[cfg(not(peercache_loom))]
 pub(crate) const OWN_SLOTS: usize = 32;
+/// Under loom, one: the model's second reader thread takes the shared slot.
+#[cfg(peercache_loom)]
+pub(crate) const OWN_SLOTS: usize = 1;
 
 /// The slot the threads beyond the first [`OWN_SLOTS`] share.
 const SHARED: usize = OWN_SLOTS;
 
 /// How many own slots were ever handed out: writers scan these and the
 /// shared one.
+#[cfg(not(peercache_loom))]
 static CLAIMED: AtomicUsize = AtomicUsize::new(0);
 
 /// Slot indices given back by threads that ended, and the next never used.
+#[cfg(not(peercache_loom))]
 static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
     free: Vec::new(),
     next: 0,
 });
+
+// Under loom, statics made anew for each execution of the model.
+#[cfg(peercache_loom)]
+loom::lazy_static! {
+    static ref CLAIMED: AtomicUsize = AtomicUsize::new(0);
+    static ref REGISTRY: Mutex<Registry> = Mutex::new(Registry {
+        free: Vec::new(),
+        next: 0,
+    });
+}
 
 struct Registry {
     free: Vec<usize>,
@@ -102,22 +169,39 @@ impl ThreadSlot {
         // SeqCst, before this thread first enters any lock: see the module
         // docs for why a writer that missed this count still excludes us.
         CLAIMED.store(registry.next, SeqCst);
+        sync::store_load_fence();
         ThreadSlot(index)
+    }
+}
+
+impl ThreadSlot {
+    /// Gives slot `index` back for the next thread to claim.
+    fn give_back(index: usize) {
+        if index != SHARED {
+            // The slot is empty here (no guard outlives its thread's stack);
+            // the registry's mutex hands its counts over to the next owner.
+            let mut registry = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
+            registry.free.push(index);
+        }
     }
 }
 
 impl Drop for ThreadSlot {
     fn drop(&mut self) {
-        if self.0 != SHARED {
-            // The slot is empty here (no guard outlives its thread's stack);
-            // the registry's mutex hands its counts over to the next owner.
-            let mut registry = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
-            registry.free.push(self.0);
-        }
+        // Under loom the model gives slots back itself, at the end of each
+        // thread (`model::end_of_thread`): loom runs thread-local
+        // destructors after the execution's statics are gone.
+        #[cfg(not(peercache_loom))]
+        ThreadSlot::give_back(self.0);
     }
 }
 
+#[cfg(not(peercache_loom))]
 thread_local! {
+    static THREAD_SLOT: ThreadSlot = ThreadSlot::claim();
+}
+#[cfg(peercache_loom)]
+loom::thread_local! {
     static THREAD_SLOT: ThreadSlot = ThreadSlot::claim();
 }
 
@@ -128,7 +212,6 @@ fn this_threads_slot() -> usize {
 }
 
 /// One thread's (or, for the shared slot, several threads') side of a lock.
-#[derive(Default)]
 struct Slot {
     /// Reads in progress through this slot (nested reads of one thread add up).
     readers: AtomicUsize,
@@ -160,7 +243,14 @@ impl<T> ReadMostlyLock<T> {
         ReadMostlyLock {
             writing: CachePadded::new(AtomicBool::new(false)),
             writers: Mutex::new(()),
-            slots: (0..=OWN_SLOTS).map(|_| CachePadded::default()).collect(),
+            slots: (0..=OWN_SLOTS)
+                .map(|_| {
+                    CachePadded::new(Slot {
+                        readers: AtomicUsize::new(0),
+                        counted: AtomicU64::new(0),
+                    })
+                })
+                .collect(),
             data: UnsafeCell::new(data),
         }
     }
@@ -173,6 +263,7 @@ impl<T> ReadMostlyLock<T> {
         if index == SHARED {
             loop {
                 slot.readers.fetch_add(1, SeqCst);
+                sync::store_load_fence();
                 if !self.writing.load(SeqCst) {
                     break;
                 }
@@ -185,6 +276,7 @@ impl<T> ReadMostlyLock<T> {
             let inside = slot.readers.load(Relaxed);
             loop {
                 slot.readers.store(inside + 1, SeqCst);
+                sync::store_load_fence();
                 // Already inside: a writer is waiting for this thread's
                 // outer read to leave, so it cannot be writing.
                 if inside > 0 || !self.writing.load(SeqCst) {
@@ -207,18 +299,14 @@ impl<T> ReadMostlyLock<T> {
     pub(crate) fn write(&self) -> WriteGuard<'_, T> {
         let held = self.writers.lock().unwrap_or_else(PoisonError::into_inner);
         self.writing.store(true, SeqCst);
+        sync::store_load_fence();
         let claimed = CLAIMED.load(SeqCst);
         for slot in self.slots[..claimed].iter().chain(&self.slots[SHARED..]) {
             let mut spins = 0u32;
             while slot.readers.load(SeqCst) != 0 {
                 // Reads are a few dozen nanoseconds and never block: spin a
                 // little, then let the reader's thread run.
-                if spins < 64 {
-                    spins += 1;
-                    std::hint::spin_loop();
-                } else {
-                    std::thread::yield_now();
-                }
+                sync::wait_a_little(&mut spins);
             }
         }
         WriteGuard {
@@ -323,7 +411,7 @@ impl<T> Drop for WriteGuard<'_, T> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(peercache_loom)))]
 mod tests {
     use super::*;
     use std::sync::Barrier;
@@ -432,5 +520,123 @@ mod tests {
             });
         });
         assert_eq!(*lock.read(), 8);
+    }
+}
+
+/// The lock under loom, which runs each model in every interleaving of its
+/// atomics and mutexes:
+/// `RUSTFLAGS="--cfg peercache_loom" cargo test -p peercache --lib --release
+/// read_mostly::model`
+/// (`.ci/run` does). Readers check, through a pair a writer changes in two
+/// steps, that they never see a write half done; the hits they count must
+/// all be in the total. Under loom a thread gets [`OWN_SLOTS`] = 1 own
+/// slot, so the second reader thread reads through the shared slot. Each
+/// of these models fails when the lock loses a piece of its exclusion (the
+/// readers' check of `writing`, the writer's scan of the shared slot, or of
+/// the slots counted in `CLAIMED`), as tried by hand.
+#[cfg(all(test, peercache_loom))]
+mod model {
+    use super::*;
+    use loom::sync::Arc;
+    use loom::thread;
+
+    type Pair = (AtomicU64, AtomicU64);
+
+    fn lock() -> Arc<ReadMostlyLock<Pair>> {
+        Arc::new(ReadMostlyLock::new((AtomicU64::new(0), AtomicU64::new(0))))
+    }
+
+    /// A read that checks the pair and counts a hit.
+    fn read(lock: &ReadMostlyLock<Pair>) {
+        let guard = lock.read();
+        let (a, b) = (guard.0.load(Relaxed), guard.1.load(Relaxed));
+        assert_eq!(a, b, "a reader saw a write half done");
+        guard.count();
+    }
+
+    /// A write of the pair in two steps.
+    fn write(lock: &ReadMostlyLock<Pair>) {
+        let guard = lock.write();
+        let a = guard.0.load(Relaxed);
+        guard.0.store(a + 1, Relaxed);
+        guard.1.store(a + 1, Relaxed);
+    }
+
+    /// What the thread-local's destructor does when a thread ends: give
+    /// its slot back (the last thing a model thread does).
+    fn end_of_thread() {
+        ThreadSlot::give_back(this_threads_slot());
+    }
+
+    /// Every interleaving (about 80 s for the three models in release);
+    /// `LOOM_MAX_PREEMPTIONS=3` bounds them for a quick run.
+    fn explore(model: impl Fn() + Sync + Send + 'static) {
+        loom::model::Builder::new().check(model);
+    }
+
+    #[test]
+    fn a_reader_on_its_own_slot_and_a_writer_exclude() {
+        explore(|| {
+            let lock = lock();
+            let reader = {
+                let lock = Arc::clone(&lock);
+                thread::spawn(move || {
+                    read(&lock);
+                    end_of_thread();
+                })
+            };
+            write(&lock);
+            reader.join().unwrap();
+            assert_eq!(lock.write().counted(), 1);
+        });
+    }
+
+    #[test]
+    fn readers_on_own_and_shared_slots_and_a_writer_exclude() {
+        explore(|| {
+            let lock = lock();
+            let readers: Vec<_> = (0..2)
+                .map(|_| {
+                    let lock = Arc::clone(&lock);
+                    thread::spawn(move || {
+                        read(&lock);
+                        end_of_thread();
+                    })
+                })
+                .collect();
+            write(&lock);
+            for reader in readers {
+                reader.join().unwrap();
+            }
+            assert_eq!(lock.write().counted(), 2);
+        });
+    }
+
+    #[test]
+    fn a_slot_given_back_and_taken_again_is_still_scanned() {
+        explore(|| {
+            let lock = lock();
+            // The first thread claims the one own slot and gives it back
+            // when it ends; the second takes it again, racing a writer.
+            let first = {
+                let lock = Arc::clone(&lock);
+                thread::spawn(move || {
+                    read(&lock);
+                    end_of_thread();
+                })
+            };
+            first.join().unwrap();
+            let second = {
+                let lock = Arc::clone(&lock);
+                thread::spawn(move || {
+                    read(&lock);
+                    read(&lock);
+                    end_of_thread();
+                })
+            };
+            write(&lock);
+            second.join().unwrap();
+            assert_eq!(lock.write().counted(), 3);
+        });
     }
 }
