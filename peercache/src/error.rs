@@ -117,10 +117,13 @@ pub enum Error {
         failures: Vec<PeerFailure>,
     },
     /// A value could not be encoded or decoded by the codec of a
-    /// [`crate::typed::TypedGroup`] (feature `typed`). Nothing cached is
-    /// changed. A value that does not decode was written with another codec
-    /// or another shape of the type, by this node or another one sharing the
-    /// group.
+    // A link only when the module exists: the default build's docs would
+    // otherwise carry a broken link.
+    #[cfg_attr(feature = "typed", doc = "[`crate::typed::TypedGroup`]")]
+    #[cfg_attr(not(feature = "typed"), doc = "`typed::TypedGroup`")]
+    /// (feature `typed`). Nothing cached is changed. A value that does not
+    /// decode was written with another codec or another shape of the type,
+    /// by this node or another one sharing the group.
     #[error("group {group:?}: the value of key {key:?} does not {action} as {type_name}: {reason}; every node sharing the group must use the same type and codec (a remove of the key makes the next get load it again)")]
     Codec {
         /// The group.
