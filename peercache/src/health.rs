@@ -91,14 +91,20 @@ impl Default for HealthPolicy {
 
 impl HealthPolicy {
     /// Checks the policy, naming the setting at fault.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), crate::InvalidSetting> {
         if self.probe_backoff_min.is_zero() {
-            return Err("probe_backoff_min must be more than zero".into());
+            return Err(crate::InvalidSetting::new(
+                "probe_backoff_min",
+                "must be more than zero (default 250 ms)",
+            ));
         }
         if self.probe_backoff_max < self.probe_backoff_min {
-            return Err(format!(
-                "probe_backoff_max ({:?}) must be at least probe_backoff_min ({:?})",
-                self.probe_backoff_max, self.probe_backoff_min
+            return Err(crate::InvalidSetting::new(
+                "probe_backoff_max",
+                format!(
+                    "{:?} must be at least probe_backoff_min ({:?})",
+                    self.probe_backoff_max, self.probe_backoff_min
+                ),
             ));
         }
         Ok(())

@@ -94,6 +94,7 @@ pub mod proto;
 #[allow(unsafe_code)]
 mod read_mostly;
 pub mod ring;
+mod setting;
 pub mod stats;
 pub mod trace;
 #[cfg(feature = "typed")]
@@ -107,6 +108,7 @@ pub use group::{Group, HotCachePolicy, ServedGroup};
 pub use loader::{loader_fn, BoxFuture, LoadError, Loader, LoaderFn};
 pub use node::{GroupBuilder, Node};
 pub use peers::{FetchError, Peer, PeerError, PeerPicker};
+pub use setting::InvalidSetting;
 pub use stats::GroupStats;
 pub use trace::KeyInTraces;
 pub use value::{Value, ValueError};

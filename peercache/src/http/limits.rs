@@ -35,6 +35,7 @@
 //! Shedding takes no lock: one atomic semaphore permit per request.
 
 use super::server::text;
+use crate::InvalidSetting;
 use bytes::Buf;
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_LENGTH, RETRY_AFTER};
@@ -146,32 +147,49 @@ impl Default for ServerLimits {
 }
 
 impl ServerLimits {
-    /// Checks the limits that can be wrong; says which and why.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.max_concurrent_requests == 0 || self.max_concurrent_streams == 0 {
-            return Err("max concurrent requests and streams must be at least 1".to_owned());
+    /// Checks the limits that can be wrong; names the limit and says why.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        let at_least_one = |setting: &str| InvalidSetting::new(setting, "must be at least 1");
+        if self.max_concurrent_requests == 0 {
+            return Err(at_least_one("max_concurrent_requests"));
         }
-        if self.max_concurrent_requests > Semaphore::MAX_PERMITS {
-            return Err(format!(
-                "max concurrent requests must be at most {}",
-                Semaphore::MAX_PERMITS
-            ));
+        if self.max_concurrent_streams == 0 {
+            return Err(at_least_one("max_concurrent_streams"));
         }
-        if self.header_read_timeout.is_zero()
-            || self.body_read_timeout.is_zero()
-            || self.write_timeout.is_zero()
-        {
-            return Err(
-                "header read, body read and write timeouts must be greater than zero".to_owned(),
-            );
+        if self.max_connections == 0 {
+            return Err(at_least_one("max_connections"));
         }
         if self.max_body_bytes_in_flight == 0 {
-            return Err("max body bytes in flight must be at least 1".to_owned());
+            return Err(at_least_one("max_body_bytes_in_flight"));
+        }
+        if self.max_concurrent_requests > Semaphore::MAX_PERMITS {
+            return Err(InvalidSetting::new(
+                "max_concurrent_requests",
+                format!("must be at most {}", Semaphore::MAX_PERMITS),
+            ));
+        }
+        if self.max_connections > Semaphore::MAX_PERMITS {
+            return Err(InvalidSetting::new(
+                "max_connections",
+                format!("must be at most {}", Semaphore::MAX_PERMITS),
+            ));
+        }
+        for (setting, timeout) in [
+            ("header_read_timeout", self.header_read_timeout),
+            ("body_read_timeout", self.body_read_timeout),
+            ("write_timeout", self.write_timeout),
+        ] {
+            if timeout.is_zero() {
+                return Err(InvalidSetting::new(setting, "must be greater than zero"));
+            }
         }
         if self.max_uri_bytes < 256 {
-            return Err(format!(
-                "max URI bytes {} is too small: a peer request needs the base path, a group and a key (at least 256)",
-                self.max_uri_bytes
+            return Err(InvalidSetting::new(
+                "max_uri_bytes",
+                format!(
+                    "{} is too small: a peer request needs the base path, a group and a key (at least 256)",
+                    self.max_uri_bytes
+                ),
             ));
         }
         Ok(())

@@ -5,7 +5,7 @@ use super::auth::PeerAuth;
 use super::wire::{PlusInPath, DEFAULT_BASE_PATH};
 use crate::health::HealthPolicy;
 use crate::ring::{HashMode, DEFAULT_REPLICAS};
-use crate::HotCachePolicy;
+use crate::{HotCachePolicy, InvalidSetting};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -173,35 +173,54 @@ impl HttpOptions {
         }
     }
 
-    /// Checks the options that can be wrong; says which and why.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks the options that can be wrong; names the setting and says why.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
         let path = &self.base_path;
         if path.len() < 3 || !path.starts_with('/') || !path.ends_with('/') {
-            return Err(format!(
-                "base path {path:?} must start and end with '/' and name a directory, such as {DEFAULT_BASE_PATH:?}"
+            return Err(InvalidSetting::new(
+                "base_path",
+                format!("{path:?} must start and end with '/' and name a directory, such as {DEFAULT_BASE_PATH:?}"),
             ));
         }
         if let Some(bad) = path
             .chars()
             .find(|c| !(c.is_ascii_alphanumeric() || "/-._~".contains(*c)))
         {
-            return Err(format!(
-                "base path {path:?} contains {bad:?}: use letters, digits, '/', '-', '.', '_' and '~'"
+            return Err(InvalidSetting::new(
+                "base_path",
+                format!(
+                    "{path:?} contains {bad:?}: use letters, digits, '/', '-', '.', '_' and '~'"
+                ),
             ));
         }
         if self.replicas == 0 {
-            return Err("replicas must be at least 1 (Go's default is 50)".into());
-        }
-        if self.connect_timeout.is_zero() || self.request_timeout.is_zero() {
-            return Err("connect and request timeouts must be greater than zero".into());
-        }
-        if self.max_remove_keys < MIN_MAX_REMOVE_KEYS {
-            return Err(format!(
-                "max remove keys {} is too small: peercache nodes send up to {MIN_MAX_REMOVE_KEYS} keys per remove-keys request (default 10,000)",
-                self.max_remove_keys
+            return Err(InvalidSetting::new(
+                "replicas",
+                "must be at least 1 (Go's default is 50)",
             ));
         }
-        self.health.validate().map_err(|e| format!("health: {e}"))?;
+        if self.connect_timeout.is_zero() {
+            return Err(InvalidSetting::new(
+                "connect_timeout",
+                "must be greater than zero (default 2 s)",
+            ));
+        }
+        if self.request_timeout.is_zero() {
+            return Err(InvalidSetting::new(
+                "request_timeout",
+                "must be greater than zero (default 5 s)",
+            ));
+        }
+        if self.max_remove_keys < MIN_MAX_REMOVE_KEYS {
+            return Err(InvalidSetting::new(
+                "max_remove_keys",
+                format!(
+                    "{} is too small: peercache nodes send up to {MIN_MAX_REMOVE_KEYS} keys per remove-keys request (default 10,000)",
+                    self.max_remove_keys
+                ),
+            ));
+        }
+        self.health.validate().map_err(|e| e.within("health"))?;
         Ok(())
     }
 }

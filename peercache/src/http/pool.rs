@@ -85,9 +85,9 @@ pub enum PoolError {
         /// This node's URL.
         self_url: String,
     },
-    /// An option is out of range.
+    /// An option cannot be used.
     #[error("invalid HTTP pool option: {0}")]
-    Options(String),
+    Setting(#[from] crate::InvalidSetting),
     /// The ring refused a peer.
     #[error(transparent)]
     Ring(#[from] RingError),
@@ -171,7 +171,7 @@ impl HttpPool {
     /// `http://10.0.0.1:8080`), with only itself as a peer until
     /// [`HttpPool::set_peers`] is called.
     pub fn new(self_url: &str, options: HttpOptions) -> Result<Arc<Self>, PoolError> {
-        options.validate().map_err(PoolError::Options)?;
+        options.validate()?;
         check_url(self_url, options.speaks_https())?;
         let connector = connector(&options);
         let client = Client::builder(TokioExecutor::new())

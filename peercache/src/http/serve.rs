@@ -114,9 +114,11 @@ impl Server {
     /// A server enforcing `limits`; fails (`InvalidInput`, naming the limit)
     /// when they cannot be used.
     pub fn new(limits: ServerLimits) -> io::Result<Self> {
+        // The `io::Error` carries the typed `InvalidSetting` as its inner
+        // error (`get_ref`), naming the limit.
         limits
             .validate()
-            .map_err(|reason| io::Error::new(io::ErrorKind::InvalidInput, reason))?;
+            .map_err(|invalid| io::Error::new(io::ErrorKind::InvalidInput, invalid))?;
         Ok(Server {
             limits,
             counters: Arc::default(),
