@@ -23,25 +23,65 @@
 //! The first rows are mailgun's; the histograms and peer health are
 //! peercache's own. [`describe`] registers their help texts.
 //!
-//! Without a recorder installed these calls do nothing, so the example
-//! below runs as is; in a program, install one first:
+//! # With Prometheus
+//!
+//! With `metrics-exporter-prometheus`, two settings are yours to make, or the
+//! table above is not what a scrape shows:
+//!
+//! - **Buckets.** The exporter renders a histogram as a Prometheus
+//!   *summary* (quantiles computed on this node, no `_bucket` series, which
+//!   cannot be added up across nodes) unless buckets are set for it. Set
+//!   them for the `_duration_seconds` suffix, e.g. [`DURATION_BUCKETS`] (what
+//!   `peercache-server` uses), to get `groupcache_load_duration_seconds_bucket`
+//!   and `groupcache_peer_fetch_duration_seconds_bucket`.
+//! - **Upkeep.** The recorder keeps every histogram sample until its upkeep
+//!   folds them into the buckets. `PrometheusBuilder::install` (with the
+//!   exporter's own HTTP listener, its default feature) runs the upkeep
+//!   itself; `install_recorder` and `build_recorder`, which you use when your
+//!   own route serves `/metrics`, do not: call `PrometheusHandle::run_upkeep`
+//!   on a timer (`peercache-server` does every 5 s). A render also runs it,
+//!   but a node nobody scrapes would otherwise keep every sample, about 10
+//!   bytes for each load and peer fetch, for ever.
+//!
+//! Then call [`describe`] once and, before each render, [`record`] (and
+//! [`record_peers`] with an HTTP pool). `peercache/examples/prometheus.rs`
+//! does all of it and prints the text (`cargo run -p peercache --example
+//! prometheus`). Without a recorder installed these calls do nothing.
 //!
 //! ```
+//! use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 //! use peercache::http::{HttpOptions, HttpPool};
 //! use peercache::{loader_fn, Node};
+//! use std::time::Duration;
 //!
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! // At start-up: install a recorder (e.g. with metrics-exporter-prometheus,
-//! // `PrometheusBuilder::new().install_recorder()?`), then:
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // At start-up, within the runtime:
+//! let prometheus = PrometheusBuilder::new()
+//!     .set_buckets_for_metric(
+//!         Matcher::Suffix("_duration_seconds".to_owned()),
+//!         peercache::metrics::DURATION_BUCKETS,
+//!     )?
+//!     .install_recorder()?;
 //! peercache::metrics::describe();
+//! let upkeep = prometheus.clone();
+//! tokio::spawn(async move {
+//!     let mut every = tokio::time::interval(Duration::from_secs(5));
+//!     loop {
+//!         every.tick().await;
+//!         upkeep.run_upkeep();
+//!     }
+//! });
 //!
 //! let pool = HttpPool::new("http://10.0.0.1:8080", HttpOptions::default())?;
 //! let node = Node::with_picker(pool.clone());
 //! node.new_group("pages", 64 << 20, loader_fn(|k: String| async move { Ok(k) }))?;
 //!
-//! // In the scrape handler, before rendering:
+//! // In the scrape handler:
 //! peercache::metrics::record(&node); // every group's counters and cache gauges
 //! peercache::metrics::record_peers(&pool.peer_status()); // groupcache_peer_up, ...
+//! let text = prometheus.render(); // the body of GET /metrics
+//! assert!(text.contains("groupcache_gets_total{group=\"pages\"} 0"));
 //! # Ok(())
 //! # }
 //! ```
@@ -50,6 +90,14 @@ use crate::health::{PeerState, PeerStatus};
 use crate::{GroupStats, Node};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Bucket bounds, in seconds, for the `_duration_seconds` histograms: 0.5 ms
+/// to 10 s, what `peercache-server` sets. A loader that takes milliseconds
+/// falls in the first buckets; a peer fetch that hits the request timeout
+/// (5 s by default) in the last ones.
+pub const DURATION_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// Registers the help text of every metric with the installed recorder.
 /// Call once, after installing it.
