@@ -79,7 +79,7 @@ pub fn router(
                 .delete(remove_key)
                 .post(purge),
         )
-        .route_service(&format!("{base}{{*rest}}"), peers.clone())
+        .route_service(&pool.route_path(), peers.clone())
         .route_service(&base, peers)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -34,7 +34,10 @@ fn setup(http2: bool) -> (Runtime, Arc<dyn Peer>, String) {
                 loader_fn(|_: String| async { Ok::<_, LoadError>(vec![b'v'; 100]) }),
             )
             .unwrap();
-        tokio::spawn(peercache::http::serve(listener, owner));
+        tokio::spawn(peercache::http::serve(
+            listener,
+            peercache::http::PeerService::without_pool(owner),
+        ));
         let me = "http://127.0.0.1:9";
         let options = HttpOptions {
             http2,

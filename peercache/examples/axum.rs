@@ -16,7 +16,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
-use peercache::http::{HttpOptions, HttpPool, Server, ServerLimits, DEFAULT_BASE_PATH};
+use peercache::http::{HttpOptions, HttpPool, Server, ServerLimits};
 use peercache::{loader_fn, Group, LoadError, Node};
 
 #[tokio::main]
@@ -43,7 +43,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/square/{n}", get(square))
         .with_state(squares)
         // The peer endpoint: other nodes ask here for keys this node owns.
-        .route_service(&format!("{DEFAULT_BASE_PATH}{{*rest}}"), pool.service(node));
+        .route_service(&pool.route_path(), pool.service(node));
 
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("serving {me}, peers {peers}");

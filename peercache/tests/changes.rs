@@ -47,7 +47,7 @@ async fn node() -> TestNode {
             }),
         )
         .unwrap();
-    tokio::spawn(peercache::http::serve(listener, node));
+    tokio::spawn(peercache::http::serve(listener, pool.service(node)));
     TestNode {
         addr,
         url,

@@ -626,7 +626,7 @@ async fn connections_to_a_peer_are_reused_under_load() {
         .unwrap();
     let accepted = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&accepted);
-    let service = peercache::http::PeerService::new(owner_node);
+    let service = peercache::http::PeerService::without_pool(owner_node);
     let server = tokio::spawn(async move {
         loop {
             let (stream, _) = owner_listener.accept().await.unwrap();
@@ -757,4 +757,31 @@ async fn the_peer_list_is_checked_and_swapped_whole() {
         assert!(lists.iter().any(|l| l.contains(&owner)));
     }
     writer.join().unwrap();
+}
+
+#[tokio::test]
+async fn a_peer_endpoint_not_mounted_where_the_pool_says_is_named_in_the_error() {
+    // A node whose server answers 404 to every peer path: its application
+    // is there, its peer endpoint is not (mounted elsewhere, or not at all).
+    let (listener, other) = listen().await;
+    let app: axum::Router =
+        axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok" }));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let me = "http://127.0.0.1:9";
+    let pool = HttpPool::new(me, HttpOptions::default()).unwrap();
+    pool.set_peers([me, other.as_str()]).unwrap();
+    let key = key_where(|key| pool.owner(key) == other);
+    let peer = peercache::PeerPicker::pick(&*pool, &key).expect("the other node owns it");
+    match peer.fetch("g", &key).await {
+        Err(peercache::FetchError::Unavailable(reason)) => {
+            assert!(
+                reason.contains("404")
+                    && reason.contains("is its peer endpoint mounted there")
+                    && reason.contains(&format!("{other}/_groupcache/g/")),
+                "{reason}"
+            );
+            assert!(reason.contains("route_path"), "{reason}");
+        }
+        other => panic!("expected an unavailable peer, got {other:?}"),
+    }
 }

@@ -247,6 +247,16 @@ impl HttpPeer {
             StatusCode::SERVICE_UNAVAILABLE => {
                 Err(FetchError::Load(LoadError::msg(error_text(&body))))
             }
+            // A 404 that no peercache or golang endpoint gives: the request
+            // reached a server, but not its peer endpoint.
+            StatusCode::NOT_FOUND => Err(self.unavailable(format!(
+                "answered 404 Not Found for {}{path}{}: is its peer endpoint mounted there? (in axum: .route_service(&pool.route_path(), pool.service(node)), with the same base path on every node)",
+                self.prefix,
+                match error_text(&body) {
+                    text if text.is_empty() => String::new(),
+                    text => format!(" ({text})"),
+                }
+            ))),
             status => Err(self.unavailable(format!("answered {status}: {}", error_text(&body)))),
         }
     }

@@ -407,10 +407,34 @@ impl HttpPool {
         &self.options
     }
 
-    /// The peer endpoint of `node`, with this pool's base path and `+`
-    /// reading: mount it where the other nodes will ask.
+    /// The peer endpoint of `node`, with every setting of this pool (base
+    /// path, `+` reading, limits, cluster secret, this node's URL): mount it
+    /// at [`HttpPool::route_path`], where the other nodes will ask.
     pub fn service(&self, node: Node) -> PeerService {
         PeerService::for_node_at(node, &self.options, &self.self_url)
+    }
+
+    /// The route to mount [`HttpPool::service`] at in axum
+    /// (`<base path>{*rest}`, `/_groupcache/{*rest}` by default), so the
+    /// mount follows the pool's base path:
+    ///
+    /// ```
+    /// use peercache::http::{HttpOptions, HttpPool};
+    /// use peercache::Node;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pool = HttpPool::new("http://10.0.0.1:8080", HttpOptions::default())?;
+    /// let node = Node::with_picker(pool.clone());
+    /// let app: axum::Router = axum::Router::new()
+    ///     .route("/healthz", axum::routing::get(|| async { "ok" }))
+    ///     .route_service(&pool.route_path(), pool.service(node));
+    /// assert_eq!(pool.route_path(), "/_groupcache/{*rest}");
+    /// # let _ = app;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn route_path(&self) -> String {
+        format!("{}{{*rest}}", self.options.base_path)
     }
 }
 

@@ -5,7 +5,7 @@
 //! peer endpoint alone ([`PeerService`]), or an axum router that mounts it
 //! beside an application's own routes (as `peercache-server` does). hyper
 //! and hyper-util do the HTTP; this module adds what a cache tier needs
-//! around them: a [`Guard`] in front of the service; a cap on open
+//! around them: a `Guard` in front of the service; a cap on open
 //! connections (at the cap, new ones wait in the kernel's backlog); the
 //! protocol detected within the header-read timeout and writes that stall
 //! closed (`super::conn`); hyper's header-read timeout, HTTP/2 stream limit
@@ -45,11 +45,10 @@ const HTTP2_PING_INTERVAL: Duration = Duration::from_secs(20);
 /// How long a shutdown waits for requests in flight.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
-/// Serves `node`'s peer endpoint with default options (base path
-/// `/_groupcache/`) and default limits on `listener`, until the task is
-/// dropped.
-pub async fn serve(listener: TcpListener, node: crate::Node) -> io::Result<()> {
-    serve_with_shutdown(listener, PeerService::new(node), std::future::pending()).await
+/// Serves a peer endpoint (from [`super::HttpPool::service`]) with default
+/// limits on `listener`, until the task is dropped.
+pub async fn serve(listener: TcpListener, service: PeerService) -> io::Result<()> {
+    serve_with_shutdown(listener, service, std::future::pending()).await
 }
 
 /// Serves `service` on `listener` (HTTP/1.1 and h2c) with default
@@ -90,7 +89,7 @@ pub async fn serve_with_shutdown(
 ///
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 /// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-/// let service = PeerService::new(Node::new());
+/// let service = PeerService::without_pool(Node::new());
 /// let running = tokio::spawn(server.serve(listener, service, async {
 ///     let _ = stopped.await;
 /// }));

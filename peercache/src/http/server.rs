@@ -85,7 +85,7 @@ const ALLOWED: &str = "GET, HEAD, PUT, DELETE, POST";
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let node = Node::new();
 /// node.new_group("colors", 1 << 20, loader_fn(|key: String| async move { Ok(format!("#{key}")) }))?;
-/// let service = PeerService::new(node);
+/// let service = PeerService::without_pool(node);
 ///
 /// // What another node sends for the key "red" of the group "colors".
 /// let request = http::Request::get("/_groupcache/colors/red").body(Empty::<Bytes>::new())?;
@@ -97,11 +97,14 @@ const ALLOWED: &str = "GET, HEAD, PUT, DELETE, POST";
 /// # }
 /// ```
 ///
-/// Mounted beside an application's routes in axum (serve the router with
-/// [`super::Server`] to keep its limits):
+/// In a cluster, take it from the pool, [`super::HttpPool::service`], which
+/// gives it every setting of the pool (the cluster secret, the base path,
+/// the limits), and mount it beside an application's routes in axum at
+/// [`super::HttpPool::route_path`] (serve the router with [`super::Server`]
+/// to keep its limits):
 ///
 /// ```
-/// use peercache::http::{HttpOptions, HttpPool, DEFAULT_BASE_PATH};
+/// use peercache::http::{HttpOptions, HttpPool};
 /// use peercache::Node;
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -109,7 +112,7 @@ const ALLOWED: &str = "GET, HEAD, PUT, DELETE, POST";
 /// let node = Node::with_picker(pool.clone());
 /// let app: axum::Router = axum::Router::new()
 ///     .route("/healthz", axum::routing::get(|| async { "ok" }))
-///     .route_service(&format!("{DEFAULT_BASE_PATH}{{*rest}}"), pool.service(node));
+///     .route_service(&pool.route_path(), pool.service(node));
 /// # let _ = app;
 /// # Ok(())
 /// # }
@@ -144,11 +147,13 @@ pub type ResponseFuture =
     Pin<Box<dyn Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send>>;
 
 impl PeerService {
-    /// The peer endpoint of `node` with default options (base path
-    /// `/_groupcache/`, golang clients, no cluster secret). In a cluster,
-    /// use [`super::HttpPool::service`], which takes every setting from the
-    /// pool, so client and server cannot disagree.
-    pub fn new(node: Node) -> Self {
+    /// The peer endpoint of a `node` that has no [`super::HttpPool`] of its
+    /// own (an owner only answering others), with default options: base
+    /// path `/_groupcache/`, golang clients, **no cluster secret**. A node
+    /// with a pool takes [`super::HttpPool::service`] instead, which has the
+    /// pool's secret, base path and limits, so client and server cannot
+    /// disagree.
+    pub fn without_pool(node: Node) -> Self {
         PeerService::for_node_at(node, &HttpOptions::default(), "")
     }
 
