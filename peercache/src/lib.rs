@@ -32,18 +32,20 @@
 //!
 //! Each module is one concept; the small ones (`cache`, `flight`, `ring`)
 //! depend on nothing else in the crate, like Go's `lru`, `singleflight` and
-//! `consistenthash` packages.
+//! `consistenthash` packages. The types an application uses are at the
+//! crate root, each with one path; the modules that only define them are
+//! private (their files are named below).
 //!
-//! - [`node`]: a [`Node`] owns this process's groups and its peer picker (no
-//!   global state).
-//! - [`group`]: a [`Group`] and its read path, `get`: main cache → hot cache →
-//!   owning peer → loader; changes across the cluster; and the peer-facing
-//!   [`ServedGroup`], whose gets never forward. A directory, one concern
-//!   per file (handle, load path, changes, local state, served side).
-//! - [`loader`]: the [`Loader`] trait (Go's `Getter`) and [`loader_fn`] for
-//!   async closures.
-//! - [`value`]: the immutable [`Value`] (`bytes::Bytes` inside) and its views
-//!   as text or protobuf.
+//! - `node.rs`: a [`Node`] owns this process's groups and its peer picker
+//!   (no global state); [`GroupBuilder`].
+//! - `group/`: a [`Group`] and its read path, `get` ([`Get`]): main cache →
+//!   hot cache → owning peer → loader; changes across the cluster; and the
+//!   peer-facing [`ServedGroup`], whose gets never forward. One concern per
+//!   file (handle, load path, changes, local state, served side).
+//! - `loader.rs`: the [`Loader`] trait (Go's `Getter`) and [`loader_fn`]
+//!   for async closures.
+//! - `value.rs`: the immutable [`Value`] (`bytes::Bytes` inside) and its
+//!   views as text or protobuf.
 //! - [`cache`]: the byte-budgeted main + hot [`cache::Cache`] with groupcache's
 //!   eviction rule and exact accounting.
 //! - [`clock`]: the wall clock expiry is read from, and a manual one for
@@ -51,7 +53,7 @@
 //! - `fence`: keeps a load that overlapped a remove, set or purge from
 //!   caching the old value.
 //! - [`flight`]: merging concurrent loads of one key, panic-safe and
-//!   cancellation-safe.
+//!   cancellation-safe; usable alone.
 //! - [`ring`]: the consistent-hash [`ring::Ring`], reproducing Go's hashes,
 //!   with removal and weights.
 //! - [`health`]: a peer's health: up, or out of the ring and probed with
@@ -65,12 +67,13 @@
 //! - [`proto`]: the protobuf messages of the peer protocol (prost derive).
 //! - [`in_process`]: an in-process transport, for tests and single-process
 //!   clusters.
-//! - [`stats`]: per-group counters with Go's names ([`GroupStats`]).
+//! - `stats.rs`: per-group counters with Go's names ([`GroupStats`]).
 //! - [`trace`]: the tracing spans of misses, loads, fetches and changes,
 //!   and how keys show in them ([`KeyInTraces`]).
 //! - [`metrics`]: those counters, latencies and peer health through the
 //!   `metrics` facade, with mailgun's Prometheus names.
-//! - [`error`]: the typed [`Error`].
+//! - `error.rs`: the typed [`Error`] and [`PeerFailure`]; `setting.rs`:
+//!   [`InvalidSetting`], the error of every settings type.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_code)]
@@ -78,16 +81,16 @@
 
 pub mod cache;
 pub mod clock;
-pub mod error;
+mod error;
 mod fence;
 pub mod flight;
-pub mod group;
+mod group;
 pub mod health;
 pub mod http;
 pub mod in_process;
-pub mod loader;
+mod loader;
 pub mod metrics;
-pub mod node;
+mod node;
 pub mod peers;
 pub mod proto;
 // The one module with `unsafe`: a lock, whose soundness argument is its docs.
@@ -95,18 +98,18 @@ pub mod proto;
 mod read_mostly;
 pub mod ring;
 mod setting;
-pub mod stats;
+mod stats;
 pub mod trace;
 #[cfg(feature = "typed")]
 #[cfg_attr(docsrs, doc(cfg(feature = "typed")))]
 pub mod typed;
-pub mod value;
+mod value;
 
 pub use cache::{CacheKind, CacheStats};
 pub use error::{Error, PeerFailure};
-pub use group::{Group, HotCachePolicy, ServedGroup};
+pub use group::{Get, Group, HotCachePolicy, ServedGroup};
 pub use loader::{loader_fn, BoxFuture, LoadError, Loader, LoaderFn};
-pub use node::{GroupBuilder, Node};
+pub use node::{GroupBuilder, Node, DEFAULT_CACHE_BYTES, MAX_GROUP_NAME_LEN};
 pub use peers::{FetchError, Peer, PeerError, PeerPicker};
 pub use setting::InvalidSetting;
 pub use stats::GroupStats;

@@ -26,7 +26,7 @@
 //! [`BoxFuture`]:
 //!
 //! ```
-//! use peercache::loader::BoxFuture;
+//! use peercache::BoxFuture;
 //! use peercache::{loader_fn, FetchError, Node, Peer, PeerError, PeerPicker, Value};
 //! use std::sync::Arc;
 //!

@@ -3,7 +3,7 @@
 //! A cache tier sits in front of every request of a service, so a client
 //! that sends too much, too slowly or too often must get a clear refusal
 //! while everyone else is still served. [`ServerLimits`] says how much is too
-//! much; [`Guard`] wraps any service (the peer endpoint, an axum router) and
+//! much; `Guard` wraps any service (the peer endpoint, an axum router) and
 //! answers, before the service sees the request:
 //!
 //! | limit | answer |
@@ -306,7 +306,7 @@ impl Drop for Held {
 }
 
 /// The body of a request that must arrive before a deadline, within the
-/// server's body budget; what a [`Guard`] hands its service.
+/// server's body budget; what a `Guard` hands its service.
 pub struct GuardedBody<B> {
     inner: B,
     /// [`ServerLimits::max_body_bytes_in_flight`].
@@ -390,7 +390,7 @@ where
 /// Enforces [`ServerLimits`] in front of a service; one per connection,
 /// sharing the server-wide count of requests in flight.
 #[derive(Clone)]
-pub struct Guard<S> {
+pub(crate) struct Guard<S> {
     inner: S,
     limits: Arc<ServerLimits>,
     in_flight: Arc<Semaphore>,
@@ -405,16 +405,16 @@ impl<S> std::fmt::Debug for Guard<S> {
     }
 }
 
-/// The body of a [`Guard`]'s answers: a refusal, or the service's own,
+/// The body of a `Guard`'s answers: a refusal, or the service's own,
 /// holding its request slot until it has been sent.
-pub type GuardBody<B> = Either<Full<Bytes>, Admitted<B>>;
+pub(crate) type GuardBody<B> = Either<Full<Bytes>, Admitted<B>>;
 
 /// An admitted request's answer body. It holds the request's slot of
 /// [`ServerLimits::max_concurrent_requests`] until it has been sent (or the
 /// connection dropped): answers being written to slow readers count as in
 /// flight, so the limit bounds their memory too.
 #[derive(Debug)]
-pub struct Admitted<B> {
+pub(crate) struct Admitted<B> {
     inner: B,
     _slot: OwnedSemaphorePermit,
 }
@@ -439,14 +439,14 @@ impl<B: Body + Unpin> Body for Admitted<B> {
     }
 }
 
-/// The future of a [`Guard`]'s answer.
-pub type GuardFuture<B> =
+/// The future of a `Guard`'s answer.
+pub(crate) type GuardFuture<B> =
     Pin<Box<dyn Future<Output = Result<Response<GuardBody<B>>, Infallible>> + Send>>;
 
 impl<S> Guard<S> {
     /// Guards `inner` with `limits`. Clones share the count of requests in
     /// flight and the counters.
-    pub fn new(inner: S, limits: ServerLimits) -> Self {
+    pub(crate) fn new(inner: S, limits: ServerLimits) -> Self {
         let in_flight = Arc::new(Semaphore::new(limits.max_concurrent_requests));
         Guard {
             inner,
@@ -461,22 +461,12 @@ impl<S> Guard<S> {
         self.counters = counters;
     }
 
-    /// How often each limit refused a request.
-    pub fn counters(&self) -> Arc<LimitCounters> {
-        Arc::clone(&self.counters)
-    }
-
-    /// The limits enforced.
-    pub fn limits(&self) -> &ServerLimits {
-        &self.limits
-    }
-
     fn refuse<B>(&self, status: StatusCode, message: String) -> Response<GuardBody<B>> {
         text(status, message).map(Either::Left)
     }
 
     /// Answers `request` through the service, or refuses it.
-    pub fn call<B, RB>(&self, request: Request<B>) -> GuardFuture<RB>
+    pub(crate) fn call<B, RB>(&self, request: Request<B>) -> GuardFuture<RB>
     where
         S: tower_service::Service<
                 Request<GuardedBody<B>>,
