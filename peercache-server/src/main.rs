@@ -173,11 +173,11 @@ const METRICS_UPKEEP: std::time::Duration = std::time::Duration::from_secs(5);
 /// Installs the Prometheus recorder of `GET /metrics`: load and peer-fetch
 /// latencies as histograms, from 0.5 ms to 10 s.
 fn install_metrics() -> Result<PrometheusHandle, ServerError> {
-    const BUCKETS: &[f64] = &[
-        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-    ];
     let handle = PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Suffix("_duration_seconds".to_owned()), BUCKETS)
+        .set_buckets_for_metric(
+            Matcher::Suffix("_duration_seconds".to_owned()),
+            peercache::metrics::DURATION_BUCKETS,
+        )
         .and_then(PrometheusBuilder::install_recorder)
         .map_err(|error| ServerError::Metrics(error.to_string()))?;
     peercache::metrics::describe();
