@@ -190,16 +190,81 @@ impl<F> fmt::Debug for LoaderFn<F> {
 /// loads, clone an `Arc` into each future:
 ///
 /// ```
-/// use peercache::{loader_fn, LoadError};
+/// use peercache::loader_fn;
 /// use std::sync::Arc;
 ///
 /// let prefix = Arc::new(String::from("user:"));
 /// let loader = loader_fn(move |key: String| {
 ///     let prefix = Arc::clone(&prefix);
-///     async move { Ok::<_, LoadError>(format!("{prefix}{key}")) }
+///     async move { Ok(format!("{prefix}{key}")) }
 /// });
 /// # let _ = loader;
 /// ```
+///
+/// # The error type
+///
+/// `loader_fn`'s bound says the future resolves to `Result<V, LoadError>`,
+/// and that is what types a plain `Ok(value)`: no `Ok::<_, LoadError>` is
+/// needed, also not with `?` on an [`std::io::Error`], a `String`, a `&str`
+/// or an error of yours with a `From` impl into [`LoadError`]:
+///
+/// ```
+/// use peercache::{loader_fn, Error, LoadError, Node};
+///
+/// #[derive(Debug)]
+/// struct DbError(String);
+///
+/// impl std::fmt::Display for DbError {
+///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+///         f.write_str(&self.0)
+///     }
+/// }
+///
+/// impl std::error::Error for DbError {}
+///
+/// impl From<DbError> for LoadError {
+///     fn from(error: DbError) -> Self {
+///         LoadError::other(error)
+///     }
+/// }
+///
+/// async fn query(id: &str) -> Result<String, DbError> {
+///     match id {
+///         "1" => Ok("ada".to_owned()),
+///         _ => Err(DbError(format!("no row {id}"))),
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), peercache::Error> {
+/// let users = Node::new().new_group("users", 1 << 20, loader_fn(|id: String| async move {
+///     if id.is_empty() {
+///         return Err(LoadError::NotFound);
+///     }
+///     let name = query(&id).await?; // DbError -> LoadError, by the From impl
+///     Ok(name)
+/// }))?;
+/// assert_eq!(users.get("1").await?.as_str().unwrap(), "ada");
+/// assert!(matches!(users.get("2").await, Err(Error::Load { .. })));
+/// # Ok(())
+/// # }
+/// ```
+///
+/// A future that resolves to another error type is refused ("expected ...
+/// to be a future that resolves to `Result<_, LoadError>`"): write
+/// `Ok(query(&id).await?)`, not `query(&id).await`.
+///
+/// ```compile_fail,E0271
+/// # use peercache::{loader_fn, LoadError};
+/// # async fn query(id: &str) -> Result<String, std::io::Error> { Ok(id.to_owned()) }
+/// let loader = loader_fn(|id: String| async move { query(&id).await });
+/// ```
+///
+/// (The bound names `LoadError` rather than any `E: Into<LoadError>` for
+/// that reason: with an open error type, nothing would say which error a
+/// plain `Ok(value)` or a `?` means, and the two shapes above would both
+/// need the annotation.) An annotation is only needed where the bound does
+/// not reach, such as an async block spawned or boxed inside the loader.
 pub fn loader_fn<F, Fut, V>(f: F) -> LoaderFn<F>
 where
     F: Fn(String) -> Fut + Send + Sync + 'static,
