@@ -310,6 +310,15 @@ impl Args {
         builder.build().map(Some)
     }
 
+    /// The hot-cache policy of groups: `--hot-cache`, else what the hash
+    /// mode's Go family does best (`frequent`; mailgun mirrors always).
+    pub fn hot_cache_default(&self) -> HotCachePolicy {
+        self.hot_cache.unwrap_or(match self.hash_mode {
+            Ring::Golang => HotCachePolicy::Frequent,
+            Ring::Mailgun => HotCachePolicy::Always,
+        })
+    }
+
     /// The transport options these flags ask for.
     pub fn http_options(&self) -> HttpOptions {
         let base = match self.hash_mode {
@@ -319,7 +328,6 @@ impl Args {
         HttpOptions {
             base_path: self.base_path.clone(),
             replicas: self.replicas,
-            hot_cache: self.hot_cache.unwrap_or(base.hot_cache),
             connect_timeout: self.connect_timeout,
             request_timeout: self.peer_timeout,
             http2: self.http2,
@@ -625,5 +633,20 @@ mod tests {
         assert_eq!(parse_hot_cache("frequent"), Ok(HotCachePolicy::Frequent));
         assert!(parse_hot_cache("one-in-0").is_err());
         assert!(parse_hot_cache("sometimes").is_err());
+        // The node's default follows the hash mode's family unless given.
+        let default_of = |argv: &[&str]| {
+            let mut full = vec!["peercache-server"];
+            full.extend_from_slice(argv);
+            Args::parse_from(full).hot_cache_default()
+        };
+        assert_eq!(default_of(&[]), HotCachePolicy::Frequent);
+        assert_eq!(
+            default_of(&["--hash-mode", "mailgun"]),
+            HotCachePolicy::Always
+        );
+        assert_eq!(
+            default_of(&["--hash-mode", "mailgun", "--hot-cache", "never"]),
+            HotCachePolicy::Never
+        );
     }
 }

@@ -123,6 +123,7 @@ async fn run(args: Args) -> Result<(), ServerError> {
     }
 
     let node = Node::with_picker(pool.clone());
+    node.set_hot_cache_default(args.hot_cache_default());
     plan.groups
         .builder(&node, "colors")
         .build(colors::loader())?;

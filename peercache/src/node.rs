@@ -14,7 +14,7 @@ use crate::stats::GroupStats;
 use crate::trace::KeyInTraces;
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, PoisonError, RwLock, Weak};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
 /// Default byte budget of a group made with [`Node::group_builder`]: 64 MiB.
@@ -58,6 +58,8 @@ pub struct Node {
 struct NodeInner {
     picker: Option<Arc<dyn PeerPicker>>,
     groups: RwLock<HashMap<String, Group>>,
+    /// The hot-cache policy of groups that do not set their own.
+    hot_cache: Mutex<HotCachePolicy>,
 }
 
 /// A non-owning handle on a [`Node`] (used by transports that must not keep
@@ -111,7 +113,7 @@ impl Node {
         Node {
             inner: Arc::new(NodeInner {
                 picker: Some(picker),
-                groups: RwLock::default(),
+                ..NodeInner::default()
             }),
         }
     }
@@ -188,6 +190,37 @@ impl Node {
         self.read_groups().get(name).map(crate::ServedGroup::of)
     }
 
+    /// The hot-cache policy of this node's groups that do not set their own
+    /// ([`crate::GroupBuilder::hot_cache`]), for groups built from now on;
+    /// [`HotCachePolicy::Frequent`] unless changed. mailgun/groupcache
+    /// mirrors every fetch (`Always`), golang/groupcache one in ten
+    /// (`OneIn(10)`).
+    ///
+    /// ```
+    /// use peercache::{loader_fn, HotCachePolicy, Node};
+    ///
+    /// let node = Node::new();
+    /// node.set_hot_cache_default(HotCachePolicy::Always);
+    /// let group = node.new_group("g", 1 << 20, loader_fn(|k: String| async move { Ok(k) })).unwrap();
+    /// assert_eq!(group.hot_cache_policy(), HotCachePolicy::Always);
+    /// ```
+    pub fn set_hot_cache_default(&self, policy: HotCachePolicy) {
+        *self
+            .inner
+            .hot_cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = policy;
+    }
+
+    /// The hot-cache policy groups built now take unless they set their own.
+    pub fn hot_cache_default(&self) -> HotCachePolicy {
+        *self
+            .inner
+            .hot_cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Every group, sorted by name.
     pub fn groups(&self) -> Vec<Group> {
         let mut groups: Vec<Group> = self.read_groups().values().cloned().collect();
@@ -229,7 +262,7 @@ impl Node {
 /// let users = node
 ///     .group_builder("users")
 ///     .cache_bytes(32 << 20)                   // default 64 MiB, shared by main and hot caches
-///     .hot_cache(HotCachePolicy::Always)       // default: the picker's (Frequent)
+///     .hot_cache(HotCachePolicy::Always)       // default: the node's (Frequent)
 ///     .ttl(Duration::from_secs(60))            // default: values never expire
 ///     .load_timeout(Duration::from_secs(2))    // default: no limit
 ///     .key_in_traces(KeyInTraces::Hashed)      // default: keys as they are
@@ -277,9 +310,9 @@ impl GroupBuilder<'_> {
         self
     }
 
-    /// When values fetched from peers are mirrored in the hot cache. Default:
-    /// the peer picker's [`PeerPicker::hot_cache_policy`] (golang's one in
-    /// ten unless the transport says otherwise).
+    /// When values fetched from peers are mirrored in the hot cache
+    /// ([`HotCachePolicy`]). Default: the node's
+    /// ([`Node::set_hot_cache_default`]).
     pub fn hot_cache(mut self, policy: HotCachePolicy) -> Self {
         self.hot_cache = Some(policy);
         self
@@ -417,10 +450,9 @@ impl GroupBuilder<'_> {
         if groups.contains_key(&self.name) {
             return Err(Error::DuplicateGroup { name: self.name });
         }
-        let picker = self.node.inner.picker.as_ref();
-        let hot_cache = self.hot_cache.unwrap_or_else(|| {
-            picker.map_or_else(HotCachePolicy::default, |p| p.hot_cache_policy())
-        });
+        let hot_cache = self
+            .hot_cache
+            .unwrap_or_else(|| self.node.hot_cache_default());
         let settings = Settings {
             cache_bytes: self.cache_bytes,
             hot_cache,

@@ -77,7 +77,7 @@
 //! ```
 
 use crate::loader::{BoxFuture, LoadError};
-use crate::{HotCachePolicy, Value};
+use crate::Value;
 use std::sync::Arc;
 
 /// Why a fetch from a peer gave no value.
@@ -146,11 +146,4 @@ pub trait PeerPicker: Send + Sync + 'static {
     /// currently out of the ring because they failed): the nodes a remove,
     /// set or purge must reach.
     fn others(&self) -> Vec<Arc<dyn Peer>>;
-
-    /// The hot-cache policy of groups built on a node with this picker, when
-    /// the group does not set one ([`crate::GroupBuilder::hot_cache`]).
-    /// Default: [`HotCachePolicy::Frequent`].
-    fn hot_cache_policy(&self) -> HotCachePolicy {
-        HotCachePolicy::default()
-    }
 }

@@ -7,10 +7,12 @@
 
 /// When a value fetched from its owning peer is also kept in the hot cache.
 ///
-/// Set per group with [`crate::GroupBuilder::hot_cache`]; a group that does
-/// not set one takes its transport's default
-/// ([`crate::PeerPicker::hot_cache_policy`]). With `Always`, the second get of a key
-/// owned elsewhere is a local hit:
+/// The default is [`HotCachePolicy::Frequent`]. A group sets its own with
+/// [`crate::GroupBuilder::hot_cache`]; a group that does not takes its
+/// node's default, [`crate::Node::set_hot_cache_default`] (this is the one
+/// place the default is documented; `peercache-server --hot-cache` sets the
+/// node's). With `Always`, the second get of a key owned elsewhere is a
+/// local hit:
 ///
 /// ```
 /// use peercache::in_process::InProcessNetwork;

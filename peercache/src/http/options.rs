@@ -5,7 +5,7 @@ use super::auth::PeerAuth;
 use super::wire::{PlusInPath, DEFAULT_BASE_PATH};
 use crate::health::HealthPolicy;
 use crate::ring::{HashMode, DEFAULT_REPLICAS};
-use crate::{HotCachePolicy, InvalidSetting};
+use crate::InvalidSetting;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,10 +67,6 @@ pub struct HttpOptions {
     /// Points per peer on the ring (default 50, as both Go families). Must
     /// match the other nodes'.
     pub replicas: usize,
-    /// Hot-cache policy of groups that do not set their own (default:
-    /// [`HotCachePolicy::Frequent`], by how often keys are asked; golang
-    /// mirrors one fetch in ten, mailgun always).
-    pub hot_cache: HotCachePolicy,
     /// What a raw `+` in a peer request path means. `None` (the default)
     /// follows the hash mode: golang clients mean a space, mailgun clients a
     /// plus sign.
@@ -122,7 +118,6 @@ impl Default for HttpOptions {
             base_path: DEFAULT_BASE_PATH.to_owned(),
             hash_mode: HashMode::Golang,
             replicas: DEFAULT_REPLICAS,
-            hot_cache: HotCachePolicy::default(),
             plus_in_path: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
@@ -141,11 +136,12 @@ impl Default for HttpOptions {
 
 impl HttpOptions {
     /// Options to join a mailgun/groupcache v2 or groupcache-go v3 cluster:
-    /// its ring hash, and the hot cache always filled, as mailgun does.
+    /// its ring hash (and a plain 404 read as "not found"). To also fill the
+    /// hot cache as mailgun does, set the node's default:
+    /// `node.set_hot_cache_default(HotCachePolicy::Always)`.
     pub fn mailgun() -> Self {
         HttpOptions {
             hash_mode: HashMode::Mailgun,
-            hot_cache: HotCachePolicy::Always,
             ..HttpOptions::default()
         }
     }

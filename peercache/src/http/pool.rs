@@ -26,7 +26,7 @@ use crate::health::{PeerHealth, PeerState, PeerStatus, Transition};
 use crate::peers::{Peer, PeerPicker};
 use crate::ring::{Ring, RingError};
 use crate::trace::Escaped;
-use crate::{HotCachePolicy, Node};
+use crate::Node;
 use arc_swap::ArcSwap;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -289,7 +289,7 @@ impl HttpPool {
     ) -> Result<Ring, RingError> {
         let mut ring = Ring::new(self.options.hash_mode, self.options.replicas);
         for url in list {
-            if peers.get(url.as_str()).map_or(true, |p| p.health().is_up()) {
+            if peers.get(url.as_str()).is_none_or(|p| p.health().is_up()) {
                 ring.add(url)?;
             }
         }
@@ -455,10 +455,6 @@ impl PeerPicker for HttpPool {
             .map(|peer| Arc::clone(peer) as Arc<dyn Peer>)
             .collect()
     }
-
-    fn hot_cache_policy(&self) -> HotCachePolicy {
-        self.options.hot_cache
-    }
 }
 
 /// Probes a peer that went down until it answers (which puts it back in the
@@ -536,7 +532,7 @@ fn check_url(url: &str, https: bool) -> Result<(), PoolError> {
         Some(_) => return Err(invalid("only http:// and https:// peer URLs are supported")),
         None => return Err(invalid("it has no scheme (http://)")),
     }
-    if uri.host().map_or(true, str::is_empty) {
+    if uri.host().is_none_or(str::is_empty) {
         return Err(invalid("it has no host"));
     }
     if uri.query().is_some() || url.contains('#') {
