@@ -156,7 +156,7 @@ const GROUP_COUNTERS: &[(&str, &str)] = &[
     ),
     (
         "groupcache_loads_deduped_total",
-        "Loads after merging concurrent gets of a key.",
+        "Loads started (here or from the owner): concurrent gets of a key share one.",
     ),
     (
         "groupcache_local_loads_total",

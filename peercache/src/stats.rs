@@ -51,8 +51,16 @@ pub struct GroupStats {
     pub peer_errors: u64,
     /// Gets that missed the cache and needed a load (before merging).
     pub loads: u64,
-    /// Loads that actually ran after merging concurrent ones (Go's
-    /// `LoadsDeduped`: "after deduplication", not "removed as duplicates").
+    /// Loads started, whether here or as a fetch from the owner. A miss
+    /// that finds no load of its key in flight starts one; a miss that finds
+    /// one waits for it and is not counted here. So `loads - loads_deduped`
+    /// gets were answered by another get's load; without concurrent misses
+    /// of a key the two counts are equal.
+    ///
+    /// The name, despite how it reads, is Go's `LoadsDeduped`: the loads
+    /// left after deduplication, not the duplicates removed. It stays, as
+    /// does the metric `groupcache_loads_deduped_total`, because dashboards
+    /// built on mailgun/groupcache's exporter read both.
     pub loads_deduped: u64,
     /// Successful calls of this node's loader.
     pub local_loads: u64,
