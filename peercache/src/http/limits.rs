@@ -34,7 +34,7 @@
 //!
 //! Shedding takes no lock: one atomic semaphore permit per request.
 
-use super::server::text;
+use super::protocol::text;
 use crate::InvalidSetting;
 use bytes::Buf;
 use bytes::Bytes;

@@ -43,6 +43,7 @@ pub mod discovery;
 pub mod limits;
 pub mod options;
 pub mod pool;
+mod protocol;
 pub mod serve;
 pub mod server;
 #[cfg(feature = "tls")]

@@ -19,7 +19,7 @@
 //! peer's, as Go does: `http://127.0.0.1:8080` and `http://localhost:8080`
 //! are different peers to every node, so spell each URL the same everywhere.
 
-use super::client::{HttpPeer, PeerClient, PeerConnector};
+use super::client::{build_client, HealthReport, HttpPeer, PeerClient};
 use super::options::HttpOptions;
 use super::server::PeerService;
 use crate::health::{PeerHealth, PeerState, PeerStatus, Transition};
@@ -28,18 +28,8 @@ use crate::ring::{Ring, RingError};
 use crate::trace::Escaped;
 use crate::Node;
 use arc_swap::ArcSwap;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::Duration;
-
-/// Idle keep-alive connections are closed after this long unused: less than
-/// a peercache server's default header-read timeout (10 s), which closes a
-/// connection left idle that long, so this side lets go first instead of
-/// racing the server's close with a new request.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(8);
 
 /// Why a pool could not be made or its peers set.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -141,7 +131,10 @@ pub struct HttpPool {
     self_url: Arc<str>,
     options: HttpOptions,
     client: PeerClient,
-    /// This pool, for the peers' health reports and the probers.
+    /// What each peer calls when it goes down or comes back: this pool's
+    /// `peer_changed`, through a weak reference.
+    report: HealthReport,
+    /// This pool, for the probers.
     me: Weak<HttpPool>,
     state: ArcSwap<PoolState>,
     /// Serialises writers of `state`; readers never take it.
@@ -173,14 +166,7 @@ impl HttpPool {
     pub fn new(self_url: &str, options: HttpOptions) -> Result<Arc<Self>, PoolError> {
         options.validate()?;
         check_url(self_url, options.speaks_https())?;
-        let connector = connector(&options);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(options.max_idle_per_peer)
-            .pool_idle_timeout(IDLE_TIMEOUT)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .http2_only(options.http2)
-            .build(connector);
+        let client = build_client(&options);
         let mut ring = Ring::new(options.hash_mode, options.replicas);
         ring.add(self_url)?;
         let state = PoolState {
@@ -188,10 +174,18 @@ impl HttpPool {
             peers: HashMap::new(),
             list: vec![self_url.to_owned()],
         };
-        Ok(Arc::new_cyclic(|me| HttpPool {
+        Ok(Arc::new_cyclic(|me: &Weak<HttpPool>| HttpPool {
             self_url: Arc::from(self_url),
             options,
             client,
+            report: {
+                let pool = me.clone();
+                Arc::new(move |id: &str, transition| {
+                    if let Some(pool) = pool.upgrade() {
+                        pool.peer_changed(id, transition);
+                    }
+                })
+            },
             me: me.clone(),
             state: ArcSwap::from_pointee(state),
             writer: Mutex::new(()),
@@ -263,7 +257,7 @@ impl HttpPool {
                         &self.options,
                         self.client.clone(),
                         Arc::new(PeerHealth::new(self.options.health)),
-                        self.me.clone(),
+                        Arc::clone(&self.report),
                     ));
                     (Arc::from(url.as_str()), peer)
                 }
@@ -472,44 +466,15 @@ async fn probe_until_back(pool: Weak<HttpPool>, peer: Arc<HttpPeer>) {
     }
 }
 
-/// The connector of the shared client: TCP with the connect timeout and
-/// `TCP_NODELAY`, wrapped (with the `tls` feature) in TLS for `https://`
-/// peers.
-fn connector(options: &HttpOptions) -> PeerConnector {
-    let mut http = HttpConnector::new();
-    http.set_connect_timeout(Some(options.connect_timeout));
-    http.set_nodelay(true);
-    #[cfg(feature = "tls")]
-    {
-        // The TLS layer passes http:// through and needs to see https://.
-        http.enforce_http(false);
-        let config = options
-            .tls
-            .as_ref()
-            .and_then(|tls| tls.client_config())
-            .unwrap_or_else(super::tls::untrusting_client_config);
-        let builder = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config((*config).clone())
-            .https_or_http();
-        if options.http2 {
-            builder.enable_http2().wrap_connector(http)
-        } else {
-            builder.enable_http1().wrap_connector(http)
-        }
-    }
-    #[cfg(not(feature = "tls"))]
-    http
-}
-
-/// A base URL must be `http://host[:port]` (or `https://` when `https`,
-/// TLS being configured), optionally with a path prefix, and no query or
-/// fragment: requests are built by appending to it.
 /// Whether `url`'s scheme is `scheme`, in any case (as a URI parser reads it).
 fn scheme_is(url: &str, scheme: &str) -> bool {
     url.split_once("://")
         .is_some_and(|(given, _)| given.eq_ignore_ascii_case(scheme))
 }
 
+/// A base URL must be `http://host[:port]` (or `https://` when `https`,
+/// TLS being configured), optionally with a path prefix, and no query or
+/// fragment: requests are built by appending to it.
 fn check_url(url: &str, https: bool) -> Result<(), PoolError> {
     let invalid = |reason: &str| PoolError::InvalidUrl {
         url: url.to_owned(),

@@ -32,6 +32,9 @@
 
 use super::auth::{AuthError, PeerAuth, SCHEME};
 use super::options::HttpOptions;
+use super::protocol::{
+    text, NOT_FOUND_HEADER, PROTOBUF_CONTENT_TYPE, PURGE_PATH, REMOVE_KEYS_PATH,
+};
 use super::wire::{parse_peer_path, PathError, PlusInPath};
 use crate::proto::{GetResponse, RemoveKeysError, RemoveKeysRequest, SetRequest};
 use crate::{Error, Node, ServedGroup, Value};
@@ -48,19 +51,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-
-/// Content type of a GetResponse, as Go sends it.
-pub const PROTOBUF_CONTENT_TYPE: &str = "application/x-protobuf";
-
-/// Header a peercache server sets on a 404 that means "the loader says not
-/// found", so a client can tell it from a 404 of a misrouted request.
-pub const NOT_FOUND_HEADER: &str = "x-peercache-not-found";
-
-/// The key (after the group) of groupcache-go v3's remove-keys `POST`.
-pub const REMOVE_KEYS_PATH: &str = "_remove-keys/";
-
-/// The key (after the group) of peercache's purge `POST`.
-pub const PURGE_PATH: &str = "_purge/";
 
 /// The methods the peer endpoint answers.
 const ALLOWED: &str = "GET, HEAD, PUT, DELETE, POST";
@@ -452,24 +442,6 @@ fn refused(error: &AuthError) -> Response<Full<Bytes>> {
 
 fn bad_request(error: &PathError) -> Response<Full<Bytes>> {
     text(StatusCode::BAD_REQUEST, format!("bad request: {error}"))
-}
-
-/// A plain-text answer, with the headers Go's `http.Error` sets.
-pub(crate) fn text(status: StatusCode, message: String) -> Response<Full<Bytes>> {
-    let mut body = message;
-    body.push('\n');
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    headers.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
-    response
 }
 
 impl<B> tower_service::Service<Request<B>> for PeerService
