@@ -16,6 +16,10 @@
 //!   peer URLs, a CA to trust and optional client certificates
 //!   (`TlsConfig`).
 //! - [`wire`]: how group and key are escaped into, and read from, a path.
+//! - [`client`] (requests to peers, [`HttpPeer`]) and [`server`] (answers)
+//!   share `protocol.rs` (the names on the wire, the plain-text refusal);
+//!   neither imports the other, and a peer reports its health to the pool
+//!   through a callback.
 //!
 //! ```no_run
 //! use peercache::http::{HttpOptions, HttpPool};
