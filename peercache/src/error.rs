@@ -169,7 +169,8 @@ pub struct PeerFailure {
     /// The peer's identity (for HTTP, its base URL).
     pub peer: Arc<str>,
     /// Whether the peer owns (some of) the keys: then the change did not
-    /// happen at the source of truth of the cluster's cache.
+    /// happen at the source of truth of the cluster's cache
+    /// ([`Error::reached_owner`] says it for the whole change).
     pub owner: bool,
     /// What went wrong.
     pub reason: String,
@@ -227,6 +228,61 @@ impl Error {
         match self {
             Error::PeersFailed { failures, .. } => failures,
             _ => &[],
+        }
+    }
+
+    /// For a change that did not reach every peer ([`Error::PeersFailed`]),
+    /// whether it reached the owner of its key (of every key, for
+    /// [`crate::Group::remove_keys`]): `Some(true)` when none of the failed
+    /// peers is an owner, `Some(false)` when one is; `None` for every other
+    /// error.
+    ///
+    /// `Some(true)` after a [`crate::Group::set`] means the owner stored the
+    /// value and every node that asks the owner gets it; only the failed
+    /// peers may keep serving an old copy (until it expires or is evicted,
+    /// or the change is made again). After a remove, the owner dropped the
+    /// key. `Some(false)` means an owner did not confirm the change: a set
+    /// was most likely stored nowhere, though a request that timed out may
+    /// have been carried out all the same; make the change again. The owner
+    /// is the one this node's ring names: an owner out of the ring is not
+    /// asked, its keys' new owner is. A [`crate::Group::purge`] has no
+    /// owner, so it is always `Some(true)`: see [`Error::failed_peers`].
+    ///
+    /// ```
+    /// use peercache::in_process::InProcessNetwork;
+    /// use peercache::ring::{HashMode, Ring, DEFAULT_REPLICAS};
+    /// use peercache::{loader_fn, Error};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let peers = ["a", "b", "c"];
+    /// let network = InProcessNetwork::new();
+    /// let nodes = peers.map(|id| network.node(id, &peers).unwrap());
+    /// for node in &nodes {
+    ///     node.new_group("g", 1 << 20, loader_fn(|k: String| async move { Ok(k) }))?;
+    /// }
+    /// let on_a = nodes[0].group("g").unwrap();
+    /// // A key whose owner is b, so that c is neither its owner nor the caller.
+    /// let ring = Ring::with_peers(HashMode::Golang, DEFAULT_REPLICAS, peers)?;
+    /// let key = (0..).map(|i| format!("k{i}")).find(|k| ring.owner(k) == Some("b")).unwrap();
+    ///
+    /// network.set_down("c", true); // a non-owner is down
+    /// let error = on_a.set(&key, "new", None).await.unwrap_err();
+    /// assert!(matches!(error, Error::PeersFailed { .. }));
+    /// assert_eq!(error.reached_owner(), Some(true)); // b stored it
+    ///
+    /// network.set_down("b", true); // now the owner is down too
+    /// let error = on_a.set(&key, "newer", None).await.unwrap_err();
+    /// assert_eq!(error.reached_owner(), Some(false)); // stored nowhere: set it again later
+    ///
+    /// assert_eq!(on_a.purge().await.unwrap_err().reached_owner(), Some(true)); // no owner
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn reached_owner(&self) -> Option<bool> {
+        match self {
+            Error::PeersFailed { failures, .. } => Some(failures.iter().all(|f| !f.owner)),
+            _ => None,
         }
     }
 }

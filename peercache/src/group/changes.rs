@@ -31,10 +31,13 @@ impl Group {
     /// A get racing with the removal may still return the old value; a get
     /// that starts after `remove` returned `Ok` does not, on any node. On
     /// `Err(`[`Error::PeersFailed`]`)` every peer named there may still hold
-    /// the old value; the others do not.
+    /// the old value; the others do not. [`Error::reached_owner`] says
+    /// whether the owner was among them: `Some(true)`, the owner dropped the
+    /// key and loads it again on the next get; `Some(false)`, the owner may
+    /// still serve the old value to every node that asks it.
     ///
     /// ```
-    /// use peercache::{loader_fn, LoadError, Node};
+    /// use peercache::{loader_fn, Node};
     /// use std::sync::atomic::{AtomicU32, Ordering};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
@@ -42,7 +45,7 @@ impl Group {
     /// let version = AtomicU32::new(0);
     /// let docs = Node::new().new_group("docs", 1 << 20, loader_fn(move |_key: String| {
     ///     let v = version.fetch_add(1, Ordering::SeqCst) + 1;
-    ///     async move { Ok::<_, LoadError>(format!("v{v}")) }
+    ///     async move { Ok(format!("v{v}")) }
     /// }))?;
     /// assert_eq!(docs.get("readme").await?.as_str().unwrap(), "v1");
     /// assert_eq!(docs.get("readme").await?.as_str().unwrap(), "v1"); // cached
@@ -126,15 +129,18 @@ impl Group {
     /// and the one the owner applies last stays. A get that starts after
     /// `set` returned `Ok` sees this value or a later one, on any node (until
     /// the value is evicted or expires: then the loader runs again). On
-    /// `Err(`[`Error::PeersFailed`]`)`, a failed owner did not store the
-    /// value, and a failed peer may still serve the old one.
+    /// `Err(`[`Error::PeersFailed`]`)`, [`Error::reached_owner`] says
+    /// whether the owner stored the value: `Some(true)`, it did, and every
+    /// node asking it gets the value, but a failed peer may still serve its
+    /// old copy; `Some(false)`, the owner did not confirm it and the value
+    /// is most likely stored nowhere: set it again.
     ///
     /// In a cluster the value is stored at the key's owner and every other
     /// copy is dropped, so every node serves it:
     ///
     /// ```
     /// use peercache::in_process::InProcessNetwork;
-    /// use peercache::{loader_fn, LoadError};
+    /// use peercache::loader_fn;
     /// use std::time::{Duration, SystemTime};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
@@ -142,7 +148,7 @@ impl Group {
     /// let network = InProcessNetwork::new();
     /// let (a, b) = (network.node("a", &["a", "b"])?, network.node("b", &["a", "b"])?);
     /// for node in [&a, &b] {
-    ///     node.new_group("flags", 1 << 20, loader_fn(|_: String| async { Ok::<_, LoadError>("off") }))?;
+    ///     node.new_group("flags", 1 << 20, loader_fn(|_: String| async { Ok("off") }))?;
     /// }
     /// let (on_a, on_b) = (a.group("flags").unwrap(), b.group("flags").unwrap());
     ///
