@@ -225,8 +225,11 @@ async fn a_timeout_below_the_owners_load_time_loads_twice_and_takes_the_owner_ou
         assert_eq!(owner.loaded.lock().unwrap().get(key), Some(&1), "{key}");
         assert_eq!(asker.loaded.lock().unwrap().get(key), Some(&1), "{key}");
     }
-    // Three timeouts in a row: a healthy owner is out of the ring.
-    assert_eq!(state_of(&asker.pool, &b_url), PeerState::Down);
+    // Three timeouts in a row took a healthy owner out of the ring (a probe
+    // may have put it back since: it answers at once).
+    let status = asker.pool.peer_status();
+    let owner_status = status.iter().find(|s| s.peer == b_url).unwrap();
+    assert_eq!(owner_status.times_down, 1, "{owner_status:?}");
 }
 
 /// The measurement: for each timeout, a hung owner under a steady stream of
