@@ -188,7 +188,7 @@ fn bad_flags_get_clear_errors() {
     let (code, out) = run_to_exit(&server, &["--addr", "127.0.0.1:0", "--base-path", "/"]);
     assert_eq!(code, Some(1), "{out}");
     assert!(
-        out.contains("base path \"/\" must start and end with '/' and name a directory"),
+        out.contains("setting base_path: \"/\" must start and end with '/' and name a directory"),
         "{out}"
     );
 
