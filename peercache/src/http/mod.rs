@@ -16,7 +16,7 @@
 //!   peer URLs, a CA to trust and optional client certificates
 //!   (`TlsConfig`).
 //! - [`wire`]: how group and key are escaped into, and read from, a path.
-//! - [`client`] (requests to peers, [`HttpPeer`]) and [`server`] (answers)
+//! - [`client`] (requests to peers, [`HttpPeer`], over the shared hyper client of `connector.rs`) and [`server`] (answers, behind the limits of `guard.rs`)
 //!   share `protocol.rs` (the names on the wire, the plain-text refusal);
 //!   neither imports the other, and a peer reports its health to the pool
 //!   through a callback.
@@ -43,7 +43,9 @@
 pub mod auth;
 pub mod client;
 mod conn;
+mod connector;
 pub mod discovery;
+mod guard;
 pub mod limits;
 pub mod options;
 pub mod pool;

@@ -21,7 +21,8 @@
 //! exactly as a cleartext one, HTTP/1.1 or HTTP/2 (by ALPN or preface).
 
 use super::conn::{detect, Protocol, StallTimeout};
-use super::limits::{Guard, GuardedBody, LimitCounters, ServerLimits};
+use super::guard::Guard;
+use super::limits::{GuardedBody, LimitCounters, ServerLimits};
 use super::server::PeerService;
 use bytes::Bytes;
 use http::{Request, Response};

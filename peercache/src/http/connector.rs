@@ -1,0 +1,71 @@
+//! The hyper client every peer of a pool shares: keep-alive connections
+//! per peer, HTTP/1.1 or h2c, and (feature `tls`) TLS for `https://` peers
+//! with the pool's CA and client certificate.
+
+use super::options::HttpOptions;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::time::Duration;
+
+/// How the shared client connects: plain TCP, or (with the `tls` feature)
+/// TLS for `https://` peers and plain TCP for `http://` ones.
+#[cfg(not(feature = "tls"))]
+pub(crate) type PeerConnector = HttpConnector;
+/// How the shared client connects: plain TCP, or (with the `tls` feature)
+/// TLS for `https://` peers and plain TCP for `http://` ones.
+#[cfg(feature = "tls")]
+pub(crate) type PeerConnector = hyper_rustls::HttpsConnector<HttpConnector>;
+
+/// The hyper client all peers of a pool share.
+pub(crate) type PeerClient = Client<PeerConnector, Full<Bytes>>;
+
+/// Idle keep-alive connections are closed after this long unused: less than
+/// a peercache server's default header-read timeout (10 s), which closes a
+/// connection left idle that long, so this side lets go first instead of
+/// racing the server's close with a new request.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// The client all peers of a pool share, with `options`' connection
+/// settings: keep-alive pool per peer, h2c or HTTP/1.1, TLS for `https://`
+/// peers (feature `tls`).
+pub(crate) fn build_client(options: &HttpOptions) -> PeerClient {
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(options.max_idle_per_peer)
+        .pool_idle_timeout(IDLE_TIMEOUT)
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .http2_only(options.http2)
+        .build(connector(options))
+}
+
+/// The connector of the shared client: TCP with the connect timeout and
+/// `TCP_NODELAY`, wrapped (with the `tls` feature) in TLS for `https://`
+/// peers.
+fn connector(options: &HttpOptions) -> PeerConnector {
+    let mut http = HttpConnector::new();
+    http.set_connect_timeout(Some(options.connect_timeout));
+    http.set_nodelay(true);
+    #[cfg(feature = "tls")]
+    {
+        // The TLS layer passes http:// through and needs to see https://.
+        http.enforce_http(false);
+        let config = options
+            .tls
+            .as_ref()
+            .and_then(|tls| tls.client_config())
+            .unwrap_or_else(super::tls::untrusting_client_config);
+        let builder = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*config).clone())
+            .https_or_http();
+        if options.http2 {
+            builder.enable_http2().wrap_connector(http)
+        } else {
+            builder.enable_http1().wrap_connector(http)
+        }
+    }
+    #[cfg(not(feature = "tls"))]
+    http
+}
