@@ -341,11 +341,12 @@ pub fn colors() -> Vec<(String, String)> {
 
 /// Runs `program args...` to its end (bounded): exit code and output.
 pub fn run_to_exit(program: &Path, args: &[&str]) -> (Option<i32>, String) {
-    let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "run-{}-{}.log",
-        std::process::id(),
-        args.join("_").replace(['/', ':', ' '], "")
-    ));
+    // Named by a counter, not the arguments: paths in them can make a
+    // name longer than the file system allows.
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("run-{}-{run}.log", std::process::id()));
     let file = File::create(&log).unwrap();
     let mut child = Command::new(program)
         .args(args)
