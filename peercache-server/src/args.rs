@@ -2,10 +2,11 @@
 //! (byte sizes, durations, hot-cache policies), each refusing bad input with
 //! a message that names the flag's expected form.
 
+use crate::error::ServerError;
 use clap::{Parser, ValueEnum};
+use peercache::health::HealthPolicy;
 use peercache::http::limits;
 use peercache::http::{HttpOptions, ServerLimits, DEFAULT_BASE_PATH};
-use peercache::ring::HashMode;
 use peercache::HotCachePolicy;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -319,46 +320,43 @@ impl Args {
         })
     }
 
-    /// The transport options these flags ask for.
-    pub fn http_options(&self) -> HttpOptions {
+    /// The transport options these flags ask for; the error names the flag.
+    pub fn http_options(&self) -> Result<HttpOptions, ServerError> {
         let base = match self.hash_mode {
             Ring::Golang => HttpOptions::default(),
             Ring::Mailgun => HttpOptions::mailgun(),
         };
-        HttpOptions {
-            base_path: self.base_path.clone(),
-            replicas: self.replicas,
-            connect_timeout: self.connect_timeout,
-            request_timeout: self.peer_timeout,
-            http2: self.http2,
-            max_key_bytes: usize::try_from(self.max_key_bytes).unwrap_or(usize::MAX),
-            max_body_bytes: usize::try_from(self.max_body_bytes).unwrap_or(usize::MAX),
-            max_remove_keys: self.max_remove_keys,
-            health: peercache::health::HealthPolicy {
-                failures_to_down: self.failures_to_down,
-                ..base.health
-            },
-            hash_mode: match self.hash_mode {
-                Ring::Golang => HashMode::Golang,
-                Ring::Mailgun => HashMode::Mailgun,
-            },
-            ..base
-        }
+        let health = HealthPolicy::builder()
+            .failures_to_down(self.failures_to_down)
+            .build()
+            .map_err(ServerError::setting)?;
+        base.to_builder()
+            .base_path(self.base_path.clone())
+            .replicas(self.replicas)
+            .connect_timeout(self.connect_timeout)
+            .request_timeout(self.peer_timeout)
+            .http2(self.http2)
+            .max_key_bytes(usize::try_from(self.max_key_bytes).unwrap_or(usize::MAX))
+            .max_body_bytes(usize::try_from(self.max_body_bytes).unwrap_or(usize::MAX))
+            .max_remove_keys(self.max_remove_keys)
+            .health(health)
+            .build()
+            .map_err(ServerError::setting)
     }
 
-    /// The server limits these flags ask for.
-    pub fn server_limits(&self) -> ServerLimits {
-        ServerLimits {
-            max_concurrent_requests: self.max_concurrent_requests,
-            max_concurrent_streams: self.max_concurrent_streams,
-            header_read_timeout: self.header_read_timeout,
-            body_read_timeout: self.body_read_timeout,
-            max_uri_bytes: usize::try_from(self.max_uri_bytes).unwrap_or(usize::MAX),
-            max_connections: self.max_connections,
-            write_timeout: self.write_timeout,
-            max_body_bytes_in_flight: self.max_body_bytes_in_flight,
-            ..ServerLimits::default()
-        }
+    /// The server limits these flags ask for; the error names the flag.
+    pub fn server_limits(&self) -> Result<ServerLimits, ServerError> {
+        ServerLimits::builder()
+            .max_concurrent_requests(self.max_concurrent_requests)
+            .max_concurrent_streams(self.max_concurrent_streams)
+            .header_read_timeout(self.header_read_timeout)
+            .body_read_timeout(self.body_read_timeout)
+            .max_uri_bytes(usize::try_from(self.max_uri_bytes).unwrap_or(usize::MAX))
+            .max_connections(self.max_connections)
+            .write_timeout(self.write_timeout)
+            .max_body_bytes_in_flight(self.max_body_bytes_in_flight)
+            .build()
+            .map_err(ServerError::setting)
     }
 }
 

@@ -2,6 +2,7 @@
 //! (or the `--config` group) to change.
 
 use peercache::http::PoolError;
+use peercache::InvalidSetting;
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -40,8 +41,11 @@ pub enum ServerError {
     },
     #[error("--peers-dns finds peers at http:// URLs, but this node serves HTTPS (--tls-cert): list the https:// peers with --pool or --peers-file")]
     DnsWithTls,
-    #[error("bad limit flag (--max-concurrent-requests, --max-concurrent-streams, --max-connections, --header-read-timeout, --body-read-timeout, --write-timeout, --max-uri-bytes): {0}")]
-    Limits(std::io::Error),
+    #[error("bad {flag}: {source}")]
+    Setting {
+        flag: String,
+        source: InvalidSetting,
+    },
     #[error("--max-front-body-bytes {front} leaves no room for the key within --max-body-bytes {peer}: a value set on the front API is sent to the peers with its key; lower the first or raise the second (by --max-key-bytes + 1KiB)")]
     FrontBody { front: u64, peer: u64 },
     #[error("cannot set up the metrics recorder: {0}")]
@@ -50,4 +54,15 @@ pub enum ServerError {
     Config(#[from] crate::sources::ConfigError),
     #[error("serving failed: {0}")]
     Serve(std::io::Error),
+}
+
+impl ServerError {
+    /// A setting refused by the library, named by the flag that sets it.
+    pub fn setting(source: InvalidSetting) -> Self {
+        let flag = match source.setting() {
+            "request_timeout" => "--peer-timeout".to_owned(),
+            setting => format!("--{}", setting.replace('_', "-")),
+        };
+        ServerError::Setting { flag, source }
+    }
 }

@@ -63,7 +63,7 @@ pub fn router(
     settings: FrontSettings,
 ) -> Router {
     let peers = pool.service(node.clone());
-    let base = pool.options().base_path.clone();
+    let base = pool.options().base_path().to_owned();
     // The peer endpoint reads its bodies itself, with the pool's limit.
     let max_body = settings.max_body_bytes;
     Router::new()
@@ -149,7 +149,7 @@ fn body_or_refusal(front: &Front, body: Result<Bytes, BytesRejection>) -> Result
 /// Refuses a key longer than the peers accept: it could never be fetched
 /// from its owner.
 fn check_key(front: &Front, key: &str) -> Result<(), Refusal> {
-    let limit = front.pool.options().max_key_bytes;
+    let limit = front.pool.options().max_key_bytes();
     if key.len() > limit {
         return Err((
             StatusCode::URI_TOO_LONG,

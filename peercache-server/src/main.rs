@@ -94,17 +94,18 @@ async fn run(args: Args) -> Result<(), ServerError> {
         tracing::warn!(addr = %local, "{warning}");
     }
 
-    let mut options = plan.options.clone();
+    let mut options = plan.options.to_builder();
     #[cfg(feature = "tls")]
-    {
-        options.tls = tls.clone();
+    if let Some(tls) = &tls {
+        options = options.tls(tls.clone());
     }
     if let Some(path) = &args.peer_secret_file {
         warn_if_readable_by_others(path);
         let auth = PeerAuth::from_file(path)?.with_window(args.peer_auth_window);
-        options.auth = Some(Arc::new(auth));
+        options = options.auth(auth);
     }
-    let server = Server::new(plan.limits.clone()).map_err(ServerError::Limits)?;
+    let options = options.build().map_err(ServerError::setting)?;
+    let server = Server::new(plan.limits.clone());
     #[cfg(feature = "tls")]
     let server = match &tls {
         Some(tls) if plan.serves_tls() => server.tls(tls).map_err(ServerError::Serve)?,

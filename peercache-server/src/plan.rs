@@ -197,8 +197,8 @@ impl Plan {
             self_from,
             peers,
             discovery,
-            options: args.http_options(),
-            limits: args.server_limits(),
+            options: args.http_options()?,
+            limits: args.server_limits()?,
             front,
             groups: GroupDefaults {
                 cache_bytes: args.cache_bytes,
@@ -563,6 +563,45 @@ mod tests {
             ]
         );
         assert_eq!(spaced.self_url, "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn a_refused_setting_names_its_flag() {
+        for (argv, flag, reason) in [
+            (
+                ["--max-connections", "0"],
+                "--max-connections",
+                "setting max_connections: must be at least 1",
+            ),
+            (
+                ["--replicas", "0"],
+                "--replicas",
+                "setting replicas: must be at least 1",
+            ),
+            (
+                ["--max-remove-keys", "10"],
+                "--max-remove-keys",
+                "setting max_remove_keys: 10 is too small",
+            ),
+            (
+                ["--max-uri-bytes", "100"],
+                "--max-uri-bytes",
+                "setting max_uri_bytes: 100 is too small",
+            ),
+        ] {
+            let error = plan(&argv, "127.0.0.1:8080").unwrap_err().to_string();
+            assert!(
+                error.starts_with(&format!("bad {flag}: {reason}")),
+                "{argv:?}: {error}"
+            );
+        }
+        // The one setting whose flag has another name.
+        let timeout =
+            ServerError::setting(peercache::InvalidSetting::new("request_timeout", "why"));
+        assert_eq!(
+            timeout.to_string(),
+            "bad --peer-timeout: setting request_timeout: why"
+        );
     }
 
     #[test]

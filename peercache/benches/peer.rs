@@ -39,10 +39,7 @@ fn setup(http2: bool) -> (Runtime, Arc<dyn Peer>, String) {
             peercache::http::PeerService::without_pool(owner),
         ));
         let me = "http://127.0.0.1:9";
-        let options = HttpOptions {
-            http2,
-            ..HttpOptions::default()
-        };
+        let options = HttpOptions::builder().http2(http2).build().unwrap();
         let pool = HttpPool::new(me, options).unwrap();
         pool.set_peers([me, owner_url.as_str()]).unwrap();
         let key = (0..)

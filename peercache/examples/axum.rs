@@ -47,7 +47,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("serving {me}, peers {peers}");
-    Server::new(ServerLimits::default())?
+    Server::new(ServerLimits::default())
         .serve(listener, app, std::future::pending())
         .await?;
     Ok(())

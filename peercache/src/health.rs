@@ -46,37 +46,31 @@ use std::time::{Duration, Instant};
 
 /// When a failing peer is taken out of the ring and how often it is probed.
 ///
-/// The HTTP transport takes it in [`crate::http::HttpOptions::health`]:
+/// The HTTP transport takes it in [`crate::http::HttpOptionsBuilder::health`]:
 ///
 /// ```
 /// use peercache::health::HealthPolicy;
 /// use peercache::http::HttpOptions;
 /// use std::time::Duration;
 ///
-/// let options = HttpOptions {
-///     health: HealthPolicy {
-///         failures_to_down: 5,
-///         probe_backoff_max: Duration::from_secs(10),
-///         ..HealthPolicy::default()
-///     },
-///     ..HttpOptions::default()
-/// };
-/// assert!(options.validate().is_ok());
+/// # fn main() -> Result<(), peercache::InvalidSetting> {
+/// let health = HealthPolicy::builder()
+///     .failures_to_down(5)
+///     .probe_backoff_max(Duration::from_secs(10))
+///     .build()?;
+/// let options = HttpOptions::builder().health(health).build()?;
+/// assert_eq!(options.health().failures_to_down(), 5);
 ///
-/// let backwards = HealthPolicy { probe_backoff_max: Duration::from_millis(1), ..HealthPolicy::default() };
-/// assert!(backwards.validate().is_err());
+/// let backwards = HealthPolicy::builder().probe_backoff_max(Duration::from_millis(1)).build();
+/// assert_eq!(backwards.unwrap_err().setting(), "probe_backoff_max");
+/// # Ok(())
+/// # }
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HealthPolicy {
-    /// Failures in a row that take a peer out of the ring (default 3; 0
-    /// never does: the peer stays in the ring whatever happens).
-    pub failures_to_down: u32,
-    /// Wait before the first probe of a peer that went down (default
-    /// 250 ms).
-    pub probe_backoff_min: Duration,
-    /// Longest wait between probes (default 2 s): a peer that comes back is
-    /// in the ring again at most this long (plus one probe) later.
-    pub probe_backoff_max: Duration,
+    failures_to_down: u32,
+    probe_backoff_min: Duration,
+    probe_backoff_max: Duration,
 }
 
 impl Default for HealthPolicy {
@@ -90,24 +84,77 @@ impl Default for HealthPolicy {
 }
 
 impl HealthPolicy {
-    /// Checks the policy, naming the setting at fault.
-    pub fn validate(&self) -> Result<(), crate::InvalidSetting> {
-        if self.probe_backoff_min.is_zero() {
+    /// A builder starting from the defaults.
+    pub fn builder() -> HealthPolicyBuilder {
+        HealthPolicyBuilder {
+            policy: HealthPolicy::default(),
+        }
+    }
+
+    /// Failures in a row that take a peer out of the ring (0: never).
+    pub fn failures_to_down(&self) -> u32 {
+        self.failures_to_down
+    }
+
+    /// Wait before the first probe of a peer that went down.
+    pub fn probe_backoff_min(&self) -> Duration {
+        self.probe_backoff_min
+    }
+
+    /// Longest wait between probes.
+    pub fn probe_backoff_max(&self) -> Duration {
+        self.probe_backoff_max
+    }
+}
+
+/// Builds a [`HealthPolicy`]; [`HealthPolicyBuilder::build`] checks it.
+#[derive(Debug, Clone, Copy)]
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct HealthPolicyBuilder {
+    policy: HealthPolicy,
+}
+
+impl HealthPolicyBuilder {
+    /// Failures in a row that take a peer out of the ring (default 3; 0
+    /// never does: the peer stays in the ring whatever happens).
+    pub fn failures_to_down(mut self, failures: u32) -> Self {
+        self.policy.failures_to_down = failures;
+        self
+    }
+
+    /// Wait before the first probe of a peer that went down (default
+    /// 250 ms).
+    pub fn probe_backoff_min(mut self, wait: Duration) -> Self {
+        self.policy.probe_backoff_min = wait;
+        self
+    }
+
+    /// Longest wait between probes (default 2 s): a peer that comes back is
+    /// in the ring again at most this long (plus one probe) later.
+    pub fn probe_backoff_max(mut self, wait: Duration) -> Self {
+        self.policy.probe_backoff_max = wait;
+        self
+    }
+
+    /// The policy, once checked; the error names the setting at fault.
+    pub fn build(self) -> Result<HealthPolicy, crate::InvalidSetting> {
+        let policy = self.policy;
+        if policy.probe_backoff_min.is_zero() {
             return Err(crate::InvalidSetting::new(
                 "probe_backoff_min",
                 "must be more than zero (default 250 ms)",
             ));
         }
-        if self.probe_backoff_max < self.probe_backoff_min {
+        if policy.probe_backoff_max < policy.probe_backoff_min {
             return Err(crate::InvalidSetting::new(
                 "probe_backoff_max",
                 format!(
                     "{:?} must be at least probe_backoff_min ({:?})",
-                    self.probe_backoff_max, self.probe_backoff_min
+                    policy.probe_backoff_max, policy.probe_backoff_min
                 ),
             ));
         }
-        Ok(())
+        Ok(policy)
     }
 }
 

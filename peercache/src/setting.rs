@@ -8,16 +8,15 @@ use std::fmt;
 /// A setting whose value cannot be used: which one, and why.
 ///
 /// ```
-/// use peercache::http::{HttpOptions, HttpPool, PoolError};
+/// use peercache::http::HttpOptions;
 ///
-/// let bad = HttpOptions { base_path: "groupcache".into(), ..HttpOptions::default() };
-/// let refused = bad.validate().unwrap_err();
+/// let refused = HttpOptions::builder().base_path("groupcache").build().unwrap_err();
 /// assert_eq!(refused.setting(), "base_path");
 /// assert!(refused.reason().contains("start and end with '/'"));
-/// assert!(matches!(
-///     HttpPool::new("http://10.0.0.1:8080", bad),
-///     Err(PoolError::Setting(e)) if e.setting() == "base_path"
-/// ));
+/// assert_eq!(
+///     refused.to_string(),
+///     "setting base_path: \"groupcache\" must start and end with '/' and name a directory, such as \"/_groupcache/\""
+/// );
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvalidSetting {
@@ -36,7 +35,7 @@ impl InvalidSetting {
     }
 
     /// The setting's name, as its field or builder method is spelled (e.g.
-    /// `max_concurrent_requests`, `health.probe_backoff_min`).
+    /// `max_concurrent_requests`).
     pub fn setting(&self) -> &str {
         &self.setting
     }
@@ -44,15 +43,6 @@ impl InvalidSetting {
     /// Why, and what to give instead.
     pub fn reason(&self) -> &str {
         &self.reason
-    }
-
-    /// The same error for the setting inside `outer` (`health` +
-    /// `probe_backoff_min` is `health.probe_backoff_min`).
-    pub(crate) fn within(self, outer: &str) -> Self {
-        InvalidSetting {
-            setting: format!("{outer}.{}", self.setting),
-            ..self
-        }
     }
 }
 

@@ -244,10 +244,10 @@ async fn a_raw_plus_is_read_per_the_client_family() {
     // Go servers read '+' literally (the capture); that is mailgun clients'
     // meaning, and peercache's with PlusInPath::Literal.
     let literal = single(
-        HttpOptions {
-            plus_in_path: Some(PlusInPath::Literal),
-            ..HttpOptions::default()
-        },
+        HttpOptions::builder()
+            .plus_in_path(PlusInPath::Literal)
+            .build()
+            .unwrap(),
         100,
     )
     .await;
@@ -496,10 +496,10 @@ async fn a_down_peer_means_a_local_load_and_a_counted_peer_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_peer_times_out_into_a_local_load() {
     let (listener, url) = listen().await;
-    let options = HttpOptions {
-        request_timeout: Duration::from_millis(300),
-        ..HttpOptions::default()
-    };
+    let options = HttpOptions::builder()
+        .request_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
     let node = start(listener, &url, options, 100);
     // A peer that accepts connections and never answers.
     let (hung, hung_url) = listen().await;
@@ -677,14 +677,7 @@ async fn connections_to_a_peer_are_reused_under_load() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peers_can_talk_http2() {
-    let nodes = cluster(
-        2,
-        HttpOptions {
-            http2: true,
-            ..HttpOptions::default()
-        },
-    )
-    .await;
+    let nodes = cluster(2, HttpOptions::builder().http2(true).build().unwrap()).await;
     let key = key_where(|k| nodes[0].pool.owner(k) == nodes[1].url);
     let value = nodes[0].group().get(&key).await.unwrap();
     assert_eq!(value.as_bytes(), ref_value(&key, 100));
@@ -722,16 +715,11 @@ async fn the_peer_list_is_checked_and_swapped_whole() {
         HttpPool::new("localhost:1", HttpOptions::default()),
         Err(PoolError::InvalidUrl { .. })
     ));
-    assert!(matches!(
-        HttpPool::new(
-            me,
-            HttpOptions {
-                base_path: "nope".into(),
-                ..HttpOptions::default()
-            }
-        ),
-        Err(PoolError::Setting(ref e)) if e.setting() == "base_path"
-    ));
+    let refused = HttpOptions::builder()
+        .base_path("nope")
+        .build()
+        .unwrap_err();
+    assert_eq!(refused.setting(), "base_path");
     // Readers racing with writers always see one whole list.
     let lists = [
         vec![me.to_owned(), "http://127.0.0.1:2".to_owned()],

@@ -622,11 +622,11 @@ impl Endpoint {
             }),
         )
         .expect("protected group");
-        let options = HttpOptions {
-            max_key_bytes: MAX_KEY_BYTES,
-            max_body_bytes: MAX_BODY_BYTES,
-            ..HttpOptions::default()
-        };
+        let options = HttpOptions::builder()
+            .max_key_bytes(MAX_KEY_BYTES)
+            .max_body_bytes(MAX_BODY_BYTES)
+            .build()
+            .unwrap();
         Endpoint {
             service: PeerService::for_node_at(node.clone(), &options, "http://127.0.0.1:1"),
             protected_loads,

@@ -30,10 +30,10 @@ use tokio::sync::oneshot;
 /// The options of every node here: the defaults but for the request
 /// timeout.
 fn options(request_timeout: Duration) -> HttpOptions {
-    HttpOptions {
-        request_timeout,
-        ..HttpOptions::default()
-    }
+    HttpOptions::builder()
+        .request_timeout(request_timeout)
+        .build()
+        .unwrap()
 }
 
 async fn listen() -> (TcpListener, String) {

@@ -59,7 +59,7 @@ async fn serve(limits: ServerLimits, options: HttpOptions) -> Served {
         }),
     )
     .unwrap();
-    let server = Server::new(limits).unwrap();
+    let server = Server::new(limits);
     let counters = server.counters();
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(server.serve(listener, pool.service(node.clone()), async {
@@ -170,10 +170,10 @@ async fn assert_serves(addr: SocketAddr, key: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_the_concurrency_limit_requests_get_503_with_retry_after() {
-    let limits = ServerLimits {
-        max_concurrent_requests: 4,
-        ..ServerLimits::default()
-    };
+    let limits = ServerLimits::builder()
+        .max_concurrent_requests(4)
+        .build()
+        .unwrap();
     let served = serve(limits, HttpOptions::default()).await;
     let addr = served.addr;
     let held: Vec<_> = (0..4)
@@ -199,14 +199,8 @@ async fn over_the_concurrency_limit_requests_get_503_with_retry_after() {
 
 #[tokio::test]
 async fn over_long_targets_and_keys_get_414_and_nothing_is_lost() {
-    let limits = ServerLimits {
-        max_uri_bytes: 1024,
-        ..ServerLimits::default()
-    };
-    let options = HttpOptions {
-        max_key_bytes: 100,
-        ..HttpOptions::default()
-    };
+    let limits = ServerLimits::builder().max_uri_bytes(1024).build().unwrap();
+    let options = HttpOptions::builder().max_key_bytes(100).build().unwrap();
     let served = serve(limits, options).await;
     assert_serves(served.addr, "kept").await;
     let long_target = format!("/_groupcache/g/{}", "k".repeat(2000));
@@ -225,10 +219,10 @@ async fn over_long_targets_and_keys_get_414_and_nothing_is_lost() {
 
 #[tokio::test]
 async fn a_body_that_does_not_arrive_in_time_gets_408() {
-    let limits = ServerLimits {
-        body_read_timeout: Duration::from_millis(200),
-        ..ServerLimits::default()
-    };
+    let limits = ServerLimits::builder()
+        .body_read_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
     let served = serve(limits, HttpOptions::default()).await;
     let answer = tokio::time::timeout(WAIT, async {
         let mut stream = TcpStream::connect(served.addr).await.unwrap();
@@ -250,10 +244,10 @@ async fn a_body_that_does_not_arrive_in_time_gets_408() {
 
 #[tokio::test]
 async fn a_client_trickling_its_headers_is_disconnected() {
-    let limits = ServerLimits {
-        header_read_timeout: Duration::from_millis(200),
-        ..ServerLimits::default()
-    };
+    let limits = ServerLimits::builder()
+        .header_read_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
     let served = serve(limits, HttpOptions::default()).await;
     let mut stream = TcpStream::connect(served.addr).await.unwrap();
     stream
@@ -275,10 +269,10 @@ async fn a_client_trickling_its_headers_is_disconnected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_http2_connection_gets_at_most_its_stream_limit_at_once() {
-    let limits = ServerLimits {
-        max_concurrent_streams: 2,
-        ..ServerLimits::default()
-    };
+    let limits = ServerLimits::builder()
+        .max_concurrent_streams(2)
+        .build()
+        .unwrap();
     let served = serve(limits, HttpOptions::default()).await;
     let stream = TcpStream::connect(served.addr).await.unwrap();
     let (sender, connection) =
@@ -346,10 +340,10 @@ async fn unknown_methods_get_405_naming_the_allowed_ones() {
 
 #[tokio::test]
 async fn a_client_that_connects_and_says_nothing_is_disconnected() {
-    let limits = ServerLimits {
-        header_read_timeout: Duration::from_millis(200),
-        ..ServerLimits::default()
-    };
+    let limits = ServerLimits::builder()
+        .header_read_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
     let served = serve(limits, HttpOptions::default()).await;
     // Silent from the start (before any protocol is known), and half of
     // the HTTP/2 preface: both are closed within the header-read timeout.
@@ -369,10 +363,7 @@ async fn a_client_that_connects_and_says_nothing_is_disconnected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_the_connection_cap_new_clients_wait_for_a_free_slot() {
-    let limits = ServerLimits {
-        max_connections: 2,
-        ..ServerLimits::default()
-    };
+    let limits = ServerLimits::builder().max_connections(2).build().unwrap();
     let served = serve(limits, HttpOptions::default()).await;
     // Two connections hold both slots (each waits in a slow load).
     let addr = served.addr;
@@ -416,10 +407,10 @@ async fn at_the_connection_cap_new_clients_wait_for_a_free_slot() {
 
 /// Options with the cluster secret `secret`.
 fn with_secret(secret: &[u8]) -> HttpOptions {
-    HttpOptions {
-        auth: Some(Arc::new(PeerAuth::new(secret).unwrap())),
-        ..HttpOptions::default()
-    }
+    HttpOptions::builder()
+        .auth(Arc::new(PeerAuth::new(secret).unwrap()))
+        .build()
+        .unwrap()
 }
 
 const SECRET: &[u8] = b"a cluster secret of 32 bytes....";

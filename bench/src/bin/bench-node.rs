@@ -114,7 +114,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             _ = tokio::signal::ctrl_c() => {}
         }
     };
-    Server::new(ServerLimits::default())?
+    Server::new(ServerLimits::default())
         .serve(listener, app, shutdown)
         .await?;
     Ok(())

@@ -135,7 +135,7 @@ fn in_file(path: &Option<String>) -> String {
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let auth = Arc::new(PeerAuth::new(b"a 32-byte random cluster secret!")?); // or PeerAuth::from_file
-/// let options = HttpOptions { auth: Some(Arc::clone(&auth)), ..HttpOptions::default() };
+/// let options = HttpOptions::builder().auth(Arc::clone(&auth)).build()?;
 /// # let _ = options;
 ///
 /// let to = "http://10.0.0.2:8080";

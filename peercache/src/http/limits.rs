@@ -60,62 +60,37 @@ pub const DEFAULT_MAX_URI_BYTES: usize = 64 << 10;
 
 /// How much a server takes from its clients before it refuses.
 ///
-/// Give it to [`super::Server::new`], which checks it; change single limits
-/// with struct update syntax:
+/// Give it to [`super::Server::new`]; change limits with
+/// [`ServerLimits::builder`], which checks them and names the one at fault:
 ///
 /// ```
 /// use peercache::http::{Server, ServerLimits};
 /// use std::time::Duration;
 ///
-/// let limits = ServerLimits {
-///     max_connections: 1000,                    // below `ulimit -n`
-///     body_read_timeout: Duration::from_secs(5),
-///     ..ServerLimits::default()
-/// };
-/// assert!(limits.validate().is_ok());
+/// # fn main() -> Result<(), peercache::InvalidSetting> {
+/// let limits = ServerLimits::builder()
+///     .max_connections(1000) // below `ulimit -n`
+///     .body_read_timeout(Duration::from_secs(5))
+///     .build()?;
+/// let server = Server::new(limits);
+/// # let _ = server;
 ///
-/// let unusable = ServerLimits { max_concurrent_requests: 0, ..ServerLimits::default() };
-/// let error = Server::new(unusable).unwrap_err();
-/// assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
+/// let unusable = ServerLimits::builder().max_concurrent_requests(0).build();
+/// assert_eq!(unusable.unwrap_err().setting(), "max_concurrent_requests");
+/// # Ok(())
+/// # }
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerLimits {
-    /// Requests handled at once by the whole server (default 4096). One
-    /// more is answered at once with 503 and `Retry-After`, without touching
-    /// the cache: shedding load early keeps the requests already admitted
-    /// fast.
-    pub max_concurrent_requests: usize,
-    /// HTTP/2 streams one connection may have open at once (default 256),
-    /// advertised in the connection's settings; a client that opens more has
-    /// them refused (`REFUSED_STREAM`, safe to retry).
-    pub max_concurrent_streams: u32,
-    /// Time for a request head (request line and headers) to arrive (default
-    /// 10 s), counted from when the connection is ready for it: a client that
-    /// trickles its headers, or leaves a keep-alive connection idle that
-    /// long, is disconnected.
-    pub header_read_timeout: Duration,
-    /// Time for a whole request body to arrive (default 30 s).
-    pub body_read_timeout: Duration,
-    /// Longest request target, path and query, in bytes (default 64 KiB);
-    /// longer gets 414. (Beyond about 400 KiB hyper refuses the request head
-    /// itself, with an empty body.)
-    pub max_uri_bytes: usize,
-    /// The `Retry-After` sent with a 503 when shedding (default 1 s).
-    pub retry_after: Duration,
-    /// Connections open at once (default 8192). At the cap the server stops
-    /// accepting until one closes; new clients wait in the kernel's backlog.
-    /// Keep it below the process's file-descriptor limit (`ulimit -n`).
-    pub max_connections: usize,
-    /// Time a write to a client may stall (default 30 s): a client that
-    /// stops reading its answers is disconnected, freeing the answer's
-    /// memory and its request slot.
-    pub write_timeout: Duration,
-    /// Bytes of request bodies held at once by the whole server (default
-    /// 128 MiB): a request whose `Content-Length` does not fit in what is
-    /// left is answered 503 with `Retry-After` before its body is read, and
-    /// a body without a length fails (503) at the frame that would pass
-    /// the budget.
-    pub max_body_bytes_in_flight: u64,
+    pub(super) max_concurrent_requests: usize,
+    pub(super) max_concurrent_streams: u32,
+    pub(super) header_read_timeout: Duration,
+    pub(super) body_read_timeout: Duration,
+    pub(super) max_uri_bytes: usize,
+    pub(super) retry_after: Duration,
+    pub(super) max_connections: usize,
+    pub(super) write_timeout: Duration,
+    pub(super) max_body_bytes_in_flight: u64,
 }
 
 impl Default for ServerLimits {
@@ -135,8 +110,64 @@ impl Default for ServerLimits {
 }
 
 impl ServerLimits {
-    /// Checks the limits that can be wrong; names the limit and says why.
-    pub fn validate(&self) -> Result<(), InvalidSetting> {
+    /// A builder starting from the defaults.
+    pub fn builder() -> ServerLimitsBuilder {
+        ServerLimits::default().to_builder()
+    }
+
+    /// A builder starting from these limits.
+    pub fn to_builder(&self) -> ServerLimitsBuilder {
+        ServerLimitsBuilder {
+            limits: self.clone(),
+        }
+    }
+
+    /// Requests handled at once by the whole server.
+    pub fn max_concurrent_requests(&self) -> usize {
+        self.max_concurrent_requests
+    }
+
+    /// HTTP/2 streams one connection may have open at once.
+    pub fn max_concurrent_streams(&self) -> u32 {
+        self.max_concurrent_streams
+    }
+
+    /// Time for a request head to arrive.
+    pub fn header_read_timeout(&self) -> Duration {
+        self.header_read_timeout
+    }
+
+    /// Time for a whole request body to arrive.
+    pub fn body_read_timeout(&self) -> Duration {
+        self.body_read_timeout
+    }
+
+    /// Longest request target, path and query, in bytes.
+    pub fn max_uri_bytes(&self) -> usize {
+        self.max_uri_bytes
+    }
+
+    /// The `Retry-After` sent with a 503 when shedding.
+    pub fn retry_after(&self) -> Duration {
+        self.retry_after
+    }
+
+    /// Connections open at once.
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
+    }
+
+    /// Time a write to a client may stall.
+    pub fn write_timeout(&self) -> Duration {
+        self.write_timeout
+    }
+
+    /// Bytes of request bodies held at once by the whole server.
+    pub fn max_body_bytes_in_flight(&self) -> u64 {
+        self.max_body_bytes_in_flight
+    }
+
+    fn validate(&self) -> Result<(), InvalidSetting> {
         let at_least_one = |setting: &str| InvalidSetting::new(setting, "must be at least 1");
         if self.max_concurrent_requests == 0 {
             return Err(at_least_one("max_concurrent_requests"));
@@ -181,6 +212,94 @@ impl ServerLimits {
             ));
         }
         Ok(())
+    }
+}
+
+/// Builds [`ServerLimits`]; [`ServerLimitsBuilder::build`] checks them.
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct ServerLimitsBuilder {
+    limits: ServerLimits,
+}
+
+impl ServerLimitsBuilder {
+    /// Requests handled at once by the whole server (default 4096). One
+    /// more is answered at once with 503 and `Retry-After`, without touching
+    /// the cache: shedding load early keeps the requests already admitted
+    /// fast.
+    pub fn max_concurrent_requests(mut self, requests: usize) -> Self {
+        self.limits.max_concurrent_requests = requests;
+        self
+    }
+
+    /// HTTP/2 streams one connection may have open at once (default 256),
+    /// advertised in the connection's settings; a client that opens more has
+    /// them refused (`REFUSED_STREAM`, safe to retry).
+    pub fn max_concurrent_streams(mut self, streams: u32) -> Self {
+        self.limits.max_concurrent_streams = streams;
+        self
+    }
+
+    /// Time for a request head (request line and headers) to arrive (default
+    /// 10 s), counted from when the connection is ready for it: a client that
+    /// trickles its headers, or leaves a keep-alive connection idle that
+    /// long, is disconnected.
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.header_read_timeout = timeout;
+        self
+    }
+
+    /// Time for a whole request body to arrive (default 30 s).
+    pub fn body_read_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.body_read_timeout = timeout;
+        self
+    }
+
+    /// Longest request target, path and query, in bytes (default 64 KiB, at
+    /// least 256); longer gets 414. (Beyond about 400 KiB hyper refuses the
+    /// request head itself, with an empty body.)
+    pub fn max_uri_bytes(mut self, bytes: usize) -> Self {
+        self.limits.max_uri_bytes = bytes;
+        self
+    }
+
+    /// The `Retry-After` sent with a 503 when shedding (default 1 s).
+    pub fn retry_after(mut self, wait: Duration) -> Self {
+        self.limits.retry_after = wait;
+        self
+    }
+
+    /// Connections open at once (default 8192). At the cap the server stops
+    /// accepting until one closes; new clients wait in the kernel's backlog.
+    /// Keep it below the process's file-descriptor limit (`ulimit -n`).
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.limits.max_connections = connections;
+        self
+    }
+
+    /// Time a write to a client may stall (default 30 s): a client that
+    /// stops reading its answers is disconnected, freeing the answer's
+    /// memory and its request slot.
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.write_timeout = timeout;
+        self
+    }
+
+    /// Bytes of request bodies held at once by the whole server (default
+    /// 128 MiB): a request whose `Content-Length` does not fit in what is
+    /// left is answered 503 with `Retry-After` before its body is read, and
+    /// a body without a length fails (503) at the frame that would pass
+    /// the budget.
+    pub fn max_body_bytes_in_flight(mut self, bytes: u64) -> Self {
+        self.limits.max_body_bytes_in_flight = bytes;
+        self
+    }
+
+    /// The limits, once every one is checked; the error names the limit at
+    /// fault and says why.
+    pub fn build(self) -> Result<ServerLimits, InvalidSetting> {
+        self.limits.validate()?;
+        Ok(self.limits)
     }
 }
 

@@ -1,5 +1,11 @@
 //! Options of the HTTP transport, shared by its client and server sides so
 //! that the two always agree (base path, how `+` is read).
+//!
+//! They are built, never written field by field: [`HttpOptionsBuilder`]
+//! checks every setting in `build` and names the one at fault, a new
+//! setting is a new method (not a breaking change to a struct literal), and
+//! settings of cargo features (`tls`) are methods that exist with the
+//! feature instead of fields that make a struct literal compile or not.
 
 use super::auth::PeerAuth;
 use super::wire::{PlusInPath, DEFAULT_BASE_PATH};
@@ -22,94 +28,63 @@ pub const DEFAULT_MAX_KEY_BYTES: usize = 16 << 10;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 << 20;
 /// Default most keys in one `_remove-keys` request the peer endpoint takes.
 pub const DEFAULT_MAX_REMOVE_KEYS: usize = 10_000;
-/// The smallest [`HttpOptions::max_remove_keys`]: what a peercache node
+/// The smallest [`HttpOptionsBuilder::max_remove_keys`]: what a peercache node
 /// sends in one request.
 pub const MIN_MAX_REMOVE_KEYS: usize = 1000;
 
 /// How the HTTP transport talks to peers and answers them.
 ///
 /// The defaults join a golang/groupcache cluster; for a mailgun/groupcache
-/// (or groupcache-go) cluster use [`HttpOptions::mailgun`]. Change single
-/// fields with struct update syntax; every node must agree on the base
-/// path, hash mode and replicas.
+/// (or groupcache-go) cluster start from [`HttpOptions::mailgun`]. Change
+/// settings with [`HttpOptions::builder`] (or [`HttpOptions::to_builder`]),
+/// which checks them; every node must agree on the base path, hash mode
+/// and replicas.
+///
+/// The peer endpoint's own limits (longest key, largest body, most keys per
+/// remove-keys request) are set here too: the pool builds the endpoint
+/// ([`super::HttpPool::service`]), so it and the client read one set of
+/// settings. The listener's limits (connections, timeouts, the body budget)
+/// are the server's: [`super::ServerLimits`].
 ///
 /// ```
 /// use peercache::http::{HttpOptions, HttpPool};
 /// use peercache::ring::HashMode;
 /// use std::time::Duration;
 ///
-/// # fn main() -> Result<(), peercache::http::PoolError> {
-/// let options = HttpOptions {
-///     request_timeout: Duration::from_secs(2), // above the slowest load
-///     max_idle_per_peer: 64,
-///     ..HttpOptions::mailgun()
-/// };
-/// assert_eq!(options.hash_mode, HashMode::Mailgun);
-/// assert_eq!(options.base_path, "/_groupcache/");
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let options = HttpOptions::mailgun()
+///     .to_builder()
+///     .request_timeout(Duration::from_secs(2)) // above the slowest load
+///     .max_idle_per_peer(64)
+///     .build()?;
+/// assert_eq!(options.hash_mode(), HashMode::Mailgun);
+/// assert_eq!(options.base_path(), "/_groupcache/");
 /// let pool = HttpPool::new("http://10.0.0.1:8080", options)?;
 /// # let _ = pool;
 ///
-/// // Options are checked when the pool is made.
-/// let bad = HttpOptions { base_path: "groupcache".into(), ..HttpOptions::default() };
-/// assert!(bad.validate().is_err());
-/// assert!(HttpPool::new("http://10.0.0.1:8080", bad).is_err());
+/// // A setting that cannot work is refused by name.
+/// let bad = HttpOptions::builder().base_path("groupcache").build().unwrap_err();
+/// assert_eq!(bad.setting(), "base_path");
 /// # Ok(())
 /// # }
 /// ```
 #[derive(Debug, Clone)]
 pub struct HttpOptions {
-    /// Path prefix of the peer endpoint (default `/_groupcache/`). Must start
-    /// and end with `/`, and match the other nodes'.
-    pub base_path: String,
-    /// The ring's hash (default [`HashMode::Golang`]). Must match the other
-    /// nodes'.
-    pub hash_mode: HashMode,
-    /// Points per peer on the ring (default 50, as both Go families). Must
-    /// match the other nodes'.
-    pub replicas: usize,
-    /// What a raw `+` in a peer request path means. `None` (the default)
-    /// follows the hash mode: golang clients mean a space, mailgun clients a
-    /// plus sign.
-    pub plus_in_path: Option<PlusInPath>,
-    /// Time allowed to connect to a peer (default 2 s: one lost SYN is
-    /// retried within it).
-    pub connect_timeout: Duration,
-    /// Time allowed for a whole peer request, including the owner's load
-    /// (default 5 s). On timeout the key is loaded locally, so set it above
-    /// the slowest load you expect: otherwise every asking node also loads a
-    /// slow key.
-    pub request_timeout: Duration,
-    /// Idle keep-alive connections kept per peer (default 32).
-    pub max_idle_per_peer: usize,
-    /// Speak HTTP/2 over cleartext (h2c, prior knowledge) to peers. Only for
-    /// all-peercache clusters: Go peers speak HTTP/1.1. peercache servers
-    /// accept both. Default off.
-    pub http2: bool,
-    /// Longest key the peer endpoint accepts, in bytes once decoded (default
-    /// 16 KiB); longer keys get 414.
-    pub max_key_bytes: usize,
-    /// Largest request body the peer endpoint reads (default 64 MiB): a
-    /// `PUT`'s value, a `_remove-keys` list. Larger bodies get 413. Also the
-    /// largest value this node reads from a peer's answer (the answer may
-    /// be 1 KiB larger, for its framing): a larger one is dropped and
-    /// counted as a failure of that peer.
-    pub max_body_bytes: usize,
-    /// Most keys one `_remove-keys` request may carry (default 10,000, at
-    /// least 1,000: what this node sends per request); more get 413.
-    pub max_remove_keys: usize,
-    /// When a failing peer is taken out of the ring, and how it is probed
-    /// until it is back.
-    pub health: HealthPolicy,
-    /// The cluster secret (default none). When set, every peer request this
-    /// node sends carries a proof, and its peer endpoint answers 401 to any
-    /// request without a valid one. Every node needs the same secret; Go
-    /// nodes cannot take part. See [`super::auth`].
-    pub auth: Option<Arc<PeerAuth>>,
-    /// TLS to peers whose base URL is `https://` (default none: such peers
-    /// are refused by [`super::HttpPool`]). Give the same configuration to
-    /// [`super::Server::tls`] to serve HTTPS. See [`super::tls`].
+    pub(crate) base_path: String,
+    pub(crate) hash_mode: HashMode,
+    pub(crate) replicas: usize,
+    pub(crate) plus_in_path: Option<PlusInPath>,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) request_timeout: Duration,
+    pub(crate) max_idle_per_peer: usize,
+    pub(crate) http2: bool,
+    pub(crate) max_key_bytes: usize,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) max_remove_keys: usize,
+    pub(crate) health: HealthPolicy,
+    pub(crate) auth: Option<Arc<PeerAuth>>,
     #[cfg(feature = "tls")]
-    pub tls: Option<Arc<super::tls::TlsConfig>>,
+    pub(crate) tls: Option<Arc<super::tls::TlsConfig>>,
 }
 
 impl Default for HttpOptions {
@@ -135,6 +110,18 @@ impl Default for HttpOptions {
 }
 
 impl HttpOptions {
+    /// A builder starting from the defaults (a golang/groupcache cluster).
+    pub fn builder() -> HttpOptionsBuilder {
+        HttpOptions::default().to_builder()
+    }
+
+    /// A builder starting from these options.
+    pub fn to_builder(&self) -> HttpOptionsBuilder {
+        HttpOptionsBuilder {
+            options: self.clone(),
+        }
+    }
+
     /// Options to join a mailgun/groupcache v2 or groupcache-go v3 cluster:
     /// its ring hash (and a plain 404 read as "not found"). To also fill the
     /// hot cache as mailgun does, set the node's default:
@@ -146,12 +133,80 @@ impl HttpOptions {
         }
     }
 
-    /// What a raw `+` in a request path means with these options.
+    /// Path prefix of the peer endpoint.
+    pub fn base_path(&self) -> &str {
+        &self.base_path
+    }
+
+    /// The ring's hash.
+    pub fn hash_mode(&self) -> HashMode {
+        self.hash_mode
+    }
+
+    /// Points per peer on the ring.
+    pub fn replicas(&self) -> usize {
+        self.replicas
+    }
+
+    /// What a raw `+` in a request path means with these options: the
+    /// setting if given, else what the hash mode's clients mean.
     pub fn plus(&self) -> PlusInPath {
         self.plus_in_path.unwrap_or(match self.hash_mode {
             HashMode::Golang => PlusInPath::Space,
             HashMode::Mailgun => PlusInPath::Literal,
         })
+    }
+
+    /// Time allowed to connect to a peer.
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
+    /// Time allowed for a whole peer request, the owner's load included.
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
+    /// Idle keep-alive connections kept per peer.
+    pub fn max_idle_per_peer(&self) -> usize {
+        self.max_idle_per_peer
+    }
+
+    /// Whether peers are spoken to in HTTP/2.
+    pub fn http2(&self) -> bool {
+        self.http2
+    }
+
+    /// Longest key the peer endpoint accepts, in bytes once decoded.
+    pub fn max_key_bytes(&self) -> usize {
+        self.max_key_bytes
+    }
+
+    /// Largest request body the peer endpoint reads, and largest value read
+    /// from a peer's answer.
+    pub fn max_body_bytes(&self) -> usize {
+        self.max_body_bytes
+    }
+
+    /// Most keys one remove-keys request may carry.
+    pub fn max_remove_keys(&self) -> usize {
+        self.max_remove_keys
+    }
+
+    /// When a failing peer is taken out of the ring, and how it is probed.
+    pub fn health(&self) -> HealthPolicy {
+        self.health
+    }
+
+    /// The cluster secret, if one is set.
+    pub fn auth(&self) -> Option<&Arc<PeerAuth>> {
+        self.auth.as_ref()
+    }
+
+    /// The TLS configuration, if one is set.
+    #[cfg(feature = "tls")]
+    pub fn tls(&self) -> Option<&Arc<super::tls::TlsConfig>> {
+        self.tls.as_ref()
     }
 
     /// Whether these options can reach `https://` peers: TLS is compiled in
@@ -170,7 +225,7 @@ impl HttpOptions {
     }
 
     /// Checks the options that can be wrong; names the setting and says why.
-    pub fn validate(&self) -> Result<(), InvalidSetting> {
+    pub(crate) fn validate(&self) -> Result<(), InvalidSetting> {
         let path = &self.base_path;
         if path.len() < 3 || !path.starts_with('/') || !path.ends_with('/') {
             return Err(InvalidSetting::new(
@@ -216,7 +271,130 @@ impl HttpOptions {
                 ),
             ));
         }
-        self.health.validate().map_err(|e| e.within("health"))?;
         Ok(())
+    }
+}
+
+/// Builds [`HttpOptions`]; [`HttpOptionsBuilder::build`] checks them.
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct HttpOptionsBuilder {
+    options: HttpOptions,
+}
+
+impl HttpOptionsBuilder {
+    /// Path prefix of the peer endpoint (default `/_groupcache/`). Must
+    /// start and end with `/`, and match the other nodes'.
+    pub fn base_path(mut self, path: impl Into<String>) -> Self {
+        self.options.base_path = path.into();
+        self
+    }
+
+    /// The ring's hash (default [`HashMode::Golang`]). Must match the other
+    /// nodes'.
+    pub fn hash_mode(mut self, mode: HashMode) -> Self {
+        self.options.hash_mode = mode;
+        self
+    }
+
+    /// Points per peer on the ring (default 50, as both Go families). Must
+    /// match the other nodes'.
+    pub fn replicas(mut self, replicas: usize) -> Self {
+        self.options.replicas = replicas;
+        self
+    }
+
+    /// What a raw `+` in a peer request path means. Unset (the default),
+    /// it follows the hash mode: golang clients mean a space, mailgun
+    /// clients a plus sign.
+    pub fn plus_in_path(mut self, plus: PlusInPath) -> Self {
+        self.options.plus_in_path = Some(plus);
+        self
+    }
+
+    /// Time allowed to connect to a peer (default 2 s: one lost SYN is
+    /// retried within it).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.options.connect_timeout = timeout;
+        self
+    }
+
+    /// Time allowed for a whole peer request, including the owner's load
+    /// (default 5 s). On timeout the key is loaded locally, so set it above
+    /// the slowest load you expect: otherwise every asking node also loads
+    /// a slow key. The README's "Peer timeout" measures the choice.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.options.request_timeout = timeout;
+        self
+    }
+
+    /// Idle keep-alive connections kept per peer (default 32).
+    pub fn max_idle_per_peer(mut self, idle: usize) -> Self {
+        self.options.max_idle_per_peer = idle;
+        self
+    }
+
+    /// Speak HTTP/2 over cleartext (h2c, prior knowledge) to peers. Only
+    /// for all-peercache clusters: Go peers speak HTTP/1.1. peercache
+    /// servers accept both. Default off.
+    pub fn http2(mut self, http2: bool) -> Self {
+        self.options.http2 = http2;
+        self
+    }
+
+    /// Longest key the peer endpoint accepts, in bytes once decoded
+    /// (default 16 KiB); longer keys get 414.
+    pub fn max_key_bytes(mut self, bytes: usize) -> Self {
+        self.options.max_key_bytes = bytes;
+        self
+    }
+
+    /// Largest request body the peer endpoint reads (default 64 MiB): a
+    /// `PUT`'s value, a `_remove-keys` list. Larger bodies get 413. Also
+    /// the largest value this node reads from a peer's answer (the answer
+    /// may be 1 KiB larger, for its framing): a larger one is dropped and
+    /// counted as a failure of that peer.
+    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
+        self.options.max_body_bytes = bytes;
+        self
+    }
+
+    /// Most keys one `_remove-keys` request may carry (default 10,000, at
+    /// least 1,000: what this node sends per request); more get 413.
+    pub fn max_remove_keys(mut self, keys: usize) -> Self {
+        self.options.max_remove_keys = keys;
+        self
+    }
+
+    /// When a failing peer is taken out of the ring, and how it is probed
+    /// until it is back (default [`HealthPolicy::default`]).
+    pub fn health(mut self, policy: HealthPolicy) -> Self {
+        self.options.health = policy;
+        self
+    }
+
+    /// The cluster secret (default none). When set, every peer request this
+    /// node sends carries a proof, and its peer endpoint answers 401 to any
+    /// request without a valid one. Every node needs the same secret; Go
+    /// nodes cannot take part. See [`super::auth`].
+    pub fn auth(mut self, auth: impl Into<Arc<PeerAuth>>) -> Self {
+        self.options.auth = Some(auth.into());
+        self
+    }
+
+    /// TLS to peers whose base URL is `https://` (default none: such peers
+    /// are refused by [`super::HttpPool`]). Give the same configuration to
+    /// [`super::Server::tls`] to serve HTTPS. See [`super::tls`].
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: impl Into<Arc<super::tls::TlsConfig>>) -> Self {
+        self.options.tls = Some(tls.into());
+        self
+    }
+
+    /// The options, once every setting is checked; the error names the
+    /// setting at fault and says what to give instead.
+    pub fn build(self) -> Result<HttpOptions, InvalidSetting> {
+        self.options.validate()?;
+        Ok(self.options)
     }
 }

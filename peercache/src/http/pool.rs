@@ -76,9 +76,6 @@ pub enum PoolError {
         /// This node's URL.
         self_url: String,
     },
-    /// An option cannot be used.
-    #[error("invalid HTTP pool option: {0}")]
-    Setting(#[from] crate::InvalidSetting),
     /// The ring refused a peer.
     #[error(transparent)]
     Ring(#[from] RingError),
@@ -165,7 +162,6 @@ impl HttpPool {
     /// `http://10.0.0.1:8080`), with only itself as a peer until
     /// [`HttpPool::set_peers`] is called.
     pub fn new(self_url: &str, options: HttpOptions) -> Result<Arc<Self>, PoolError> {
-        options.validate()?;
         check_url(self_url, options.speaks_https())?;
         let client = build_client(&options);
         let mut ring = Ring::new(options.hash_mode, options.replicas);

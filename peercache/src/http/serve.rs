@@ -63,7 +63,7 @@ pub async fn serve_with_shutdown(
     service: PeerService,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    Server::new(ServerLimits::default())?
+    Server::new(ServerLimits::default())
         .serve(listener, service, shutdown)
         .await
 }
@@ -80,12 +80,12 @@ pub async fn serve_with_shutdown(
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> std::io::Result<()> {
-/// let limits = ServerLimits {
-///     max_concurrent_requests: 1024,
-///     header_read_timeout: Duration::from_secs(5),
-///     ..ServerLimits::default()
-/// };
-/// let server = Server::new(limits)?;
+/// let limits = ServerLimits::builder()
+///     .max_concurrent_requests(1024)
+///     .header_read_timeout(Duration::from_secs(5))
+///     .build()
+///     .expect("usable limits");
+/// let server = Server::new(limits);
 /// let refusals = server.counters(); // for a stats page
 ///
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -111,20 +111,14 @@ pub struct Server {
 }
 
 impl Server {
-    /// A server enforcing `limits`; fails (`InvalidInput`, naming the limit)
-    /// when they cannot be used.
-    pub fn new(limits: ServerLimits) -> io::Result<Self> {
-        // The `io::Error` carries the typed `InvalidSetting` as its inner
-        // error (`get_ref`), naming the limit.
-        limits
-            .validate()
-            .map_err(|invalid| io::Error::new(io::ErrorKind::InvalidInput, invalid))?;
-        Ok(Server {
+    /// A server enforcing `limits` (checked when they were built).
+    pub fn new(limits: ServerLimits) -> Self {
+        Server {
             limits,
             counters: Arc::default(),
             #[cfg(feature = "tls")]
             tls: None,
-        })
+        }
     }
 
     /// Serves HTTPS with `config`'s server certificate (and, if it says so,

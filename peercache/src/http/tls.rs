@@ -32,9 +32,9 @@
 //!         .require_client_cert(true)
 //!         .build()?,
 //! );
-//! let options = HttpOptions { tls: Some(Arc::clone(&tls)), ..HttpOptions::default() };
+//! let options = HttpOptions::builder().tls(Arc::clone(&tls)).build()?;
 //! let pool = HttpPool::new("https://10.0.0.1:8443", options)?;
-//! let server = Server::new(ServerLimits::default())?.tls(&tls)?;
+//! let server = Server::new(ServerLimits::default()).tls(&tls)?;
 //! # Ok(()) }
 //! ```
 //!
