@@ -5,7 +5,7 @@
 use crate::error::ServerError;
 use clap::{Parser, ValueEnum};
 use peercache::health::HealthPolicy;
-use peercache::http::limits;
+use peercache::http;
 use peercache::http::{HttpOptions, ServerLimits, DEFAULT_BASE_PATH};
 use peercache::HotCachePolicy;
 use std::path::PathBuf;
@@ -159,12 +159,12 @@ pub struct Args {
     pub tls_require_client_cert: bool,
 
     /// Requests handled at once; more are answered 503 with Retry-After
-    #[arg(long, value_name = "N", default_value_t = limits::DEFAULT_MAX_CONCURRENT_REQUESTS)]
+    #[arg(long, value_name = "N", default_value_t = http::DEFAULT_MAX_CONCURRENT_REQUESTS)]
     pub max_concurrent_requests: usize,
 
     /// Connections open at once; at the cap new clients wait in the kernel's
     /// backlog (keep it below `ulimit -n`)
-    #[arg(long, value_name = "N", default_value_t = limits::DEFAULT_MAX_CONNECTIONS)]
+    #[arg(long, value_name = "N", default_value_t = http::DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
 
     /// Time a write to a client may stall before the client is disconnected
@@ -172,7 +172,7 @@ pub struct Args {
     pub write_timeout: Duration,
 
     /// HTTP/2 streams open at once on one connection
-    #[arg(long, value_name = "N", default_value_t = limits::DEFAULT_MAX_CONCURRENT_STREAMS)]
+    #[arg(long, value_name = "N", default_value_t = http::DEFAULT_MAX_CONCURRENT_STREAMS)]
     pub max_concurrent_streams: u32,
 
     /// Time for a request's headers to arrive, from connecting or from the
@@ -209,7 +209,7 @@ pub struct Args {
     pub max_body_bytes_in_flight: u64,
 
     /// Most keys in one remove-keys request from a peer (413 beyond)
-    #[arg(long, value_name = "N", default_value_t = peercache::http::options::DEFAULT_MAX_REMOVE_KEYS)]
+    #[arg(long, value_name = "N", default_value_t = http::DEFAULT_MAX_REMOVE_KEYS)]
     pub max_remove_keys: usize,
 
     /// Host names this node answers to besides localhost and its --self

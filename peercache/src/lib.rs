@@ -60,10 +60,12 @@
 //!   back-off.
 //! - [`peers`]: the [`PeerPicker`] and [`Peer`] traits a transport implements.
 //! - [`http`]: the HTTP transport, wire-compatible with Go groupcache: the
-//!   peer pool ([`http::HttpPool`]), the peer endpoint
-//!   ([`http::PeerService`]), the server with its limits ([`http::Server`],
-//!   [`http::ServerLimits`]), peer authentication ([`http::PeerAuth`]) and
-//!   the wire escaping.
+//!   peer pool ([`http::HttpPool`]) and its options ([`http::HttpOptions`]),
+//!   the peer endpoint ([`http::PeerService`]), the server with its limits
+//!   ([`http::Server`], [`http::ServerLimits`]), peer authentication
+//!   ([`http::PeerAuth`]) and the wire escaping. Inside, `client/` and
+//!   `server/` share `protocol/`: one request type and one table of
+//!   answers, so neither side imports the other.
 //! - [`proto`]: the protobuf messages of the peer protocol (prost derive).
 //! - [`in_process`]: an in-process transport, for tests and single-process
 //!   clusters.

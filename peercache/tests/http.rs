@@ -773,3 +773,24 @@ async fn a_peer_endpoint_not_mounted_where_the_pool_says_is_named_in_the_error()
         other => panic!("expected an unavailable peer, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_200_that_is_not_a_get_response_is_not_taken_for_a_value() {
+    // A server that answers every path 200 with an empty text body (a
+    // catch-all route, a proxy's default page): an empty body decodes as an
+    // empty GetResponse, so it must not be read as an empty value.
+    let (listener, other) = listen().await;
+    let app: axum::Router = axum::Router::new().fallback(|| async { "" });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let me = "http://127.0.0.1:9";
+    let pool = HttpPool::new(me, HttpOptions::default()).unwrap();
+    pool.set_peers([me, other.as_str()]).unwrap();
+    let key = key_where(|key| pool.owner(key) == other);
+    let peer = peercache::PeerPicker::pick(&*pool, &key).expect("the other node owns it");
+    match peer.fetch("g", &key).await {
+        Err(peercache::FetchError::Unavailable(reason)) => {
+            assert!(reason.contains("200 OK without a GetResponse"), "{reason}");
+        }
+        other => panic!("expected an unavailable peer, got {other:?}"),
+    }
+}

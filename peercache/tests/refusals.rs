@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use peercache::clock::ManualClock;
-use peercache::http::limits::LimitCounters;
+use peercache::http::LimitCounters;
 use peercache::http::{HttpOptions, HttpPool, PeerAuth, Server, ServerLimits};
 use peercache::{loader_fn, Node, Value};
 use std::net::SocketAddr;

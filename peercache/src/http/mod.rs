@@ -1,13 +1,17 @@
 //! The HTTP transport: the groupcache peer protocol over HTTP, as Go speaks it.
 //!
-//! - [`HttpPool`] ([`pool`]): the peer picker of an HTTP cluster. It holds the
-//!   ring over the peers' base URLs and a pooled keep-alive client.
-//! - [`PeerService`] ([`server`]): the peer endpoint, answering
-//!   `GET <base path><group>/<key>` with a protobuf `GetResponse`. A tower
-//!   and hyper service, so it mounts in axum or any hyper server.
-//! - [`Server`] ([`serve`](mod@serve)): runs a service (the peer endpoint alone, or an
-//!   axum router mounting it) on a listener, with the [`ServerLimits`]
-//!   ([`limits`]) that keep hostile or overeager clients from hurting others.
+//! - [`HttpPool`]: the peer picker of an HTTP cluster. It holds the ring over
+//!   the peers' base URLs and a pooled keep-alive client, and builds this
+//!   node's peer endpoint with the same settings ([`HttpPool::service`]).
+//! - [`HttpOptions`]: the settings both sides share (base path, hash, `+`
+//!   reading, timeouts, the endpoint's key and body limits, secret, TLS).
+//! - [`PeerService`]: the peer endpoint, answering
+//!   `GET <base path><group>/<key>` with a protobuf `GetResponse` (its
+//!   documentation has every answer). A tower and hyper service, so it
+//!   mounts in axum or any hyper server.
+//! - [`Server`]: runs a service (the peer endpoint alone, or an axum router
+//!   mounting it) on a listener, with the [`ServerLimits`] that keep hostile
+//!   or overeager clients from hurting others.
 //! - [`discovery`]: keeping the peer list in step with DNS (a Kubernetes
 //!   headless service), a file, or any [`Discovery`] source.
 //! - [`auth`]: the optional cluster secret that signs and checks every peer
@@ -16,10 +20,15 @@
 //!   peer URLs, a CA to trust and optional client certificates
 //!   (`TlsConfig`).
 //! - [`wire`]: how group and key are escaped into, and read from, a path.
-//! - [`client`] (requests to peers, [`HttpPeer`], over the shared hyper client of `connector.rs`) and [`server`] (answers, behind the limits of `guard.rs`)
-//!   share `protocol.rs` (the names on the wire, the plain-text refusal);
-//!   neither imports the other, and a peer reports its health to the pool
-//!   through a callback.
+//!
+//! Inside, the code splits where the protocol does: `client/` sends
+//! requests to peers ([`HttpPeer`], over one shared hyper client) and
+//! `server/` answers them (the endpoint, the listener, its limits and
+//! their guard). Both use `protocol/`: one request type that the client
+//! encodes and the server parses, and one table of answers that the server
+//! writes and the client reads, so the two sides cannot disagree. Neither
+//! side imports the other; a peer reports its health to the pool through a
+//! callback.
 //!
 //! ```no_run
 //! use peercache::http::{HttpOptions, HttpPool};
@@ -41,17 +50,12 @@
 //! ```
 
 pub mod auth;
-pub mod client;
-mod conn;
-mod connector;
+mod client;
 pub mod discovery;
-mod guard;
-pub mod limits;
-pub mod options;
-pub mod pool;
+mod options;
+mod pool;
 mod protocol;
-pub mod serve;
-pub mod server;
+mod server;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod wire;
@@ -59,11 +63,19 @@ pub mod wire;
 pub use auth::{AuthError, PeerAuth};
 pub use client::HttpPeer;
 pub use discovery::{Discovery, DiscoveryError, DnsDiscovery, FileDiscovery};
-pub use limits::{LimitStats, ServerLimits, ServerLimitsBuilder};
-pub use options::{HttpOptions, HttpOptionsBuilder};
+pub use options::{
+    HttpOptions, HttpOptionsBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_IDLE_PER_PEER, DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_REMOVE_KEYS,
+    DEFAULT_REQUEST_TIMEOUT, MIN_MAX_REMOVE_KEYS,
+};
 pub use pool::{HttpPool, PoolError};
-pub use serve::{serve, serve_with_shutdown, Server, SHUTDOWN_GRACE};
-pub use server::PeerService;
+pub use server::{
+    serve, serve_with_shutdown, BodyBudgetExceeded, BodyTimeout, GuardedBody, LimitCounters,
+    LimitStats, PeerService, ResponseFuture, Server, ServerLimits, ServerLimitsBuilder,
+    DEFAULT_BODY_READ_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_BODY_BYTES_IN_FLIGHT,
+    DEFAULT_MAX_CONCURRENT_REQUESTS, DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_URI_BYTES, DEFAULT_WRITE_TIMEOUT, SHUTDOWN_GRACE,
+};
 #[cfg(feature = "tls")]
 pub use tls::{Pem, TlsConfig, TlsError};
 pub use wire::{PlusInPath, DEFAULT_BASE_PATH};

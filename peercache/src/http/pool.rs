@@ -19,8 +19,8 @@
 //! peer's, as Go does: `http://127.0.0.1:8080` and `http://localhost:8080`
 //! are different peers to every node, so spell each URL the same everywhere.
 
+use super::client::{build_client, PeerClient};
 use super::client::{HealthReport, HttpPeer};
-use super::connector::{build_client, PeerClient};
 use super::options::HttpOptions;
 use super::server::PeerService;
 use crate::health::{PeerHealth, PeerState, PeerStatus, Transition};

@@ -1,39 +1,5 @@
-//! Limits a server puts on its clients, and the counts of their refusals.
-//!
-//! A cache tier sits in front of every request of a service, so a client
-//! that sends too much, too slowly or too often must get a clear refusal
-//! while everyone else is still served. [`ServerLimits`] says how much is too
-//! much; the guard (`guard.rs`) wraps any service (the peer endpoint, an
-//! axum router) and answers, before the service sees the request:
-//!
-//! | limit | answer |
-//! | --- | --- |
-//! | requests in flight on the whole server ([`ServerLimits::max_concurrent_requests`]) | 503, `Retry-After` |
-//! | request target (path and query) longer than [`ServerLimits::max_uri_bytes`] | 414 |
-//! | a `Content-Length` over what is left of [`ServerLimits::max_body_bytes_in_flight`] | 503, `Retry-After` |
-//!
-//! and, while the service runs, fails a request body that is still arriving
-//! after [`ServerLimits::body_read_timeout`] (the peer endpoint answers 408),
-//! or a body whose bytes would take the server past
-//! [`ServerLimits::max_body_bytes_in_flight`] (503). Body bytes count
-//! against that budget as they arrive, and until the request is answered
-//! (not only while they arrive: a value read whole is still held while it
-//! is handled), so slow, stalled or large uploads from many clients cannot
-//! hold more than it. A `Content-Length` is only compared with what is
-//! left, to refuse at once a body that cannot fit now; announcing a length
-//! holds nothing.
-//! Every refusal is a short `text/plain` body naming the limit.
-//!
-//! Two more limits are the connection's, set on hyper by
-//! [`super::Server`]: [`ServerLimits::header_read_timeout`] closes a
-//! connection whose request head has not arrived in time (a slowloris
-//! client, or an idle keep-alive connection), and
-//! [`ServerLimits::max_concurrent_streams`] is the HTTP/2 stream limit
-//! advertised to each client (an HTTP/1.1 connection carries one request at
-//! a time by its nature).
-//!
-//! Shedding takes no lock: one atomic semaphore permit per request.
-//! [`LimitCounters`] counts each refusal, and the body bytes held now.
+//! The server's limits ([`ServerLimits`], documented there with their
+//! answers) and the counts of their refusals.
 
 use crate::InvalidSetting;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,7 +26,42 @@ pub const DEFAULT_MAX_URI_BYTES: usize = 64 << 10;
 
 /// How much a server takes from its clients before it refuses.
 ///
-/// Give it to [`super::Server::new`]; change limits with
+/// A cache tier sits in front of every request of a service, so a client
+/// that sends too much, too slowly or too often must get a clear refusal
+/// while everyone else is still served. [`ServerLimits`] says how much is too
+/// much; the guard (`guard.rs`) wraps any service (the peer endpoint, an
+/// axum router) and answers, before the service sees the request:
+///
+/// | limit | answer |
+/// | --- | --- |
+/// | requests in flight on the whole server ([`ServerLimits::max_concurrent_requests`]) | 503, `Retry-After` |
+/// | request target (path and query) longer than [`ServerLimits::max_uri_bytes`] | 414 |
+/// | a `Content-Length` over what is left of [`ServerLimits::max_body_bytes_in_flight`] | 503, `Retry-After` |
+///
+/// and, while the service runs, fails a request body that is still arriving
+/// after [`ServerLimits::body_read_timeout`] (the peer endpoint answers 408),
+/// or a body whose bytes would take the server past
+/// [`ServerLimits::max_body_bytes_in_flight`] (503). Body bytes count
+/// against that budget as they arrive, and until the request is answered
+/// (not only while they arrive: a value read whole is still held while it
+/// is handled), so slow, stalled or large uploads from many clients cannot
+/// hold more than it. A `Content-Length` is only compared with what is
+/// left, to refuse at once a body that cannot fit now; announcing a length
+/// holds nothing.
+/// Every refusal is a short `text/plain` body naming the limit.
+///
+/// Two more limits are the connection's, set on hyper by
+/// [`Server`](crate::http::Server): [`ServerLimits::header_read_timeout`] closes a
+/// connection whose request head has not arrived in time (a slowloris
+/// client, or an idle keep-alive connection), and
+/// [`ServerLimits::max_concurrent_streams`] is the HTTP/2 stream limit
+/// advertised to each client (an HTTP/1.1 connection carries one request at
+/// a time by its nature).
+///
+/// Shedding takes no lock: one atomic semaphore permit per request.
+/// [`LimitCounters`] counts each refusal, and the body bytes held now.
+///
+/// Give it to [`Server::new`](crate::http::Server::new); change limits with
 /// [`ServerLimits::builder`], which checks them and names the one at fault:
 ///
 /// ```

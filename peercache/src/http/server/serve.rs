@@ -1,29 +1,11 @@
-//! Running a service on a listener: the accept loop, HTTP/1.1 and h2c on
-//! one port, the limits of [`ServerLimits`], and a graceful shutdown.
-//!
-//! [`Server`] serves any tower service whose error is `Infallible`: the
-//! peer endpoint alone ([`PeerService`]), or an axum router that mounts it
-//! beside an application's own routes (as `peercache-server` does). hyper
-//! and hyper-util do the HTTP; this module adds what a cache tier needs
-//! around them: a `Guard` in front of the service; a cap on open
-//! connections (at the cap, new ones wait in the kernel's backlog); the
-//! protocol detected within the header-read timeout and writes that stall
-//! closed (`super::conn`); hyper's header-read timeout, HTTP/2 stream limit
-//! and pings set from the limits; accept errors (out of file descriptors)
-//! retried instead of ending the server; and a shutdown that finishes the
-//! requests in flight.
-//!
-//! With the `tls` cargo feature, `Server::tls` serves HTTPS instead: each
-//! accepted connection's TLS handshake runs in that connection's own task,
-//! never in the accept loop (a client that stalls its handshake delays no
-//! one else), and must finish within
-//! [`ServerLimits::header_read_timeout`]; the connection is then served
-//! exactly as a cleartext one, HTTP/1.1 or HTTP/2 (by ALPN or preface).
+//! Running a service on a listener ([`Server`], documented there): the
+//! accept loop, HTTP/1.1 and h2c on one port, the limits, and a graceful
+//! shutdown.
 
 use super::conn::{detect, Protocol, StallTimeout};
 use super::guard::Guard;
 use super::limits::{GuardedBody, LimitCounters, ServerLimits};
-use super::server::PeerService;
+use super::PeerService;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
@@ -46,7 +28,7 @@ const HTTP2_PING_INTERVAL: Duration = Duration::from_secs(20);
 /// How long a shutdown waits for requests in flight.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
-/// Serves a peer endpoint (from [`super::HttpPool::service`]) with default
+/// Serves a peer endpoint (from [`crate::http::HttpPool::service`]) with default
 /// limits on `listener`, until the task is dropped.
 pub async fn serve(listener: TcpListener, service: PeerService) -> io::Result<()> {
     serve_with_shutdown(listener, service, std::future::pending()).await
@@ -56,7 +38,7 @@ pub async fn serve(listener: TcpListener, service: PeerService) -> io::Result<()
 /// [`ServerLimits`] until `shutdown` completes, then stops accepting and
 /// waits for the requests in flight (at most [`SHUTDOWN_GRACE`]).
 ///
-/// See [`super::HttpPool`] for a whole cluster; in a program, the shutdown
+/// See [`crate::http::HttpPool`] for a whole cluster; in a program, the shutdown
 /// is typically `tokio::signal::ctrl_c()` mapped to `()`.
 pub async fn serve_with_shutdown(
     listener: TcpListener,
@@ -68,7 +50,27 @@ pub async fn serve_with_shutdown(
         .await
 }
 
-/// A server with limits; see the module documentation.
+/// Runs a service on a listener: the accept loop, HTTP/1.1 and h2c on one
+/// port, the limits of [`ServerLimits`], and a graceful shutdown.
+///
+/// [`Server`] serves any tower service whose error is `Infallible`: the
+/// peer endpoint alone ([`PeerService`]), or an axum router that mounts it
+/// beside an application's own routes (as `peercache-server` does). hyper
+/// and hyper-util do the HTTP; this module adds what a cache tier needs
+/// around them: a `Guard` in front of the service; a cap on open
+/// connections (at the cap, new ones wait in the kernel's backlog); the
+/// protocol detected within the header-read timeout and writes that stall
+/// closed (`super::conn`); hyper's header-read timeout, HTTP/2 stream limit
+/// and pings set from the limits; accept errors (out of file descriptors)
+/// retried instead of ending the server; and a shutdown that finishes the
+/// requests in flight.
+///
+/// With the `tls` cargo feature, `Server::tls` serves HTTPS instead: each
+/// accepted connection's TLS handshake runs in that connection's own task,
+/// never in the accept loop (a client that stalls its handshake delays no
+/// one else), and must finish within
+/// [`ServerLimits::header_read_timeout`]; the connection is then served
+/// exactly as a cleartext one, HTTP/1.1 or HTTP/2 (by ALPN or preface).
 ///
 /// It serves until its shutdown future completes, then finishes the
 /// requests in flight:
@@ -126,7 +128,7 @@ impl Server {
     /// (`InvalidInput`) when `config` has no server certificate. See the
     /// module documentation.
     #[cfg(feature = "tls")]
-    pub fn tls(mut self, config: &super::tls::TlsConfig) -> io::Result<Self> {
+    pub fn tls(mut self, config: &crate::http::tls::TlsConfig) -> io::Result<Self> {
         let server = config.server_config().ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,

@@ -4,11 +4,11 @@
 //! ([`GuardedBody`]). See `limits.rs` for the limits and their answers.
 
 use super::limits::{LimitCounters, ServerLimits};
-use super::protocol::text;
+use crate::http::protocol::Reply;
 use bytes::Buf;
 use bytes::Bytes;
-use http::header::{HeaderValue, CONTENT_LENGTH, RETRY_AFTER};
-use http::{Request, Response, StatusCode};
+use http::header::CONTENT_LENGTH;
+use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{Either, Full};
 use std::convert::Infallible;
@@ -201,8 +201,8 @@ impl<S> Guard<S> {
         self.counters = counters;
     }
 
-    fn refuse<B>(&self, status: StatusCode, message: String) -> Response<GuardBody<B>> {
-        text(status, message).map(Either::Left)
+    fn refuse<B>(&self, reply: Reply) -> Response<GuardBody<B>> {
+        reply.into_response().map(Either::Left)
     }
 
     /// Answers `request` through the service, or refuses it.
@@ -225,29 +225,22 @@ impl<S> Guard<S> {
             .map_or(0, |p| p.as_str().len());
         if target > self.limits.max_uri_bytes {
             self.counters.uri_too_long.fetch_add(1, Ordering::Relaxed);
-            let refusal = self.refuse(
-                StatusCode::URI_TOO_LONG,
-                format!(
-                    "request target too long ({target} bytes): the limit is {} bytes (max URI bytes)",
-                    self.limits.max_uri_bytes
-                ),
-            );
+            let refusal = self.refuse(Reply::TooLong(format!(
+                "request target too long ({target} bytes): the limit is {} bytes (max URI bytes)",
+                self.limits.max_uri_bytes
+            )));
             return Box::pin(std::future::ready(Ok(refusal)));
         }
         let Ok(permit) = Arc::clone(&self.in_flight).try_acquire_owned() else {
             self.counters.shed.fetch_add(1, Ordering::Relaxed);
-            let mut refusal = self.refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
+            let retry_after = self.limits.retry_after.as_secs().max(1);
+            let refusal = self.refuse(Reply::Busy(
                 format!(
-                    "overloaded: {} requests in flight, the limit (max concurrent requests); retry after {} s",
+                    "overloaded: {} requests in flight, the limit (max concurrent requests); retry after {retry_after} s",
                     self.limits.max_concurrent_requests,
-                    self.limits.retry_after.as_secs().max(1)
                 ),
-            );
-            refusal.headers_mut().insert(
-                RETRY_AFTER,
-                HeaderValue::from(self.limits.retry_after.as_secs().max(1)),
-            );
+                retry_after,
+            ));
             return Box::pin(std::future::ready(Ok(refusal)));
         };
         // Most requests (gets) have no body: no header to read, nothing to
@@ -263,17 +256,13 @@ impl<S> Guard<S> {
         if let Some(length) = length {
             let budget = self.limits.max_body_bytes_in_flight;
             if !self.counters.body_bytes_fit(length, budget) {
-                let mut refusal = self.refuse(
-                    StatusCode::SERVICE_UNAVAILABLE,
+                let refusal = self.refuse(Reply::Busy(
                     format!(
                         "{}: this request's {length} bytes do not fit",
                         BodyBudgetExceeded { limit: budget }
                     ),
-                );
-                refusal.headers_mut().insert(
-                    RETRY_AFTER,
-                    HeaderValue::from(self.limits.retry_after.as_secs().max(1)),
-                );
+                    self.limits.retry_after.as_secs().max(1),
+                ));
                 return Box::pin(std::future::ready(Ok(refusal)));
             }
         }

@@ -1,7 +1,7 @@
 //! The client side: fetching a key from its owner over HTTP.
 //!
 //! All peers of a pool share one hyper-util client, whose connection pool
-//! keeps up to [`super::HttpOptions::max_idle_per_peer`] keep-alive
+//! keeps up to [`crate::http::HttpOptions::max_idle_per_peer`] keep-alive
 //! connections per peer and reuses them: under load a node holds about as many
 //! sockets per peer as it has requests in flight, where golang's default of 2
 //! idle connections makes it open and close thousands.
@@ -15,8 +15,8 @@
 //! | 404 from peercache (marked) or, in mailgun mode, any other 404 | the owner's loader says not found | `FetchError::Load(NotFound)`, no second load |
 //! | other 404 in golang mode | no golang owner says not-found with a 404: a misrouted request | unavailable: load here |
 //! | 500 (golang), 503 without `Retry-After` (mailgun, peercache) | the owner's loader failed | `FetchError::Load`, no second load |
-//! | 503 with `Retry-After` | the owner is shedding load ([`super::ServerLimits`]) | unavailable: load here; the peer stays in the ring |
-//! | 401 | the owner refused this node's proof ([`super::PeerAuth`]) | unavailable: load here |
+//! | 503 with `Retry-After` | the owner is shedding load ([`crate::http::ServerLimits`]) | unavailable: load here; the peer stays in the ring |
+//! | 401 | the owner refused this node's proof ([`crate::http::PeerAuth`]) | unavailable: load here |
 //! | anything else, timeout, refused connection | the owner is unreachable or overloaded | unavailable: counted in `peer_errors`, load here |
 //!
 //! Changes are sent as mailgun and groupcache-go send them: `DELETE` for one
@@ -29,7 +29,7 @@
 //!
 //! With the `tls` feature, the client speaks TLS to peers whose base URL
 //! is `https://` (`HttpOptions::tls`: a CA to trust, optionally a
-//! client certificate), with ALPN `h2` when [`super::HttpOptions::http2`] is
+//! client certificate), with ALPN `h2` when [`crate::http::HttpOptions::http2`] is
 //! set and `http/1.1` otherwise; a failed handshake (an untrusted
 //! certificate, a refused client certificate) counts as an unreachable peer.
 //!
@@ -39,22 +39,22 @@
 //! is not sent changes (they fail at once, naming it); gets do not reach it
 //! because the pool takes it out of the ring.
 
-use super::auth::PeerAuth;
-use super::connector::PeerClient;
-use super::options::HttpOptions;
-use super::protocol::{NOT_FOUND_HEADER, PROTOBUF_CONTENT_TYPE, PURGE_PATH, REMOVE_KEYS_PATH};
-use super::wire::escape;
+mod connector;
+
+pub(crate) use connector::{build_client, PeerClient};
+
 use crate::health::{PeerHealth, Transition};
+use crate::http::auth::PeerAuth;
+use crate::http::options::HttpOptions;
+use crate::http::protocol::{Encoded, PeerRequest, Reply, PROTOBUF_CONTENT_TYPE};
 use crate::loader::{BoxFuture, LoadError};
 use crate::peers::{FetchError, Peer, PeerError};
-use crate::proto::{GetResponse, RemoveKeysRequest, SetRequest};
+use crate::proto::GetResponse;
 use crate::ring::HashMode;
 use crate::Value;
 use bytes::Bytes;
 use futures_util::future::join_all;
-use http::header::{
-    HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, USER_AGENT,
-};
+use http::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
 use http::{Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use prost::Message;
@@ -73,8 +73,6 @@ const REMOVE_KEYS_PER_REQUEST: usize = 1000;
 /// Room in a peer's answer for the protobuf framing around a value of
 /// `max_body_bytes` (tags, lengths, `expire`: tens of bytes).
 const ANSWER_FRAMING: usize = 1024;
-/// Longest error text from a peer kept in an error message.
-const MAX_ERROR_TEXT: usize = 512;
 
 /// One peer, reached over HTTP.
 pub struct HttpPeer {
@@ -97,8 +95,8 @@ pub struct HttpPeer {
     max_answer_bytes: usize,
 }
 
-/// A peer's answer: status, headers, whole body.
-type Answer = (StatusCode, HeaderMap, Bytes);
+/// A peer's answer: its status, read by the protocol's table.
+type Answer = (StatusCode, Reply);
 
 impl std::fmt::Debug for HttpPeer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -135,12 +133,8 @@ impl HttpPeer {
 
     /// One exchange with the peer at `<base URL><base path><path>`, within
     /// the request timeout, reported to the peer's health.
-    async fn exchange(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<(&'static str, Bytes)>,
-    ) -> Result<Answer, String> {
+    async fn exchange(&self, request: Encoded) -> Result<Answer, String> {
+        let Encoded { method, path, body } = request;
         let url = format!("{}{path}", self.prefix);
         let uri: Uri = url
             .parse()
@@ -178,13 +172,21 @@ impl HttpPeer {
                 limit - ANSWER_FRAMING
             )),
             Ok(Err(error)) => Err(error_chain(error.as_ref())),
-            Ok(Ok((parts, body))) => Ok((parts.status, parts.headers, body)),
+            Ok(Ok((parts, body))) => Ok((
+                parts.status,
+                Reply::read(
+                    parts.status,
+                    &parts.headers,
+                    body,
+                    self.plain_404_is_not_found,
+                ),
+            )),
         };
         match &outcome {
-            Ok((status, _, body)) if is_failure(*status) => {
+            Ok((status, reply)) if is_failure(*status) => {
                 self.report(
                     self.health
-                        .failed(&format!("answered {status}: {}", error_text(body))),
+                        .failed(&format!("answered {status}: {}", reply.reason())),
                 );
             }
             Ok(_) => self.report(self.health.succeeded()),
@@ -201,13 +203,19 @@ impl HttpPeer {
     }
 
     async fn get(&self, group: &str, key: &str) -> Result<Value, FetchError> {
-        let path = format!("{}/{}", escape(group), escape(key));
-        let (status, headers, body) = self
-            .exchange(Method::GET, &path, None)
+        let request = PeerRequest::Get {
+            group: group.into(),
+            key: key.into(),
+        }
+        .encode()
+        .map_err(|reason| self.unavailable(reason))?;
+        let path = request.path.clone();
+        let (status, reply) = self
+            .exchange(request)
             .await
             .map_err(|reason| self.unavailable(reason))?;
-        match status {
-            StatusCode::OK => {
+        match reply {
+            Reply::Value(body) => {
                 let response = GetResponse::decode(body).map_err(|e| {
                     self.unavailable(format!("answered a malformed GetResponse: {e}"))
                 })?;
@@ -218,34 +226,28 @@ impl HttpPeer {
                 let value = Value::new(Bytes::copy_from_slice(&value));
                 Ok(value.with_expiry_unix_nanos(response.expire.unwrap_or(0)))
             }
-            StatusCode::NOT_FOUND if body.starts_with(b"no such group") => {
-                Err(self.unavailable(format!("does not serve this group: {}", error_text(&body))))
+            Reply::Done => Err(self.unavailable(format!(
+                "answered {status} without a GetResponse (content type {PROTOBUF_CONTENT_TYPE}): not a peer endpoint?"
+            ))),
+            Reply::NoSuchGroup(reason) => {
+                Err(self.unavailable(format!("does not serve this group: {reason}")))
             }
-            StatusCode::NOT_FOUND
-                if headers.contains_key(NOT_FOUND_HEADER) || self.plain_404_is_not_found =>
-            {
-                Err(FetchError::Load(LoadError::NotFound))
-            }
-            StatusCode::INTERNAL_SERVER_ERROR => {
-                Err(FetchError::Load(LoadError::msg(error_text(&body))))
-            }
-            StatusCode::SERVICE_UNAVAILABLE if headers.contains_key(RETRY_AFTER) => {
-                Err(self.unavailable(format!("is shedding load (503): {}", error_text(&body))))
-            }
-            StatusCode::SERVICE_UNAVAILABLE => {
-                Err(FetchError::Load(LoadError::msg(error_text(&body))))
+            Reply::NotFound(_) => Err(FetchError::Load(LoadError::NotFound)),
+            Reply::LoadFailed(reason) => Err(FetchError::Load(LoadError::msg(reason))),
+            Reply::Busy(reason, _) => {
+                Err(self.unavailable(format!("is shedding load (503): {reason}")))
             }
             // A 404 that no peercache or golang endpoint gives: the request
             // reached a server, but not its peer endpoint.
-            StatusCode::NOT_FOUND => Err(self.unavailable(format!(
+            Reply::NoRoute(reason) => Err(self.unavailable(format!(
                 "answered 404 Not Found for {}{path}{}: is its peer endpoint mounted there? (in axum: .route_service(&pool.route_path(), pool.service(node)), with the same base path on every node)",
                 self.prefix,
-                match error_text(&body) {
+                match reason {
                     text if text.is_empty() => String::new(),
                     text => format!(" ({text})"),
                 }
             ))),
-            status => Err(self.unavailable(format!("answered {status}: {}", error_text(&body)))),
+            reply => Err(self.unavailable(format!("answered {status}: {}", reply.reason()))),
         }
     }
 
@@ -254,12 +256,7 @@ impl HttpPeer {
     }
 
     /// Sends a change; `Ok` only for a 200 that is not a get's answer.
-    async fn change(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<(&'static str, Bytes)>,
-    ) -> Result<(), ChangeError> {
+    async fn change(&self, request: PeerRequest<'_>) -> Result<(), ChangeError> {
         if !self.health.is_up() {
             let status = self.health.status(&self.id);
             return Err(ChangeError::Failed(format!(
@@ -268,29 +265,22 @@ impl HttpPeer {
                 status.last_error.unwrap_or_default()
             )));
         }
-        let (status, headers, body) = self
-            .exchange(method.clone(), path, body)
-            .await
-            .map_err(ChangeError::Failed)?;
-        let is_get_answer = headers
-            .get(CONTENT_TYPE)
-            .is_some_and(|t| t.as_bytes().starts_with(PROTOBUF_CONTENT_TYPE.as_bytes()));
-        match status {
-            StatusCode::OK if !is_get_answer => Ok(()),
-            StatusCode::OK => Err(ChangeError::NotUnderstood(format!(
+        let request = request.encode().map_err(ChangeError::Failed)?;
+        let method = request.method.clone();
+        let (status, reply) = self.exchange(request).await.map_err(ChangeError::Failed)?;
+        match reply {
+            Reply::Done => Ok(()),
+            Reply::Value(_) => Err(ChangeError::NotUnderstood(format!(
                 "answered {method} as a get: it cannot carry out changes (a golang/groupcache node?)"
             ))),
-            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED
-                if !body.starts_with(b"no such group") =>
-            {
+            Reply::NotFound(reason) | Reply::NoRoute(reason) | Reply::MethodNotAllowed(reason) => {
                 Err(ChangeError::NotUnderstood(format!(
-                    "answered {method} with {status}: {}",
-                    error_text(&body)
+                    "answered {method} with {status}: {reason}"
                 )))
             }
-            status => Err(ChangeError::Failed(format!(
+            reply => Err(ChangeError::Failed(format!(
                 "answered {method} with {status}: {}",
-                error_text(&body)
+                reply.reason()
             ))),
         }
     }
@@ -308,27 +298,25 @@ impl HttpPeer {
     }
 
     async fn remove_chunk(&self, group: &str, keys: &[String]) -> Result<(), ChangeError> {
-        if let [key] = keys {
-            let path = format!("{}/{}", escape(group), escape(key));
-            return self.change(Method::DELETE, &path, None).await;
-        }
-        let request = RemoveKeysRequest {
-            group: Some(group.to_owned()),
-            keys: keys.to_vec(),
+        let remove = |key: &str| {
+            self.change(PeerRequest::Remove {
+                group: group.into(),
+                key: key.to_owned().into(),
+            })
         };
-        let body = serde_json::to_vec(&request)
-            .map_err(|e| ChangeError::Failed(format!("cannot encode the key list: {e}")))?;
-        let path = format!("{}/{REMOVE_KEYS_PATH}", escape(group));
-        let json = Some(("application/json", Bytes::from(body)));
-        match self.change(Method::POST, &path, json).await {
+        if let [key] = keys {
+            return remove(key).await;
+        }
+        let request = PeerRequest::RemoveKeys {
+            group: group.into(),
+            keys: keys.into(),
+        };
+        match self.change(request).await {
             // A peer without `_remove-keys` (mailgun v2): one DELETE per key.
-            Err(ChangeError::NotUnderstood(_)) => {
-                let deletes = keys.iter().map(|key| {
-                    let path = format!("{}/{}", escape(group), escape(key));
-                    async move { self.change(Method::DELETE, &path, None).await }
-                });
-                join_all(deletes).await.into_iter().collect()
-            }
+            Err(ChangeError::NotUnderstood(_)) => join_all(keys.iter().map(|key| remove(key)))
+                .await
+                .into_iter()
+                .collect(),
             outcome => outcome,
         }
     }
@@ -389,24 +377,21 @@ impl Peer for HttpPeer {
         value: &'a Value,
     ) -> BoxFuture<'a, Result<(), PeerError>> {
         Box::pin(async move {
-            let expire = value.expiry_unix_nanos();
-            let body = SetRequest {
-                group: Some(group.to_owned()),
-                key: Some(key.to_owned()),
-                value: Some(value.bytes().clone()),
-                expire: (expire != 0).then_some(expire),
-            }
-            .encode_to_vec();
-            let path = format!("{}/{}", escape(group), escape(key));
-            let body = Some((PROTOBUF_CONTENT_TYPE, Bytes::from(body)));
-            Ok(self.change(Method::PUT, &path, body).await?)
+            let request = PeerRequest::Set {
+                group: group.into(),
+                key: key.into(),
+                value: value.clone(),
+            };
+            Ok(self.change(request).await?)
         })
     }
 
     fn purge<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<(), PeerError>> {
         Box::pin(async move {
-            let path = format!("{}/{PURGE_PATH}", escape(group));
-            Ok(self.change(Method::POST, &path, None).await?)
+            let request = PeerRequest::Purge {
+                group: group.into(),
+            };
+            Ok(self.change(request).await?)
         })
     }
 }
@@ -416,14 +401,13 @@ impl HttpPeer {
     /// which every groupcache server answers at once (400) without loading
     /// anything. Reported to the peer's health like any exchange.
     pub(crate) async fn probe(&self) -> bool {
-        matches!(self.exchange(Method::GET, "", None).await, Ok((status, _, _)) if !is_failure(status))
+        let probe = Encoded {
+            method: Method::GET,
+            path: String::new(),
+            body: None,
+        };
+        matches!(self.exchange(probe).await, Ok((status, _)) if !is_failure(status))
     }
-}
-
-/// A peer's error body as one bounded line of text.
-fn error_text(body: &Bytes) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(MAX_ERROR_TEXT)]);
-    text.trim_end().to_owned()
 }
 
 /// An error and its sources, joined: hyper's top-level messages ("client

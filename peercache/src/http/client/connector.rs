@@ -2,7 +2,7 @@
 //! per peer, HTTP/1.1 or h2c, and (feature `tls`) TLS for `https://` peers
 //! with the pool's CA and client certificate.
 
-use super::options::HttpOptions;
+use crate::http::options::HttpOptions;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -56,7 +56,7 @@ fn connector(options: &HttpOptions) -> PeerConnector {
             .tls
             .as_ref()
             .and_then(|tls| tls.client_config())
-            .unwrap_or_else(super::tls::untrusting_client_config);
+            .unwrap_or_else(crate::http::tls::untrusting_client_config);
         let builder = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config((*config).clone())
             .https_or_http();

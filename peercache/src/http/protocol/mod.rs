@@ -1,0 +1,23 @@
+//! What both sides of the peer protocol share, so that neither imports the
+//! other: the one request type, encoded by the client and parsed by the
+//! server (`request.rs`); the one table of answers, written by the server
+//! and read by the client (`reply.rs`); and the names on the wire.
+
+mod reply;
+mod request;
+
+pub(crate) use reply::Reply;
+pub(crate) use request::{Encoded, Head, Parsing, PeerRequest};
+
+/// Content type of a GetResponse, as Go sends it.
+pub(crate) const PROTOBUF_CONTENT_TYPE: &str = "application/x-protobuf";
+
+/// Header a peercache server sets on a 404 that means "the loader says not
+/// found", so a client can tell it from a 404 of a misrouted request.
+pub(crate) const NOT_FOUND_HEADER: &str = "x-peercache-not-found";
+
+/// The key (after the group) of groupcache-go v3's remove-keys `POST`.
+pub(crate) const REMOVE_KEYS_PATH: &str = "_remove-keys/";
+
+/// The key (after the group) of peercache's purge `POST`.
+pub(crate) const PURGE_PATH: &str = "_purge/";

@@ -1,0 +1,455 @@
+//! The one request type of the peer protocol, [`PeerRequest`]: what a node
+//! asks another, encoded to HTTP by the client ([`PeerRequest::encode`]) and
+//! parsed from HTTP by the server ([`Head::parse`], then [`Head::read`] for
+//! the body), so that the two sides cannot drift apart: a round-trip test
+//! holds them together.
+//!
+//! | request | HTTP (under the base path) |
+//! | --- | --- |
+//! | [`PeerRequest::Get`] | `GET <group>/<key>` (`HEAD` too) |
+//! | [`PeerRequest::Remove`] | `DELETE <group>/<key>` (mailgun) |
+//! | [`PeerRequest::RemoveKeys`] | `POST <group>/_remove-keys/`, JSON `{"group":..,"keys":[..]}` (groupcache-go v3) |
+//! | [`PeerRequest::Set`] | `PUT <group>/<key>`, a protobuf `SetRequest` (mailgun) |
+//! | [`PeerRequest::Purge`] | `POST <group>/_purge/` (peercache) |
+//!
+//! Parsing checks what the request itself can get wrong (its method, path,
+//! escapes, key length, body); what the node makes of it (the group, the
+//! cache) is the server's.
+
+use super::reply::Reply;
+use super::{PROTOBUF_CONTENT_TYPE, PURGE_PATH, REMOVE_KEYS_PATH};
+use crate::http::wire::{escape, parse_peer_path, PlusInPath};
+use crate::proto::{RemoveKeysError, RemoveKeysRequest, SetRequest};
+use crate::Value;
+use bytes::Bytes;
+use http::Method;
+use prost::Message;
+use std::borrow::Cow;
+
+/// The methods the peer endpoint answers.
+pub(crate) const ALLOWED_METHODS: &str = "GET, HEAD, PUT, DELETE, POST";
+
+/// What one node asks another.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum PeerRequest<'a> {
+    /// The value of `key`, from its owner.
+    Get {
+        group: Cow<'a, str>,
+        key: Cow<'a, str>,
+    },
+    /// Remove one key there.
+    Remove {
+        group: Cow<'a, str>,
+        key: Cow<'a, str>,
+    },
+    /// Remove several keys there.
+    RemoveKeys {
+        group: Cow<'a, str>,
+        keys: Cow<'a, [String]>,
+    },
+    /// Store `value` under `key` there.
+    Set {
+        group: Cow<'a, str>,
+        key: Cow<'a, str>,
+        value: Value,
+    },
+    /// Empty the group there.
+    Purge { group: Cow<'a, str> },
+}
+
+/// A request as HTTP: its method, its path under the base path, and its
+/// body with the body's content type.
+#[derive(Debug)]
+pub(crate) struct Encoded {
+    pub(crate) method: Method,
+    pub(crate) path: String,
+    pub(crate) body: Option<(&'static str, Bytes)>,
+}
+
+impl PeerRequest<'_> {
+    /// The request as HTTP; fails only if a key list cannot be written as
+    /// JSON.
+    pub(crate) fn encode(&self) -> Result<Encoded, String> {
+        let at_key = |group: &str, key: &str| format!("{}/{}", escape(group), escape(key));
+        let encoded = |method, path, body| Encoded { method, path, body };
+        Ok(match self {
+            PeerRequest::Get { group, key } => encoded(Method::GET, at_key(group, key), None),
+            PeerRequest::Remove { group, key } => encoded(Method::DELETE, at_key(group, key), None),
+            PeerRequest::RemoveKeys { group, keys } => {
+                let request = RemoveKeysRequest {
+                    group: Some(group.to_string()),
+                    keys: keys.to_vec(),
+                };
+                let body = serde_json::to_vec(&request)
+                    .map_err(|e| format!("cannot encode the key list: {e}"))?;
+                encoded(
+                    Method::POST,
+                    format!("{}/{REMOVE_KEYS_PATH}", escape(group)),
+                    Some(("application/json", Bytes::from(body))),
+                )
+            }
+            PeerRequest::Set { group, key, value } => {
+                let expire = value.expiry_unix_nanos();
+                let body = SetRequest {
+                    group: Some(group.to_string()),
+                    key: Some(key.to_string()),
+                    value: Some(value.bytes().clone()),
+                    expire: (expire != 0).then_some(expire),
+                }
+                .encode_to_vec();
+                encoded(
+                    Method::PUT,
+                    at_key(group, key),
+                    Some((PROTOBUF_CONTENT_TYPE, Bytes::from(body))),
+                )
+            }
+            PeerRequest::Purge { group } => encoded(
+                Method::POST,
+                format!("{}/{PURGE_PATH}", escape(group)),
+                None,
+            ),
+        })
+    }
+}
+
+/// What the server needs to parse requests: the pool's settings.
+#[derive(Debug, Clone)]
+pub(crate) struct Parsing {
+    pub(crate) base_path: String,
+    pub(crate) plus: PlusInPath,
+    pub(crate) max_key_bytes: usize,
+    pub(crate) max_remove_keys: usize,
+}
+
+/// A request whose method and path are read, and whose body (if it has
+/// one) is not yet.
+#[derive(Debug)]
+pub(crate) struct Head<'a> {
+    kind: Kind,
+    group: Cow<'a, str>,
+    key: Cow<'a, str>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Get,
+    Remove,
+    Set,
+    RemoveKeys,
+    Purge,
+}
+
+impl<'a> Head<'a> {
+    /// Whether the endpoint answers `method` at all (checked before
+    /// anything else, as Go does).
+    pub(crate) fn allowed(method: &Method) -> Result<(), Reply> {
+        if [
+            Method::GET,
+            Method::HEAD,
+            Method::PUT,
+            Method::DELETE,
+            Method::POST,
+        ]
+        .contains(method)
+        {
+            return Ok(());
+        }
+        Err(Reply::MethodNotAllowed(format!(
+            "method {method} not allowed: the peer endpoint answers {ALLOWED_METHODS}"
+        )))
+    }
+
+    /// Reads the method and the path (the whole path, base path included).
+    pub(crate) fn parse(method: &Method, path: &'a str, parsing: &Parsing) -> Result<Self, Reply> {
+        Head::allowed(method)?;
+        // Longer than any escaped group and key can be: refused before
+        // decoding anything.
+        let longest =
+            parsing.base_path.len() + crate::MAX_GROUP_NAME_LEN * 3 + 1 + parsing.max_key_bytes * 3;
+        if path.len() > longest {
+            return Err(Reply::TooLong(format!(
+                "path too long ({} bytes): keys are limited to {} bytes",
+                path.len(),
+                parsing.max_key_bytes
+            )));
+        }
+        let parsed = parse_peer_path(path, &parsing.base_path, parsing.plus)
+            .map_err(|error| Reply::BadRequest(format!("bad request: {error}")))?;
+        if parsed.key.len() > parsing.max_key_bytes {
+            return Err(key_too_long(parsed.key.len(), parsing));
+        }
+        let kind = match *method {
+            Method::GET | Method::HEAD => Kind::Get,
+            Method::DELETE => Kind::Remove,
+            Method::PUT => Kind::Set,
+            _ if parsed.key == REMOVE_KEYS_PATH => Kind::RemoveKeys,
+            _ if parsed.key == PURGE_PATH => Kind::Purge,
+            _ => {
+                return Err(Reply::NoRoute(format!(
+                    "invalid path for POST: the peer endpoint takes POST only at <group>/{REMOVE_KEYS_PATH} and <group>/{PURGE_PATH}"
+                )))
+            }
+        };
+        Ok(Head {
+            kind,
+            group: parsed.group,
+            key: parsed.key,
+        })
+    }
+
+    /// The group the request is for.
+    pub(crate) fn group(&self) -> &str {
+        &self.group
+    }
+
+    /// Whether the request has a body to read (`PUT`, `POST`).
+    pub(crate) fn has_body(&self) -> bool {
+        matches!(self.kind, Kind::Set | Kind::RemoveKeys | Kind::Purge)
+    }
+
+    /// The whole request, with its `body` (empty for a request without
+    /// one).
+    pub(crate) fn read(self, body: Bytes, parsing: &Parsing) -> Result<PeerRequest<'a>, Reply> {
+        let Head { kind, group, key } = self;
+        Ok(match kind {
+            Kind::Get => PeerRequest::Get { group, key },
+            Kind::Remove => PeerRequest::Remove { group, key },
+            Kind::Purge => PeerRequest::Purge { group },
+            Kind::Set => {
+                // The key and value come from the body (the key there is
+                // unambiguous, whatever the path's escaping).
+                let request = SetRequest::decode(body).map_err(|error| {
+                    Reply::BadRequest(format!(
+                        "bad request: the body is not a SetRequest: {error}"
+                    ))
+                })?;
+                if let Some(other) = request.group.as_deref().filter(|g| **g != *group) {
+                    return Err(Reply::BadRequest(format!(
+                        "bad request: the SetRequest is for group {other:?} but was sent to group {group:?}"
+                    )));
+                }
+                let Some(key) = request.key else {
+                    return Err(Reply::BadRequest(
+                        "bad request: the SetRequest has no key (field 2)".to_owned(),
+                    ));
+                };
+                if key.len() > parsing.max_key_bytes {
+                    return Err(key_too_long(key.len(), parsing));
+                }
+                let value = Value::new(request.value.unwrap_or_default())
+                    .with_expiry_unix_nanos(request.expire.unwrap_or(0));
+                PeerRequest::Set {
+                    group,
+                    key: Cow::Owned(key),
+                    value,
+                }
+            }
+            Kind::RemoveKeys => {
+                let request = RemoveKeysRequest::from_json(&body, parsing.max_remove_keys)
+                    .map_err(|error| match error {
+                        RemoveKeysError::TooManyKeys { .. } => Reply::TooLarge(error.to_string()),
+                        error => Reply::BadRequest(format!("bad request: {error}")),
+                    })?;
+                if let Some(other) = request.group.as_deref().filter(|g| **g != *group) {
+                    return Err(Reply::BadRequest(format!(
+                        "bad request: the RemoveKeysRequest is for group {other:?} but was sent to group {group:?}"
+                    )));
+                }
+                if let Some(long) = request
+                    .keys
+                    .iter()
+                    .find(|k| k.len() > parsing.max_key_bytes)
+                {
+                    return Err(key_too_long(long.len(), parsing));
+                }
+                PeerRequest::RemoveKeys {
+                    group,
+                    keys: Cow::Owned(request.keys),
+                }
+            }
+        })
+    }
+}
+
+fn key_too_long(len: usize, parsing: &Parsing) -> Reply {
+    Reply::TooLong(format!(
+        "key too long ({len} bytes): the limit is {} bytes",
+        parsing.max_key_bytes
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn parsing() -> Parsing {
+        Parsing {
+            base_path: "/_groupcache/".to_owned(),
+            plus: PlusInPath::Literal,
+            max_key_bytes: 1 << 10,
+            max_remove_keys: 10_000,
+        }
+    }
+
+    /// Encodes `request` as the client does and parses it as the server does.
+    fn round_trip(request: &PeerRequest<'_>) -> Result<PeerRequest<'static>, Reply> {
+        let parsing = parsing();
+        let encoded = request.encode().expect("encodable");
+        let path = format!("{}{}", parsing.base_path, encoded.path);
+        let head = Head::parse(&encoded.method, &path, &parsing)?;
+        assert_eq!(
+            head.has_body(),
+            encoded.method != Method::GET && encoded.method != Method::DELETE
+        );
+        let body = encoded.body.map(|(_, body)| body).unwrap_or_default();
+        let parsed = head.read(body, &parsing)?;
+        Ok(match parsed {
+            PeerRequest::Get { group, key } => PeerRequest::Get {
+                group: Cow::Owned(group.into_owned()),
+                key: Cow::Owned(key.into_owned()),
+            },
+            PeerRequest::Remove { group, key } => PeerRequest::Remove {
+                group: Cow::Owned(group.into_owned()),
+                key: Cow::Owned(key.into_owned()),
+            },
+            PeerRequest::RemoveKeys { group, keys } => PeerRequest::RemoveKeys {
+                group: Cow::Owned(group.into_owned()),
+                keys: Cow::Owned(keys.into_owned()),
+            },
+            PeerRequest::Set { group, key, value } => PeerRequest::Set {
+                group: Cow::Owned(group.into_owned()),
+                key: Cow::Owned(key.into_owned()),
+                value,
+            },
+            PeerRequest::Purge { group } => PeerRequest::Purge {
+                group: Cow::Owned(group.into_owned()),
+            },
+        })
+    }
+
+    #[test]
+    fn the_wire_form_of_each_request() {
+        let value = Value::from("v");
+        let cases = [
+            (
+                PeerRequest::Get {
+                    group: "g".into(),
+                    key: "a b".into(),
+                },
+                "GET",
+                "g/a%20b",
+                None,
+            ),
+            (
+                PeerRequest::Remove {
+                    group: "g".into(),
+                    key: "k".into(),
+                },
+                "DELETE",
+                "g/k",
+                None,
+            ),
+            (
+                PeerRequest::RemoveKeys {
+                    group: "g".into(),
+                    keys: Cow::Owned(vec!["a".into(), "b".into()]),
+                },
+                "POST",
+                "g/_remove-keys/",
+                Some((
+                    "application/json",
+                    &br#"{"group":"g","keys":["a","b"]}"#[..],
+                )),
+            ),
+            (
+                PeerRequest::Set {
+                    group: "g".into(),
+                    key: "k".into(),
+                    value,
+                },
+                "PUT",
+                "g/k",
+                Some((PROTOBUF_CONTENT_TYPE, &b"\n\x01g\x12\x01k\x1a\x01v"[..])),
+            ),
+            (
+                PeerRequest::Purge { group: "g".into() },
+                "POST",
+                "g/_purge/",
+                None,
+            ),
+        ];
+        for (request, method, path, body) in cases {
+            let encoded = request.encode().unwrap();
+            assert_eq!(encoded.method.as_str(), method, "{request:?}");
+            assert_eq!(encoded.path, path, "{request:?}");
+            assert_eq!(
+                encoded.body.as_ref().map(|(t, b)| (*t, &b[..])),
+                body,
+                "{request:?}"
+            );
+            assert_eq!(round_trip(&request).unwrap(), request);
+        }
+    }
+
+    #[test]
+    fn what_parsing_refuses() {
+        let parsing = parsing();
+        let status =
+            |method: Method, path: &str| Head::parse(&method, path, &parsing).unwrap_err().status();
+        assert_eq!(status(Method::PATCH, "/_groupcache/g/k"), 405);
+        assert_eq!(status(Method::GET, "/_groupcache/g"), 400);
+        assert_eq!(status(Method::GET, "/elsewhere/g/k"), 400);
+        assert_eq!(status(Method::POST, "/_groupcache/g/k"), 404);
+        let long = format!("/_groupcache/g/{}", "k".repeat(1025));
+        assert_eq!(status(Method::GET, &long), 414);
+        let head = Head::parse(&Method::PUT, "/_groupcache/g/k", &parsing).unwrap();
+        assert_eq!(
+            head.read(Bytes::from_static(b"\xff"), &parsing)
+                .unwrap_err()
+                .status(),
+            400
+        );
+        let other_group = SetRequest {
+            group: Some("h".into()),
+            key: Some("k".into()),
+            value: None,
+            expire: None,
+        };
+        let head = Head::parse(&Method::PUT, "/_groupcache/g/k", &parsing).unwrap();
+        let refused = head
+            .read(other_group.encode_to_vec().into(), &parsing)
+            .unwrap_err();
+        assert_eq!(refused.status(), 400);
+        let head = Head::parse(&Method::POST, "/_groupcache/g/_remove-keys/", &parsing).unwrap();
+        let too_many = Parsing {
+            max_remove_keys: 1000,
+            ..parsing.clone()
+        };
+        let keys: Vec<String> = (0..1001).map(|i| i.to_string()).collect();
+        let body = serde_json::to_vec(&RemoveKeysRequest { group: None, keys }).unwrap();
+        assert_eq!(head.read(body.into(), &too_many).unwrap_err().status(), 413);
+    }
+
+    proptest! {
+        #[test]
+        fn every_request_round_trips(
+            group in "[^/]{1,20}",
+            key in any::<String>(),
+            keys in proptest::collection::vec(any::<String>(), 0..5),
+            value in any::<Vec<u8>>(),
+            expiry in 0i64..i64::MAX,
+        ) {
+            let value = Value::new(Bytes::from(value)).with_expiry_unix_nanos(expiry);
+            for request in [
+                PeerRequest::Get { group: group.as_str().into(), key: key.as_str().into() },
+                PeerRequest::Remove { group: group.as_str().into(), key: key.as_str().into() },
+                PeerRequest::RemoveKeys { group: group.as_str().into(), keys: Cow::Borrowed(&keys) },
+                PeerRequest::Set { group: group.as_str().into(), key: key.as_str().into(), value: value.clone() },
+                PeerRequest::Purge { group: group.as_str().into() },
+            ] {
+                prop_assert_eq!(round_trip(&request).unwrap(), request);
+            }
+        }
+    }
+}

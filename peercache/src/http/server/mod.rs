@@ -1,0 +1,356 @@
+//! The server side: answers peers' requests for keys this node owns.
+//!
+//! [`PeerService`] is a `tower::Service` and a `hyper::service::Service` at
+//! once, so it can be served alone ([`serve()`]), mounted in an axum or
+//! hyper application, or wrapped in tower middleware.
+//!
+//! The requests are parsed, and the answers written, by the protocol
+//! module (`protocol/`), which the client shares; the answers are in
+//! [`PeerService`]'s documentation. The listener, its limits and their
+//! guard are `serve.rs`, `limits.rs`, `guard.rs` and `conn.rs`.
+
+mod conn;
+mod guard;
+mod limits;
+mod serve;
+
+pub use limits::{
+    BodyBudgetExceeded, BodyTimeout, GuardedBody, LimitCounters, LimitStats, ServerLimits,
+    ServerLimitsBuilder, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT,
+    DEFAULT_MAX_BODY_BYTES_IN_FLIGHT, DEFAULT_MAX_CONCURRENT_REQUESTS,
+    DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_URI_BYTES,
+    DEFAULT_WRITE_TIMEOUT,
+};
+pub use serve::{serve, serve_with_shutdown, Server, SHUTDOWN_GRACE};
+
+use crate::http::auth::{AuthError, PeerAuth};
+use crate::http::options::HttpOptions;
+use crate::http::protocol::{Head, Parsing, PeerRequest, Reply};
+use crate::proto::GetResponse;
+use crate::{Error, Node, ServedGroup};
+use bytes::Bytes;
+use http::header::AUTHORIZATION;
+use http::{Request, Response};
+use http_body::Body;
+use http_body_util::{BodyExt, Full, Limited};
+use prost::Message;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+/// The peer endpoint of a node, as a service.
+///
+/// Answers, as Go peers expect them:
+///
+/// | request | answer |
+/// | --- | --- |
+/// | `GET <base><group>/<key>` | 200 `application/x-protobuf` GetResponse (`expire` set when the value has one) |
+/// | `DELETE <base><group>/<key>` (mailgun) | removes the key here (main and hot); 200, empty body |
+/// | `PUT <base><group>/<key>`, body a `SetRequest` (mailgun) | stores the value under the body's key in the main cache; 200, empty body |
+/// | `POST <base><group>/_remove-keys/`, body JSON `{"group":..,"keys":[..]}` (groupcache-go v3) | removes those keys here; 200, empty body; 413 over [`crate::http::HttpOptions::max_remove_keys`] keys |
+/// | `POST <base><group>/_purge/` (peercache) | empties the group here; 200, empty body |
+/// | no valid proof, when the node has a cluster secret ([`crate::http::PeerAuth`]) | 401 with the reason |
+/// | a body over the body read timeout ([`ServerLimits`]) | 408 |
+/// | a body that would pass the server's body budget ([`ServerLimits::max_body_bytes_in_flight`]) | 503, `Retry-After` |
+/// | unknown group | 404 `no such group: <group>` |
+/// | loader says not found | 404 (mailgun clients return not-found; golang clients load locally) |
+/// | loader fails or panics | 503 (mailgun clients return the error; golang clients load locally) |
+/// | malformed path, escape, body or non-UTF-8 key | 400 with the reason |
+/// | other `POST` paths | 404 |
+/// | key longer than the limit | 414 |
+/// | body larger than the limit | 413 |
+/// | other methods | 405 |
+///
+/// Every request is answered from this node alone and never forwarded to
+/// another peer: through the group's [`crate::ServedGroup`], a get (cache or
+/// loader) and the changes of this node alone. Peers whose rings disagree therefore
+/// cannot bounce a request between them or wait on each other.
+///
+/// It reads the whole request path, base path included: mount it at
+/// `<base path>{*rest}` (axum's `route_service`), not with a router that
+/// strips the prefix (axum's `nest_service`).
+///
+/// It answers any `http::Request`, so it can be called directly:
+///
+/// ```
+/// use bytes::Bytes;
+/// use http_body_util::{BodyExt, Empty};
+/// use peercache::http::PeerService;
+/// use peercache::proto::GetResponse;
+/// use peercache::{loader_fn, Node};
+/// use prost::Message;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let node = Node::new();
+/// node.new_group("colors", 1 << 20, loader_fn(|key: String| async move { Ok(format!("#{key}")) }))?;
+/// let service = PeerService::without_pool(node);
+///
+/// // What another node sends for the key "red" of the group "colors".
+/// let request = http::Request::get("/_groupcache/colors/red").body(Empty::<Bytes>::new())?;
+/// let response = service.answer(request).await?;
+/// assert_eq!(response.status(), 200);
+/// let body = response.into_body().collect().await?.to_bytes();
+/// assert_eq!(GetResponse::decode(body)?.value.unwrap(), "#red");
+/// # Ok(())
+/// # }
+/// ```
+///
+/// In a cluster, take it from the pool, [`crate::http::HttpPool::service`], which
+/// gives it every setting of the pool (the cluster secret, the base path,
+/// the limits), and mount it beside an application's routes in axum at
+/// [`crate::http::HttpPool::route_path`] (serve the router with [`Server`]
+/// to keep its limits):
+///
+/// ```
+/// use peercache::http::{HttpOptions, HttpPool};
+/// use peercache::Node;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let pool = HttpPool::new("http://10.0.0.1:8080", HttpOptions::default())?;
+/// let node = Node::with_picker(pool.clone());
+/// let app: axum::Router = axum::Router::new()
+///     .route("/healthz", axum::routing::get(|| async { "ok" }))
+///     .route_service(&pool.route_path(), pool.service(node));
+/// # let _ = app;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct PeerService {
+    inner: Arc<ServiceInner>,
+}
+
+struct ServiceInner {
+    node: Node,
+    parsing: Parsing,
+    max_body_bytes: usize,
+    /// The cluster secret and this node's base URL, which proofs must name.
+    auth: Option<(Arc<PeerAuth>, Arc<str>)>,
+}
+
+impl std::fmt::Debug for PeerService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerService")
+            .field("base_path", &self.inner.parsing.base_path)
+            .field("plus", &self.inner.parsing.plus)
+            .finish()
+    }
+}
+
+/// The future a [`PeerService`] returns.
+pub type ResponseFuture =
+    Pin<Box<dyn Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send>>;
+
+impl PeerService {
+    /// The peer endpoint of a `node` that has no [`crate::http::HttpPool`] of its
+    /// own (an owner only answering others), with default options: base
+    /// path `/_groupcache/`, golang clients, **no cluster secret**. A node
+    /// with a pool takes [`crate::http::HttpPool::service`] instead, which has the
+    /// pool's secret, base path and limits, so client and server cannot
+    /// disagree.
+    pub fn without_pool(node: Node) -> Self {
+        PeerService::for_node_at(node, &HttpOptions::default(), "")
+    }
+
+    /// The peer endpoint of `node`, reached by its peers at `self_url`,
+    /// with the base path, `+` reading, limits and cluster secret of
+    /// `options`: with a secret, a proof made for another node than
+    /// `self_url` is refused. [`crate::http::HttpPool::service`] builds it this
+    /// way from the pool's own settings.
+    pub fn for_node_at(node: Node, options: &HttpOptions, self_url: &str) -> Self {
+        PeerService {
+            inner: Arc::new(ServiceInner {
+                node,
+                parsing: Parsing {
+                    base_path: options.base_path.clone(),
+                    plus: options.plus(),
+                    max_key_bytes: options.max_key_bytes,
+                    max_remove_keys: options.max_remove_keys,
+                },
+                max_body_bytes: options.max_body_bytes,
+                auth: options.auth.clone().map(|auth| (auth, Arc::from(self_url))),
+            }),
+        }
+    }
+
+    /// The base path this service answers under.
+    pub fn base_path(&self) -> &str {
+        &self.inner.parsing.base_path
+    }
+
+    /// Answers one request: its method, path and (for `PUT` and `POST`)
+    /// body are read; headers and query are ignored, as Go does.
+    pub fn answer<B>(&self, request: Request<B>) -> ResponseFuture
+    where
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move { Ok(inner.answer(request).await.into_response()) })
+    }
+}
+
+impl ServiceInner {
+    async fn answer<B>(&self, request: Request<B>) -> Reply
+    where
+        B: Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let (parts, body) = request.into_parts();
+        let method = &parts.method;
+        if let Err(refused) = Head::allowed(method) {
+            return refused;
+        }
+        let path = parts.uri.path();
+        let verified = match &self.auth {
+            None => None,
+            Some((auth, me)) => {
+                let target = parts.uri.path_and_query().map_or(path, |p| p.as_str());
+                match auth.verify(
+                    method.as_str(),
+                    me,
+                    target,
+                    parts.headers.get(AUTHORIZATION),
+                ) {
+                    Ok(verified) => Some(verified),
+                    Err(error) => return refused(&error),
+                }
+            }
+        };
+        let head = match Head::parse(method, path, &self.parsing) {
+            Ok(head) => head,
+            Err(refused) => return refused,
+        };
+        let Some(group) = self.node.served_group(head.group()) else {
+            return Reply::NoSuchGroup(format!("no such group: {}", head.group()));
+        };
+        let body = if head.has_body() {
+            match self.read_body(body).await {
+                Ok(body)
+                    if verified
+                        .as_ref()
+                        .is_some_and(|v| v.check_body(&body).is_err()) =>
+                {
+                    return refused(&AuthError::BodyMismatch)
+                }
+                Ok(body) => body,
+                Err(refused) => return refused,
+            }
+        } else {
+            Bytes::new()
+        };
+        match head.read(body, &self.parsing) {
+            Ok(PeerRequest::Get { key, .. }) => get(&group, &key).await,
+            Ok(PeerRequest::Remove { key, .. }) => {
+                group.remove(&[&*key]);
+                Reply::Done
+            }
+            Ok(PeerRequest::RemoveKeys { keys, .. }) => {
+                group.remove(&keys);
+                Reply::Done
+            }
+            Ok(PeerRequest::Set { key, value, .. }) => {
+                group.set(&key, value);
+                Reply::Done
+            }
+            Ok(PeerRequest::Purge { .. }) => {
+                group.purge();
+                Reply::Done
+            }
+            Err(refused) => refused,
+        }
+    }
+
+    /// Reads a whole request body, refusing one over the size limit.
+    async fn read_body<B>(&self, body: B) -> Result<Bytes, Reply>
+    where
+        B: Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        match Limited::new(body, self.max_body_bytes).collect().await {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+                Err(Reply::TooLarge(format!(
+                    "request body too large: the limit is {} bytes",
+                    self.max_body_bytes
+                )))
+            }
+            Err(error) if error.is::<limits::BodyTimeout>() => {
+                Err(Reply::Timeout(format!("request timeout: {error}")))
+            }
+            Err(error) if error.is::<limits::BodyBudgetExceeded>() => {
+                Err(Reply::Busy(error.to_string(), 1))
+            }
+            Err(error) => Err(Reply::BadRequest(format!(
+                "bad request: reading the body failed: {error}"
+            ))),
+        }
+    }
+}
+
+/// A get, answered from this node alone (its cache or its loader).
+async fn get(group: &ServedGroup, key: &str) -> Reply {
+    match group.get(key).await {
+        Ok(value) => {
+            let expire = value.expiry_unix_nanos();
+            let body = GetResponse {
+                value: Some(value.into_bytes()),
+                minute_qps: None,
+                expire: (expire != 0).then_some(expire),
+            }
+            .encode_to_vec();
+            Reply::Value(Bytes::from(body))
+        }
+        Err(error @ Error::NotFound { .. }) => Reply::NotFound(error.to_string()),
+        Err(error) => Reply::LoadFailed(error.to_string()),
+    }
+}
+
+/// The answer to a request whose proof failed: 401, or 503 when the replay
+/// table is full.
+fn refused(error: &AuthError) -> Reply {
+    if matches!(error, AuthError::Busy) {
+        return Reply::Busy(error.to_string(), 1);
+    }
+    Reply::Unauthorized(format!(
+        "unauthorized: {error}; every node needs the same peer secret"
+    ))
+}
+
+impl<B> tower_service::Service<Request<B>> for PeerService
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        self.answer(request)
+    }
+}
+
+impl<B> hyper::service::Service<Request<B>> for PeerService
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn call(&self, request: Request<B>) -> Self::Future {
+        self.answer(request)
+    }
+}
