@@ -86,9 +86,12 @@ impl Default for HealthPolicy {
 impl HealthPolicy {
     /// A builder starting from the defaults.
     pub fn builder() -> HealthPolicyBuilder {
-        HealthPolicyBuilder {
-            policy: HealthPolicy::default(),
-        }
+        HealthPolicy::default().to_builder()
+    }
+
+    /// A builder starting from this policy.
+    pub fn to_builder(&self) -> HealthPolicyBuilder {
+        HealthPolicyBuilder { policy: *self }
     }
 
     /// Failures in a row that take a peer out of the ring (0: never).

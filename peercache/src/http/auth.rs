@@ -2,7 +2,7 @@
 //!
 //! Go groupcache trusts whoever can reach its port: anyone on the network can
 //! read every key, and (mailgun) overwrite or remove them. With a
-//! [`PeerAuth`] in [`super::HttpOptions::auth`], a peercache node signs each
+//! [`PeerAuth`] in [`super::HttpOptionsBuilder::auth`], a peercache node signs each
 //! peer request and its peer endpoint refuses, with 401, any request
 //! without a valid proof.
 //!
@@ -126,7 +126,7 @@ fn in_file(path: &Option<String>) -> String {
 /// Share one (in an `Arc`) between client and server; see the module
 /// documentation.
 ///
-/// Put it in [`super::HttpOptions::auth`] of every node: the pool signs each
+/// Put it in [`super::HttpOptionsBuilder::auth`] of every node: the pool signs each
 /// request, the peer endpoint checks it. What happens underneath:
 ///
 /// ```

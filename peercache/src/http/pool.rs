@@ -485,7 +485,7 @@ fn check_url(url: &str, https: bool) -> Result<(), PoolError> {
             return Err(PoolError::NoTls {
                 url: url.to_owned(),
                 reason: if cfg!(feature = "tls") {
-                    "no TLS is configured: give HttpOptions::tls a CA to trust (peercache-server: --tls-ca)"
+                    "no TLS is configured: give HttpOptionsBuilder::tls a configuration with a CA to trust (peercache-server: --tls-ca)"
                 } else {
                     "peercache was built without TLS: enable its `tls` cargo feature (peercache-server: build with --features tls)"
                 },

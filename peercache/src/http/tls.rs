@@ -14,7 +14,7 @@
 //! - [`TlsBuilder::require_client_cert`]: the server refuses, at the
 //!   handshake, every client without a certificate signed by the CA.
 //!
-//! Put it in [`super::HttpOptions::tls`] for the client side (peers whose
+//! Put it in [`super::HttpOptionsBuilder::tls`] for the client side (peers whose
 //! base URL is `https://`) and give it to [`super::Server::tls`] for the
 //! server side, so both use one configuration:
 //!

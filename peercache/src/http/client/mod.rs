@@ -10,7 +10,8 @@
 //!
 //! | answer | meaning | result |
 //! | --- | --- | --- |
-//! | 200 | the value | `Ok`, with `expire` as the value's expiry |
+//! | 200 `application/x-protobuf` | the value | `Ok`, with `expire` as the value's expiry |
+//! | 200 otherwise | not a peer endpoint (a catch-all route, a proxy's page) | unavailable: load here |
 //! | 404 `no such group` | the peer lacks the group (misconfigured) | unavailable: load here |
 //! | 404 from peercache (marked) or, in mailgun mode, any other 404 | the owner's loader says not found | `FetchError::Load(NotFound)`, no second load |
 //! | other 404 in golang mode | no golang owner says not-found with a 404: a misrouted request | unavailable: load here |
@@ -28,7 +29,7 @@
 //! get, which must not pass for a removal.
 //!
 //! With the `tls` feature, the client speaks TLS to peers whose base URL
-//! is `https://` (`HttpOptions::tls`: a CA to trust, optionally a
+//! is `https://` (`HttpOptionsBuilder::tls`: a CA to trust, optionally a
 //! client certificate), with ALPN `h2` when [`crate::http::HttpOptions::http2`] is
 //! set and `http/1.1` otherwise; a failed handshake (an untrusted
 //! certificate, a refused client certificate) counts as an unreachable peer.

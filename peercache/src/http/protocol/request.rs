@@ -137,11 +137,14 @@ enum Kind {
     Set,
     RemoveKeys,
     Purge,
+    /// A `POST` to a path the endpoint lacks: refused once its body is
+    /// read and checked, as any other `POST`.
+    Unrouted,
 }
 
 impl<'a> Head<'a> {
     /// Whether the endpoint answers `method` at all (checked before
-    /// anything else, as Go does).
+    /// anything else).
     pub(crate) fn allowed(method: &Method) -> Result<(), Reply> {
         if [
             Method::GET,
@@ -184,11 +187,7 @@ impl<'a> Head<'a> {
             Method::PUT => Kind::Set,
             _ if parsed.key == REMOVE_KEYS_PATH => Kind::RemoveKeys,
             _ if parsed.key == PURGE_PATH => Kind::Purge,
-            _ => {
-                return Err(Reply::NoRoute(format!(
-                    "invalid path for POST: the peer endpoint takes POST only at <group>/{REMOVE_KEYS_PATH} and <group>/{PURGE_PATH}"
-                )))
-            }
+            _ => Kind::Unrouted,
         };
         Ok(Head {
             kind,
@@ -204,7 +203,10 @@ impl<'a> Head<'a> {
 
     /// Whether the request has a body to read (`PUT`, `POST`).
     pub(crate) fn has_body(&self) -> bool {
-        matches!(self.kind, Kind::Set | Kind::RemoveKeys | Kind::Purge)
+        matches!(
+            self.kind,
+            Kind::Set | Kind::RemoveKeys | Kind::Purge | Kind::Unrouted
+        )
     }
 
     /// The whole request, with its `body` (empty for a request without
@@ -215,6 +217,11 @@ impl<'a> Head<'a> {
             Kind::Get => PeerRequest::Get { group, key },
             Kind::Remove => PeerRequest::Remove { group, key },
             Kind::Purge => PeerRequest::Purge { group },
+            Kind::Unrouted => {
+                return Err(Reply::NoRoute(format!(
+                    "invalid path for POST: the peer endpoint takes POST only at <group>/{REMOVE_KEYS_PATH} and <group>/{PURGE_PATH}"
+                )))
+            }
             Kind::Set => {
                 // The key and value come from the body (the key there is
                 // unambiguous, whatever the path's escaping).
@@ -400,7 +407,14 @@ mod tests {
         assert_eq!(status(Method::PATCH, "/_groupcache/g/k"), 405);
         assert_eq!(status(Method::GET, "/_groupcache/g"), 400);
         assert_eq!(status(Method::GET, "/elsewhere/g/k"), 400);
-        assert_eq!(status(Method::POST, "/_groupcache/g/k"), 404);
+        // A POST elsewhere is refused once its body is read (and its proof
+        // checked), as any POST.
+        let elsewhere = Head::parse(&Method::POST, "/_groupcache/g/k", &parsing).unwrap();
+        assert!(elsewhere.has_body());
+        assert_eq!(
+            elsewhere.read(Bytes::new(), &parsing).unwrap_err().status(),
+            404
+        );
         let long = format!("/_groupcache/g/{}", "k".repeat(1025));
         assert_eq!(status(Method::GET, &long), 414);
         let head = Head::parse(&Method::PUT, "/_groupcache/g/k", &parsing).unwrap();

@@ -56,7 +56,7 @@ pub async fn serve_with_shutdown(
 /// [`Server`] serves any tower service whose error is `Infallible`: the
 /// peer endpoint alone ([`PeerService`]), or an axum router that mounts it
 /// beside an application's own routes (as `peercache-server` does). hyper
-/// and hyper-util do the HTTP; this module adds what a cache tier needs
+/// and hyper-util do the HTTP; the server adds what a cache tier needs
 /// around them: a `Guard` in front of the service; a cap on open
 /// connections (at the cap, new ones wait in the kernel's backlog); the
 /// protocol detected within the header-read timeout and writes that stall
@@ -125,8 +125,8 @@ impl Server {
 
     /// Serves HTTPS with `config`'s server certificate (and, if it says so,
     /// refuses clients without a certificate signed by its CA); fails
-    /// (`InvalidInput`) when `config` has no server certificate. See the
-    /// module documentation.
+    /// (`InvalidInput`) when `config` has no server certificate. See
+    /// [`Server`] for how handshakes are run.
     #[cfg(feature = "tls")]
     pub fn tls(mut self, config: &crate::http::tls::TlsConfig) -> io::Result<Self> {
         let server = config.server_config().ok_or_else(|| {
