@@ -9,6 +9,9 @@ mod request;
 pub(crate) use reply::Reply;
 pub(crate) use request::{Encoded, Head, Parsing, PeerRequest};
 
+/// The methods the peer endpoint answers.
+pub(crate) const ALLOWED_METHODS: &str = "GET, HEAD, PUT, DELETE, POST";
+
 /// Content type of a GetResponse, as Go sends it.
 pub(crate) const PROTOBUF_CONTENT_TYPE: &str = "application/x-protobuf";
 

@@ -18,8 +18,7 @@
 //! | `BadRequest`, `Timeout`, `TooLarge`, `TooLong` | 400, 408, 413, 414 | refused: load here (a change fails) |
 //! | `Other` | anything else | unreachable or failing: load here |
 
-use super::request::ALLOWED_METHODS;
-use super::{NOT_FOUND_HEADER, PROTOBUF_CONTENT_TYPE};
+use super::{ALLOWED_METHODS, NOT_FOUND_HEADER, PROTOBUF_CONTENT_TYPE};
 use crate::http::auth::SCHEME;
 use bytes::Bytes;
 use http::header::{

@@ -17,7 +17,7 @@
 //! cache) is the server's.
 
 use super::reply::Reply;
-use super::{PROTOBUF_CONTENT_TYPE, PURGE_PATH, REMOVE_KEYS_PATH};
+use super::{ALLOWED_METHODS, PROTOBUF_CONTENT_TYPE, PURGE_PATH, REMOVE_KEYS_PATH};
 use crate::http::wire::{escape, parse_peer_path, PlusInPath};
 use crate::proto::{RemoveKeysError, RemoveKeysRequest, SetRequest};
 use crate::Value;
@@ -25,9 +25,6 @@ use bytes::Bytes;
 use http::Method;
 use prost::Message;
 use std::borrow::Cow;
-
-/// The methods the peer endpoint answers.
-pub(crate) const ALLOWED_METHODS: &str = "GET, HEAD, PUT, DELETE, POST";
 
 /// What one node asks another.
 #[derive(Debug, Clone, PartialEq)]

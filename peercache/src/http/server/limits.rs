@@ -388,5 +388,3 @@ impl LimitCounters {
         self.connection_waits.fetch_add(1, Ordering::Relaxed);
     }
 }
-
-pub use super::guard::{BodyBudgetExceeded, BodyTimeout, GuardedBody};

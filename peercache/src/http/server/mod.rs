@@ -14,10 +14,10 @@ mod guard;
 mod limits;
 mod serve;
 
+pub use guard::{BodyBudgetExceeded, BodyTimeout, GuardedBody};
 pub use limits::{
-    BodyBudgetExceeded, BodyTimeout, GuardedBody, LimitCounters, LimitStats, ServerLimits,
-    ServerLimitsBuilder, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT,
-    DEFAULT_MAX_BODY_BYTES_IN_FLIGHT, DEFAULT_MAX_CONCURRENT_REQUESTS,
+    LimitCounters, LimitStats, ServerLimits, ServerLimitsBuilder, DEFAULT_BODY_READ_TIMEOUT,
+    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_BODY_BYTES_IN_FLIGHT, DEFAULT_MAX_CONCURRENT_REQUESTS,
     DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_URI_BYTES,
     DEFAULT_WRITE_TIMEOUT,
 };
@@ -279,10 +279,10 @@ impl ServiceInner {
                     self.max_body_bytes
                 )))
             }
-            Err(error) if error.is::<limits::BodyTimeout>() => {
+            Err(error) if error.is::<guard::BodyTimeout>() => {
                 Err(Reply::Timeout(format!("request timeout: {error}")))
             }
-            Err(error) if error.is::<limits::BodyBudgetExceeded>() => {
+            Err(error) if error.is::<guard::BodyBudgetExceeded>() => {
                 Err(Reply::Busy(error.to_string(), 1))
             }
             Err(error) => Err(Reply::BadRequest(format!(

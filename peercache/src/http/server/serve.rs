@@ -3,8 +3,8 @@
 //! shutdown.
 
 use super::conn::{detect, Protocol, StallTimeout};
-use super::guard::Guard;
-use super::limits::{GuardedBody, LimitCounters, ServerLimits};
+use super::guard::{Guard, GuardedBody};
+use super::limits::{LimitCounters, ServerLimits};
 use super::PeerService;
 use bytes::Bytes;
 use http::{Request, Response};
