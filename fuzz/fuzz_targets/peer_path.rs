@@ -19,7 +19,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use peercache::http::wire::{self, PathError, PlusInPath, DEFAULT_BASE_PATH};
+use peercache::http::wire::{self, PathError};
+use peercache::http::{PlusInPath, DEFAULT_BASE_PATH};
 
 const MODES: [PlusInPath; 2] = [PlusInPath::Space, PlusInPath::Literal];
 

@@ -21,7 +21,7 @@ pub enum ServerError {
     #[error("bad --pool, --self or --base-path: {0}")]
     Pool(#[from] PoolError),
     #[error("bad --peers-dns: {0}")]
-    Discovery(#[from] peercache::http::DiscoveryError),
+    Discovery(#[from] peercache::http::discovery::DiscoveryError),
     #[error("cannot create a group: {0}")]
     Group(#[from] peercache::Error),
     #[error("--peer-auth-window {0:?} is too short: nodes' clocks and the network need at least 1s (default 30s)")]

@@ -7,7 +7,7 @@
 
 mod support;
 
-use peercache::http::tls::rustls;
+use peercache::http::rustls;
 use peercache::ring::{HashMode, Ring};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,

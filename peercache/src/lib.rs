@@ -58,7 +58,8 @@
 //!   with removal and weights.
 //! - [`health`]: a peer's health: up, or out of the ring and probed with
 //!   back-off.
-//! - [`peers`]: the [`PeerPicker`] and [`Peer`] traits a transport implements.
+//! - `peers.rs`: the [`PeerPicker`] and [`Peer`] traits a transport
+//!   implements (how to write one is on [`PeerPicker`]).
 //! - [`http`]: the HTTP transport, wire-compatible with Go groupcache: the
 //!   peer pool ([`http::HttpPool`]) and its options ([`http::HttpOptions`]),
 //!   the peer endpoint ([`http::PeerService`]), the server with its limits
@@ -93,7 +94,7 @@ pub mod in_process;
 mod loader;
 pub mod metrics;
 mod node;
-pub mod peers;
+mod peers;
 pub mod proto;
 // The one module with `unsafe`: a lock, whose soundness argument is its docs.
 #[allow(unsafe_code)]
@@ -107,15 +108,16 @@ pub mod trace;
 pub mod typed;
 mod value;
 
-pub use cache::{CacheKind, CacheStats};
+pub use cache::policy::HotCachePolicy;
+pub use cache::stats::{CacheKind, CacheStats};
 pub use error::{Error, PeerFailure};
-pub use group::{Get, Group, HotCachePolicy, ServedGroup};
+pub use group::{Get, Group, ServedGroup};
 pub use loader::{loader_fn, BoxFuture, LoadError, Loader, LoaderFn};
 pub use node::{GroupBuilder, Node, DEFAULT_CACHE_BYTES, MAX_GROUP_NAME_LEN};
 pub use peers::{FetchError, Peer, PeerError, PeerPicker};
 pub use setting::InvalidSetting;
 pub use stats::GroupStats;
-pub use trace::KeyInTraces;
+pub use trace::setting::KeyInTraces;
 pub use value::{Value, ValueError};
 
 /// The README's examples, compiled and run as doctests.

@@ -1,80 +1,5 @@
-//! What a transport must provide: picking a key's owner and fetching from it.
-//!
-//! Go splits this into `PeerPicker` (who owns this key?) and `ProtoGetter`
-//! (ask that peer). A [`crate::Node`] is given one [`PeerPicker`]; its groups
-//! ask it on every miss. The HTTP transport implements these traits; so does
-//! [`crate::in_process`], an in-process network for tests.
-//!
-//! A transport reports two kinds of failure and the group treats them
-//! differently, as mailgun's groupcache does (golang's does not, and loads a
-//! key twice when the owner's loader fails):
-//!
-//! - [`FetchError::Unavailable`]: the peer could not be asked or did not
-//!   answer. The group counts `peer_errors` and loads the key itself.
-//! - [`FetchError::Load`]: the owner answered that its loader failed. That is
-//!   the answer: the group returns it without a second load.
-//!
-//! Besides fetching, a peer carries out the changes a group makes across the
-//! cluster ([`crate::Group::remove`], [`crate::Group::set`],
-//! [`crate::Group::purge`]): each is applied to the peer's own caches only,
-//! never forwarded, and a failure is a [`PeerError`] that the group reports
-//! by peer.
-//!
-//! A sketch of a transport: a picker that gives keys starting with
-//! `remote:` to one remote peer, whose `fetch` would send a request (here it
-//! makes the answer up). The trait methods return a boxed future,
-//! [`BoxFuture`]:
-//!
-//! ```
-//! use peercache::BoxFuture;
-//! use peercache::{loader_fn, FetchError, Node, Peer, PeerError, PeerPicker, Value};
-//! use std::sync::Arc;
-//!
-//! struct Remote;
-//!
-//! impl Peer for Remote {
-//!     fn id(&self) -> &str {
-//!         "http://10.0.0.2:8080"
-//!     }
-//!     fn fetch<'a>(&'a self, group: &'a str, key: &'a str) -> BoxFuture<'a, Result<Value, FetchError>> {
-//!         // A real transport asks the peer, mapping a failed exchange to
-//!         // FetchError::Unavailable (then the key is loaded here).
-//!         Box::pin(async move { Ok(Value::from(format!("{group}/{key} from the owner"))) })
-//!     }
-//!     fn remove<'a>(&'a self, _: &'a str, _: &'a [String]) -> BoxFuture<'a, Result<(), PeerError>> {
-//!         Box::pin(async { Ok(()) })
-//!     }
-//!     fn set<'a>(&'a self, _: &'a str, _: &'a str, _: &'a Value) -> BoxFuture<'a, Result<(), PeerError>> {
-//!         Box::pin(async { Err(PeerError("read-only peer".into())) })
-//!     }
-//!     fn purge<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<(), PeerError>> {
-//!         Box::pin(async { Ok(()) })
-//!     }
-//! }
-//!
-//! struct Picker(Arc<Remote>);
-//!
-//! impl PeerPicker for Picker {
-//!     fn pick(&self, key: &str) -> Option<Arc<dyn Peer>> {
-//!         key.starts_with("remote:").then(|| self.0.clone() as Arc<dyn Peer>) // None: this node owns it
-//!     }
-//!     fn others(&self) -> Vec<Arc<dyn Peer>> {
-//!         vec![self.0.clone()]
-//!     }
-//! }
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), peercache::Error> {
-//! let node = Node::with_picker(Arc::new(Picker(Arc::new(Remote))));
-//! let g = node.new_group("g", 1 << 20, loader_fn(|key: String| async move { Ok(format!("{key} loaded here")) }))?;
-//! assert_eq!(g.get("mine").await?.as_str().unwrap(), "mine loaded here");
-//! assert_eq!(g.get("remote:x").await?.as_str().unwrap(), "g/remote:x from the owner");
-//!
-//! let refused = g.set("remote:x", "new", None).await.unwrap_err();
-//! assert_eq!(refused.failed_peers()[0].reason, "read-only peer");
-//! # Ok(())
-//! # }
-//! ```
+//! What a transport provides, [`PeerPicker`] and [`Peer`] (documented on
+//! `PeerPicker`), and the errors they report.
 
 use crate::loader::{BoxFuture, LoadError};
 use crate::Value;
@@ -98,7 +23,7 @@ pub struct PeerError(pub String);
 
 /// A remote peer that can serve keys of any group.
 ///
-/// See the [module documentation](self) for an implementation.
+/// See [`PeerPicker`] for an implementation.
 pub trait Peer: Send + Sync + 'static {
     /// The peer's identity, as on the ring (for HTTP, its base URL).
     fn id(&self) -> &str;
@@ -135,8 +60,85 @@ pub trait Peer: Send + Sync + 'static {
 
 /// Chooses the owner of a key.
 ///
-/// Give one to [`crate::Node::with_picker`]; see the
-/// [module documentation](self) for an implementation.
+/// Give one to [`crate::Node::with_picker`].
+///
+/// What a transport must provide: picking a key's owner and fetching from it.
+///
+/// Go splits this into `PeerPicker` (who owns this key?) and `ProtoGetter`
+/// (ask that peer). A [`crate::Node`] is given one [`PeerPicker`]; its groups
+/// ask it on every miss. The HTTP transport implements these traits; so does
+/// [`crate::in_process`], an in-process network for tests.
+///
+/// A transport reports two kinds of failure and the group treats them
+/// differently, as mailgun's groupcache does (golang's does not, and loads a
+/// key twice when the owner's loader fails):
+///
+/// - [`FetchError::Unavailable`]: the peer could not be asked or did not
+///   answer. The group counts `peer_errors` and loads the key itself.
+/// - [`FetchError::Load`]: the owner answered that its loader failed. That is
+///   the answer: the group returns it without a second load.
+///
+/// Besides fetching, a peer carries out the changes a group makes across the
+/// cluster ([`crate::Group::remove`], [`crate::Group::set`],
+/// [`crate::Group::purge`]): each is applied to the peer's own caches only,
+/// never forwarded, and a failure is a [`PeerError`] that the group reports
+/// by peer.
+///
+/// A sketch of a transport: a picker that gives keys starting with
+/// `remote:` to one remote peer, whose `fetch` would send a request (here it
+/// makes the answer up). The trait methods return a boxed future,
+/// [`BoxFuture`]:
+///
+/// ```
+/// use peercache::BoxFuture;
+/// use peercache::{loader_fn, FetchError, Node, Peer, PeerError, PeerPicker, Value};
+/// use std::sync::Arc;
+///
+/// struct Remote;
+///
+/// impl Peer for Remote {
+///     fn id(&self) -> &str {
+///         "http://10.0.0.2:8080"
+///     }
+///     fn fetch<'a>(&'a self, group: &'a str, key: &'a str) -> BoxFuture<'a, Result<Value, FetchError>> {
+///         // A real transport asks the peer, mapping a failed exchange to
+///         // FetchError::Unavailable (then the key is loaded here).
+///         Box::pin(async move { Ok(Value::from(format!("{group}/{key} from the owner"))) })
+///     }
+///     fn remove<'a>(&'a self, _: &'a str, _: &'a [String]) -> BoxFuture<'a, Result<(), PeerError>> {
+///         Box::pin(async { Ok(()) })
+///     }
+///     fn set<'a>(&'a self, _: &'a str, _: &'a str, _: &'a Value) -> BoxFuture<'a, Result<(), PeerError>> {
+///         Box::pin(async { Err(PeerError("read-only peer".into())) })
+///     }
+///     fn purge<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<(), PeerError>> {
+///         Box::pin(async { Ok(()) })
+///     }
+/// }
+///
+/// struct Picker(Arc<Remote>);
+///
+/// impl PeerPicker for Picker {
+///     fn pick(&self, key: &str) -> Option<Arc<dyn Peer>> {
+///         key.starts_with("remote:").then(|| self.0.clone() as Arc<dyn Peer>) // None: this node owns it
+///     }
+///     fn others(&self) -> Vec<Arc<dyn Peer>> {
+///         vec![self.0.clone()]
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), peercache::Error> {
+/// let node = Node::with_picker(Arc::new(Picker(Arc::new(Remote))));
+/// let g = node.new_group("g", 1 << 20, loader_fn(|key: String| async move { Ok(format!("{key} loaded here")) }))?;
+/// assert_eq!(g.get("mine").await?.as_str().unwrap(), "mine loaded here");
+/// assert_eq!(g.get("remote:x").await?.as_str().unwrap(), "g/remote:x from the owner");
+///
+/// let refused = g.set("remote:x", "new", None).await.unwrap_err();
+/// assert_eq!(refused.failed_peers()[0].reason, "read-only peer");
+/// # Ok(())
+/// # }
+/// ```
 pub trait PeerPicker: Send + Sync + 'static {
     /// The peer that owns `key`, or `None` when this node owns it (or there
     /// are no peers): then the key is loaded here.

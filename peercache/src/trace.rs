@@ -73,37 +73,42 @@ use std::fmt;
 use std::time::Instant;
 use tracing::Span;
 
-/// How keys appear in tracing spans and events.
-///
-/// Set per group with [`crate::GroupBuilder::key_in_traces`]; the module
-/// documentation shows the spans.
-///
-/// ```
-/// use peercache::{loader_fn, KeyInTraces, Node};
-///
-/// # fn main() -> Result<(), peercache::Error> {
-/// let node = Node::new();
-/// // Follow one key's story across spans without writing it down.
-/// node.group_builder("sessions")
-///     .key_in_traces(KeyInTraces::Hashed)
-///     .build(loader_fn(|token: String| async move { Ok(token.len().to_string()) }))?;
-/// assert_eq!(KeyInTraces::default(), KeyInTraces::Plain);
-/// # Ok(())
-/// # }
-/// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum KeyInTraces {
-    /// The key itself (the default).
-    #[default]
-    Plain,
-    /// `sha256:` and the first 8 bytes of the key's SHA-256, in hex: the
-    /// same key always shows the same value, so one key's story can be
-    /// followed. Not a secret: a key from a small space (user ids) can be
-    /// found by hashing every candidate.
-    Hashed,
-    /// `-`: keys never appear.
-    Hidden,
+/// [`KeyInTraces`] is a group's setting, at the crate root: defined in a
+/// private module so that it has that one path.
+pub(crate) mod setting {
+    /// How keys appear in tracing spans and events.
+    ///
+    /// Set per group with [`crate::GroupBuilder::key_in_traces`]; the
+    /// [`trace`](crate::trace) module shows the spans.
+    ///
+    /// ```
+    /// use peercache::{loader_fn, KeyInTraces, Node};
+    ///
+    /// # fn main() -> Result<(), peercache::Error> {
+    /// let node = Node::new();
+    /// // Follow one key's story across spans without writing it down.
+    /// node.group_builder("sessions")
+    ///     .key_in_traces(KeyInTraces::Hashed)
+    ///     .build(loader_fn(|token: String| async move { Ok(token.len().to_string()) }))?;
+    /// assert_eq!(KeyInTraces::default(), KeyInTraces::Plain);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+    pub enum KeyInTraces {
+        /// The key itself (the default).
+        #[default]
+        Plain,
+        /// `sha256:` and the first 8 bytes of the key's SHA-256, in hex: the
+        /// same key always shows the same value, so one key's story can be
+        /// followed. Not a secret: a key from a small space (user ids) can be
+        /// found by hashing every candidate.
+        Hashed,
+        /// `-`: keys never appear.
+        Hidden,
+    }
 }
+pub(crate) use setting::KeyInTraces;
 
 /// A key as [`KeyInTraces`] says to show it; formatted lazily.
 pub(crate) struct Shown<'a> {

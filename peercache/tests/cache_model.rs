@@ -3,7 +3,8 @@
 //! lists, the eviction counters and every returned value must match, and the
 //! cache must never hold more than its budget.
 
-use peercache::cache::{Cache, CacheKind};
+use peercache::cache::Cache;
+use peercache::CacheKind;
 use peercache::Value;
 use proptest::prelude::*;
 

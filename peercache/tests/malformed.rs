@@ -24,8 +24,9 @@
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use peercache::http::wire::{self, PathError, PlusInPath, DEFAULT_BASE_PATH};
+use peercache::http::wire::{self, PathError};
 use peercache::http::{HttpOptions, PeerService};
+use peercache::http::{PlusInPath, DEFAULT_BASE_PATH};
 use peercache::proto::{GetRequest, GetResponse, RemoveKeysError, RemoveKeysRequest, SetRequest};
 use peercache::{loader_fn, LoadError, Node};
 use proptest::collection::vec;

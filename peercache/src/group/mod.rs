@@ -43,7 +43,7 @@ mod load;
 mod served;
 mod state;
 
-pub use crate::cache::HotCachePolicy;
+pub(crate) use crate::cache::HotCachePolicy;
 pub use served::ServedGroup;
 
 use crate::cache::CacheKind;

@@ -1,41 +1,5 @@
-//! Peer authentication: a cluster secret, and a proof on every peer request.
-//!
-//! Go groupcache trusts whoever can reach its port: anyone on the network can
-//! read every key, and (mailgun) overwrite or remove them. With a
-//! [`PeerAuth`] in [`super::HttpOptionsBuilder::auth`], a peercache node signs each
-//! peer request and its peer endpoint refuses, with 401, any request
-//! without a valid proof.
-//!
-//! The proof is an HMAC-SHA256, keyed with the cluster secret, of
-//!
-//! ```text
-//! PeerCache-HMAC-SHA256 \n METHOD \n TO \n PATH?QUERY \n TIMESTAMP_MS \n NONCE \n SHA256(BODY)
-//! ```
-//!
-//! where `TO` is the base URL of the node the request is for, sent as
-//! `Authorization: PeerCache-HMAC-SHA256 to=..,ts=..,nonce=..,body=..,sig=..`.
-//! The secret itself never travels. The server checks, in this order and
-//! before reading a body:
-//!
-//! 1. the timestamp is within [`PeerAuth::window`] (default 30 s) of its own
-//!    clock, either way: an old proof cannot be replayed later;
-//! 2. the signature, compared in constant time (`hmac`'s `verify_slice`),
-//!    and that the proof is for this node (a request for one node cannot be
-//!    replayed to another);
-//! 3. for changes (`PUT`, `DELETE`, `POST`), that they were signed after
-//!    this node started (its nonce table starts empty) and that the nonce
-//!    was not seen in the window: a change cannot be replayed even within
-//!    it. Gets are not tracked, as tracking every get would cost memory at
-//!    full load: a get replayed within 30 s reads the key again, showing its
-//!    current value to someone who could capture the request, so could
-//!    read answers on the wire anyway (with TLS, they can capture neither);
-//!
-//! and, once the body is read, that it hashes to the signed digest.
-//!
-//! The HMAC is written with RustCrypto's `hmac` and `sha2`; only the header
-//! format, the nonce table and the hex are here. Nodes need clocks within the
-//! window of each other (NTP). Authentication is peercache-only: Go nodes
-//! neither sign nor check, so a cluster with Go nodes runs without it.
+//! The cluster secret and the proof on every peer request ([`PeerAuth`],
+//! documented there).
 
 use crate::clock::{Clock, SystemClock};
 use hmac::{Hmac, Mac};
@@ -48,14 +12,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 /// The `Authorization` scheme of peer proofs.
-pub const SCHEME: &str = "PeerCache-HMAC-SHA256";
+pub(crate) const SCHEME: &str = "PeerCache-HMAC-SHA256";
 /// Shortest secret accepted, in bytes.
 pub const MIN_SECRET_BYTES: usize = 16;
 /// Default of [`PeerAuth::window`].
-pub const DEFAULT_WINDOW: Duration = Duration::from_secs(30);
+pub const DEFAULT_AUTH_WINDOW: Duration = Duration::from_secs(30);
 /// Change nonces remembered at most; past this (over 4,000 changes a second
 /// for a 30 s window) changes are refused with 503 until old ones expire.
-pub const MAX_REMEMBERED_NONCES: usize = 1 << 18;
+pub(crate) const MAX_REMEMBERED_NONCES: usize = 1 << 18;
 
 /// Why a secret could not be used or a request was refused.
 #[derive(Debug, thiserror::Error)]
@@ -123,8 +87,44 @@ fn in_file(path: &Option<String>) -> String {
 }
 
 /// A cluster secret: signs this node's peer requests and checks others'.
-/// Share one (in an `Arc`) between client and server; see the module
-/// documentation.
+/// Share one (in an `Arc`) between client and server.
+///
+/// Go groupcache trusts whoever can reach its port: anyone on the network can
+/// read every key, and (mailgun) overwrite or remove them. With a
+/// [`PeerAuth`] in [`super::HttpOptionsBuilder::auth`], a peercache node signs each
+/// peer request and its peer endpoint refuses, with 401, any request
+/// without a valid proof.
+///
+/// The proof is an HMAC-SHA256, keyed with the cluster secret, of
+///
+/// ```text
+/// PeerCache-HMAC-SHA256 \n METHOD \n TO \n PATH?QUERY \n TIMESTAMP_MS \n NONCE \n SHA256(BODY)
+/// ```
+///
+/// where `TO` is the base URL of the node the request is for, sent as
+/// `Authorization: PeerCache-HMAC-SHA256 to=..,ts=..,nonce=..,body=..,sig=..`.
+/// The secret itself never travels. The server checks, in this order and
+/// before reading a body:
+///
+/// 1. the timestamp is within [`PeerAuth::window`] (default 30 s) of its own
+///    clock, either way: an old proof cannot be replayed later;
+/// 2. the signature, compared in constant time (`hmac`'s `verify_slice`),
+///    and that the proof is for this node (a request for one node cannot be
+///    replayed to another);
+/// 3. for changes (`PUT`, `DELETE`, `POST`), that they were signed after
+///    this node started (its nonce table starts empty) and that the nonce
+///    was not seen in the window: a change cannot be replayed even within
+///    it. Gets are not tracked, as tracking every get would cost memory at
+///    full load: a get replayed within 30 s reads the key again, showing its
+///    current value to someone who could capture the request, so could
+///    read answers on the wire anyway (with TLS, they can capture neither);
+///
+/// and, once the body is read, that it hashes to the signed digest.
+///
+/// The HMAC is written with RustCrypto's `hmac` and `sha2`; only the header
+/// format, the nonce table and the hex are here. Nodes need clocks within the
+/// window of each other (NTP). Authentication is peercache-only: Go nodes
+/// neither sign nor check, so a cluster with Go nodes runs without it.
 ///
 /// Put it in [`super::HttpOptionsBuilder::auth`] of every node: the pool signs each
 /// request, the peer endpoint checks it. What happens underneath:
@@ -199,7 +199,7 @@ impl PeerAuth {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         Ok(PeerAuth {
             key: Hmac::new_from_slice(secret).expect("HMAC takes keys of any length"),
-            window: DEFAULT_WINDOW,
+            window: DEFAULT_AUTH_WINDOW,
             started_ms: clock.now_unix_nanos() / 1_000_000,
             clock,
             nonces: Mutex::new(Nonces::default()),

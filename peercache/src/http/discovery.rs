@@ -20,7 +20,8 @@
 //!
 //! ```
 //! use peercache::http::discovery::{watch, DEFAULT_DISCOVERY_INTERVAL};
-//! use peercache::http::{DnsDiscovery, FileDiscovery, HttpOptions, HttpPool};
+//! use peercache::http::discovery::{DnsDiscovery, FileDiscovery};
+//! use peercache::http::{HttpOptions, HttpPool};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -13,12 +13,11 @@
 //!   mounting it) on a listener, with the [`ServerLimits`] that keep hostile
 //!   or overeager clients from hurting others.
 //! - [`discovery`]: keeping the peer list in step with DNS (a Kubernetes
-//!   headless service), a file, or any [`Discovery`] source.
-//! - [`auth`]: the optional cluster secret that signs and checks every peer
-//!   request ([`PeerAuth`]).
-//! - `tls` (with the `tls` cargo feature): TLS between peers, `https://`
-//!   peer URLs, a CA to trust and optional client certificates
-//!   (`TlsConfig`).
+//!   headless service), a file, or any [`discovery::Discovery`] source.
+//! - [`PeerAuth`]: the optional cluster secret that signs and checks every
+//!   peer request.
+//! - `TlsConfig` (with the `tls` cargo feature): TLS between peers,
+//!   `https://` peer URLs, a CA to trust and optional client certificates.
 //! - [`wire`]: how group and key are escaped into, and read from, a path.
 //!
 //! Inside, the code splits where the protocol does: `client/` sends
@@ -49,7 +48,7 @@
 //! # }
 //! ```
 
-pub mod auth;
+mod auth;
 mod client;
 pub mod discovery;
 mod options;
@@ -57,16 +56,15 @@ mod pool;
 mod protocol;
 mod server;
 #[cfg(feature = "tls")]
-pub mod tls;
+mod tls;
 pub mod wire;
 
-pub use auth::{AuthError, PeerAuth};
+pub use auth::{AuthError, PeerAuth, Verified, DEFAULT_AUTH_WINDOW, MIN_SECRET_BYTES};
 pub use client::HttpPeer;
-pub use discovery::{Discovery, DiscoveryError, DnsDiscovery, FileDiscovery};
 pub use options::{
-    HttpOptions, HttpOptionsBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY_BYTES,
-    DEFAULT_MAX_IDLE_PER_PEER, DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_REMOVE_KEYS,
-    DEFAULT_REQUEST_TIMEOUT, MIN_MAX_REMOVE_KEYS,
+    HttpOptions, HttpOptionsBuilder, PlusInPath, DEFAULT_BASE_PATH, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_IDLE_PER_PEER, DEFAULT_MAX_KEY_BYTES,
+    DEFAULT_MAX_REMOVE_KEYS, DEFAULT_REQUEST_TIMEOUT, MIN_MAX_REMOVE_KEYS,
 };
 pub use pool::{HttpPool, PoolError};
 pub use server::{
@@ -77,5 +75,4 @@ pub use server::{
     DEFAULT_MAX_URI_BYTES, DEFAULT_WRITE_TIMEOUT, SHUTDOWN_GRACE,
 };
 #[cfg(feature = "tls")]
-pub use tls::{Pem, TlsConfig, TlsError};
-pub use wire::{PlusInPath, DEFAULT_BASE_PATH};
+pub use tls::{rustls, Pem, TlsBuilder, TlsConfig, TlsError};

@@ -8,12 +8,24 @@
 //! feature instead of fields that make a struct literal compile or not.
 
 use super::auth::PeerAuth;
-use super::wire::{PlusInPath, DEFAULT_BASE_PATH};
 use crate::health::HealthPolicy;
 use crate::ring::{HashMode, DEFAULT_REPLICAS};
 use crate::InvalidSetting;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The base path of the peer endpoint in both Go families.
+pub const DEFAULT_BASE_PATH: &str = "/_groupcache/";
+
+/// What a raw `+` in a request path means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlusInPath {
+    /// `+` is a space: what golang/groupcache clients mean by it.
+    Space,
+    /// `+` is a plus sign: what mailgun/groupcache clients mean by it, and how
+    /// both Go servers read it.
+    Literal,
+}
 
 /// Default time to open a TCP connection to a peer.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -376,7 +388,7 @@ impl HttpOptionsBuilder {
     /// The cluster secret (default none). When set, every peer request this
     /// node sends carries a proof, and its peer endpoint answers 401 to any
     /// request without a valid one. Every node needs the same secret; Go
-    /// nodes cannot take part. See [`super::auth`].
+    /// nodes cannot take part. See [`PeerAuth`].
     pub fn auth(mut self, auth: impl Into<Arc<PeerAuth>>) -> Self {
         self.options.auth = Some(auth.into());
         self
@@ -384,7 +396,7 @@ impl HttpOptionsBuilder {
 
     /// TLS to peers whose base URL is `https://` (default none: such peers
     /// are refused by [`super::HttpPool`]). Give the same configuration to
-    /// [`super::Server::tls`] to serve HTTPS. See [`super::tls`].
+    /// [`super::Server::tls`] to serve HTTPS. See [`super::TlsConfig`].
     #[cfg(feature = "tls")]
     pub fn tls(mut self, tls: impl Into<Arc<super::tls::TlsConfig>>) -> Self {
         self.options.tls = Some(tls.into());

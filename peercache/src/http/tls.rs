@@ -1,48 +1,4 @@
-//! TLS between peers (the `tls` cargo feature): `https://` peer URLs, a CA
-//! bundle to trust, and optional client certificates (mutual TLS).
-//!
-//! A [`TlsConfig`] is built from PEM files (or PEM bytes held in memory) by
-//! [`TlsConfig::builder`]:
-//!
-//! - [`TlsBuilder::server_cert`]: this node's certificate chain and key, to
-//!   serve HTTPS with [`super::Server::tls`];
-//! - [`TlsBuilder::ca`]: the CA certificates to trust: a peer's server
-//!   certificate must chain to one of them (and name the host of its URL,
-//!   an IP address or a DNS name), and so must a client certificate;
-//! - [`TlsBuilder::client_cert`]: the certificate chain and key this node
-//!   presents to peers that ask for one;
-//! - [`TlsBuilder::require_client_cert`]: the server refuses, at the
-//!   handshake, every client without a certificate signed by the CA.
-//!
-//! Put it in [`super::HttpOptionsBuilder::tls`] for the client side (peers whose
-//! base URL is `https://`) and give it to [`super::Server::tls`] for the
-//! server side, so both use one configuration:
-//!
-//! ```no_run
-//! # fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use peercache::http::tls::{Pem, TlsConfig};
-//! use peercache::http::{HttpOptions, HttpPool, Server, ServerLimits};
-//! use std::sync::Arc;
-//!
-//! let tls = Arc::new(
-//!     TlsConfig::builder()
-//!         .server_cert(Pem::file("node.pem"), Pem::file("node.key"))
-//!         .ca(Pem::file("ca.pem"))
-//!         .client_cert(Pem::file("node.pem"), Pem::file("node.key"))
-//!         .require_client_cert(true)
-//!         .build()?,
-//! );
-//! let options = HttpOptions::builder().tls(Arc::clone(&tls)).build()?;
-//! let pool = HttpPool::new("https://10.0.0.1:8443", options)?;
-//! let server = Server::new(ServerLimits::default()).tls(&tls)?;
-//! # Ok(()) }
-//! ```
-//!
-//! rustls does the TLS, with the `ring` provider: TLS 1.3 and 1.2, no
-//! OpenSSL. The server offers ALPN `h2` and `http/1.1`; the client asks for
-//! `h2` when [`super::HttpOptions::http2`] is set, `http/1.1` otherwise, so
-//! Go peers serving TLS with `net/http` work too. Certificates are read once,
-//! when the configuration is built: rotating them means restarting the node.
+//! TLS between peers ([`TlsConfig`], documented there).
 
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -225,7 +181,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// What a [`TlsConfig`] is built from; see the module documentation.
+/// What a [`TlsConfig`] is built from (see its documentation).
 #[derive(Debug, Clone, Default)]
 #[must_use]
 pub struct TlsBuilder {
@@ -379,6 +335,52 @@ fn cert_key_error(what: &'static str, chain: &Pem, key: &Pem, error: rustls::Err
 /// A TLS configuration for peers: the client side (trust, and a client
 /// certificate) and the server side (this node's certificate, and whether
 /// clients need one). Build it with [`TlsConfig::builder`].
+///
+/// TLS between peers (the `tls` cargo feature): `https://` peer URLs, a CA
+/// bundle to trust, and optional client certificates (mutual TLS).
+///
+/// A [`TlsConfig`] is built from PEM files (or PEM bytes held in memory) by
+/// [`TlsConfig::builder`]:
+///
+/// - [`TlsBuilder::server_cert`]: this node's certificate chain and key, to
+///   serve HTTPS with [`super::Server::tls`];
+/// - [`TlsBuilder::ca`]: the CA certificates to trust: a peer's server
+///   certificate must chain to one of them (and name the host of its URL,
+///   an IP address or a DNS name), and so must a client certificate;
+/// - [`TlsBuilder::client_cert`]: the certificate chain and key this node
+///   presents to peers that ask for one;
+/// - [`TlsBuilder::require_client_cert`]: the server refuses, at the
+///   handshake, every client without a certificate signed by the CA.
+///
+/// Put it in [`super::HttpOptionsBuilder::tls`] for the client side (peers whose
+/// base URL is `https://`) and give it to [`super::Server::tls`] for the
+/// server side, so both use one configuration:
+///
+/// ```no_run
+/// # fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use peercache::http::{Pem, TlsConfig};
+/// use peercache::http::{HttpOptions, HttpPool, Server, ServerLimits};
+/// use std::sync::Arc;
+///
+/// let tls = Arc::new(
+///     TlsConfig::builder()
+///         .server_cert(Pem::file("node.pem"), Pem::file("node.key"))
+///         .ca(Pem::file("ca.pem"))
+///         .client_cert(Pem::file("node.pem"), Pem::file("node.key"))
+///         .require_client_cert(true)
+///         .build()?,
+/// );
+/// let options = HttpOptions::builder().tls(Arc::clone(&tls)).build()?;
+/// let pool = HttpPool::new("https://10.0.0.1:8443", options)?;
+/// let server = Server::new(ServerLimits::default()).tls(&tls)?;
+/// # Ok(()) }
+/// ```
+///
+/// rustls does the TLS, with the `ring` provider: TLS 1.3 and 1.2, no
+/// OpenSSL. The server offers ALPN `h2` and `http/1.1`; the client asks for
+/// `h2` when [`super::HttpOptions::http2`] is set, `http/1.1` otherwise, so
+/// Go peers serving TLS with `net/http` work too. Certificates are read once,
+/// when the configuration is built: rotating them means restarting the node.
 #[derive(Clone)]
 pub struct TlsConfig {
     client: Option<Arc<ClientConfig>>,

@@ -23,12 +23,10 @@
 //! server must refuse it (Go answers 400), so that two spellings can never
 //! name one key.
 
+use super::options::PlusInPath;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use std::borrow::Cow;
 use std::fmt;
-
-/// The base path of the peer endpoint in both Go families.
-pub const DEFAULT_BASE_PATH: &str = "/_groupcache/";
 
 /// Bytes left unescaped in a peer URL: RFC 3986's unreserved set.
 const ESCAPED: &AsciiSet = &NON_ALPHANUMERIC
@@ -47,23 +45,14 @@ pub fn escape(part: &str) -> impl fmt::Display + '_ {
 /// `<base_url><base_path><escape(group)>/<escape(key)>`, as Go builds it.
 ///
 /// ```
-/// use peercache::http::wire::{peer_url, DEFAULT_BASE_PATH};
+/// use peercache::http::wire::peer_url;
+/// use peercache::http::DEFAULT_BASE_PATH;
 ///
 /// let url = peer_url("http://10.0.0.2:8080", DEFAULT_BASE_PATH, "pages", "docs/a b+c");
 /// assert_eq!(url, "http://10.0.0.2:8080/_groupcache/pages/docs%2Fa%20b%2Bc");
 /// ```
 pub fn peer_url(base_url: &str, base_path: &str, group: &str, key: &str) -> String {
     format!("{base_url}{base_path}{}/{}", escape(group), escape(key))
-}
-
-/// What a raw `+` in a request path means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PlusInPath {
-    /// `+` is a space: what golang/groupcache clients mean by it.
-    Space,
-    /// `+` is a plus sign: what mailgun/groupcache clients mean by it, and how
-    /// both Go servers read it.
-    Literal,
 }
 
 /// Why a peer request path was refused. Answered with 400.
@@ -109,7 +98,8 @@ pub struct PeerPath<'a> {
 /// Splits and decodes a request path (without query) of the peer endpoint.
 ///
 /// ```
-/// use peercache::http::wire::{parse_peer_path, PathError, PlusInPath, DEFAULT_BASE_PATH};
+/// use peercache::http::wire::{parse_peer_path, PathError};
+/// use peercache::http::{PlusInPath, DEFAULT_BASE_PATH};
 ///
 /// // The group ends at the first '/'; a key may contain more.
 /// let parsed = parse_peer_path("/_groupcache/pages/docs/a+b", DEFAULT_BASE_PATH, PlusInPath::Space).unwrap();
@@ -186,6 +176,7 @@ pub fn decode<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::DEFAULT_BASE_PATH;
 
     fn parse(path: &str, plus: PlusInPath) -> Result<(String, String), PathError> {
         parse_peer_path(path, DEFAULT_BASE_PATH, plus).map(|p| (p.group.into(), p.key.into()))

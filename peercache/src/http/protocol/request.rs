@@ -18,7 +18,8 @@
 
 use super::reply::Reply;
 use super::{ALLOWED_METHODS, PROTOBUF_CONTENT_TYPE, PURGE_PATH, REMOVE_KEYS_PATH};
-use crate::http::wire::{escape, parse_peer_path, PlusInPath};
+use crate::http::wire::{escape, parse_peer_path};
+use crate::http::PlusInPath;
 use crate::proto::{RemoveKeysError, RemoveKeysRequest, SetRequest};
 use crate::Value;
 use bytes::Bytes;
