@@ -3,6 +3,8 @@
 //! spelling (`300ms`, `2s`, `0`), so one script drives both sides with the
 //! same command line.
 
+pub mod hitratio;
+
 use std::time::Duration;
 
 /// The value of `key`: `"v:" + key` repeated and cut to `size` bytes (the
