@@ -22,7 +22,7 @@
 
 use clap::Parser;
 use peercache::{loader_fn, Node};
-use peercache_bench::hitratio::{opt, s3fifo, Lru, Trace};
+use peercache_bench::hitratio::{opt, s3fifo, wtinylfu, Lru, Trace};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -89,8 +89,8 @@ fn cases() -> Vec<Case> {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let mut loaded: Option<(&str, Trace)> = None;
-    println!("| trace @ capacity | requests | LRU | OPT | S3-FIFO (sim) | quick_cache | moka | peercache | peercache − best of quick_cache, moka |");
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| trace @ capacity | requests | LRU | OPT | S3-FIFO (sim) | W-TinyLFU 1% (sim) | W-TinyLFU adaptive (sim) | quick_cache | moka | peercache | peercache − best of quick_cache, moka |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for case in cases() {
         if args
             .only
@@ -136,6 +136,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
         let best = opt(&trace.requests, budget, &sizes);
         let s3 = s3fifo(&trace.requests, budget, 0.1, &sizes);
+        let tiny = wtinylfu(&trace.requests, budget, 0.01, false, &sizes);
+        let climbing = wtinylfu(&trace.requests, budget, 0.01, true, &sizes);
         let quick = quick_cache_hits(trace, budget, sizes.clone());
         let moka = moka_hits(trace, budget, sizes.clone());
         let ours = peercache_hits(trace, &case, budget)?;
@@ -143,7 +145,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let pct = |hits: usize| 100.0 * hits as f64 / n;
         let sized = matches!(case.capacity, Capacity::Bytes(_));
         println!(
-            "| {} @{} | {} | {:.2} | {}{:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:+.2} |",
+            "| {} @{} | {} | {:.2} | {}{:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:+.2} |",
             case.trace,
             case.capacity,
             trace.requests.len(),
@@ -151,6 +153,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             if sized { "~" } else { "" },
             pct(best),
             pct(s3),
+            pct(tiny),
+            pct(climbing),
             pct(quick),
             pct(moka),
             pct(ours),
