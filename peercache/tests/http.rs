@@ -747,13 +747,10 @@ async fn the_peer_list_is_checked_and_swapped_whole() {
     writer.join().unwrap();
 }
 
-#[tokio::test]
-async fn a_peer_endpoint_not_mounted_where_the_pool_says_is_named_in_the_error() {
-    // A node whose server answers 404 to every peer path: its application
-    // is there, its peer endpoint is not (mounted elsewhere, or not at all).
+/// Fetches a key from a peer that is `app` (not a peer endpoint): the
+/// reason the fetch was unavailable, and the peer's URL.
+async fn unavailable_from(app: axum::Router) -> (String, String) {
     let (listener, other) = listen().await;
-    let app: axum::Router =
-        axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok" }));
     tokio::spawn(async move { axum::serve(listener, app).await });
     let me = "http://127.0.0.1:9";
     let pool = HttpPool::new(me, HttpOptions::default()).unwrap();
@@ -761,17 +758,24 @@ async fn a_peer_endpoint_not_mounted_where_the_pool_says_is_named_in_the_error()
     let key = key_where(|key| pool.owner(key) == other);
     let peer = peercache::PeerPicker::pick(&*pool, &key).expect("the other node owns it");
     match peer.fetch("g", &key).await {
-        Err(peercache::FetchError::Unavailable(reason)) => {
-            assert!(
-                reason.contains("404")
-                    && reason.contains("is its peer endpoint mounted there")
-                    && reason.contains(&format!("{other}/_groupcache/g/")),
-                "{reason}"
-            );
-            assert!(reason.contains("route_path"), "{reason}");
-        }
+        Err(peercache::FetchError::Unavailable(reason)) => (reason, other),
         other => panic!("expected an unavailable peer, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_peer_endpoint_not_mounted_where_the_pool_says_is_named_in_the_error() {
+    // A node whose server answers 404 to every peer path: its application
+    // is there, its peer endpoint is not (mounted elsewhere, or not at all).
+    let app = axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok" }));
+    let (reason, other) = unavailable_from(app).await;
+    assert!(
+        reason.contains("404")
+            && reason.contains("is its peer endpoint mounted there")
+            && reason.contains(&format!("{other}/_groupcache/g/")),
+        "{reason}"
+    );
+    assert!(reason.contains("route_path"), "{reason}");
 }
 
 #[tokio::test]
@@ -779,18 +783,6 @@ async fn a_200_that_is_not_a_get_response_is_not_taken_for_a_value() {
     // A server that answers every path 200 with an empty text body (a
     // catch-all route, a proxy's default page): an empty body decodes as an
     // empty GetResponse, so it must not be read as an empty value.
-    let (listener, other) = listen().await;
-    let app: axum::Router = axum::Router::new().fallback(|| async { "" });
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    let me = "http://127.0.0.1:9";
-    let pool = HttpPool::new(me, HttpOptions::default()).unwrap();
-    pool.set_peers([me, other.as_str()]).unwrap();
-    let key = key_where(|key| pool.owner(key) == other);
-    let peer = peercache::PeerPicker::pick(&*pool, &key).expect("the other node owns it");
-    match peer.fetch("g", &key).await {
-        Err(peercache::FetchError::Unavailable(reason)) => {
-            assert!(reason.contains("200 OK without a GetResponse"), "{reason}");
-        }
-        other => panic!("expected an unavailable peer, got {other:?}"),
-    }
+    let (reason, _) = unavailable_from(axum::Router::new().fallback(|| async { "" })).await;
+    assert!(reason.contains("200 OK without a GetResponse"), "{reason}");
 }
