@@ -256,6 +256,15 @@ pub fn s3fifo(requests: &[u32], budget: u64, small: f64, size: impl Fn(u32) -> u
     hits
 }
 
+/// How [`wtinylfu`] climbs its window's share.
+#[derive(Debug, Clone, Copy)]
+pub struct Climb {
+    /// Requests per sample, in cache sizes (entries held); Caffeine: 10.
+    pub sample: f64,
+    /// The largest share of the budget the window may take; Caffeine: 0.8.
+    pub max_share: f64,
+}
+
 /// Keys in recency order with their sizes: a segment of a simulated cache.
 #[derive(Debug, Default)]
 struct Segment {
@@ -289,17 +298,17 @@ impl Segment {
 /// rest) only if it was seen more often than the probation entry it would
 /// evict. Frequencies are exact counts, capped at 15 and halved every ten
 /// times as many requests as the cache holds entries (what a count-min
-/// sketch with aging approximates). With `adaptive`, the window's share
-/// is climbed as Caffeine does: every ten times as many requests as the
-/// cache holds entries, the share moves by a step (6.25 % of the budget,
-/// shrinking by 2 % each time) in the direction that last raised the hit
-/// ratio, and back when it fell. A candidate for the main cache,
+/// sketch with aging approximates). With a [`Climb`], the window's share
+/// is climbed as Caffeine does: every `sample` times as many requests as
+/// the cache holds entries, the share moves by a step (6.25 % of the
+/// budget, shrinking by 2 % each time) in the direction that last raised
+/// the hit ratio, and back when it fell. A candidate for the main cache,
 /// simulated here to be measured.
 pub fn wtinylfu(
     requests: &[u32],
     budget: u64,
     window: f64,
-    adaptive: bool,
+    climb: Option<Climb>,
     size: impl Fn(u32) -> u64,
 ) -> usize {
     let mut share = window;
@@ -324,15 +333,15 @@ pub fn wtinylfu(
                 *c > 0
             });
         }
-        if adaptive {
+        if let Some(climb) = climb {
             sample_requests += 1;
-            if sample_requests >= 10 * entries as u64 {
+            if sample_requests as f64 >= climb.sample * entries as f64 {
                 let ratio = sample_hits as f64 / sample_requests as f64;
                 if ratio < last_ratio {
                     step = -step;
                 }
                 last_ratio = ratio;
-                share = (share + step).clamp(0.01, 0.8);
+                share = (share + step).clamp(0.01, climb.max_share);
                 step *= 0.98;
                 window_budget = ((budget as f64) * share).max(1.0) as u64;
                 protected_budget = (budget - window_budget.min(budget)) * 4 / 5;
@@ -438,10 +447,14 @@ mod tests {
         let s3 = s3fifo(&requests, 5, 0.1, |_| 1);
         assert!(s3 > lru_hits + 1500, "S3-FIFO {s3}, LRU {lru_hits}");
         assert!(s3 <= opt(&requests, 5, |_| 1));
-        let tiny = wtinylfu(&requests, 5, 0.2, false, |_| 1);
+        let tiny = wtinylfu(&requests, 5, 0.2, None, |_| 1);
         assert!(tiny > lru_hits + 1500, "W-TinyLFU {tiny}, LRU {lru_hits}");
         assert!(tiny <= opt(&requests, 5, |_| 1));
-        let climbing = wtinylfu(&requests, 5, 0.2, true, |_| 1);
+        let caffeine = Climb {
+            sample: 10.0,
+            max_share: 0.8,
+        };
+        let climbing = wtinylfu(&requests, 5, 0.2, Some(caffeine), |_| 1);
         assert!(
             climbing > lru_hits + 1500,
             "adaptive W-TinyLFU {climbing}, LRU {lru_hits}"

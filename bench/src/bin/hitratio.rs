@@ -1,8 +1,10 @@
 //! Hit ratios on real traces: replays each trace of `../shared/traces` (the
 //! format of its README: gzip text, `KEY` or `KEY SIZE` per line) through
 //! peercache's `Group::get` on one node with a counting loader, through
-//! `quick_cache` and `moka` at the same capacity, through a plain LRU, and
-//! through Bélády's optimum, and prints one Markdown table.
+//! `quick_cache` and `moka` at the same capacity, through a plain LRU,
+//! through Bélády's optimum and through simulations of candidate policies
+//! (S3-FIFO, W-TinyLFU with a fixed and a climbing window), and prints one
+//! Markdown table.
 //!
 //! ```text
 //! cargo run --release -p peercache-bench --bin hitratio -- --traces ../shared/traces
@@ -22,7 +24,7 @@
 
 use clap::Parser;
 use peercache::{loader_fn, Node};
-use peercache_bench::hitratio::{opt, s3fifo, wtinylfu, Lru, Trace};
+use peercache_bench::hitratio::{opt, s3fifo, wtinylfu, Climb, Lru, Trace};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -40,6 +42,12 @@ struct Args {
     /// Only the cases whose trace name contains this.
     #[arg(long)]
     only: Option<String>,
+    /// Adaptive W-TinyLFU: requests per climbing sample, in cache sizes.
+    #[arg(long, default_value_t = 10.0)]
+    climb_sample: f64,
+    /// Adaptive W-TinyLFU: the largest share of the budget its window takes.
+    #[arg(long, default_value_t = 0.8)]
+    climb_max_share: f64,
 }
 
 /// A trace at one capacity.
@@ -136,8 +144,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
         let best = opt(&trace.requests, budget, &sizes);
         let s3 = s3fifo(&trace.requests, budget, 0.1, &sizes);
-        let tiny = wtinylfu(&trace.requests, budget, 0.01, false, &sizes);
-        let climbing = wtinylfu(&trace.requests, budget, 0.01, true, &sizes);
+        let tiny = wtinylfu(&trace.requests, budget, 0.01, None, &sizes);
+        let climb = Climb {
+            sample: args.climb_sample,
+            max_share: args.climb_max_share,
+        };
+        let climbing = wtinylfu(&trace.requests, budget, 0.01, Some(climb), &sizes);
         let quick = quick_cache_hits(trace, budget, sizes.clone());
         let moka = moka_hits(trace, budget, sizes.clone());
         let ours = peercache_hits(trace, &case, budget)?;
