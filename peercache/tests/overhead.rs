@@ -7,16 +7,17 @@
 //! the accounted bytes, by `n`. Two figures per case:
 //!
 //! - **requested**: the bytes the program asked the allocator for (the
-//!   `Layout` sizes): the key's `Arc<str>` header, the value's `Arc` block, the LRU slot, the hash
-//!   index and, with a TTL, the expiry index;
+//!   `Layout` sizes): the key's `Arc<str>` header, the value's `Arc` block,
+//!   the table slot, the hash index, the frequency sketch and, with a TTL,
+//!   the expiry index;
 //! - **malloc**: what glibc's malloc really spends for those allocations
 //!   (`malloc_usable_size` plus its 8-byte chunk header), which adds the
 //!   rounding of every block to 16 bytes, so it depends on the key and value
 //!   sizes too.
 //!
-//! The containers grow by doubling (the slot table, the hash index), so the
-//! per-entry figure swings with `n` between about half and all of the worst
-//! case; the cases pick `n` on both sides of a doubling.
+//! The containers grow by doubling (the slot table, the hash index, the
+//! sketch), so the per-entry figure swings with `n` between about half and
+//! all of the worst case; the cases pick `n` on both sides of a doubling.
 //!
 //! A last case fills the hot cache with values fetched from a peer over HTTP:
 //! the client copies each value out of the response, so a hot entry costs

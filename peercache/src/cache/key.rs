@@ -1,4 +1,4 @@
-//! The keys of the LRU index, compared without a call to `memcmp`.
+//! The keys of the cache's index, compared without a call to `memcmp`.
 //!
 //! A cache hit hashes the key, finds its bucket and compares the key asked
 //! for with the one stored there. Through `str`'s `==`, that compare is a

@@ -3,7 +3,7 @@
 //! A node mirrors keys it does not own in its hot cache so that popular
 //! keys stop crossing the network. Which fetched values deserve a place is
 //! the policy's call; with [`HotCachePolicy::Frequent`] the cache itself
-//! decides, by the counts of its admission sketch (`sketch.rs`).
+//! decides, by the request counts of its frequency sketch (`sketch.rs`).
 
 /// When a value fetched from its owning peer is also kept in the hot cache.
 ///
@@ -49,8 +49,8 @@ pub enum HotCachePolicy {
     /// By how often the key is asked (the default): a fetched value is
     /// mirrored at once while the budget has room for it, and under
     /// pressure only if its key was asked more often recently than the hot
-    /// entry it would evict. The group counts the asks of keys it does not
-    /// own in a small sketch (16 KiB). A popular key crosses the network
+    /// entry it would evict, by the request counts its main cache keeps for
+    /// its own policy (a count-min sketch, `cache/sketch.rs`). A popular key crosses the network
     /// once instead of about ten times, and a key asked once cannot push a
     /// popular one out. Go's protocol carries a `minute_qps` field for this
     /// decision that golang/groupcache never used; this policy needs no

@@ -37,13 +37,15 @@ pub enum CacheKind {
 /// let mut cache = Cache::new(10);
 /// cache.insert(CacheKind::Main, "a", Value::from("1234")); // costs 5 bytes
 /// cache.insert(CacheKind::Main, "b", Value::from("1234"));
-/// cache.insert(CacheKind::Main, "c", Value::from("1234")); // over budget: "a" goes
 /// assert!(cache.get("b").is_some());
+/// assert!(cache.get("c").is_none());
+/// // Over budget; "c" was asked once, more than "a": "a" goes.
+/// cache.insert(CacheKind::Main, "c", Value::from("1234"));
 /// assert!(cache.get("a").is_none());
 ///
 /// let main = cache.stats(CacheKind::Main);
 /// assert_eq!((main.bytes, main.items, main.evictions), (10, 2, 1));
-/// assert_eq!((main.gets, main.hits), (2, 1));
+/// assert_eq!((main.gets, main.hits), (3, 1));
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CacheStats {

@@ -34,9 +34,10 @@
 //!
 //! The cache sits behind a read-mostly lock (`read_mostly.rs`): a hit in
 //! the main cache, the common case, takes only the read side, so hits on
-//! several threads run at once and write no common cache line; the hit's
-//! recency is applied in order at the next change, so the LRU order stays
-//! exact. Everything else takes the write side, never across an `.await`.
+//! several threads run at once and write no common cache line; what the
+//! hit means to the policy (its count, its entry's move) is applied in
+//! order at the next change, and none is lost. Everything else takes the
+//! write side, never across an `.await`.
 
 mod changes;
 mod load;

@@ -94,7 +94,7 @@ impl Inner {
         // it off the common hit path.
         let value = guarded
             .cache
-            .get_unexpired(key, &|| self.clock.now_unix_nanos());
+            .lookup(key, &|| self.clock.now_unix_nanos(), is_get);
         guarded.cache_hits += u64::from(value.is_some());
         value
     }
