@@ -256,15 +256,6 @@ pub fn s3fifo(requests: &[u32], budget: u64, small: f64, size: impl Fn(u32) -> u
     hits
 }
 
-/// How [`wtinylfu`] climbs its window's share.
-#[derive(Debug, Clone, Copy)]
-pub struct Climb {
-    /// Requests per sample, in cache sizes (entries held); Caffeine: 10.
-    pub sample: f64,
-    /// The largest share of the budget the window may take; Caffeine: 0.8.
-    pub max_share: f64,
-}
-
 /// Keys in recency order with their sizes: a segment of a simulated cache.
 #[derive(Debug, Default)]
 struct Segment {
@@ -298,24 +289,11 @@ impl Segment {
 /// rest) only if it was seen more often than the probation entry it would
 /// evict. Frequencies are exact counts, capped at 15 and halved every ten
 /// times as many requests as the cache holds entries (what a count-min
-/// sketch with aging approximates). With a [`Climb`], the window's share
-/// is climbed as Caffeine does: every `sample` times as many requests as
-/// the cache holds entries, the share moves by a step (6.25 % of the
-/// budget, shrinking by 2 % each time) in the direction that last raised
-/// the hit ratio, and back when it fell. A candidate for the main cache,
-/// simulated here to be measured.
-pub fn wtinylfu(
-    requests: &[u32],
-    budget: u64,
-    window: f64,
-    climb: Option<Climb>,
-    size: impl Fn(u32) -> u64,
-) -> usize {
-    let mut share = window;
-    let (mut step, mut sample_hits, mut sample_requests, mut last_ratio) =
-        (0.0625, 0u64, 0u64, 0.0);
-    let mut window_budget = ((budget as f64) * share).max(1.0) as u64;
-    let mut protected_budget = (budget - window_budget.min(budget)) * 4 / 5;
+/// sketch with aging approximates). The fixed-window policy as published,
+/// beside peercache's climbing one.
+pub fn wtinylfu(requests: &[u32], budget: u64, window: f64, size: impl Fn(u32) -> u64) -> usize {
+    let window_budget = ((budget as f64) * window).max(1.0) as u64;
+    let protected_budget = (budget - window_budget.min(budget)) * 4 / 5;
     let (mut win, mut probation, mut protected) =
         (Segment::default(), Segment::default(), Segment::default());
     let mut freq: HashMap<u32, u8> = HashMap::new();
@@ -333,33 +311,16 @@ pub fn wtinylfu(
                 *c > 0
             });
         }
-        if let Some(climb) = climb {
-            sample_requests += 1;
-            if sample_requests as f64 >= climb.sample * entries as f64 {
-                let ratio = sample_hits as f64 / sample_requests as f64;
-                if ratio < last_ratio {
-                    step = -step;
-                }
-                last_ratio = ratio;
-                share = (share + step).clamp(0.01, climb.max_share);
-                step *= 0.98;
-                window_budget = ((budget as f64) * share).max(1.0) as u64;
-                protected_budget = (budget - window_budget.min(budget)) * 4 / 5;
-                (sample_hits, sample_requests) = (0, 0);
-            }
-        }
         let hits_before = hits;
         let bytes = size(key);
         if let Some(size) = win.remove(key) {
             win.push(key, size, tick);
             hits += 1;
-            sample_hits += 1;
             continue;
         }
         if let Some(size) = protected.remove(key) {
             protected.push(key, size, tick);
             hits += 1;
-            sample_hits += 1;
             continue;
         }
         if let Some(size) = probation.remove(key) {
@@ -371,7 +332,6 @@ pub fn wtinylfu(
                 probation.push(demoted, size, tick);
             }
             hits += 1;
-            sample_hits += 1;
             continue;
         }
         debug_assert_eq!(hits, hits_before);
@@ -447,18 +407,9 @@ mod tests {
         let s3 = s3fifo(&requests, 5, 0.1, |_| 1);
         assert!(s3 > lru_hits + 1500, "S3-FIFO {s3}, LRU {lru_hits}");
         assert!(s3 <= opt(&requests, 5, |_| 1));
-        let tiny = wtinylfu(&requests, 5, 0.2, None, |_| 1);
+        let tiny = wtinylfu(&requests, 5, 0.2, |_| 1);
         assert!(tiny > lru_hits + 1500, "W-TinyLFU {tiny}, LRU {lru_hits}");
         assert!(tiny <= opt(&requests, 5, |_| 1));
-        let caffeine = Climb {
-            sample: 10.0,
-            max_share: 0.8,
-        };
-        let climbing = wtinylfu(&requests, 5, 0.2, Some(caffeine), |_| 1);
-        assert!(
-            climbing > lru_hits + 1500,
-            "adaptive W-TinyLFU {climbing}, LRU {lru_hits}"
-        );
     }
 
     #[test]

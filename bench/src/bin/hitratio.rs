@@ -2,9 +2,13 @@
 //! format of its README: gzip text, `KEY` or `KEY SIZE` per line) through
 //! peercache's `Group::get` on one node with a counting loader, through
 //! `quick_cache` and `moka` at the same capacity, through a plain LRU,
-//! through Bélády's optimum and through simulations of candidate policies
-//! (S3-FIFO, W-TinyLFU with a fixed and a climbing window), and prints one
-//! Markdown table.
+//! through Bélády's optimum and through simulations of two other policies
+//! (S3-FIFO, W-TinyLFU with a fixed window), and prints one Markdown table.
+//!
+//! peercache and moka are run `--runs` times (5) and their median is
+//! printed, peercache's range beside it: both decide by hashes seeded
+//! randomly per process (peercache's frequency sketch, moka's), so their
+//! ratios move from run to run.
 //!
 //! ```text
 //! cargo run --release -p peercache-bench --bin hitratio -- --traces ../shared/traces
@@ -24,7 +28,7 @@
 
 use clap::Parser;
 use peercache::{loader_fn, Node};
-use peercache_bench::hitratio::{opt, s3fifo, wtinylfu, Climb, Lru, Trace};
+use peercache_bench::hitratio::{opt, s3fifo, wtinylfu, Lru, Trace};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -42,12 +46,9 @@ struct Args {
     /// Only the cases whose trace name contains this.
     #[arg(long)]
     only: Option<String>,
-    /// Adaptive W-TinyLFU: requests per climbing sample, in cache sizes.
-    #[arg(long, default_value_t = 10.0)]
-    climb_sample: f64,
-    /// Adaptive W-TinyLFU: the largest share of the budget its window takes.
-    #[arg(long, default_value_t = 0.8)]
-    climb_max_share: f64,
+    /// Runs of peercache and of moka per case (their median is shown).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    runs: u32,
 }
 
 /// A trace at one capacity.
@@ -97,8 +98,10 @@ fn cases() -> Vec<Case> {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let mut loaded: Option<(&str, Trace)> = None;
-    println!("| trace @ capacity | requests | LRU | OPT | S3-FIFO (sim) | W-TinyLFU 1% (sim) | W-TinyLFU adaptive (sim) | quick_cache | moka | peercache | peercache − best of quick_cache, moka |");
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| trace @ capacity | requests | LRU | OPT | S3-FIFO (sim) | W-TinyLFU 1% (sim) | quick_cache | moka | peercache | peercache's range | peercache − best of quick_cache, moka | peercache − LRU |");
+    println!(
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
     for case in cases() {
         if args
             .only
@@ -144,20 +147,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
         let best = opt(&trace.requests, budget, &sizes);
         let s3 = s3fifo(&trace.requests, budget, 0.1, &sizes);
-        let tiny = wtinylfu(&trace.requests, budget, 0.01, None, &sizes);
-        let climb = Climb {
-            sample: args.climb_sample,
-            max_share: args.climb_max_share,
-        };
-        let climbing = wtinylfu(&trace.requests, budget, 0.01, Some(climb), &sizes);
+        let tiny = wtinylfu(&trace.requests, budget, 0.01, &sizes);
         let quick = quick_cache_hits(trace, budget, sizes.clone());
-        let moka = moka_hits(trace, budget, sizes.clone());
-        let ours = peercache_hits(trace, &case, budget)?;
+        let mut mokas = Vec::new();
+        let mut ours = Vec::new();
+        for _ in 0..args.runs {
+            mokas.push(moka_hits(trace, budget, sizes.clone()));
+            ours.push(peercache_hits(trace, &case, budget)?);
+        }
+        mokas.sort_unstable();
+        ours.sort_unstable();
+        let moka = mokas[mokas.len() / 2];
+        let (low, median, high) = (ours[0], ours[ours.len() / 2], ours[ours.len() - 1]);
         let n = trace.requests.len() as f64;
         let pct = |hits: usize| 100.0 * hits as f64 / n;
         let sized = matches!(case.capacity, Capacity::Bytes(_));
         println!(
-            "| {} @{} | {} | {:.2} | {}{:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:+.2} |",
+            "| {} @{} | {} | {:.2} | {}{:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2}–{:.2} | {:+.2} | {:+.2} |",
             case.trace,
             case.capacity,
             trace.requests.len(),
@@ -166,11 +172,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             pct(best),
             pct(s3),
             pct(tiny),
-            pct(climbing),
             pct(quick),
             pct(moka),
-            pct(ours),
-            pct(ours) - pct(quick).max(pct(moka)),
+            pct(median),
+            pct(low),
+            pct(high),
+            pct(median) - pct(quick).max(pct(moka)),
+            pct(median) - pct(lru),
         );
         eprintln!(
             "{} @{} in {:.1?}",
