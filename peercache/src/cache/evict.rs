@@ -7,6 +7,10 @@ use super::sketch::Sketch;
 use super::table::{List, Table};
 use super::Cache;
 
+/// The most entries one change moves out of the window, and out of
+/// protected, to follow a new share.
+const MOVES_PER_CHANGE: usize = 64;
+
 impl Cache {
     /// Protected's share: four fifths of what the window leaves.
     pub(super) fn protected_budget(&self) -> u64 {
@@ -14,7 +18,17 @@ impl Cache {
         self.budget.saturating_sub(window) / 5 * 4
     }
 
+    /// Evicts the entry in `slot`. Only while over budget, and by
+    /// groupcache's rule: a hot entry only while hot holds more than
+    /// main/8, a main one only while it does not (checked in debug builds,
+    /// so every test of the crate checks it).
     pub(super) fn evict(&mut self, slot: u32) {
+        debug_assert!(self.bytes() > self.budget, "an eviction under budget");
+        debug_assert_eq!(
+            self.table.get(slot).map(|(list, _)| list == List::Hot),
+            Some(self.hot_goes_first()),
+            "an eviction against the hot/main rule"
+        );
         if let Some((list, _)) = self.remove_slot(slot) {
             self.climber.filled();
             self.counters(list).evictions += 1;
@@ -29,17 +43,31 @@ impl Cache {
     /// Moves the window's overflow to probation through admission, then
     /// evicts until the budget holds; returns whether `inserted` is still
     /// stored.
+    ///
+    /// When the climber has just shrunk the window (or grown it, shrinking
+    /// protected), a change moves at most [`MOVES_PER_CHANGE`] entries out
+    /// of each, and the next changes move the rest: the budget holds at
+    /// once, the shares within a few changes, and no insert holds the lock
+    /// for the tens of thousands of moves a large cache's step would take.
     pub(super) fn evict_to_budget(&mut self, inserted: u32) -> bool {
         let window = self.climber.window_budget(self.budget);
         let protected = self.protected_budget();
-        demote_protected(&mut self.table, protected);
+        let protected_settled = demote_protected(&mut self.table, protected);
+        let mut window_settled = true;
+        let mut moves = 0;
         while self.table.bytes(List::Window) > window {
+            if moves == MOVES_PER_CHANGE {
+                window_settled = false;
+                break;
+            }
             let Some(candidate) = self.table.oldest(List::Window) else {
                 break;
             };
             self.table.move_to(candidate, List::Probation);
             self.admit(candidate);
+            moves += 1;
         }
+        self.settling = [!window_settled, !protected_settled];
         while self.bytes() > self.budget {
             let victim = if self.hot_goes_first() {
                 self.table.oldest(List::Hot)
@@ -56,28 +84,61 @@ impl Cache {
         self.table.key(inserted).is_some()
     }
 
-    /// Makes room for `candidate` (now probation's newest entry) while the
-    /// budget is exceeded: each victim (probation's oldest, else
-    /// protected's) goes if the candidate was asked more often, else the
-    /// candidate goes.
+    /// Makes room for `candidate` (now probation's newest entry) if it
+    /// earns it. Hot entries go first while the hot cache is over its
+    /// share, as they would for any insert. Then the main entries that
+    /// would have to go (probation's oldest first, then protected's) are
+    /// looked at *before* any goes: the candidate is admitted only if it
+    /// was asked more often than every one of them, and otherwise it alone
+    /// goes. So a large value evicts several small ones only by out-counting
+    /// each, and a candidate never evicts some victims and then loses to
+    /// the next.
     fn admit(&mut self, candidate: u32) {
-        while self.bytes() > self.budget {
-            if self.hot_goes_first() {
-                if let Some(victim) = self.table.oldest(List::Hot) {
-                    self.evict(victim);
-                    continue;
-                }
+        while self.bytes() > self.budget && self.hot_goes_first() {
+            match self.table.oldest(List::Hot) {
+                Some(victim) => self.evict(victim),
+                None => break,
             }
-            let victim = [List::Probation, List::Protected]
-                .into_iter()
-                .find_map(|list| self.table.oldest(list).filter(|&v| v != candidate));
-            let count = |slot| self.table.key(slot).map_or(0, |k| self.sketch.estimate(k));
-            match victim {
-                Some(victim) if count(candidate) > count(victim) => self.evict(victim),
-                _ => {
-                    self.evict(candidate);
-                    return;
+        }
+        if self.bytes() <= self.budget {
+            return;
+        }
+        let excess = self.bytes() - self.budget;
+        let count = |slot| self.table.key(slot).map_or(0, |k| self.sketch.estimate(k));
+        let wanted = count(candidate);
+        let mut freed = 0;
+        let mut earned = false;
+        'lists: for list in [List::Probation, List::Protected] {
+            let mut at = self.table.oldest(list);
+            while let Some(victim) = at {
+                if victim != candidate {
+                    if count(victim) >= wanted {
+                        break 'lists;
+                    }
+                    freed += self.table.cost(victim);
+                    if freed >= excess {
+                        earned = true;
+                        break 'lists;
+                    }
                 }
+                at = self.table.newer(victim);
+            }
+        }
+        if !earned {
+            self.evict(candidate);
+            return;
+        }
+        while self.bytes() > self.budget {
+            let victim = if self.hot_goes_first() {
+                self.table.oldest(List::Hot)
+            } else {
+                [List::Probation, List::Protected]
+                    .into_iter()
+                    .find_map(|list| self.table.oldest(list).filter(|&v| v != candidate))
+            };
+            match victim {
+                Some(victim) => self.evict(victim),
+                None => break,
             }
         }
     }
@@ -97,6 +158,8 @@ pub(super) fn hit_main(table: &mut Table, sketch: &mut Sketch, protected: u64, s
         List::Window | List::Protected => table.touch(slot),
         List::Probation => {
             table.move_to(slot, List::Protected);
+            // One promotion overflows by one entry; a larger overflow (the
+            // share just moved) is the next insert's to settle.
             demote_protected(table, protected);
         }
         List::Hot => {}
@@ -104,12 +167,18 @@ pub(super) fn hit_main(table: &mut Table, sketch: &mut Sketch, protected: u64, s
 }
 
 /// Moves protected's oldest entries to probation while protected holds
-/// more than `protected` bytes (after a promotion, or when the window grew).
-fn demote_protected(table: &mut Table, protected: u64) {
-    while table.bytes(List::Protected) > protected {
+/// more than `protected` bytes (after a promotion, or when the window
+/// grew), at most [`MOVES_PER_CHANGE`] of them; returns whether protected
+/// is within its share.
+fn demote_protected(table: &mut Table, protected: u64) -> bool {
+    for _ in 0..MOVES_PER_CHANGE {
+        if table.bytes(List::Protected) <= protected {
+            return true;
+        }
         match table.oldest(List::Protected) {
             Some(oldest) => table.move_to(oldest, List::Probation),
-            None => break,
+            None => return true,
         }
     }
+    table.bytes(List::Protected) <= protected
 }

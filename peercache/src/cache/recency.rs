@@ -17,14 +17,17 @@
 //!   which is an order the hits could have happened in;
 //! - when the log is full, [`RecencyLog::record`] says so and the hit is
 //!   served under the exclusive lock instead, where it replays the log and
-//!   applies its own hit. No hit is ever dropped.
+//!   applies its own hit. No hit's move is ever dropped.
 //!
 //! One case is cheaper: a hit on the newest entry of the window or of
 //! protected, while nothing is waiting to be replayed, moves nothing. It
 //! only counts a *repeat* of that entry, with a plain load and store (no
 //! read-modify-write; racing readers may lose an increment, which only
 //! makes a count approximate), and stops counting at the sketch's largest
-//! count, so repeated hits on one key write no shared memory at all.
+//! count, so repeated hits on one key write no shared memory at all. (The
+//! window's climber so sees at most 15 such hits between two changes: a
+//! key hit over and over is a hit at any share, so what it teaches the
+//! climber is little.)
 //!
 //! This is the read buffer of Caffeine (Java) and moka, made lossless; it
 //! is a few lines, so it is written here rather than taken from a crate.

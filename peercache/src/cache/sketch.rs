@@ -100,7 +100,9 @@ impl Sketch {
         let hash = self.hasher.hash_one(key);
         let (first, step) = (hash as usize, ((hash >> 32) as usize) | 1);
         let mask = self.width - 1;
-        std::array::from_fn(|row| row * self.width + (first.wrapping_add(row * step) & mask))
+        std::array::from_fn(|row| {
+            row * self.width + (first.wrapping_add(row.wrapping_mul(step)) & mask)
+        })
     }
 
     fn counter(&self, at: usize) -> u8 {

@@ -189,6 +189,20 @@ impl Table {
         (oldest != NIL).then_some(oldest)
     }
 
+    /// The entry used just after `slot` in its list (towards the newest).
+    pub(crate) fn newer(&self, slot: u32) -> Option<u32> {
+        let newer = self.slots.get(slot as usize)?.newer;
+        (newer != NIL).then_some(newer)
+    }
+
+    /// What the entry in a full slot costs: `len(key) + len(value)`.
+    pub(crate) fn cost(&self, slot: u32) -> u64 {
+        match self.slots.get(slot as usize).and_then(|s| s.entry.as_ref()) {
+            Some((key, value)) => cost(key, value),
+            None => 0,
+        }
+    }
+
     /// The most recently used entry of `list`.
     pub(crate) fn newest(&self, list: List) -> Option<u32> {
         let newest = self.lists[list as usize].newest;

@@ -128,7 +128,11 @@ impl Group {
     /// Concurrent sets of one key are never merged: each reaches the owner,
     /// and the one the owner applies last stays. A get that starts after
     /// `set` returned `Ok` sees this value or a later one, on any node (until
-    /// the value is evicted or expires: then the loader runs again). On
+    /// the value is evicted or expires: then the loader runs again). A set
+    /// counts as one request for the key: in a full cache, the main cache's
+    /// policy keeps it only if the key was asked more often recently than
+    /// what it would displace (README "The cache"), else the next get loads
+    /// it. On
     /// `Err(`[`Error::PeersFailed`]`)`, [`Error::reached_owner`] says
     /// whether the owner stored the value: `Some(true)`, it did, and every
     /// node asking it gets the value, but a failed peer may still serve its

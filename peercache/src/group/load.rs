@@ -132,7 +132,7 @@ impl Inner {
     /// just before this one started may have filled it), then call the loader
     /// and keep its value in the main cache.
     async fn load_here(self: Arc<Self>, key: String) -> Outcome {
-        let ticket = match self.begin_load(&key) {
+        let ticket = match self.begin_load(&key, true) {
             Ok(value) => return Ok(value),
             Err(ticket) => ticket,
         };
@@ -213,7 +213,7 @@ impl Inner {
     /// The body of a fetch from the owner; falls back to a local load when
     /// the owner cannot be reached.
     async fn fetch_from(self: Arc<Self>, peer: Arc<dyn Peer>, key: String) -> Outcome {
-        let ticket = match self.begin_load(&key) {
+        let ticket = match self.begin_load(&key, false) {
             Ok(value) => return Ok(value),
             Err(ticket) => ticket,
         };

@@ -7,7 +7,7 @@
 //! main cache takes only the read side; everything else the write side.
 
 use super::Inner;
-use crate::cache::{cost, Cache, CacheKind};
+use crate::cache::{cost, Ask, Cache, CacheKind};
 use crate::fence::Fences;
 use crate::read_mostly::WriteGuard;
 use crate::Value;
@@ -80,30 +80,35 @@ impl Inner {
             }
         }
         let mut guarded = self.lock_cache();
-        self.lookup_locked(&mut guarded, key, true)
+        self.lookup_locked(&mut guarded, key, Ask::Get)
     }
 
+    /// A look-up under the write lock; `ask` says what it counts for the
+    /// cache's policy, and only [`Ask::Get`] counts as a get of the group.
     pub(super) fn lookup_locked(
         &self,
         guarded: &mut Guarded,
         key: &str,
-        is_get: bool,
+        ask: Ask,
     ) -> Option<Value> {
+        let is_get = ask == Ask::Get;
         guarded.gets += u64::from(is_get);
         // The clock is read only for values that have an expiry, which keeps
         // it off the common hit path.
         let value = guarded
             .cache
-            .lookup(key, &|| self.clock.now_unix_nanos(), is_get);
+            .lookup(key, &|| self.clock.now_unix_nanos(), ask);
         guarded.cache_hits += u64::from(value.is_some());
         value
     }
 
-    /// The start of a load: the cached value if a racing load just stored
-    /// one, else the fence ticket that the load's insert will need.
-    pub(super) fn begin_load(&self, key: &str) -> Result<Value, u64> {
+    /// The start of a load (`owned`: this node's loader; else a fetch from
+    /// the owner): the cached value if a racing load just stored one, else
+    /// the fence ticket that the load's insert will need.
+    pub(super) fn begin_load(&self, key: &str, owned: bool) -> Result<Value, u64> {
         let mut guarded = self.lock_cache();
-        match self.lookup_locked(&mut guarded, key, false) {
+        let ask = if owned { Ask::LoadStart } else { Ask::Recheck };
+        match self.lookup_locked(&mut guarded, key, ask) {
             Some(value) => Ok(value),
             None => Err(guarded.fences.ticket()),
         }
@@ -186,6 +191,7 @@ impl Inner {
             if expired {
                 guarded.cache.remove(key);
             } else {
+                guarded.cache.count_request(key);
                 guarded.cache.insert(CacheKind::Main, key, value);
             }
         }
