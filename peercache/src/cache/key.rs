@@ -1,4 +1,4 @@
-//! The keys of the cache's index, compared without a call to `memcmp`.
+//! Keys compared without a call to `memcmp`, for the cache's index.
 //!
 //! A cache hit hashes the key, finds its bucket and compares the key asked
 //! for with the one stored there. Through `str`'s `==`, that compare is a
@@ -9,48 +9,8 @@
 //! overlapping loads of the widest word that fits, and leaves longer keys
 //! to `memcmp`, whose call is then worth it.
 //!
-//! The index is hashbrown's map, which std's `HashMap` wraps, for one
-//! thing std does not offer: looking up with a key type of our own
-//! ([`Probe`], through [`hashbrown::Equivalent`]) whose equality is this
-//! compare. [`IndexKey`] and [`Probe`] hash exactly as `str` does, so
-//! both find the same bucket.
-
-use std::hash::{Hash, Hasher};
-use std::sync::Arc;
-
-/// A key as the index stores it (shared with its slot).
-#[derive(Clone, Debug)]
-pub(crate) struct IndexKey(pub(crate) Arc<str>);
-
-/// A key being looked up.
-pub(crate) struct Probe<'a>(pub(crate) &'a str);
-
-impl Hash for IndexKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        str::hash(&self.0, state);
-    }
-}
-
-impl Hash for Probe<'_> {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        str::hash(self.0, state);
-    }
-}
-
-impl PartialEq for IndexKey {
-    fn eq(&self, other: &Self) -> bool {
-        same_bytes(self.0.as_bytes(), other.0.as_bytes())
-    }
-}
-
-impl Eq for IndexKey {}
-
-impl hashbrown::Equivalent<IndexKey> for Probe<'_> {
-    #[inline]
-    fn equivalent(&self, key: &IndexKey) -> bool {
-        same_bytes(self.0.as_bytes(), key.0.as_bytes())
-    }
-}
+//! The index (`table.rs`) is hashbrown's `HashTable`, whose probes take
+//! the equality to use: this one.
 
 /// `a == b`, inline for up to 32 bytes: two loads of the widest word that
 /// fits, one from each end (they overlap when the length is not a whole
@@ -83,7 +43,6 @@ fn ends<const W: usize>(bytes: &[u8]) -> ([u8; W], [u8; W]) {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use std::hash::BuildHasher;
 
     proptest! {
         /// Equal to `==` for every length around the word sizes, on pairs
@@ -103,18 +62,6 @@ mod tests {
             }
             prop_assert_eq!(same_bytes(&a, &other), a == other);
             prop_assert!(!same_bytes(&a, &a[..a.len().saturating_sub(1)]) || a.is_empty());
-        }
-    }
-
-    #[test]
-    fn probe_and_stored_key_hash_alike() {
-        let state = foldhash::fast::RandomState::default();
-        for key in ["", "k", "some-key", "a key longer than thirty-two bytes"] {
-            assert_eq!(
-                state.hash_one(Probe(key)),
-                state.hash_one(IndexKey(Arc::from(key)))
-            );
-            assert_eq!(state.hash_one(Probe(key)), state.hash_one(key));
         }
     }
 }

@@ -24,9 +24,10 @@
 //! the value of an existing key subtracts the old cost before adding the new
 //! one (golang/groupcache counts the key twice there and leaks bytes).
 
-use super::key::{IndexKey, Probe};
+use super::key::same_bytes;
 use crate::Value;
-use hashbrown::HashMap;
+use hashbrown::HashTable;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 /// Marks "no slot" in the links.
@@ -102,7 +103,13 @@ pub(crate) struct Peeked<'a> {
 
 /// The entries. Not thread-safe: [`super::Cache`] is used behind a lock.
 pub(crate) struct Table {
-    index: HashMap<IndexKey, u32, foldhash::fast::RandomState>,
+    /// Each entry's key (shared with its slot) and slot number, by the
+    /// key's hash. A `HashTable` rather than a map, so that the hit's
+    /// look-up ([`Table::peek`]) is a copy of the probe of its own, which
+    /// the compiler inlines into the hit path (shared with the changes' look-ups,
+    /// it was not, at about 1 ns a hit: `perf` of `group_get_hit`).
+    index: HashTable<(Arc<str>, u32)>,
+    hasher: foldhash::fast::RandomState,
     slots: Vec<Slot>,
     free: Vec<u32>,
     lists: [Ends; 4],
@@ -111,7 +118,8 @@ pub(crate) struct Table {
 impl Table {
     pub(crate) fn new() -> Self {
         Table {
-            index: HashMap::default(),
+            index: HashTable::new(),
+            hasher: foldhash::fast::RandomState::default(),
             slots: Vec::new(),
             free: Vec::new(),
             lists: [EMPTY; 4],
@@ -134,11 +142,14 @@ impl Table {
     }
 
     /// The slot of a key.
-    /// (Not inlined: the changes call it from many places, and one copy
-    /// leaves the look-up inlined in [`Table::peek`], the hit path.)
+    /// (Not inlined: the changes call it from many places.)
     #[inline(never)]
     pub(crate) fn find(&self, key: &str) -> Option<u32> {
-        self.index.get(&Probe(key)).copied()
+        let hash = self.hasher.hash_one(key);
+        let found = self
+            .index
+            .find(hash, |(k, _)| same_bytes(k.as_bytes(), key.as_bytes()));
+        found.map(|(_, slot)| *slot)
     }
 
     /// What a hit needs of a key's entry, with one look-up: its slot, its
@@ -146,10 +157,11 @@ impl Table {
     /// and its value.
     #[inline(always)]
     pub(crate) fn peek(&self, key: &str) -> Option<Peeked<'_>> {
-        // `get_key_value` rather than `get`: its only caller is here, so it
-        // is inlined into the hit path, where `get` (called from every
-        // change) was not, at 2.5 ns a hit (`perf` of `group_get_hit`).
-        let (_, &slot) = self.index.get_key_value(&Probe(key))?;
+        let hash = self.hasher.hash_one(key);
+        let (_, slot) = self
+            .index
+            .find(hash, |(k, _)| same_bytes(k.as_bytes(), key.as_bytes()))?;
+        let slot = *slot;
         let s = self.slots.get(slot as usize)?;
         let (_, value) = s.entry.as_ref()?;
         // Compared with both lists' newest, not through `s.list`: the loads
@@ -231,7 +243,12 @@ impl Table {
             }
             None => return None,
         };
-        self.index.insert(IndexKey(Arc::clone(&key)), slot);
+        let hasher = &self.hasher;
+        self.index.insert_unique(
+            hasher.hash_one(&*key),
+            (Arc::clone(&key), slot),
+            |(k, _)| hasher.hash_one(&**k),
+        );
         self.link_newest(slot, list);
         Some((slot, key))
     }
@@ -271,7 +288,13 @@ impl Table {
     pub(crate) fn remove(&mut self, slot: u32) -> Option<(List, Arc<str>, Value)> {
         let list = self.slots.get(slot as usize)?.list;
         let (key, _) = self.slots[slot as usize].entry.as_ref()?;
-        self.index.remove(&Probe(key));
+        let hash = self.hasher.hash_one(&**key);
+        if let Ok(found) = self
+            .index
+            .find_entry(hash, |(k, _)| same_bytes(k.as_bytes(), key.as_bytes()))
+        {
+            found.remove();
+        }
         self.unlink(slot);
         let (key, value) = self.slots[slot as usize].entry.take()?;
         self.free.push(slot);
