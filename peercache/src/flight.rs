@@ -4,17 +4,28 @@
 //! in flight, in which case the caller waits for the running work and gets a
 //! clone of its result. It differs from Go's `singleflight` on purpose:
 //!
-//! - **The work is spawned** on the tokio runtime. If the caller that started
-//!   it is cancelled (its future dropped), the work still completes and every
-//!   other waiter gets the result; the key leaves the in-flight table when the
-//!   work ends, not when its first caller goes away.
+//! - **The work survives its first caller.** The first caller's [`Call`]
+//!   runs the work when it is polled, in its own task: no task to spawn and
+//!   schedule for the common miss with one caller (40 % off the miss
+//!   benchmark; BENCHMARKS.md). If that caller is cancelled (its future
+//!   dropped) before the work ends, the work is handed to a task on the
+//!   runtime given to [`Flight::run`] and still completes,
+//!   and every other waiter gets the result; the key leaves the in-flight
+//!   table when the work ends, not when its first caller goes away. If the
+//!   runtime shuts down before the work ends, the waiters get [`Panicked`]
+//!   ("ended without a result"), never a hang. As with any future, a first
+//!   caller that holds its call without polling it holds up the others.
 //! - **A panic is an answer, not a hang.** The work runs under
 //!   `catch_unwind`; a panic becomes [`Panicked`] for every waiter, and the
 //!   key is free to run again at once. (golang/groupcache wedges the key.)
 //!
 //! The table is a `std::sync::Mutex<HashMap>`: it is held only to look up,
 //! insert or remove an entry, never across an `.await`, so a blocking mutex
-//! is both correct and cheaper than tokio's.
+//! is both correct and cheaper than tokio's. Each run's result is handed to
+//! the other waiters through a small slot of its own (a mutex, the wakers,
+//! then the result), written by hand because `futures`' `Shared` needs the
+//! work to be its own future, polled by whichever waiter comes, where here
+//! the first caller drives it and the others only wait.
 //!
 //! This module depends on nothing else in the crate and can be used alone.
 //!
@@ -53,13 +64,16 @@
 //! # }
 //! ```
 
-use futures_util::future::{BoxFuture, FutureExt, Shared};
+use futures_util::FutureExt;
 use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
 
-/// The work for a key panicked (or its task was torn down with the runtime).
+/// The work for a key panicked (or it ended without a result: its task was
+/// torn down with the runtime).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct Panicked {
@@ -67,19 +81,18 @@ pub struct Panicked {
     pub message: String,
 }
 
-/// A handle on a run in flight: a future of its result, clonable so that
-/// every waiter gets the same result.
-pub type Call<T> = Shared<BoxFuture<'static, Result<T, Panicked>>>;
+/// The work of one run, its panics caught.
+type Work<T> = Pin<Box<dyn Future<Output = Result<T, Panicked>> + Send>>;
 
 /// A table of in-flight work, one entry per key.
 pub struct Flight<T> {
     calls: Arc<Mutex<Table<T>>>,
 }
 
-/// The in-flight calls by key, each with the serial number of its run, so a
+/// The in-flight runs by key, each with the serial number of its run, so a
 /// finished run removes its own entry and never a newer run's.
 struct Table<T> {
-    calls: HashMap<String, (u64, Call<T>)>,
+    calls: HashMap<Arc<str>, (u64, Arc<Slot<T>>)>,
     next_serial: u64,
 }
 
@@ -103,7 +116,159 @@ pub enum Role {
     Follower,
 }
 
-impl<T: Clone + Send + Sync + 'static> Flight<T> {
+/// Where the other waiters of a run find its result.
+struct Slot<T> {
+    state: Mutex<SlotState<T>>,
+}
+
+enum SlotState<T> {
+    Waiting(Vec<Waker>),
+    Done(Result<T, Panicked>),
+}
+
+impl<T: Clone> Slot<T> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SlotState<T>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Stores the result and wakes every waiter.
+    fn publish(&self, result: Result<T, Panicked>) {
+        let waiting = std::mem::replace(&mut *self.lock(), SlotState::Done(result));
+        if let SlotState::Waiting(wakers) = waiting {
+            wakers.into_iter().for_each(Waker::wake);
+        }
+    }
+
+    fn poll(&self, cx: &mut Context<'_>) -> Poll<Result<T, Panicked>> {
+        match &mut *self.lock() {
+            SlotState::Done(result) => Poll::Ready(result.clone()),
+            SlotState::Waiting(wakers) => {
+                if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                    wakers.push(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// What a run must do when its work ends: leave the table, then hand the
+/// result to the other waiters. Dropped before that (its task torn down
+/// with the runtime), it hands them [`Panicked`] instead.
+struct Finish<T: Clone> {
+    slot: Arc<Slot<T>>,
+    table: Arc<Mutex<Table<T>>>,
+    key: Arc<str>,
+    serial: u64,
+    done: bool,
+}
+
+impl<T: Clone> Finish<T> {
+    fn complete(&mut self, result: Result<T, Panicked>) {
+        // Leave the table before the result is handed out, so a caller that
+        // arrives after this point starts afresh (and, in a group, finds the
+        // value in the cache that the work just filled). Only this run's own
+        // entry: after a `forget`, a newer run may own it.
+        let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        if table
+            .calls
+            .get(&self.key)
+            .is_some_and(|(serial, _)| *serial == self.serial)
+        {
+            table.calls.remove(&self.key);
+        }
+        drop(table);
+        self.slot.publish(result);
+        self.done = true;
+    }
+}
+
+impl<T: Clone> Drop for Finish<T> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.complete(Err(Panicked {
+                message: "the load ended without a result (its runtime shut down)".to_owned(),
+            }));
+        }
+    }
+}
+
+/// A run the first caller drives.
+struct Lead<T: Clone> {
+    work: Work<T>,
+    finish: Finish<T>,
+    runtime: tokio::runtime::Handle,
+}
+
+/// A waiter's handle on a run: a future of its result. The first caller's
+/// call runs the work when polled (see the module docs); the others wait
+/// for its result.
+#[must_use = "a call does nothing unless awaited; the first caller's runs the work"]
+pub struct Call<T: Clone + Send + 'static> {
+    state: CallState<T>,
+}
+
+enum CallState<T: Clone> {
+    Leading(Lead<T>),
+    Following(Arc<Slot<T>>),
+    Ended,
+}
+
+impl<T: Clone + Send + 'static> Future for Call<T> {
+    type Output = Result<T, Panicked>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // `Call` holds no self-references (the work is boxed), so it is
+        // `Unpin` and its state can be taken by value.
+        match &mut self.state {
+            CallState::Leading(lead) => {
+                let result = std::task::ready!(lead.work.as_mut().poll(cx));
+                lead.finish.complete(result.clone());
+                self.state = CallState::Ended;
+                Poll::Ready(result)
+            }
+            CallState::Following(slot) => {
+                let result = std::task::ready!(slot.poll(cx));
+                self.state = CallState::Ended;
+                Poll::Ready(result)
+            }
+            CallState::Ended => panic!("a flight::Call polled after it returned its result"),
+        }
+    }
+}
+
+impl<T: Clone + Send + 'static> Drop for Call<T> {
+    fn drop(&mut self) {
+        if let CallState::Leading(lead) = std::mem::replace(&mut self.state, CallState::Ended) {
+            // The first caller went away before the work ended: the work
+            // goes on in a task of its own, for the other waiters and the
+            // cache. (If the runtime is shutting down, the task is dropped
+            // and `Finish` hands the waiters `Panicked`.)
+            let Lead {
+                work,
+                mut finish,
+                runtime,
+            } = lead;
+            drop(runtime.spawn(async move {
+                let result = work.await;
+                finish.complete(result);
+            }));
+        }
+    }
+}
+
+impl<T: Clone + Send + 'static> std::fmt::Debug for Call<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let role = match self.state {
+            CallState::Leading(_) => "leading",
+            CallState::Following(_) => "following",
+            CallState::Ended => "ended",
+        };
+        f.debug_struct("Call").field("state", &role).finish()
+    }
+}
+
+impl<T: Clone + Send + 'static> Flight<T> {
     /// An empty table.
     pub fn new() -> Self {
         Self::default()
@@ -128,9 +293,10 @@ impl<T: Clone + Send + Sync + 'static> Flight<T> {
         self.lock().calls.clear();
     }
 
-    /// Runs `work()` for `key`, or joins the run already in flight for it, and
-    /// returns its result. `work` is called only when this call leads, and is
-    /// spawned with `runtime` so it completes even if every caller goes away.
+    /// Runs `work()` for `key`, or joins the run already in flight for it;
+    /// the returned call is a future of its result. `work` is called only
+    /// when this call leads; the work then runs as the call is polled, and
+    /// in a task on `runtime` if the call is dropped before the work ends.
     pub fn run<F, Fut>(
         &self,
         runtime: &tokio::runtime::Handle,
@@ -141,47 +307,40 @@ impl<T: Clone + Send + Sync + 'static> Flight<T> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = T> + Send + 'static,
     {
-        let mut table_guard = self.lock();
-        if let Some((_, call)) = table_guard.calls.get(key) {
-            return (Role::Follower, call.clone());
+        let mut table = self.lock();
+        if let Some((_, slot)) = table.calls.get(key) {
+            let state = CallState::Following(Arc::clone(slot));
+            return (Role::Follower, Call { state });
         }
-        let serial = table_guard.next_serial;
-        table_guard.next_serial += 1;
-        let table = Arc::clone(&self.calls);
-        let owned_key = key.to_owned();
-        let work = AssertUnwindSafe(work()).catch_unwind();
-        let task = runtime.spawn(async move {
-            let result = work.await.map_err(|payload| Panicked {
-                message: panic_message(payload.as_ref()),
-            });
-            // Leave the table before the result is handed out, so a caller
-            // that arrives after this point starts afresh (and, in a group,
-            // finds the value in the cache that the work just filled). Only
-            // this run's own entry: after a `forget`, a newer run may own it.
-            let mut table = table.lock().unwrap_or_else(PoisonError::into_inner);
-            if table
-                .calls
-                .get(&owned_key)
-                .is_some_and(|(s, _)| *s == serial)
-            {
-                table.calls.remove(&owned_key);
-            }
-            drop(table);
-            result
+        let serial = table.next_serial;
+        table.next_serial += 1;
+        let slot = Arc::new(Slot {
+            state: Mutex::new(SlotState::Waiting(Vec::new())),
         });
-        let call: Call<T> = async move {
-            task.await.unwrap_or_else(|join_error| {
-                Err(Panicked {
-                    message: format!("load task ended without a result: {join_error}"),
-                })
-            })
-        }
-        .boxed()
-        .shared();
-        table_guard
+        // One copy of the key, shared by the table and the run's `Finish`.
+        let key: Arc<str> = Arc::from(key);
+        table
             .calls
-            .insert(key.to_owned(), (serial, call.clone()));
-        (Role::Leader, call)
+            .insert(Arc::clone(&key), (serial, Arc::clone(&slot)));
+        drop(table);
+        let work = AssertUnwindSafe(work()).catch_unwind().map(|caught| {
+            caught.map_err(|payload| Panicked {
+                message: panic_message(payload.as_ref()),
+            })
+        });
+        let lead = Lead {
+            work: Box::pin(work),
+            finish: Finish {
+                slot,
+                table: Arc::clone(&self.calls),
+                key,
+                serial,
+                done: false,
+            },
+            runtime: runtime.clone(),
+        };
+        let state = CallState::Leading(lead);
+        (Role::Leader, Call { state })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Table<T>> {
@@ -203,84 +362,4 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use tokio::sync::oneshot;
-
-    #[tokio::test]
-    async fn concurrent_runs_share_one_call() {
-        let flight = Flight::<u32>::new();
-        let rt = tokio::runtime::Handle::current();
-        let calls = Arc::new(AtomicUsize::new(0));
-        let (release, gate) = oneshot::channel::<()>();
-        let c = calls.clone();
-        let (role, first) = flight.run(&rt, "k", move || async move {
-            c.fetch_add(1, Ordering::SeqCst);
-            gate.await.unwrap();
-            7
-        });
-        assert_eq!(role, Role::Leader);
-        let mut followers = Vec::new();
-        for _ in 0..9 {
-            let (role, f) = flight.run(&rt, "k", || async { unreachable!() });
-            assert_eq!(role, Role::Follower);
-            followers.push(f);
-        }
-        release.send(()).unwrap();
-        assert_eq!(first.await, Ok(7));
-        for f in followers {
-            assert_eq!(f.await, Ok(7));
-        }
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
-        assert_eq!(flight.in_flight(), 0);
-    }
-
-    #[tokio::test]
-    async fn panic_reaches_every_waiter_and_frees_the_key() {
-        let flight = Flight::<u32>::new();
-        let rt = tokio::runtime::Handle::current();
-        let (release, gate) = oneshot::channel::<()>();
-        let (_, a) = flight.run(&rt, "k", move || async move {
-            gate.await.unwrap();
-            panic!("boom");
-        });
-        let (_, b) = flight.run(&rt, "k", || async { 0 });
-        release.send(()).unwrap();
-        let expected = Err(Panicked {
-            message: "panicked: boom".into(),
-        });
-        assert_eq!(a.await, expected);
-        assert_eq!(b.await, expected);
-        let (role, c) = flight.run(&rt, "k", || async { 3 });
-        assert_eq!(role, Role::Leader);
-        assert_eq!(c.await, Ok(3));
-    }
-
-    #[tokio::test]
-    async fn a_forgotten_run_finishes_without_removing_its_successor() {
-        let flight = Flight::<u32>::new();
-        let rt = tokio::runtime::Handle::current();
-        let (release_old, old_gate) = oneshot::channel::<()>();
-        let (_, old) = flight.run(&rt, "k", move || async move {
-            old_gate.await.unwrap();
-            1
-        });
-        flight.forget("k");
-        let (release_new, new_gate) = oneshot::channel::<()>();
-        let (role, new) = flight.run(&rt, "k", move || async move {
-            new_gate.await.unwrap();
-            2
-        });
-        assert_eq!(role, Role::Leader, "a forgotten run must not be joined");
-        release_old.send(()).unwrap();
-        assert_eq!(old.await, Ok(1));
-        // The old run ended; the new one is still in flight and joinable.
-        let (role, joined) = flight.run(&rt, "k", || async { unreachable!() });
-        assert_eq!(role, Role::Follower);
-        release_new.send(()).unwrap();
-        assert_eq!(new.await, Ok(2));
-        assert_eq!(joined.await, Ok(2));
-        assert_eq!(flight.in_flight(), 0);
-    }
-}
+mod tests;

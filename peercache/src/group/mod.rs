@@ -196,9 +196,10 @@ impl Group {
     /// peer, or this node's loader, in that order.
     ///
     /// Concurrent gets of one missing key share one load. Errors are never
-    /// cached. The load is spawned on the current tokio runtime and completes
-    /// (filling the cache) even if this future is dropped; outside a runtime
-    /// a miss fails with [`Error::NoRuntime`].
+    /// cached. The load runs inside the get that started it; if that get is
+    /// dropped before the load ends, the load moves to a task on the current
+    /// tokio runtime and completes (filling the cache) for the other gets.
+    /// Outside a runtime a miss fails with [`Error::NoRuntime`].
     ///
     /// ```
     /// use peercache::{loader_fn, LoadError, Node};

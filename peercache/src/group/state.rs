@@ -117,10 +117,16 @@ impl Inner {
     /// Caches a loaded or fetched value, unless the key was removed, set or
     /// purged after the load began (`ticket`) or the value already expired.
     pub(super) fn store(&self, kind: CacheKind, key: &str, value: &Value, ticket: u64) {
-        let now = self.clock.now_unix_nanos();
+        // The clock is read only when something has an expiry: the value,
+        // or an entry of the cache (a miss's insert is a hot path too).
+        let expiry = value.expiry_unix_nanos();
+        let mut now = (expiry != 0).then(|| self.clock.now_unix_nanos());
         let mut guarded = self.lock_cache();
-        if guarded.cache.next_expiry().is_some_and(|at| at <= now) {
-            guarded.cache.remove_expired(now);
+        if let Some(first) = guarded.cache.next_expiry() {
+            let now = *now.get_or_insert_with(|| self.clock.now_unix_nanos());
+            if first <= now {
+                guarded.cache.remove_expired(now);
+            }
         }
         if !guarded.fences.admits(key, ticket) {
             tracing::debug!(
@@ -130,8 +136,7 @@ impl Inner {
             );
             return;
         }
-        let expiry = value.expiry_unix_nanos();
-        if expiry != 0 && expiry <= now {
+        if now.is_some_and(|now| expiry != 0 && expiry <= now) {
             return;
         }
         if kind == CacheKind::Hot && !guarded.cache.admits_hot(key, cost(key, value)) {
