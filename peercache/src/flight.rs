@@ -139,14 +139,31 @@ impl<T: Clone> Slot<T> {
         }
     }
 
-    fn poll(&self, cx: &mut Context<'_>) -> Poll<Result<T, Panicked>> {
+    /// The result if there is one, else leaves the waiter's waker (in
+    /// place of the one it left before, `left`).
+    fn poll(&self, cx: &mut Context<'_>, left: &mut Option<Waker>) -> Poll<Result<T, Panicked>> {
         match &mut *self.lock() {
             SlotState::Done(result) => Poll::Ready(result.clone()),
             SlotState::Waiting(wakers) => {
-                if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
-                    wakers.push(cx.waker().clone());
+                let waker = cx.waker();
+                if !left.as_ref().is_some_and(|l| l.will_wake(waker)) {
+                    if let Some(old) = left.take() {
+                        wakers.retain(|w| !w.will_wake(&old));
+                    }
+                    wakers.push(waker.clone());
+                    *left = Some(waker.clone());
                 }
                 Poll::Pending
+            }
+        }
+    }
+
+    /// Takes back a waiter's waker when it goes away before the result, so
+    /// abandoned waits do not pile up behind a long load.
+    fn leave(&self, left: &Waker) {
+        if let SlotState::Waiting(wakers) = &mut *self.lock() {
+            if let Some(at) = wakers.iter().position(|w| w.will_wake(left)) {
+                wakers.swap_remove(at);
             }
         }
     }
@@ -178,8 +195,8 @@ impl<T: Clone> Finish<T> {
             table.calls.remove(&self.key);
         }
         drop(table);
-        self.slot.publish(result);
         self.done = true;
+        self.slot.publish(result);
     }
 }
 
@@ -187,7 +204,9 @@ impl<T: Clone> Drop for Finish<T> {
     fn drop(&mut self) {
         if !self.done {
             self.complete(Err(Panicked {
-                message: "the load ended without a result (its runtime shut down)".to_owned(),
+                message: "the load ended without a result (its task was dropped: the \
+                          runtime shut down)"
+                    .to_owned(),
             }));
         }
     }
@@ -210,7 +229,8 @@ pub struct Call<T: Clone + Send + 'static> {
 
 enum CallState<T: Clone> {
     Leading(Lead<T>),
-    Following(Arc<Slot<T>>),
+    /// The run's slot, and the waker this call left there, if any.
+    Following(Arc<Slot<T>>, Option<Waker>),
     Ended,
 }
 
@@ -223,12 +243,18 @@ impl<T: Clone + Send + 'static> Future for Call<T> {
         match &mut self.state {
             CallState::Leading(lead) => {
                 let result = std::task::ready!(lead.work.as_mut().poll(cx));
-                lead.finish.complete(result.clone());
-                self.state = CallState::Ended;
+                // Out of the call first: whatever happens next (a panicking
+                // clone or waker), the finished work is never handed on and
+                // polled again, and `Finish` still publishes once.
+                if let CallState::Leading(mut lead) =
+                    std::mem::replace(&mut self.state, CallState::Ended)
+                {
+                    lead.finish.complete(result.clone());
+                }
                 Poll::Ready(result)
             }
-            CallState::Following(slot) => {
-                let result = std::task::ready!(slot.poll(cx));
+            CallState::Following(slot, left) => {
+                let result = std::task::ready!(slot.poll(cx, left));
                 self.state = CallState::Ended;
                 Poll::Ready(result)
             }
@@ -239,6 +265,9 @@ impl<T: Clone + Send + 'static> Future for Call<T> {
 
 impl<T: Clone + Send + 'static> Drop for Call<T> {
     fn drop(&mut self) {
+        if let CallState::Following(slot, Some(left)) = &self.state {
+            slot.leave(left);
+        }
         if let CallState::Leading(lead) = std::mem::replace(&mut self.state, CallState::Ended) {
             // The first caller went away before the work ended: the work
             // goes on in a task of its own, for the other waiters and the
@@ -261,7 +290,7 @@ impl<T: Clone + Send + 'static> std::fmt::Debug for Call<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let role = match self.state {
             CallState::Leading(_) => "leading",
-            CallState::Following(_) => "following",
+            CallState::Following(..) => "following",
             CallState::Ended => "ended",
         };
         f.debug_struct("Call").field("state", &role).finish()
@@ -309,9 +338,16 @@ impl<T: Clone + Send + 'static> Flight<T> {
     {
         let mut table = self.lock();
         if let Some((_, slot)) = table.calls.get(key) {
-            let state = CallState::Following(Arc::clone(slot));
+            let state = CallState::Following(Arc::clone(slot), None);
             return (Role::Follower, Call { state });
         }
+        // `work()` before the entry goes in: if the closure itself panics,
+        // the key stays free (the table's lock tolerates the poison).
+        let work = AssertUnwindSafe(work()).catch_unwind().map(|caught| {
+            caught.map_err(|payload| Panicked {
+                message: panic_message(payload.as_ref()),
+            })
+        });
         let serial = table.next_serial;
         table.next_serial += 1;
         let slot = Arc::new(Slot {
@@ -323,11 +359,6 @@ impl<T: Clone + Send + 'static> Flight<T> {
             .calls
             .insert(Arc::clone(&key), (serial, Arc::clone(&slot)));
         drop(table);
-        let work = AssertUnwindSafe(work()).catch_unwind().map(|caught| {
-            caught.map_err(|payload| Panicked {
-                message: panic_message(payload.as_ref()),
-            })
-        });
         let lead = Lead {
             work: Box::pin(work),
             finish: Finish {

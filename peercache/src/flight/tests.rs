@@ -133,3 +133,56 @@ fn waiters_get_an_error_not_a_hang_when_the_runtime_goes_away() {
     );
     assert_eq!(flight.in_flight(), 0);
 }
+
+#[tokio::test]
+async fn a_closure_that_panics_leaves_the_key_free() {
+    let flight = Flight::<u32>::new();
+    let rt = tokio::runtime::Handle::current();
+    let panicked = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let _ = flight.run(&rt, "k", || -> std::future::Ready<u32> {
+            panic!("bad key")
+        });
+    }));
+    assert!(panicked.is_err());
+    assert_eq!(flight.in_flight(), 0);
+    let (role, call) = flight.run(&rt, "k", || async { 4 });
+    assert_eq!(
+        role,
+        Role::Leader,
+        "the key must not be held by the failed run"
+    );
+    assert_eq!(call.await, Ok(4));
+}
+
+#[tokio::test]
+async fn waiters_that_go_away_take_their_wakers_back() {
+    let flight = Flight::<u32>::new();
+    let rt = tokio::runtime::Handle::current();
+    let (_, mut leader) = flight.run(&rt, "k", std::future::pending::<u32>);
+    assert!((&mut leader).now_or_never().is_none());
+    let waiting = || {
+        let table = flight.lock();
+        let (_, slot) = &table.calls["k"];
+        let count = match &*slot.lock() {
+            SlotState::Waiting(wakers) => wakers.len(),
+            SlotState::Done(_) => unreachable!("the work never ends"),
+        };
+        count
+    };
+    // A hundred gets that time out, each in a task of its own.
+    for _ in 0..100 {
+        let (_, follower) = flight.run(&rt, "k", || async { unreachable!() });
+        let task = tokio::spawn(follower);
+        tokio::task::yield_now().await;
+        task.abort();
+        assert!(task.await.unwrap_err().is_cancelled());
+    }
+    assert_eq!(waiting(), 0, "abandoned waiters' wakers piled up");
+    // One still waiting, polled twice by the same task: one waker.
+    let (_, mut follower) = flight.run(&rt, "k", || async { unreachable!() });
+    assert!((&mut follower).now_or_never().is_none());
+    assert!((&mut follower).now_or_never().is_none());
+    assert_eq!(waiting(), 1);
+    drop(follower);
+    assert_eq!(waiting(), 0);
+}

@@ -199,7 +199,11 @@ impl Group {
     /// cached. The load runs inside the get that started it; if that get is
     /// dropped before the load ends, the load moves to a task on the current
     /// tokio runtime and completes (filling the cache) for the other gets.
-    /// Outside a runtime a miss fails with [`Error::NoRuntime`].
+    /// Outside a runtime a miss fails with [`Error::NoRuntime`]. So await a
+    /// get, or drop it: one polled once and then held (a `select!` arm left
+    /// pending while another runs long) holds up every other get of its key,
+    /// and a get of the same key awaited meanwhile in the same task never
+    /// ends.
     ///
     /// ```
     /// use peercache::{loader_fn, LoadError, Node};
