@@ -39,6 +39,8 @@
 //! crate's dependency tree (tonic 0.14, axum 0.8, ...) needs a newer rustc
 //! than peercache's minimum and the peercache build must not pay for it.
 
+mod counters;
+
 use async_trait::async_trait;
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
@@ -48,6 +50,7 @@ use axum::serve::ListenerExt;
 use axum::Router;
 use bytes::Bytes;
 use clap::Parser;
+use counters::{Counters, Recorder};
 use groupcache::moka::future::Cache;
 use groupcache::{Groupcache, GroupcachePeer, ValueLoader};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -230,81 +233,6 @@ impl ValueLoader for Loader {
             tokio::time::sleep(self.delay).await;
         }
         Ok(value_for(key, self.size))
-    }
-}
-
-/// The counters the crate emits through the `metrics` facade (names from
-/// groupcache 0.3.0's `metrics` module), under the `/stats` field names.
-#[derive(Default)]
-struct Counters {
-    gets: Arc<AtomicU64>,
-    server_requests: Arc<AtomicU64>,
-    cache_hits: Arc<AtomicU64>,
-    local_loads: Arc<AtomicU64>,
-    local_load_errs: Arc<AtomicU64>,
-    peer_loads: Arc<AtomicU64>,
-    peer_errors: Arc<AtomicU64>,
-}
-
-impl Counters {
-    fn counter(&self, name: &str) -> Option<&Arc<AtomicU64>> {
-        Some(match name {
-            "groupcache_get_total" => &self.gets,
-            "groupcache_get_server_requests_total" => &self.server_requests,
-            "groupcache_local_cache_hit_total" => &self.cache_hits,
-            "groupcache_local_load_total" => &self.local_loads,
-            "groupcache_local_load_errors" => &self.local_load_errs,
-            "groupcache_remote_load_total" => &self.peer_loads,
-            "groupcache_remote_load_errors" => &self.peer_errors,
-            _ => return None,
-        })
-    }
-}
-
-/// A `metrics` recorder that keeps the crate's counters in [`Counters`]
-/// and drops everything else.
-struct Recorder(Arc<Counters>);
-
-impl metrics::Recorder for Recorder {
-    fn describe_counter(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn describe_gauge(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn describe_histogram(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-
-    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
-        match self.0.counter(key.name()) {
-            Some(counter) => metrics::Counter::from_arc(Arc::clone(counter)),
-            None => metrics::Counter::noop(),
-        }
-    }
-
-    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
-        metrics::Gauge::noop()
-    }
-
-    fn register_histogram(
-        &self,
-        _: &metrics::Key,
-        _: &metrics::Metadata<'_>,
-    ) -> metrics::Histogram {
-        metrics::Histogram::noop()
     }
 }
 

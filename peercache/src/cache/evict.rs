@@ -68,19 +68,10 @@ impl Cache {
             moves += 1;
         }
         self.settling = [!window_settled, !protected_settled];
-        while self.bytes() > self.budget {
-            let victim = if self.hot_goes_first() {
-                self.table.oldest(List::Hot)
-            } else {
-                [List::Probation, List::Protected, List::Window, List::Hot]
-                    .into_iter()
-                    .find_map(|list| self.table.oldest(list))
-            };
-            match victim {
-                Some(victim) => self.evict(victim),
-                None => break,
-            }
-        }
+        self.evict_while_over(
+            &[List::Probation, List::Protected, List::Window, List::Hot],
+            None,
+        );
         self.table.key(inserted).is_some()
     }
 
@@ -128,13 +119,20 @@ impl Cache {
             self.evict(candidate);
             return;
         }
+        self.evict_while_over(&[List::Probation, List::Protected], Some(candidate));
+    }
+
+    /// Evicts while over budget by groupcache's rule: hot's oldest while hot
+    /// is over its share, else the oldest entry of the first of `lists`
+    /// that has one (`spared` excepted).
+    fn evict_while_over(&mut self, lists: &[List], spared: Option<u32>) {
         while self.bytes() > self.budget {
             let victim = if self.hot_goes_first() {
                 self.table.oldest(List::Hot)
             } else {
-                [List::Probation, List::Protected]
-                    .into_iter()
-                    .find_map(|list| self.table.oldest(list).filter(|&v| v != candidate))
+                lists
+                    .iter()
+                    .find_map(|&list| self.table.oldest(list).filter(|&v| Some(v) != spared))
             };
             match victim {
                 Some(victim) => self.evict(victim),

@@ -95,11 +95,11 @@ impl Cache {
             self.count_miss(key, ask);
             return None;
         };
-        // A key lives in one cache only: found in main, it is not in hot,
-        // but a miss in main still asks hot, as groupcache counts.
-        self.hot.gets += 1;
+        // Hot is asked (and counts a get, as groupcache counts) unless main
+        // had the key unexpired; a key lives in one cache only.
         let expiry = value.expiry_unix_nanos();
         if expiry != 0 && now() >= expiry {
+            self.hot.gets += 1;
             self.remove_slot(slot);
             self.counters(list).expired += 1;
             self.count_miss(key, ask);
@@ -107,7 +107,6 @@ impl Cache {
         }
         let counted = matches!(ask, Ask::Request | Ask::Get);
         if list.is_main() {
-            self.hot.gets -= 1;
             self.main.hits += 1;
             if counted {
                 let protected = self.protected_budget();
@@ -115,6 +114,7 @@ impl Cache {
                 self.climber.count(1, 0, self.table.entries());
             }
         } else {
+            self.hot.gets += 1;
             self.hot.hits += 1;
             self.table.touch(slot);
             if counted {
