@@ -70,7 +70,7 @@ const CLIENTS: usize = 6;
 const MAX_SECS: u64 = 90;
 /// Memory an entry may cost beyond its accounted bytes, in malloc's bytes:
 /// `OVERHEAD_BOUND_MALLOC` of `peercache/tests/overhead.rs`.
-const OVERHEAD_PER_ENTRY: u64 = 320;
+const OVERHEAD_PER_ENTRY: u64 = 176;
 /// What a node may hold beyond its budget, its entries' overhead and its
 /// idle RSS: malloc's free chunks (about 3.8 MiB seen) and connection
 /// buffers. Seen: at most 6.8 MiB, when hot values still pinned hyper's read

@@ -1,28 +1,34 @@
 //! The immutable value a group hands out.
 //!
-//! A [`Value`] is one pointer to a shared, immutable `(Bytes, expiry)`
-//! pair, so cloning it is a single reference-count increment and a cache hit
-//! copies nothing: the Rust answer to Go's `ByteView`. The helpers cover what Go's sinks offered (`StringSink`,
-//! `ByteViewSink`, `ProtoSink`): read the value as bytes, as UTF-8 text, or
-//! as a decoded protobuf message.
+//! A [`Value`] is one pointer to a shared, immutable block holding its
+//! bytes and expiry (`value/block.rs`), so cloning it is a single
+//! reference-count increment and a cache hit copies nothing: the Rust
+//! answer to Go's `ByteView`. The helpers cover what Go's sinks offered
+//! (`StringSink`, `ByteViewSink`, `ProtoSink`): read the value as bytes, as
+//! UTF-8 text, or as a decoded protobuf message.
 //!
 //! A value may carry an expiry (an instant in wall-clock time, as the wire's
 //! `expire` field has it: Unix nanoseconds). A group never serves a value
 //! past its expiry: it loads the key again. Stored as `i64` nanoseconds with
 //! 0 for "never", the same encoding as the wire.
 //!
-//! Why an `Arc` around the `Bytes` rather than the `Bytes` itself: a cache
-//! hit clones the value, and on the 2-core machine of BENCHMARKS.md cloning
-//! and dropping a shared `Bytes` (two calls through its vtable, two atomic
-//! operations) measured 14 ns against 4 ns for an `Arc`: most of a hit.
-//! The `Arc` also lets the `Bytes` inside stay in its cheapest form (a
-//! loader's `Vec` is never promoted to a shared buffer), so the memory a
-//! cached entry costs does not grow: the `Arc`'s block replaces the shared
-//! header `Bytes` made on its first clone.
+//! Why one pointer rather than a `Bytes`: a cache hit clones the value, and
+//! on the 2-core machine of BENCHMARKS.md cloning and dropping a shared
+//! `Bytes` (two calls through its vtable, two atomic operations) measured
+//! 14 ns against 4 ns for an `Arc`: most of a hit. Small values (at most
+//! 1 KiB) are copied into the block, one allocation in all; larger ones
+//! keep their `Bytes` as given, never copied.
+//!
+//! A value stored in a cache also carries the key of its entry, in the
+//! same block: the cache finds entries by it and stores no key apart. The
+//! key is not part of what a value is (it is not compared, hashed or
+//! shown), and a value made by a loader has none.
+
+mod block;
 
 use bytes::Bytes;
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Why a [`Value`] could not be read in the form asked for.
@@ -68,16 +74,8 @@ pub enum ValueError {
 /// let copy = binary.clone();
 /// assert_eq!(copy.bytes().as_ptr(), binary.bytes().as_ptr());
 /// ```
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Value(Arc<Shared>);
-
-/// What the clones of one value share.
-#[derive(Clone, PartialEq, Eq, Hash)]
-struct Shared {
-    bytes: Bytes,
-    /// Expiry as Unix nanoseconds; 0 means the value never expires.
-    expire_nanos: i64,
-}
+#[derive(Clone)]
+pub struct Value(block::Block);
 
 impl Value {
     /// This value with an expiry: after `at`, groups stop serving it and load
@@ -118,34 +116,53 @@ impl Value {
         self.with_expire_nanos(nanos.max(0))
     }
 
-    /// This value with `expire_nanos` (already normalised); changes it in
-    /// place when no clone shares it, else makes a new one (the bytes are
-    /// shared, not copied).
-    fn with_expire_nanos(mut self, expire_nanos: i64) -> Self {
-        if self.0.expire_nanos != expire_nanos {
-            Arc::make_mut(&mut self.0).expire_nanos = expire_nanos;
+    /// This value with `expire_nanos` (already normalised): a new block
+    /// (large bytes are shared, not copied).
+    fn with_expire_nanos(self, expire_nanos: i64) -> Self {
+        if self.expiry_unix_nanos() == expire_nanos {
+            return self;
         }
-        self
+        Value(block::remake(&self.0, self.key_bytes(), expire_nanos))
     }
 
     /// When this value expires, or `None` if it never does.
     pub fn expires_at(&self) -> Option<SystemTime> {
-        (self.0.expire_nanos > 0)
-            .then(|| UNIX_EPOCH + Duration::from_nanos(self.0.expire_nanos.unsigned_abs()))
+        let nanos = self.expiry_unix_nanos();
+        (nanos > 0).then(|| UNIX_EPOCH + Duration::from_nanos(nanos.unsigned_abs()))
     }
 
     /// The expiry as Unix nanoseconds (the wire's `expire`), 0 for none.
     #[inline]
     pub fn expiry_unix_nanos(&self) -> i64 {
-        self.0.expire_nanos
+        block::expiry(&self.0)
     }
 
     /// True if the value has an expiry and `now` is at or past it.
     pub fn is_expired_at(&self, now: SystemTime) -> bool {
-        self.0.expire_nanos > 0 && self.expires_at().is_some_and(|at| now >= at)
+        self.expiry_unix_nanos() > 0 && self.expires_at().is_some_and(|at| now >= at)
     }
 
-    /// Wraps bytes as a value without copying them.
+    /// The key of the cache entry this value is stored as (empty for a
+    /// value that is not).
+    #[inline(always)]
+    pub(crate) fn key_bytes(&self) -> &[u8] {
+        block::key(&self.0)
+    }
+
+    /// This value as a cache keeps it under `key`: the same bytes and
+    /// expiry in a block that carries the key (small bytes are copied,
+    /// large ones shared). A value already kept under `key` is returned as
+    /// it is.
+    pub(crate) fn keyed(self, key: &[u8]) -> Self {
+        if self.key_bytes() == key {
+            return self;
+        }
+        Value(block::remake(&self.0, key, self.expiry_unix_nanos()))
+    }
+
+    /// Wraps bytes as a value: up to 1 KiB they are copied into the value's
+    /// own block (one allocation, the least memory in a cache); larger ones
+    /// are kept as they are, without a copy.
     ///
     /// ```
     /// use bytes::Bytes;
@@ -156,10 +173,7 @@ impl Value {
     /// assert_eq!(Value::new(vec![1, 2, 3]).len(), 3);
     /// ```
     pub fn new(bytes: impl Into<Bytes>) -> Self {
-        Value(Arc::new(Shared {
-            bytes: bytes.into(),
-            expire_nanos: 0,
-        }))
+        Value(block::make(&[], 0, bytes.into()))
     }
 
     /// A value whose bytes live for the whole program (not copied).
@@ -193,11 +207,13 @@ impl Value {
     }
 
     /// The value's bytes.
+    #[inline]
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0.bytes
+        block::value(&self.0)
     }
 
-    /// The value's bytes as a shared [`Bytes`] handle (no copy).
+    /// The value's bytes as a shared [`Bytes`] handle (no copy; a small
+    /// value's handle keeps its block alive).
     ///
     /// ```
     /// use peercache::Value;
@@ -206,15 +222,16 @@ impl Value {
     /// let hello = value.bytes().slice(..5); // shares the value's memory
     /// assert_eq!(hello, "hello");
     /// ```
-    pub fn bytes(&self) -> &Bytes {
-        &self.0.bytes
+    pub fn bytes(&self) -> Bytes {
+        self.clone().into_bytes()
     }
 
     /// Consumes the value and returns its [`Bytes`] (no copy).
     pub fn into_bytes(self) -> Bytes {
-        match Arc::try_unwrap(self.0) {
-            Ok(shared) => shared.bytes,
-            Err(shared) => shared.bytes.clone(),
+        match block::outside(&self.0) {
+            Some(bytes) => bytes.clone(),
+            // The handle keeps the block alive and reads the value in it.
+            None => Bytes::from_owner(self),
         }
     }
 
@@ -228,14 +245,14 @@ impl Value {
     /// assert!(err.to_string().contains("offset 2"));
     /// ```
     pub fn as_str(&self) -> Result<&str, ValueError> {
-        std::str::from_utf8(&self.0.bytes).map_err(|e| ValueError::NotUtf8 {
+        std::str::from_utf8(self.as_bytes()).map_err(|e| ValueError::NotUtf8 {
             valid_up_to: e.valid_up_to(),
         })
     }
 
     /// Decodes the value as the protobuf message `M`, or [`ValueError::Decode`].
     pub fn decode<M: prost::Message + Default>(&self) -> Result<M, ValueError> {
-        M::decode(self.0.bytes.clone()).map_err(|e| ValueError::Decode {
+        M::decode(self.as_bytes()).map_err(|e| ValueError::Decode {
             message: std::any::type_name::<M>(),
             reason: e.to_string(),
         })
@@ -243,12 +260,27 @@ impl Value {
 
     /// Length in bytes.
     pub fn len(&self) -> usize {
-        self.0.bytes.len()
+        self.as_bytes().len()
     }
 
     /// True when the value has no bytes (an empty value is a valid value).
     pub fn is_empty(&self) -> bool {
-        self.0.bytes.is_empty()
+        self.as_bytes().is_empty()
+    }
+}
+
+impl PartialEq for Value {
+    fn eq(&self, other: &Self) -> bool {
+        self.expiry_unix_nanos() == other.expiry_unix_nanos() && self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for Value {}
+
+impl std::hash::Hash for Value {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
+        self.expiry_unix_nanos().hash(state);
     }
 }
 
@@ -256,14 +288,15 @@ impl fmt::Debug for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Values can be large; show a bounded prefix.
         const SHOWN: usize = 64;
-        let shown = &self.0.bytes[..self.0.bytes.len().min(SHOWN)];
+        let bytes = self.as_bytes();
+        let shown = &bytes[..bytes.len().min(SHOWN)];
         write!(
             f,
             "Value({} bytes: {:?}",
-            self.0.bytes.len(),
+            bytes.len(),
             Bytes::copy_from_slice(shown)
         )?;
-        if self.0.bytes.len() > SHOWN {
+        if bytes.len() > SHOWN {
             f.write_str("…")?;
         }
         f.write_str(")")
@@ -311,77 +344,9 @@ impl From<&'static [u8]> for Value {
 
 impl AsRef<[u8]> for Value {
     fn as_ref(&self) -> &[u8] {
-        &self.0.bytes
+        self.as_bytes()
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    struct Color {
-        #[prost(string, tag = "1")]
-        name: String,
-        #[prost(uint32, tag = "2")]
-        rgb: u32,
-    }
-
-    #[test]
-    fn text_round_trips_and_bad_utf8_is_an_error() {
-        assert_eq!(Value::from("grün").as_str(), Ok("grün"));
-        let bad = Value::new(vec![b'o', b'k', 0xff]);
-        assert_eq!(bad.as_str(), Err(ValueError::NotUtf8 { valid_up_to: 2 }));
-        assert_eq!(bad.as_bytes(), b"ok\xff");
-    }
-
-    #[test]
-    fn protobuf_round_trips_and_garbage_is_an_error() {
-        let red = Color {
-            name: "red".into(),
-            rgb: 0xff0000,
-        };
-        let value = Value::encode(&red);
-        assert_eq!(value.decode::<Color>(), Ok(red));
-        let garbage = Value::from_static(b"\x0a\xff\xff");
-        assert!(matches!(
-            garbage.decode::<Color>(),
-            Err(ValueError::Decode { .. })
-        ));
-    }
-
-    #[test]
-    fn clone_shares_bytes() {
-        let v = Value::new(vec![7u8; 1000]);
-        let w = v.clone();
-        assert_eq!(v.as_bytes().as_ptr(), w.as_bytes().as_ptr());
-    }
-
-    #[test]
-    fn expiry_round_trips_through_unix_nanos() {
-        let v = Value::from("x");
-        assert_eq!(v.expires_at(), None);
-        assert!(!v.is_expired_at(SystemTime::now()));
-        let at = UNIX_EPOCH + Duration::from_nanos(1_700_000_000_123_456_789);
-        let v = v.with_expiry(at);
-        assert_eq!(v.expiry_unix_nanos(), 1_700_000_000_123_456_789);
-        assert_eq!(v.expires_at(), Some(at));
-        assert!(!v.is_expired_at(at - Duration::from_nanos(1)));
-        assert!(v.is_expired_at(at));
-        let w = Value::from("x").with_expiry_unix_nanos(v.expiry_unix_nanos());
-        assert_eq!(w, v);
-        assert_eq!(
-            Value::from("x").with_expiry_unix_nanos(-5).expires_at(),
-            None
-        );
-        assert!(Value::from("x")
-            .with_expiry(UNIX_EPOCH)
-            .is_expired_at(SystemTime::now()));
-    }
-
-    #[test]
-    fn debug_is_bounded() {
-        let v = Value::new(vec![b'x'; 10_000]);
-        assert!(format!("{v:?}").len() < 200);
-    }
-}
+mod tests;

@@ -55,15 +55,17 @@
 //!   pay nothing for this.
 //!
 //! The budget counts what groupcache counts, keys and values. Each entry
-//! also costs bookkeeping the budget does not count: the key's `Arc<str>`
-//! header (16 bytes), the value's `Arc` block (56 bytes: two counts, the
-//! `Bytes` handle and the expiry), its slot in the table (40 bytes), its
-//! place in the hash index (25 bytes), 8 to 16 bytes of frequency sketch,
-//! all three growing by doubling, and with a TTL its place in the expiry
-//! index (about 48 bytes). Measured by `tests/overhead.rs`: 155 to 218
-//! bytes per entry without a TTL, at most 267 with one (as malloc counts,
-//! with its headers and rounding: at most 273 and 304); plan for `budget +
-//! entries × 320 bytes` (384 with a TTL) plus the process's own memory.
+//! also costs bookkeeping the budget does not count: its value's block
+//! (32 bytes of count and header; the key is stored there, beside a value
+//! of up to 1 KiB, so nothing else holds it: `value/block.rs`), its slot in
+//! the table (16 bytes), its place in the hash index (5 bytes, 7/8 full at
+//! most), 8 to 16 bytes of frequency sketch, all three growing by doubling,
+//! and with a TTL its place in the expiry index (about 45 bytes). Measured
+//! by `tests/overhead.rs`: 68 to 94 bytes per entry without a TTL for small
+//! values, 129 for values above 1 KiB (an `Arc` around their own buffer),
+//! at most 136 with a TTL; as malloc counts, with its headers and rounding,
+//! at most 169 and 155. Plan for `budget + entries × 176 bytes` (224 with a
+//! TTL) plus the process's own memory.
 //! BENCHMARKS.md ("Memory") has a cluster's figures.
 //!
 //! [`Cache::admits_hot`] uses the same sketch to decide whether a value
@@ -94,7 +96,6 @@ use crate::Value;
 use climb::Climber;
 use sketch::Sketch;
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use table::{List, Table};
 
 /// The counters of the main or the hot cache.
@@ -139,7 +140,8 @@ pub struct Cache {
     budget: u64,
     table: Table,
     /// `(expiry in Unix nanoseconds, key)` of every entry that has one.
-    expiring: BTreeSet<(i64, Arc<str>)>,
+    /// `(expiry, slot)` of every entry with an expiry.
+    expiring: BTreeSet<(i64, u32)>,
     main: Counters,
     hot: Counters,
     /// Recent request counts of every key asked.
@@ -242,13 +244,10 @@ impl Cache {
                 .get(slot)
                 .is_some_and(|(list, _)| list.is_main() == (kind == CacheKind::Main));
             if same && cost <= self.budget {
-                if let (Some(old), Some(stored)) =
-                    (self.table.replace(slot, value), self.table.key(slot))
-                {
-                    let stored = Arc::clone(stored);
-                    self.unindex(old.expiry_unix_nanos(), &stored);
+                if let Some(old) = self.table.replace(slot, value) {
+                    self.unindex(old.expiry_unix_nanos(), slot);
                     if expiry != 0 {
-                        self.expiring.insert((expiry, stored));
+                        self.expiring.insert((expiry, slot));
                     }
                 }
                 self.table.touch(slot);
@@ -263,11 +262,11 @@ impl Cache {
             CacheKind::Main => List::Window,
             CacheKind::Hot => List::Hot,
         };
-        let Some((slot, stored)) = self.table.push(list, key, value) else {
+        let Some(slot) = self.table.push(list, key, value) else {
             return false;
         };
         if expiry != 0 {
-            self.expiring.insert((expiry, stored));
+            self.expiring.insert((expiry, slot));
         }
         self.sketch.ensure(self.table.entries());
         self.evict_to_budget(slot)
@@ -286,16 +285,17 @@ impl Cache {
     pub fn remove_expired(&mut self, now_unix_nanos: i64) -> u64 {
         self.replay_hits();
         let mut dropped = 0;
-        while let Some((expiry, key)) = self.expiring.first() {
-            if *expiry > now_unix_nanos {
+        while let Some(&(expiry, slot)) = self.expiring.first() {
+            if expiry > now_unix_nanos {
                 break;
             }
-            let key = Arc::clone(key);
-            match self
+            // The slot's entry is the one indexed if its expiry is this one
+            // (removing an entry unindexes it, so this always holds).
+            let indexed = self
                 .table
-                .find(&key)
-                .and_then(|slot| self.remove_slot(slot))
-            {
+                .get(slot)
+                .is_some_and(|(_, value)| value.expiry_unix_nanos() == expiry);
+            match indexed.then(|| self.remove_slot(slot)).flatten() {
                 Some((list, _)) => self.counters(list).expired += 1,
                 None => {
                     self.expiring.pop_first();
@@ -362,14 +362,21 @@ impl Cache {
     pub(crate) fn check(&self, after_insert: bool) {
         self.table.check();
         assert!(self.bytes() <= self.budget);
-        for (expiry, key) in &self.expiring {
-            let slot = self
+        for &(expiry, slot) in &self.expiring {
+            let (_, value) = self
                 .table
-                .find(key)
+                .get(slot)
                 .expect("an indexed expiry has its entry");
-            let (_, value) = self.table.get(slot).expect("a found slot is full");
-            assert_eq!(value.expiry_unix_nanos(), *expiry);
+            assert_eq!(value.expiry_unix_nanos(), expiry);
         }
+        let with_expiry = (0..self.table.slots() as u32)
+            .filter(|&slot| {
+                self.table
+                    .get(slot)
+                    .is_some_and(|(_, v)| v.expiry_unix_nanos() != 0)
+            })
+            .count();
+        assert_eq!(with_expiry, self.expiring.len(), "every expiry is indexed");
         if after_insert && !self.settling[0] {
             assert!(self.table.bytes(List::Window) <= self.climber.window_budget(self.budget));
         }
@@ -388,14 +395,14 @@ impl Cache {
 
     /// Removes the entry in `slot` and its expiry; returns its list and value.
     fn remove_slot(&mut self, slot: u32) -> Option<(List, Value)> {
-        let (list, key, value) = self.table.remove(slot)?;
-        self.unindex(value.expiry_unix_nanos(), &key);
+        let (list, value) = self.table.remove(slot)?;
+        self.unindex(value.expiry_unix_nanos(), slot);
         Some((list, value))
     }
 
-    fn unindex(&mut self, expiry: i64, key: &Arc<str>) {
+    fn unindex(&mut self, expiry: i64, slot: u32) {
         if expiry != 0 {
-            self.expiring.remove(&(expiry, Arc::clone(key)));
+            self.expiring.remove(&(expiry, slot));
         }
     }
 }

@@ -32,6 +32,7 @@
 //! that offer one (in moka, or standalone) either bring their own
 //! concurrency or are not separable from their cache.
 
+use super::key::KeyBytes;
 use std::hash::BuildHasher;
 
 /// Rows (independent columns per key).
@@ -96,8 +97,8 @@ impl Sketch {
 
     /// The counter positions of `key`, one per row.
     #[inline]
-    fn positions(&self, key: &str) -> [usize; ROWS] {
-        let hash = self.hasher.hash_one(key);
+    fn positions(&self, key: &(impl AsRef<[u8]> + ?Sized)) -> [usize; ROWS] {
+        let hash = self.hasher.hash_one(KeyBytes(key.as_ref()));
         let (first, step) = (hash as usize, ((hash >> 32) as usize) | 1);
         let mask = self.width - 1;
         std::array::from_fn(|row| {
@@ -110,7 +111,7 @@ impl Sketch {
     }
 
     /// Counts one request for `key`.
-    pub(crate) fn record(&mut self, key: &str) {
+    pub(crate) fn record(&mut self, key: &(impl AsRef<[u8]> + ?Sized)) {
         for at in self.positions(key) {
             if self.counter(at) < MAX_COUNT {
                 self.words[at / PER_WORD] += 1 << (4 * (at % PER_WORD));
@@ -123,7 +124,7 @@ impl Sketch {
     }
 
     /// How often `key` was asked recently, at most [`MAX_COUNT`].
-    pub(crate) fn estimate(&self, key: &str) -> u8 {
+    pub(crate) fn estimate(&self, key: &(impl AsRef<[u8]> + ?Sized)) -> u8 {
         self.positions(key)
             .into_iter()
             .map(|at| self.counter(at))

@@ -11,9 +11,16 @@
 //! several lists that share one byte budget and are evicted by a rule
 //! across them; the LRU crates on crates.io budget by entry count or keep
 //! their own approximate weights. The table is index-based doubly linked
-//! lists over a `Vec` (a slab) plus a hash map from key to slot: O(1) find,
-//! push, move, remove and oldest, and no `unsafe`. The map compares keys
-//! inline rather than through `memcmp` (`key.rs`).
+//! lists over a `Vec` (a slab) plus a hash index of slot numbers: O(1)
+//! find, push, move, remove and oldest, and no `unsafe`. The index compares
+//! keys inline rather than through `memcmp` (`key.rs`).
+//!
+//! Memory per entry is most of what a cache of small values costs, so the
+//! layout is lean: a slot is 16 bytes (the value, two 29-bit links and the
+//! list in the links' spare bits), the index holds 4-byte slot numbers, and
+//! the key is not stored apart: a stored value carries it
+//! ([`Value::keyed`], in one block with the value when small), and the
+//! index finds keys through the slots.
 //!
 //! The index hashes keys with foldhash, seeded randomly per process: it cut
 //! the `group_get_hit` benchmark by about 11 % against std's SipHash
@@ -24,16 +31,20 @@
 //! the value of an existing key subtracts the old cost before adding the new
 //! one (golang/groupcache counts the key twice there and leaks bytes).
 
-use super::key::same_bytes;
+use super::key::{same_bytes, KeyBytes};
 use crate::Value;
 use hashbrown::HashTable;
 use std::hash::BuildHasher;
-use std::sync::Arc;
+
+/// Bits of a slot number; the three above them in a slot's `older` link
+/// hold its list.
+const SLOT_BITS: u32 = 29;
 
 /// Marks "no slot" in the links.
-const NIL: u32 = u32::MAX;
+const NIL: u32 = (1 << SLOT_BITS) - 1;
 
-/// The most entries a table holds: every slot number but [`NIL`].
+/// The most entries a table holds: every slot number but [`NIL`], about
+/// 537 million (tens of gigabytes of bookkeeping alone).
 const MAX_SLOTS: usize = NIL as usize;
 
 /// The recency lists of a table.
@@ -58,6 +69,18 @@ impl List {
     pub(crate) fn is_main(self) -> bool {
         self != List::Hot
     }
+
+    /// The list of a slot's tag (see [`Slot::tag`]); `None` for a free slot.
+    #[inline(always)]
+    fn of_tag(tag: u32) -> Option<List> {
+        match tag {
+            1 => Some(List::Hot),
+            2 => Some(List::Window),
+            3 => Some(List::Probation),
+            4 => Some(List::Protected),
+            _ => None,
+        }
+    }
 }
 
 /// What an entry costs against the budget: key bytes plus value bytes.
@@ -65,14 +88,43 @@ pub(crate) fn cost(key: &str, value: &Value) -> u64 {
     (key.len() as u64).saturating_add(value.len() as u64)
 }
 
+/// What a stored value costs: its key (carried by it) plus its bytes.
+fn stored_cost(value: &Value) -> u64 {
+    (value.key_bytes().len() as u64).saturating_add(value.len() as u64)
+}
+
 struct Slot {
-    /// `None` while the slot is on the free list.
-    entry: Option<(Arc<str>, Value)>,
+    /// The entry's value, carrying its key; the empty value while the
+    /// slot is free.
+    value: Value,
     /// Towards the newest entry of its list.
     newer: u32,
-    /// Towards the oldest entry of its list.
-    older: u32,
-    list: List,
+    /// Towards the oldest entry of its list in the low [`SLOT_BITS`]; the
+    /// slot's tag above them: 0 when free, else its list + 1.
+    older_tag: u32,
+}
+
+impl Slot {
+    #[inline(always)]
+    fn older(&self) -> u32 {
+        self.older_tag & NIL
+    }
+
+    #[inline(always)]
+    fn set_older(&mut self, older: u32) {
+        self.older_tag = (self.older_tag & !NIL) | older;
+    }
+
+    /// The list the entry is on, `None` when the slot is free.
+    #[inline(always)]
+    fn list(&self) -> Option<List> {
+        List::of_tag(self.older_tag >> SLOT_BITS)
+    }
+
+    fn set_list(&mut self, list: Option<List>) {
+        let tag = list.map_or(0, |list| list as u32 + 1);
+        self.older_tag = (tag << SLOT_BITS) | self.older();
+    }
 }
 
 /// The ends and the size of one list.
@@ -103,12 +155,12 @@ pub(crate) struct Peeked<'a> {
 
 /// The entries. Not thread-safe: [`super::Cache`] is used behind a lock.
 pub(crate) struct Table {
-    /// Each entry's key (shared with its slot) and slot number, by the
-    /// key's hash. A `HashTable` rather than a map, so that the hit's
+    /// Each entry's slot number, by its key's hash; the key is read from
+    /// the slot. A `HashTable` rather than a map, so that the hit's
     /// look-up ([`Table::peek`]) is a copy of the probe of its own, which
     /// the compiler inlines into the hit path (shared with the changes' look-ups,
     /// it was not, at about 1 ns a hit: `perf` of `group_get_hit`).
-    index: HashTable<(Arc<str>, u32)>,
+    index: HashTable<u32>,
     hasher: foldhash::fast::RandomState,
     slots: Vec<Slot>,
     free: Vec<u32>,
@@ -136,6 +188,12 @@ impl Table {
         self.lists[list as usize].len
     }
 
+    /// Number of slots, full or free (tests only).
+    #[cfg(test)]
+    pub(crate) fn slots(&self) -> usize {
+        self.slots.len()
+    }
+
     /// Number of entries in every list.
     pub(crate) fn entries(&self) -> usize {
         self.index.len()
@@ -145,11 +203,18 @@ impl Table {
     /// (Not inlined: the changes call it from many places.)
     #[inline(never)]
     pub(crate) fn find(&self, key: &str) -> Option<u32> {
-        let hash = self.hasher.hash_one(key);
-        let found = self
-            .index
-            .find(hash, |(k, _)| same_bytes(k.as_bytes(), key.as_bytes()));
-        found.map(|(_, slot)| *slot)
+        let key = key.as_bytes();
+        let hash = self.hasher.hash_one(KeyBytes(key));
+        let found = self.index.find(hash, |&slot| self.holds(slot, key));
+        found.copied()
+    }
+
+    /// Whether a slot holds `key`.
+    #[inline(always)]
+    fn holds(&self, slot: u32, key: &[u8]) -> bool {
+        self.slots
+            .get(slot as usize)
+            .is_some_and(|s| same_bytes(s.value.key_bytes(), key))
     }
 
     /// What a hit needs of a key's entry, with one look-up: its slot, its
@@ -157,13 +222,11 @@ impl Table {
     /// and its value.
     #[inline(always)]
     pub(crate) fn peek(&self, key: &str) -> Option<Peeked<'_>> {
-        let hash = self.hasher.hash_one(key);
-        let (_, slot) = self
-            .index
-            .find(hash, |(k, _)| same_bytes(k.as_bytes(), key.as_bytes()))?;
-        let slot = *slot;
+        let key = key.as_bytes();
+        let hash = self.hasher.hash_one(KeyBytes(key));
+        let slot = *self.index.find(hash, |&slot| self.holds(slot, key))?;
         let s = self.slots.get(slot as usize)?;
-        let (_, value) = s.entry.as_ref()?;
+        let list = s.list()?;
         // Compared with both lists' newest, not through `s.list`: the loads
         // do not wait for the slot's.
         let newest_of = if self.lists[List::Window as usize].newest == slot {
@@ -175,9 +238,9 @@ impl Table {
         };
         Some(Peeked {
             slot,
-            list: s.list,
+            list,
             newest_of,
-            value,
+            value: &s.value,
         })
     }
 
@@ -185,14 +248,12 @@ impl Table {
     #[inline]
     pub(crate) fn get(&self, slot: u32) -> Option<(List, &Value)> {
         let slot = self.slots.get(slot as usize)?;
-        let (_, value) = slot.entry.as_ref()?;
-        Some((slot.list, value))
+        Some((slot.list()?, &slot.value))
     }
 
     /// The key in a full slot.
-    pub(crate) fn key(&self, slot: u32) -> Option<&Arc<str>> {
-        let slot = self.slots.get(slot as usize)?;
-        slot.entry.as_ref().map(|(key, _)| key)
+    pub(crate) fn key(&self, slot: u32) -> Option<&[u8]> {
+        self.get(slot).map(|(_, value)| value.key_bytes())
     }
 
     /// The least recently used entry of `list`.
@@ -209,10 +270,7 @@ impl Table {
 
     /// What the entry in a full slot costs: `len(key) + len(value)`.
     pub(crate) fn cost(&self, slot: u32) -> u64 {
-        match self.slots.get(slot as usize).and_then(|s| s.entry.as_ref()) {
-            Some((key, value)) => cost(key, value),
-            None => 0,
-        }
+        self.get(slot).map_or(0, |(_, value)| stored_cost(value))
     }
 
     /// The most recently used entry of `list`.
@@ -222,45 +280,44 @@ impl Table {
     }
 
     /// Adds a key that is not in the table as the newest entry of `list`;
-    /// returns its slot and the key as stored, or `None` when the table
-    /// holds as many entries as it can number (about four billion).
-    pub(crate) fn push(&mut self, list: List, key: &str, value: Value) -> Option<(u32, Arc<str>)> {
-        let key: Arc<str> = Arc::from(key);
-        let entry = Some((Arc::clone(&key), value));
+    /// returns its slot, or `None` when the table holds as many entries as
+    /// it can number ([`MAX_SLOTS`]).
+    pub(crate) fn push(&mut self, list: List, key: &str, value: Value) -> Option<u32> {
+        let value = value.keyed(key.as_bytes());
         let slot = match self.free.pop() {
             Some(slot) => {
-                self.slots[slot as usize].entry = entry;
+                self.slots[slot as usize].value = value;
                 slot
             }
             None if self.slots.len() < MAX_SLOTS => {
                 self.slots.push(Slot {
-                    entry,
+                    value,
                     newer: NIL,
-                    older: NIL,
-                    list,
+                    older_tag: NIL,
                 });
                 (self.slots.len() - 1) as u32
             }
             None => return None,
         };
-        let hasher = &self.hasher;
-        self.index.insert_unique(
-            hasher.hash_one(&*key),
-            (Arc::clone(&key), slot),
-            |(k, _)| hasher.hash_one(&**k),
-        );
+        let (hasher, slots) = (&self.hasher, &self.slots);
+        self.index
+            .insert_unique(hasher.hash_one(KeyBytes(key.as_bytes())), slot, |&slot| {
+                let key = slots.get(slot as usize).map(|s| s.value.key_bytes());
+                hasher.hash_one(KeyBytes(key.unwrap_or_default()))
+            });
         self.link_newest(slot, list);
-        Some((slot, key))
+        Some(slot)
     }
 
     /// Replaces the value in a full slot, keeping its place; returns the
     /// old value.
     pub(crate) fn replace(&mut self, slot: u32, value: Value) -> Option<Value> {
         let s = self.slots.get_mut(slot as usize)?;
-        let (key, old) = s.entry.as_mut()?;
-        let ends = &mut self.lists[s.list as usize];
-        ends.bytes = ends.bytes - cost(key, old) + cost(key, &value);
-        Some(std::mem::replace(old, value))
+        let list = s.list()?;
+        let value = value.keyed(s.value.key_bytes());
+        let ends = &mut self.lists[list as usize];
+        ends.bytes = ends.bytes - stored_cost(&s.value) + stored_cost(&value);
+        Some(std::mem::replace(&mut s.value, value))
     }
 
     /// Makes a full slot the newest entry of `list` (its own or another).
@@ -268,7 +325,7 @@ impl Table {
         let full = self
             .slots
             .get(slot as usize)
-            .is_some_and(|s| s.entry.is_some());
+            .is_some_and(|s| s.list().is_some());
         if full && self.lists[list as usize].newest != slot {
             self.unlink(slot);
             self.link_newest(slot, list);
@@ -278,27 +335,24 @@ impl Table {
     /// Marks a full slot the most recently used of its list; a free or
     /// unknown slot is left alone.
     pub(crate) fn touch(&mut self, slot: u32) {
-        if let Some(s) = self.slots.get(slot as usize) {
-            let list = s.list;
+        if let Some(list) = self.slots.get(slot as usize).and_then(Slot::list) {
             self.move_to(slot, list);
         }
     }
 
-    /// Removes the entry of a full slot; returns its list, key and value.
-    pub(crate) fn remove(&mut self, slot: u32) -> Option<(List, Arc<str>, Value)> {
-        let list = self.slots.get(slot as usize)?.list;
-        let (key, _) = self.slots[slot as usize].entry.as_ref()?;
-        let hash = self.hasher.hash_one(&**key);
-        if let Ok(found) = self
-            .index
-            .find_entry(hash, |(k, _)| same_bytes(k.as_bytes(), key.as_bytes()))
-        {
+    /// Removes the entry of a full slot; returns its list and value.
+    pub(crate) fn remove(&mut self, slot: u32) -> Option<(List, Value)> {
+        let (list, value) = self.get(slot)?;
+        let hash = self.hasher.hash_one(KeyBytes(value.key_bytes()));
+        if let Ok(found) = self.index.find_entry(hash, |&s| s == slot) {
             found.remove();
         }
         self.unlink(slot);
-        let (key, value) = self.slots[slot as usize].entry.take()?;
+        let s = &mut self.slots[slot as usize];
+        s.set_list(None);
+        let value = std::mem::take(&mut s.value);
         self.free.push(slot);
-        Some((list, key, value))
+        Some((list, value))
     }
 
     /// Drops every entry and returns the memory of the tables.
@@ -311,10 +365,8 @@ impl Table {
         let mut keys = Vec::with_capacity(self.len(list));
         let mut at = self.lists[list as usize].newest;
         while let Some(slot) = self.slots.get(at as usize) {
-            if let Some((key, _)) = &slot.entry {
-                keys.push(key.to_string());
-            }
-            at = slot.older;
+            keys.push(String::from_utf8_lossy(slot.value.key_bytes()).into_owned());
+            at = slot.older();
         }
         keys
     }
@@ -328,12 +380,9 @@ impl Table {
         }
         ends.len += 1;
         let s = &mut self.slots[slot as usize];
-        s.list = list;
+        s.older_tag = ((list as u32 + 1) << SLOT_BITS) | old_newest;
         s.newer = NIL;
-        s.older = old_newest;
-        if let Some((key, value)) = &s.entry {
-            ends.bytes += cost(key, value);
-        }
+        ends.bytes += stored_cost(&s.value);
         if old_newest != NIL {
             self.slots[old_newest as usize].newer = slot;
         }
@@ -342,13 +391,16 @@ impl Table {
     /// Takes a linked slot out of its list (its entry stays in the slot).
     fn unlink(&mut self, slot: u32) {
         let s = &self.slots[slot as usize];
-        let (newer, older, list) = (s.newer, s.older, s.list);
-        let bytes = s.entry.as_ref().map_or(0, |(k, v)| cost(k, v));
+        let (newer, older) = (s.newer, s.older());
+        let Some(list) = s.list() else {
+            return;
+        };
+        let bytes = stored_cost(&s.value);
         let ends = &mut self.lists[list as usize];
         ends.len -= 1;
         ends.bytes -= bytes;
         if newer != NIL {
-            self.slots[newer as usize].older = older;
+            self.slots[newer as usize].set_older(older);
         } else {
             ends.newest = older;
         }
@@ -359,7 +411,7 @@ impl Table {
         }
         let s = &mut self.slots[slot as usize];
         s.newer = NIL;
-        s.older = NIL;
+        s.set_older(NIL);
     }
 
     /// Checks the links and counts of every list against the slots
@@ -374,13 +426,13 @@ impl Table {
             let (mut at, mut newer, mut len, mut bytes) = (ends.newest, NIL, 0, 0);
             while at != NIL {
                 let s = &self.slots[at as usize];
-                assert_eq!(s.list, list);
+                assert_eq!(s.list(), Some(list));
                 assert_eq!(s.newer, newer);
-                let (key, value) = s.entry.as_ref().expect("linked slots are full");
+                let key = std::str::from_utf8(s.value.key_bytes()).expect("keys are text");
                 assert_eq!(self.find(key), Some(at));
-                bytes += cost(key, value);
+                bytes += stored_cost(&s.value);
                 len += 1;
-                (newer, at) = (at, s.older);
+                (newer, at) = (at, s.older());
             }
             assert_eq!(ends.oldest, newer);
             assert_eq!((ends.len, ends.bytes), (len, bytes));
@@ -397,8 +449,8 @@ mod tests {
     #[test]
     fn lists_keep_order_and_exact_bytes() {
         let mut table = Table::new();
-        let a = table.push(List::Window, "a", Value::from("1")).unwrap().0;
-        let b = table.push(List::Window, "b", Value::from("22")).unwrap().0;
+        let a = table.push(List::Window, "a", Value::from("1")).unwrap();
+        let b = table.push(List::Window, "b", Value::from("22")).unwrap();
         table.push(List::Hot, "c", Value::from("333")).unwrap();
         table.check();
         assert_eq!(table.keys_newest_first(List::Window), ["b", "a"]);
@@ -414,12 +466,12 @@ mod tests {
         assert_eq!(table.replace(b, Value::from("x")), Some(Value::from("22")));
         assert_eq!(table.bytes(List::Protected), 2);
         table.check();
-        let (list, key, _) = table.remove(a).unwrap();
-        assert_eq!((list, &*key), (List::Window, "a"));
+        let (list, value) = table.remove(a).unwrap();
+        assert_eq!((list, value.key_bytes()), (List::Window, &b"a"[..]));
         assert!(table.remove(a).is_none(), "a freed slot holds nothing");
         assert_eq!(table.find("a"), None);
         // Freed slots are reused.
-        let d = table.push(List::Probation, "d", Value::from("")).unwrap().0;
+        let d = table.push(List::Probation, "d", Value::from("")).unwrap();
         assert_eq!(d, a);
         assert_eq!(table.entries(), 3);
         table.check();

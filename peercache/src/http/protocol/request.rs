@@ -91,7 +91,7 @@ impl PeerRequest<'_> {
                 let body = SetRequest {
                     group: Some(group.to_string()),
                     key: Some(key.to_string()),
-                    value: Some(value.bytes().clone()),
+                    value: Some(value.bytes()),
                     expire: (expire != 0).then_some(expire),
                 }
                 .encode_to_vec();
