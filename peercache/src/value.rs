@@ -154,10 +154,17 @@ impl Value {
     /// large ones shared). A value already kept under `key` is returned as
     /// it is.
     pub(crate) fn keyed(self, key: &[u8]) -> Self {
-        if self.key_bytes() == key {
+        let expiry = self.expiry_unix_nanos();
+        self.keyed_expiring(key, expiry)
+    }
+
+    /// [`Value::keyed`] with the expiry `expire_nanos` (0 for none), in
+    /// one step (one block made, at most).
+    pub(crate) fn keyed_expiring(self, key: &[u8], expire_nanos: i64) -> Self {
+        if self.key_bytes() == key && self.expiry_unix_nanos() == expire_nanos {
             return self;
         }
-        Value(block::remake(&self.0, key, self.expiry_unix_nanos()))
+        Value(block::remake(&self.0, key, expire_nanos))
     }
 
     /// Wraps bytes as a value: up to 1 KiB they are copied into the value's
@@ -176,7 +183,9 @@ impl Value {
         Value(block::make(&[], 0, bytes.into()))
     }
 
-    /// A value whose bytes live for the whole program (not copied).
+    /// A value of bytes that live for the whole program: copied into the
+    /// value's block up to 1 KiB, as [`Value::new`] does, kept where they
+    /// are above.
     pub fn from_static(bytes: &'static [u8]) -> Self {
         Value::new(Bytes::from_static(bytes))
     }
@@ -227,9 +236,9 @@ impl Value {
     }
 
     /// Consumes the value and returns its [`Bytes`] (no copy).
-    pub fn into_bytes(self) -> Bytes {
-        match block::outside(&self.0) {
-            Some(bytes) => bytes.clone(),
+    pub fn into_bytes(mut self) -> Bytes {
+        match block::take_outside(&mut self.0) {
+            Some(bytes) => bytes,
             // The handle keeps the block alive and reads the value in it.
             None => Bytes::from_owner(self),
         }

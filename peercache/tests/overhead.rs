@@ -324,6 +324,13 @@ fn per_entry_overhead_is_within_the_documented_bound() {
         },
         Case {
             what: "main, ttl",
+            n: 8_200,
+            key_len: 16,
+            value_len: 4096,
+            ttl: true,
+        },
+        Case {
+            what: "main, ttl",
             n: 32_800,
             key_len: 16,
             value_len: 100,

@@ -63,9 +63,10 @@
 //! and with a TTL its place in the expiry index (about 45 bytes). Measured
 //! by `tests/overhead.rs`: 68 to 94 bytes per entry without a TTL for small
 //! values, 129 for values above 1 KiB (an `Arc` around their own buffer),
-//! at most 136 with a TTL; as malloc counts, with its headers and rounding,
-//! at most 169 and 155. Plan for `budget + entries × 176 bytes` (224 with a
-//! TTL) plus the process's own memory.
+//! at most 171 with a TTL; as malloc counts, with its headers and rounding,
+//! at most 169 and 206. Plan for `budget + entries × 176 bytes` (224 with a
+//! TTL) plus the process's own memory. A table numbers at most about 537
+//! million entries (`table.rs`).
 //! BENCHMARKS.md ("Memory") has a cluster's figures.
 //!
 //! [`Cache::admits_hot`] uses the same sketch to decide whether a value
@@ -139,8 +140,7 @@ struct Counters {
 pub struct Cache {
     budget: u64,
     table: Table,
-    /// `(expiry in Unix nanoseconds, key)` of every entry that has one.
-    /// `(expiry, slot)` of every entry with an expiry.
+    /// `(expiry in Unix nanoseconds, slot)` of every entry that has one.
     expiring: BTreeSet<(i64, u32)>,
     main: Counters,
     hot: Counters,

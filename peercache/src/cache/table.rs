@@ -44,7 +44,9 @@ const SLOT_BITS: u32 = 29;
 const NIL: u32 = (1 << SLOT_BITS) - 1;
 
 /// The most entries a table holds: every slot number but [`NIL`], about
-/// 537 million (tens of gigabytes of bookkeeping alone).
+/// 537 million (45 GB of bookkeeping alone at a small entry's 83 bytes).
+/// Past it, a new key is returned by its get but not cached (as a value
+/// larger than the budget is), and the entries already cached stay.
 const MAX_SLOTS: usize = NIL as usize;
 
 /// The recency lists of a table.
@@ -70,7 +72,8 @@ impl List {
         self != List::Hot
     }
 
-    /// The list of a slot's tag (see [`Slot::tag`]); `None` for a free slot.
+    /// The list of a slot's tag (the top bits of [`Slot::older_tag`]);
+    /// `None` for a free slot.
     #[inline(always)]
     fn of_tag(tag: u32) -> Option<List> {
         match tag {

@@ -177,7 +177,7 @@ impl Group {
         if let Some(at) = expiry {
             value = value.with_expiry(at);
         }
-        let value = self.inner.with_default_ttl(value);
+        let value = self.inner.with_default_ttl(key, value);
         let span = tracing::debug_span!(
             target: "peercache",
             "peercache.set",

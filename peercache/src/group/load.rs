@@ -182,7 +182,7 @@ impl Inner {
         match loaded {
             Ok(Ok(value)) => {
                 bump(&self.counters.local_loads);
-                let value = self.with_default_ttl(value);
+                let value = self.with_default_ttl(key, value);
                 self.store(CacheKind::Main, key, &value, ticket);
                 Ok(value)
             }

@@ -150,12 +150,15 @@ impl Inner {
         expiry != 0 && self.clock.now_unix_nanos() >= expiry
     }
 
-    /// `value` with the group's time-to-live if it has no expiry of its own.
-    pub(super) fn with_default_ttl(&self, value: Value) -> Value {
+    /// `value` with the group's time-to-live if it has no expiry of its own;
+    /// made in the form the cache keeps under `key`, so that storing it
+    /// copies nothing more.
+    pub(super) fn with_default_ttl(&self, key: &str, value: Value) -> Value {
         match self.ttl {
             Some(ttl) if value.expiry_unix_nanos() == 0 => {
                 let ttl = i64::try_from(ttl.as_nanos()).unwrap_or(i64::MAX);
-                value.with_expiry_unix_nanos(self.clock.now_unix_nanos().saturating_add(ttl))
+                let at = self.clock.now_unix_nanos().saturating_add(ttl);
+                value.keyed_expiring(key.as_bytes(), at)
             }
             _ => value,
         }

@@ -17,10 +17,10 @@
 //!
 //! The pointer is one word, so a [`crate::Value`] fits a register: a hit
 //! clones it with one atomic increment and hands it back without a copy
-//! through memory (a two-word value, tried first, stalled a hit's return
-//! on a store-to-load forward and cost it about 8 ns). Keeping the key
-//! beside the value lets the cache's hash index hold slot numbers and find
-//! keys through the values.
+//! through memory (a two-word value costs a hit about 8 ns on a stalled
+//! store-to-load forward: BENCHMARKS.md). Keeping the key beside the value
+//! lets the cache's hash index hold slot numbers and find keys through the
+//! values.
 //!
 //! Values of at most [`MAX_INSIDE`] bytes are copied in (tens of
 //! nanoseconds, once, less than the allocations it saves); larger ones keep
@@ -30,8 +30,8 @@
 //! triomphe rather than a hand-written thin pointer: a thin `Arc` over a
 //! header and a slice is exactly what it provides, and it is a well-kept
 //! crate (the reference counting of Servo and rust-analyzer); this module
-//! adds no `unsafe`. The slice is filled through `Arc::get_mut` on the
-//! freshly made (so unshared) block, and read through checked slicing.
+//! adds no `unsafe`. The slice is assembled in a buffer and copied in with
+//! the block's one allocation, and read through checked slicing.
 
 use bytes::Bytes;
 use triomphe::{Arc, ThinArc};
@@ -78,25 +78,29 @@ pub(crate) fn remake(block: &Block, key: &[u8], expire_nanos: i64) -> Block {
     }
 }
 
+/// Slices up to this long are assembled on the stack; longer ones (long
+/// keys) in a temporary `Vec`.
+const ON_STACK: usize = MAX_INSIDE + 256;
+
 fn fill(key: &[u8], expire_nanos: i64, inside: &[u8], outside: Option<Arc<Bytes>>) -> Block {
     let expiry = if expire_nanos != 0 { EXPIRY } else { 0 };
-    let at = key.len() + expiry;
     let head = Head {
         outside,
         key_len: key.len() | if expiry != 0 { HAS_EXPIRY } else { 0 },
     };
-    let mut block =
-        ThinArc::from_header_and_iter(head, std::iter::repeat_n(0u8, at + inside.len()));
-    block.with_arc_mut(|arc| {
-        // Just made, so not shared: `get_mut` always answers.
-        if let Some(bytes) = Arc::get_mut(arc) {
-            let slice = bytes.slice_mut();
-            slice[..key.len()].copy_from_slice(key);
-            slice[key.len()..at].copy_from_slice(&expire_nanos.to_le_bytes()[..expiry]);
-            slice[at..].copy_from_slice(inside);
+    let parts = [key, &expire_nanos.to_le_bytes()[..expiry], inside];
+    let len = key.len() + expiry + inside.len();
+    if len <= ON_STACK {
+        let mut buf = [0u8; ON_STACK];
+        let mut at = 0;
+        for part in parts {
+            buf[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
         }
-    });
-    block
+        ThinArc::from_header_and_slice(head, &buf[..len])
+    } else {
+        ThinArc::from_header_and_slice(head, &parts.concat())
+    }
 }
 
 /// The key's length and whether an expiry follows it.
@@ -142,6 +146,17 @@ pub(crate) fn value(block: &Block) -> &[u8] {
 /// The value's bytes as a shared handle, when they live outside the block.
 pub(crate) fn outside(block: &Block) -> Option<&Bytes> {
     block.header.header.outside.as_deref()
+}
+
+/// The bytes living outside a block, taken out without a clone when
+/// nothing else shares them (the block is being consumed).
+pub(crate) fn take_outside(block: &mut Block) -> Option<Bytes> {
+    let taken = block
+        .with_arc_mut(|arc| Arc::get_mut(arc).and_then(|block| block.header_mut().outside.take()));
+    match taken {
+        Some(bytes) => Some(Arc::try_unwrap(bytes).unwrap_or_else(|shared| Bytes::clone(&shared))),
+        None => outside(block).cloned(),
+    }
 }
 
 #[cfg(test)]

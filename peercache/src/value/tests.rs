@@ -67,3 +67,48 @@ fn debug_is_bounded() {
     let v = Value::new(vec![b'x'; 10_000]);
     assert!(format!("{v:?}").len() < 200);
 }
+
+#[test]
+fn a_cache_key_changes_nothing_a_user_sees() {
+    use std::hash::{BuildHasher, RandomState};
+    let plain = Value::from("red").with_expiry_unix_nanos(5);
+    let keyed = plain.clone().keyed(b"color");
+    assert_eq!(keyed.key_bytes(), b"color");
+    assert_eq!(plain.key_bytes(), b"");
+    assert_eq!(keyed, plain, "equality ignores the key");
+    let hasher = RandomState::new();
+    assert_eq!(hasher.hash_one(&keyed), hasher.hash_one(&plain));
+    assert_eq!((keyed.as_str(), keyed.expiry_unix_nanos()), (Ok("red"), 5));
+    assert_eq!(format!("{keyed:?}"), format!("{plain:?}"));
+    // Keyed again under the same key: the same block, no copy.
+    let again = keyed.clone().keyed(b"color");
+    assert_eq!(again.as_bytes().as_ptr(), keyed.as_bytes().as_ptr());
+    let other = keyed.clone().keyed_expiring(b"colour", 9);
+    assert_eq!(
+        (other.key_bytes(), other.expiry_unix_nanos(), other.as_str()),
+        (&b"colour"[..], 9, Ok("red"))
+    );
+}
+
+#[test]
+fn small_values_hand_out_bytes_that_outlive_them() {
+    let value = Value::from("hello world").keyed(b"k");
+    let bytes = value.bytes();
+    let hello = value.into_bytes().slice(..5);
+    assert_eq!(
+        (&bytes[..], &hello[..]),
+        (&b"hello world"[..], &b"hello"[..])
+    );
+}
+
+#[test]
+fn large_values_are_never_copied() {
+    let large = bytes::Bytes::from(vec![1u8; 4096]);
+    let value = Value::new(large.clone());
+    assert_eq!(value.as_bytes().as_ptr(), large.as_ptr());
+    let keyed = value.clone().keyed(b"k").with_expiry_unix_nanos(3);
+    assert_eq!(keyed.as_bytes().as_ptr(), large.as_ptr());
+    assert_eq!(keyed.bytes().as_ptr(), large.as_ptr());
+    drop(value);
+    assert_eq!(keyed.into_bytes().as_ptr(), large.as_ptr());
+}

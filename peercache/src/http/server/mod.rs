@@ -26,14 +26,13 @@ pub use serve::{serve, serve_with_shutdown, Server, SHUTDOWN_GRACE};
 use crate::http::auth::{AuthError, PeerAuth};
 use crate::http::options::HttpOptions;
 use crate::http::protocol::{Head, Parsing, PeerRequest, Reply};
-use crate::proto::GetResponse;
+use crate::proto::encode_get_response;
 use crate::{Error, Node, ServedGroup};
 use bytes::Bytes;
 use http::header::AUTHORIZATION;
 use http::{Request, Response};
 use http_body::Body;
 use http_body_util::{BodyExt, Full, Limited};
-use prost::Message;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -296,13 +295,7 @@ impl ServiceInner {
 async fn get(group: &ServedGroup, key: &str) -> Reply {
     match group.get(key).await {
         Ok(value) => {
-            let expire = value.expiry_unix_nanos();
-            let body = GetResponse {
-                value: Some(value.into_bytes()),
-                minute_qps: None,
-                expire: (expire != 0).then_some(expire),
-            }
-            .encode_to_vec();
+            let body = encode_get_response(value.as_bytes(), value.expiry_unix_nanos());
             Reply::Value(Bytes::from(body))
         }
         Err(error @ Error::NotFound { .. }) => Reply::NotFound(error.to_string()),
