@@ -20,6 +20,8 @@ ROWS = [
     ("Group::get, cache hit", "group_get_hit", "BenchmarkGroupGetHit"),
     ("floor: locked hash map get", "floor_locked_hashmap_get", "BenchmarkFloorLockedMapGet"),
     ("Group::get, miss, trivial loader", "group_get_miss_trivial_loader", "BenchmarkGroupGetMissTrivialLoader"),
+    ("Group::get, miss, trivial loader, polled in a task (no block_on)", "group_get_miss_polled", "BenchmarkGroupGetMissTrivialLoader"),
+    ("tokio block_on of a ready future (the first miss row pays it)", "tokio_block_on_ready", None),
 ] + [
     (f"ring owner, {n} peers, golang crc32", f"ring_owner/Golang/{n}", f"BenchmarkRingOwner/Golang/{n}")
     for n in (8, 32, 128, 512)

@@ -92,7 +92,9 @@ pub struct Flight<T> {
 /// The in-flight runs by key, each with the serial number of its run, so a
 /// finished run removes its own entry and never a newer run's.
 struct Table<T> {
-    calls: HashMap<Arc<str>, (u64, Arc<Slot<T>>)>,
+    /// Keyed with foldhash, seeded per process (keys come from the
+    /// network; SipHash cost a miss about 20 ns more).
+    calls: HashMap<Arc<str>, (u64, Arc<Slot<T>>), foldhash::fast::RandomState>,
     next_serial: u64,
 }
 
@@ -100,7 +102,7 @@ impl<T> Default for Flight<T> {
     fn default() -> Self {
         Flight {
             calls: Arc::new(Mutex::new(Table {
-                calls: HashMap::new(),
+                calls: HashMap::default(),
                 next_serial: 0,
             })),
         }
@@ -181,7 +183,12 @@ struct Finish<T: Clone> {
 }
 
 impl<T: Clone> Finish<T> {
-    fn complete(&mut self, result: Result<T, Panicked>) {
+    /// Ends the run: out of the table, then `result()` published to the
+    /// callers that joined it. With none (the common case of a key asked
+    /// once), nothing is published and `result` is not called: a follower
+    /// can only take the slot from the table, under its lock, so once the
+    /// entry is gone and no one else holds the slot, no one ever will.
+    fn complete(&mut self, result: impl FnOnce() -> Result<T, Panicked>) {
         // Leave the table before the result is handed out, so a caller that
         // arrives after this point starts afresh (and, in a group, finds the
         // value in the cache that the work just filled). Only this run's own
@@ -196,18 +203,22 @@ impl<T: Clone> Finish<T> {
         }
         drop(table);
         self.done = true;
-        self.slot.publish(result);
+        if Arc::strong_count(&self.slot) > 1 {
+            self.slot.publish(result());
+        }
     }
 }
 
 impl<T: Clone> Drop for Finish<T> {
     fn drop(&mut self) {
         if !self.done {
-            self.complete(Err(Panicked {
-                message: "the load ended without a result (its task was dropped: the \
-                          runtime shut down)"
-                    .to_owned(),
-            }));
+            self.complete(|| {
+                Err(Panicked {
+                    message: "the load ended without a result (its task was dropped: the \
+                              runtime shut down)"
+                        .to_owned(),
+                })
+            });
         }
     }
 }
@@ -249,7 +260,7 @@ impl<T: Clone + Send + 'static> Future for Call<T> {
                 if let CallState::Leading(mut lead) =
                     std::mem::replace(&mut self.state, CallState::Ended)
                 {
-                    lead.finish.complete(result.clone());
+                    lead.finish.complete(|| result.clone());
                 }
                 Poll::Ready(result)
             }
@@ -280,7 +291,7 @@ impl<T: Clone + Send + 'static> Drop for Call<T> {
             } = lead;
             drop(runtime.spawn(async move {
                 let result = work.await;
-                finish.complete(result);
+                finish.complete(|| result);
             }));
         }
     }
@@ -336,14 +347,33 @@ impl<T: Clone + Send + 'static> Flight<T> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = T> + Send + 'static,
     {
+        self.run_keyed(runtime, key, |_| work())
+    }
+
+    /// [`Flight::run`], handing `work` the key as the table keeps it (a
+    /// shared copy), so that work which needs the key owned does not copy
+    /// it again.
+    pub fn run_keyed<F, Fut>(
+        &self,
+        runtime: &tokio::runtime::Handle,
+        key: &str,
+        work: F,
+    ) -> (Role, Call<T>)
+    where
+        F: FnOnce(&Arc<str>) -> Fut,
+        Fut: Future<Output = T> + Send + 'static,
+    {
         let mut table = self.lock();
         if let Some((_, slot)) = table.calls.get(key) {
             let state = CallState::Following(Arc::clone(slot), None);
             return (Role::Follower, Call { state });
         }
+        // One copy of the key, shared by the table, the work and the run's
+        // `Finish`.
+        let key: Arc<str> = Arc::from(key);
         // `work()` before the entry goes in: if the closure itself panics,
         // the key stays free (the table's lock tolerates the poison).
-        let work = AssertUnwindSafe(work()).catch_unwind().map(|caught| {
+        let work = AssertUnwindSafe(work(&key)).catch_unwind().map(|caught| {
             caught.map_err(|payload| Panicked {
                 message: panic_message(payload.as_ref()),
             })
@@ -353,8 +383,6 @@ impl<T: Clone + Send + 'static> Flight<T> {
         let slot = Arc::new(Slot {
             state: Mutex::new(SlotState::Waiting(Vec::new())),
         });
-        // One copy of the key, shared by the table and the run's `Finish`.
-        let key: Arc<str> = Arc::from(key);
         table
             .calls
             .insert(Arc::clone(&key), (serial, Arc::clone(&slot)));

@@ -83,7 +83,11 @@ impl Inner {
         outcome
     }
 
-    fn load(self: &Arc<Self>, key: &str, route: Route) -> impl Future<Output = Outcome> {
+    fn load<'a>(
+        self: &Arc<Self>,
+        key: &'a str,
+        route: Route,
+    ) -> impl Future<Output = Outcome> + 'a {
         bump(&self.counters.loads);
         let started = tokio::runtime::Handle::try_current()
             .map_err(|_| Error::NoRuntime {
@@ -97,9 +101,10 @@ impl Inner {
                 };
                 let (role, call) = match peer {
                     Some(peer) => {
-                        let (inner, owned) = (Arc::clone(self), key.to_owned());
-                        self.remote
-                            .run(&runtime, key, move || inner.fetch_from(peer, owned))
+                        let inner = Arc::clone(self);
+                        self.remote.run_keyed(&runtime, key, move |key| {
+                            inner.fetch_from(peer, Arc::clone(key))
+                        })
                     }
                     None => self.run_here(&runtime, key),
                 };
@@ -109,10 +114,9 @@ impl Inner {
                 call
             });
         let inner = Arc::clone(self);
-        let key = key.to_owned();
         async move {
             match started {
-                Ok(call) => call.await.unwrap_or_else(|p| Err(inner.panicked(&key, p))),
+                Ok(call) => call.await.unwrap_or_else(|p| Err(inner.panicked(key, p))),
                 Err(error) => Err(error),
             }
         }
@@ -124,14 +128,15 @@ impl Inner {
         runtime: &tokio::runtime::Handle,
         key: &str,
     ) -> (Role, Call<Outcome>) {
-        let (inner, owned) = (Arc::clone(self), key.to_owned());
-        self.local.run(runtime, key, move || inner.load_here(owned))
+        let inner = Arc::clone(self);
+        self.local
+            .run_keyed(runtime, key, move |key| inner.load_here(Arc::clone(key)))
     }
 
     /// The body of a local load: re-check the cache (a load that finished
     /// just before this one started may have filled it), then call the loader
     /// and keep its value in the main cache.
-    async fn load_here(self: Arc<Self>, key: String) -> Outcome {
+    async fn load_here(self: Arc<Self>, key: Arc<str>) -> Outcome {
         let ticket = match self.begin_load(&key, true) {
             Ok(value) => return Ok(value),
             Err(ticket) => ticket,
@@ -212,7 +217,7 @@ impl Inner {
 
     /// The body of a fetch from the owner; falls back to a local load when
     /// the owner cannot be reached.
-    async fn fetch_from(self: Arc<Self>, peer: Arc<dyn Peer>, key: String) -> Outcome {
+    async fn fetch_from(self: Arc<Self>, peer: Arc<dyn Peer>, key: Arc<str>) -> Outcome {
         let ticket = match self.begin_load(&key, false) {
             Ok(value) => return Ok(value),
             Err(ticket) => ticket,

@@ -78,8 +78,10 @@ pub(crate) fn remake(block: &Block, key: &[u8], expire_nanos: i64) -> Block {
     }
 }
 
-/// Slices up to this long are assembled on the stack; longer ones (long
-/// keys) in a temporary `Vec`.
+/// Slices up to this long are assembled in a small stack buffer (zeroed
+/// first: the common entry should not pay for clearing a large one), up
+/// to [`ON_STACK`] in a larger one, longer ones (long keys) in a `Vec`.
+const SMALL: usize = 128;
 const ON_STACK: usize = MAX_INSIDE + 256;
 
 fn fill(key: &[u8], expire_nanos: i64, inside: &[u8], outside: Option<Arc<Bytes>>) -> Block {
@@ -90,17 +92,23 @@ fn fill(key: &[u8], expire_nanos: i64, inside: &[u8], outside: Option<Arc<Bytes>
     };
     let parts = [key, &expire_nanos.to_le_bytes()[..expiry], inside];
     let len = key.len() + expiry + inside.len();
-    if len <= ON_STACK {
-        let mut buf = [0u8; ON_STACK];
-        let mut at = 0;
-        for part in parts {
-            buf[at..at + part.len()].copy_from_slice(part);
-            at += part.len();
-        }
-        ThinArc::from_header_and_slice(head, &buf[..len])
+    if len <= SMALL {
+        ThinArc::from_header_and_slice(head, joined(&mut [0u8; SMALL], parts))
+    } else if len <= ON_STACK {
+        ThinArc::from_header_and_slice(head, joined(&mut [0u8; ON_STACK], parts))
     } else {
         ThinArc::from_header_and_slice(head, &parts.concat())
     }
+}
+
+/// `parts` one after another at the start of `buf`, which is long enough.
+fn joined<'b>(buf: &'b mut [u8], parts: [&[u8]; 3]) -> &'b [u8] {
+    let mut at = 0;
+    for part in parts {
+        buf[at..at + part.len()].copy_from_slice(part);
+        at += part.len();
+    }
+    &buf[..at]
 }
 
 /// The key's length and whether an expiry follows it.
