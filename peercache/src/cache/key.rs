@@ -39,19 +39,6 @@ fn ends<const W: usize>(bytes: &[u8]) -> ([u8; W], [u8; W]) {
     (first, last)
 }
 
-/// A key's bytes as the caches' hashes take them: one `write` of the
-/// bytes and nothing else. A `str` or a slice would also write a
-/// terminator or its length, one more multiply per hash on the hit path,
-/// and foldhash's `write` already mixes the length in.
-pub(crate) struct KeyBytes<'a>(pub(crate) &'a [u8]);
-
-impl std::hash::Hash for KeyBytes<'_> {
-    #[inline(always)]
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        state.write(self.0);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

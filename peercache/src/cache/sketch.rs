@@ -32,7 +32,6 @@
 //! that offer one (in moka, or standalone) either bring their own
 //! concurrency or are not separable from their cache.
 
-use super::key::KeyBytes;
 use std::hash::BuildHasher;
 
 /// Rows (independent columns per key).
@@ -98,7 +97,7 @@ impl Sketch {
     /// The counter positions of `key`, one per row.
     #[inline]
     fn positions(&self, key: &(impl AsRef<[u8]> + ?Sized)) -> [usize; ROWS] {
-        let hash = self.hasher.hash_one(KeyBytes(key.as_ref()));
+        let hash = self.hasher.hash_one(key.as_ref());
         let (first, step) = (hash as usize, ((hash >> 32) as usize) | 1);
         let mask = self.width - 1;
         std::array::from_fn(|row| {

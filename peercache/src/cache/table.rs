@@ -31,7 +31,7 @@
 //! the value of an existing key subtracts the old cost before adding the new
 //! one (golang/groupcache counts the key twice there and leaks bytes).
 
-use super::key::{same_bytes, KeyBytes};
+use super::key::same_bytes;
 use crate::Value;
 use hashbrown::HashTable;
 use std::hash::BuildHasher;
@@ -207,7 +207,7 @@ impl Table {
     #[inline(never)]
     pub(crate) fn find(&self, key: &str) -> Option<u32> {
         let key = key.as_bytes();
-        let hash = self.hasher.hash_one(KeyBytes(key));
+        let hash = self.hasher.hash_one(key);
         let found = self.index.find(hash, |&slot| self.holds(slot, key));
         found.copied()
     }
@@ -226,7 +226,7 @@ impl Table {
     #[inline(always)]
     pub(crate) fn peek(&self, key: &str) -> Option<Peeked<'_>> {
         let key = key.as_bytes();
-        let hash = self.hasher.hash_one(KeyBytes(key));
+        let hash = self.hasher.hash_one(key);
         let slot = *self.index.find(hash, |&slot| self.holds(slot, key))?;
         let s = self.slots.get(slot as usize)?;
         let list = s.list()?;
@@ -304,9 +304,9 @@ impl Table {
         };
         let (hasher, slots) = (&self.hasher, &self.slots);
         self.index
-            .insert_unique(hasher.hash_one(KeyBytes(key.as_bytes())), slot, |&slot| {
+            .insert_unique(hasher.hash_one(key.as_bytes()), slot, |&slot| {
                 let key = slots.get(slot as usize).map(|s| s.value.key_bytes());
-                hasher.hash_one(KeyBytes(key.unwrap_or_default()))
+                hasher.hash_one(key.unwrap_or_default())
             });
         self.link_newest(slot, list);
         Some(slot)
@@ -346,7 +346,7 @@ impl Table {
     /// Removes the entry of a full slot; returns its list and value.
     pub(crate) fn remove(&mut self, slot: u32) -> Option<(List, Value)> {
         let (list, value) = self.get(slot)?;
-        let hash = self.hasher.hash_one(KeyBytes(value.key_bytes()));
+        let hash = self.hasher.hash_one(value.key_bytes());
         if let Ok(found) = self.index.find_entry(hash, |&s| s == slot) {
             found.remove();
         }
