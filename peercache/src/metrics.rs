@@ -231,23 +231,55 @@ pub fn record_peers(peers: &[PeerStatus]) {
     }
 }
 
-/// Records one load by this node's loader.
-pub(crate) fn load_finished(group: &Arc<str>, outcome: &'static str, took: Duration) {
-    // An `Arc<str>` label is shared, not copied: no allocation per load.
-    metrics::histogram!(
-        "groupcache_load_duration_seconds",
-        "group" => Arc::clone(group),
-        "outcome" => outcome
-    )
-    .record(took.as_secs_f64());
+/// The keys of one group's histograms of load (or fetch) durations, one
+/// per outcome (`ok`, `not_found`, `error`), made once with the group.
+/// Recording then builds no key (a `Vec` of labels and a count on the
+/// group's name each time, with `histogram!`), yet still asks the recorder
+/// in place at that moment, so one installed later, or a thread's local
+/// one, gets the samples.
+pub(crate) struct Durations {
+    keys: [metrics::Key; 3],
 }
 
-/// Records one fetch from an owner.
-pub(crate) fn peer_fetch_finished(group: &Arc<str>, outcome: &'static str, took: Duration) {
-    metrics::histogram!(
-        "groupcache_peer_fetch_duration_seconds",
-        "group" => Arc::clone(group),
-        "outcome" => outcome
-    )
-    .record(took.as_secs_f64());
+/// What `histogram!` gives its metrics from this module.
+static METADATA: metrics::Metadata<'static> =
+    metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+
+impl Durations {
+    /// Load durations of this node's loader for `group`
+    /// (`groupcache_load_duration_seconds`).
+    pub(crate) fn of_loads(group: &Arc<str>) -> Self {
+        Self::new("groupcache_load_duration_seconds", group)
+    }
+
+    /// Durations of fetches from owners for `group`
+    /// (`groupcache_peer_fetch_duration_seconds`).
+    pub(crate) fn of_fetches(group: &Arc<str>) -> Self {
+        Self::new("groupcache_peer_fetch_duration_seconds", group)
+    }
+
+    fn new(name: &'static str, group: &Arc<str>) -> Self {
+        let key = |outcome: &'static str| {
+            let labels = vec![
+                metrics::Label::new("group", Arc::clone(group)),
+                metrics::Label::new("outcome", outcome),
+            ];
+            metrics::Key::from_parts(name, labels)
+        };
+        Durations {
+            keys: [key("ok"), key("not_found"), key("error")],
+        }
+    }
+
+    /// Records one duration with its outcome: `ok`, `not_found`, or any
+    /// other (counted as `error`).
+    pub(crate) fn record(&self, outcome: &'static str, took: Duration) {
+        let key = match outcome {
+            "ok" => &self.keys[0],
+            "not_found" => &self.keys[1],
+            _ => &self.keys[2],
+        };
+        metrics::with_recorder(|recorder| recorder.register_histogram(key, &METADATA))
+            .record(took.as_secs_f64());
+    }
 }

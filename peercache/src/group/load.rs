@@ -155,7 +155,7 @@ impl Inner {
             .instrument(timed.span().clone())
             .await;
         let label = outcome_label(&outcome);
-        crate::metrics::load_finished(&self.name, label, started.elapsed());
+        self.load_durations.record(label, started.elapsed());
         timed.finish(label);
         outcome
     }
@@ -248,7 +248,7 @@ impl Inner {
             Err(FetchError::Load(_)) => "error",
             Err(FetchError::Unavailable(_)) => "unavailable",
         };
-        crate::metrics::peer_fetch_finished(&self.name, label, started.elapsed());
+        self.fetch_durations.record(label, started.elapsed());
         timed.finish(label);
         match fetched {
             Ok(value) => {

@@ -118,6 +118,8 @@ struct Inner {
     counters: Counters,
     remote: Flight<Outcome>,
     local: Flight<Outcome>,
+    load_durations: crate::metrics::Durations,
+    fetch_durations: crate::metrics::Durations,
 }
 
 impl fmt::Debug for Group {
@@ -148,8 +150,11 @@ impl Group {
         loader: Box<dyn DynLoader>,
         picker: Option<Arc<dyn PeerPicker>>,
     ) -> Self {
+        let name: Arc<str> = Arc::from(name);
         let inner = Arc::new(Inner {
-            name: Arc::from(name),
+            load_durations: crate::metrics::Durations::of_loads(&name),
+            fetch_durations: crate::metrics::Durations::of_fetches(&name),
+            name,
             loader,
             picker,
             hot_cache: settings.hot_cache,
