@@ -158,6 +158,14 @@ impl Value {
         self.keyed_expiring(key, expiry)
     }
 
+    /// A value holding a copy of `bytes`, already in the form a cache keeps
+    /// under `key`, with the wire's expiry `expire_nanos` (0 or less for
+    /// none): one copy, for bytes that must not stay where they are (a
+    /// slice of a network read buffer).
+    pub(crate) fn copied_keyed(key: &[u8], bytes: &[u8], expire_nanos: i64) -> Self {
+        Value(block::copied(key, expire_nanos.max(0), bytes))
+    }
+
     /// [`Value::keyed`] with the expiry `expire_nanos` (0 for none), in
     /// one step (one block made, at most).
     pub(crate) fn keyed_expiring(self, key: &[u8], expire_nanos: i64) -> Self {

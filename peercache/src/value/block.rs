@@ -69,6 +69,18 @@ pub(crate) fn make(key: &[u8], expire_nanos: i64, value: Bytes) -> Block {
     }
 }
 
+/// A block holding copies of `key`, `expire_nanos` and `value`: the value
+/// inside when it is at most [`MAX_INSIDE`] bytes, else in a buffer of its
+/// own. One copy of the bytes, wherever they come from.
+pub(crate) fn copied(key: &[u8], expire_nanos: i64, value: &[u8]) -> Block {
+    if value.len() <= MAX_INSIDE {
+        fill(key, expire_nanos, value, None)
+    } else {
+        let bytes = Bytes::copy_from_slice(value);
+        fill(key, expire_nanos, &[], Some(Arc::new(bytes)))
+    }
+}
+
 /// A copy of `block` under another key or expiry; the value's bytes are
 /// shared when they live outside, copied when inside.
 pub(crate) fn remake(block: &Block, key: &[u8], expire_nanos: i64) -> Block {

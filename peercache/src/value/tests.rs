@@ -112,3 +112,27 @@ fn large_values_are_never_copied() {
     drop(value);
     assert_eq!(keyed.into_bytes().as_ptr(), large.as_ptr());
 }
+
+#[test]
+fn copied_values_own_their_bytes_in_the_cache_form() {
+    let buffer = vec![7u8; 2000];
+    let small = Value::copied_keyed(b"k", &buffer[..10], 42);
+    assert_eq!(
+        (
+            small.key_bytes(),
+            small.as_bytes(),
+            small.expiry_unix_nanos()
+        ),
+        (&b"k"[..], &buffer[..10], 42)
+    );
+    assert_ne!(small.as_bytes().as_ptr(), buffer.as_ptr());
+    let large = Value::copied_keyed(b"k", &buffer, -1);
+    assert_eq!(
+        (large.as_bytes(), large.expiry_unix_nanos()),
+        (&buffer[..], 0)
+    );
+    assert_ne!(large.as_bytes().as_ptr(), buffer.as_ptr());
+    // Already in the form the cache keeps under "k": storing copies nothing.
+    let kept = large.clone().keyed(b"k");
+    assert_eq!(kept.as_bytes().as_ptr(), large.as_bytes().as_ptr());
+}

@@ -223,9 +223,10 @@ impl HttpPeer {
                 // A copy: the decoded value is a slice of hyper's read
                 // buffer, and keeping it (in the hot cache) would keep that
                 // whole buffer (8 KiB or more) alive per entry. Go copies too.
+                // One copy, straight into the form the hot cache keeps.
                 let value = response.value.unwrap_or_default();
-                let value = Value::new(Bytes::copy_from_slice(&value));
-                Ok(value.with_expiry_unix_nanos(response.expire.unwrap_or(0)))
+                let expire = response.expire.unwrap_or(0);
+                Ok(Value::copied_keyed(key.as_bytes(), &value, expire))
             }
             Reply::Done => Err(self.unavailable(format!(
                 "answered {status} without a GetResponse (content type {PROTOBUF_CONTENT_TYPE}): not a peer endpoint?"
