@@ -383,7 +383,8 @@ impl Table {
         }
         ends.len += 1;
         let s = &mut self.slots[slot as usize];
-        s.older_tag = ((list as u32 + 1) << SLOT_BITS) | old_newest;
+        s.set_list(Some(list));
+        s.set_older(old_newest);
         s.newer = NIL;
         ends.bytes += stored_cost(&s.value);
         if old_newest != NIL {

@@ -63,7 +63,7 @@ pub(crate) type Block = ThinArc<Head, u8>;
 /// in when it is at most [`MAX_INSIDE`] bytes, else kept as it is.
 pub(crate) fn make(key: &[u8], expire_nanos: i64, value: Bytes) -> Block {
     if value.len() <= MAX_INSIDE {
-        fill(key, expire_nanos, &value, None)
+        copied(key, expire_nanos, &value)
     } else {
         fill(key, expire_nanos, &[], Some(Arc::new(value)))
     }
