@@ -82,6 +82,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+mod batch_loader;
 pub mod cache;
 pub mod clock;
 mod error;
@@ -108,13 +109,14 @@ pub mod trace;
 pub mod typed;
 mod value;
 
+pub use batch_loader::{batch_loader_fn, BatchLoaderFn};
 pub use cache::policy::HotCachePolicy;
 pub use cache::stats::{CacheKind, CacheStats};
 pub use error::{Error, PeerFailure};
 pub use group::{Get, Group, ServedGroup};
-pub use loader::{loader_fn, BoxFuture, LoadError, Loader, LoaderFn};
+pub use loader::{loader_fn, BoxFuture, LoadError, Loader, LoaderFn, LOAD_MANY_CONCURRENCY};
 pub use node::{GroupBuilder, Node, DEFAULT_CACHE_BYTES, MAX_GROUP_NAME_LEN};
-pub use peers::{FetchError, Peer, PeerError, PeerPicker};
+pub use peers::{FetchError, Peer, PeerError, PeerPicker, FETCH_MANY_CONCURRENCY};
 pub use setting::InvalidSetting;
 pub use stats::GroupStats;
 pub use trace::setting::KeyInTraces;

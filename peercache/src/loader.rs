@@ -138,20 +138,61 @@ impl std::error::Error for Message {}
 /// # Ok(())
 /// # }
 /// ```
+///
+/// A source that can read many keys in one query (`SELECT ... WHERE id IN
+/// (...)`, a multi-get) also implements [`Loader::load_many`], which
+/// [`crate::Group::get_many`] calls once per batch of keys this node owns;
+/// [`crate::batch_loader_fn`] makes such a loader from one async closure.
 pub trait Loader: Send + Sync + 'static {
     /// Loads `key`. The result is cached by the group when it is `Ok`; errors
     /// are never cached.
     fn load(&self, key: &str) -> impl Future<Output = Result<Value, LoadError>> + Send;
+
+    /// Loads several keys at once: the answer holds one result per key, in
+    /// the order of `keys` (which are distinct). A batch of
+    /// [`crate::Group::get_many`] whose keys this node owns (or a peer's
+    /// batch request) calls it once, with every key not already cached or
+    /// being loaded.
+    ///
+    /// The default calls [`Loader::load`] for each key, at most
+    /// [`LOAD_MANY_CONCURRENCY`] at once. Override it where the source reads
+    /// many keys in one query; split very long batches as the source needs
+    /// (a query's parameter limit). An answer with fewer results than keys
+    /// fails the keys left without one.
+    fn load_many(
+        &self,
+        keys: &[&str],
+    ) -> impl Future<Output = Vec<Result<Value, LoadError>>> + Send {
+        use futures_util::stream::{self, StreamExt};
+        stream::iter(keys.iter().map(|key| self.load(key)))
+            .buffered(LOAD_MANY_CONCURRENCY)
+            .collect()
+    }
 }
+
+/// Most single-key loads [`Loader::load_many`]'s default runs at once.
+pub const LOAD_MANY_CONCURRENCY: usize = 16;
 
 /// Object-safe twin of [`Loader`], implemented for every loader.
 pub(crate) trait DynLoader: Send + Sync + 'static {
     fn load_boxed<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Value, LoadError>>;
+
+    fn load_many_boxed<'a>(
+        &'a self,
+        keys: &'a [&'a str],
+    ) -> BoxFuture<'a, Vec<Result<Value, LoadError>>>;
 }
 
 impl<L: Loader> DynLoader for L {
     fn load_boxed<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Value, LoadError>> {
         Box::pin(self.load(key))
+    }
+
+    fn load_many_boxed<'a>(
+        &'a self,
+        keys: &'a [&'a str],
+    ) -> BoxFuture<'a, Vec<Result<Value, LoadError>>> {
+        Box::pin(self.load_many(keys))
     }
 }
 

@@ -16,6 +16,9 @@ pub enum FetchError {
     Load(LoadError),
 }
 
+/// Most single fetches [`Peer::fetch_many`]'s default sends at once.
+pub const FETCH_MANY_CONCURRENCY: usize = 32;
+
 /// Why a peer did not carry out a remove, set or purge.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -35,6 +38,28 @@ pub trait Peer: Send + Sync + 'static {
         group: &'a str,
         key: &'a str,
     ) -> BoxFuture<'a, Result<Value, FetchError>>;
+
+    /// Asks the peer for several distinct keys of `group` at once: one
+    /// result per key, in the order of `keys`, each as [`Peer::fetch`]
+    /// would answer it. [`crate::Group::get_many`] calls it once per owner.
+    ///
+    /// The default calls [`Peer::fetch`] for each key, at most
+    /// [`FETCH_MANY_CONCURRENCY`] at once; a transport that carries a batch
+    /// in one request overrides it (the HTTP transport does, with peers
+    /// that are peercache nodes). An answer with fewer results than keys
+    /// counts the keys left without one as unavailable.
+    fn fetch_many<'a>(
+        &'a self,
+        group: &'a str,
+        keys: &'a [&'a str],
+    ) -> BoxFuture<'a, Vec<Result<Value, FetchError>>> {
+        use futures_util::stream::{self, StreamExt};
+        Box::pin(
+            stream::iter(keys.iter().map(move |key| self.fetch(group, key)))
+                .buffered(FETCH_MANY_CONCURRENCY)
+                .collect(),
+        )
+    }
 
     /// Removes `keys` of `group` from the peer's main and hot caches (and
     /// stops its loads in flight from caching them). Over HTTP: a `DELETE`

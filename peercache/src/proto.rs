@@ -31,6 +31,11 @@
 
 use bytes::Bytes;
 
+mod batch;
+
+pub(crate) use batch::{encode_get_many_response, ItemRef};
+pub use batch::{BatchDecodeError, GetManyItem, GetManyRequest, GetManyResponse, ItemStatus};
+
 /// A request for one key (part of groupcache.proto; Go's HTTP transport puts
 /// group and key in the URL instead and never sends it).
 #[derive(Clone, PartialEq, prost::Message)]

@@ -66,8 +66,13 @@ pub struct GroupStats {
     pub local_loads: u64,
     /// Failed (or panicked) calls of this node's loader.
     pub local_load_errs: u64,
-    /// Requests from peers served by this group.
+    /// Keys asked by peers and served by this group: one per single get,
+    /// one per key of a batch.
     pub server_requests: u64,
+    /// Batch requests from peers served by this group (each also counts
+    /// its keys in `server_requests`).
+    #[serde(default)]
+    pub server_batches: u64,
     /// The main cache: keys this node owns.
     pub main_cache: CacheStats,
     /// The hot cache: copies of popular keys owned by peers.
@@ -88,6 +93,7 @@ pub(crate) struct Counters {
     pub local_loads: AtomicU64,
     pub local_load_errs: AtomicU64,
     pub server_requests: AtomicU64,
+    pub server_batches: AtomicU64,
 }
 
 /// Adds one to a counter (relaxed: counters order nothing).
@@ -116,6 +122,7 @@ impl Counters {
             local_loads: get(&self.local_loads),
             local_load_errs: get(&self.local_load_errs),
             server_requests: get(&self.server_requests),
+            server_batches: get(&self.server_batches),
             main_cache,
             hot_cache,
             budget_bytes: 0,

@@ -19,6 +19,7 @@ use crate::loader::LoadError;
 use crate::peers::{FetchError, Peer};
 use crate::stats::bump;
 use crate::trace::{Escaped, Timed};
+use crate::Value;
 use futures_util::FutureExt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -36,7 +37,7 @@ pub(super) enum Route {
 }
 
 /// The `outcome` of a get or load, for traces and metrics.
-fn outcome_label(outcome: &Outcome) -> &'static str {
+pub(super) fn outcome_label(outcome: &Outcome) -> &'static str {
     match outcome {
         Ok(_) => "ok",
         Err(Error::NotFound { .. }) => "not_found",
@@ -185,23 +186,17 @@ impl Inner {
             },
         };
         match loaded {
-            Ok(Ok(value)) => {
-                bump(&self.counters.local_loads);
-                let value = self.with_default_ttl(key, value);
-                self.store(CacheKind::Main, key, &value, ticket);
-                Ok(value)
-            }
-            Ok(Err(error)) => {
-                bump(&self.counters.local_load_errs);
-                if !matches!(error, LoadError::NotFound) {
-                    tracing::warn!(
+            Ok(loaded) => {
+                match &loaded {
+                    Err(error) if !error.is_not_found() => tracing::warn!(
                         group = %self.name,
                         key = %self.key_in_traces.show(key),
-                        error = %Escaped(&error),
+                        error = %Escaped(error),
                         "load failed"
-                    );
+                    ),
+                    _ => {}
                 }
-                Err(self.load_error(key, None, error))
+                self.loaded(key, ticket, loaded)
             }
             Err(payload) => {
                 bump(&self.counters.local_load_errs);
@@ -211,6 +206,29 @@ impl Inner {
                         message: panic_message(payload.as_ref()),
                     },
                 ))
+            }
+        }
+    }
+
+    /// What the loader answered for `key`, counted; a value gets the
+    /// group's time-to-live and is kept in the main cache unless `ticket`
+    /// was fenced.
+    pub(super) fn loaded(
+        &self,
+        key: &str,
+        ticket: u64,
+        loaded: Result<Value, LoadError>,
+    ) -> Outcome {
+        match loaded {
+            Ok(value) => {
+                bump(&self.counters.local_loads);
+                let value = self.with_default_ttl(key, value);
+                self.store(CacheKind::Main, key, &value, ticket);
+                Ok(value)
+            }
+            Err(error) => {
+                bump(&self.counters.local_load_errs);
+                Err(self.load_error(key, None, error))
             }
         }
     }
@@ -250,17 +268,9 @@ impl Inner {
         };
         self.fetch_durations.record(label, started.elapsed());
         timed.finish(label);
-        match fetched {
-            Ok(value) => {
-                bump(&self.counters.peer_loads);
-                if self.hot_cache.admits() {
-                    self.store(CacheKind::Hot, &key, &value, ticket);
-                }
-                Ok(value)
-            }
-            Err(FetchError::Load(error)) => Err(self.load_error(&key, Some(peer.id()), error)),
-            Err(FetchError::Unavailable(reason)) => {
-                bump(&self.counters.peer_errors);
+        match self.fetched(peer.id(), &key, ticket, fetched) {
+            Ok(outcome) => outcome,
+            Err(reason) => {
                 tracing::warn!(
                     group = %self.name,
                     key = %self.key_in_traces.show(&key),
@@ -275,7 +285,33 @@ impl Inner {
         }
     }
 
-    fn load_error(&self, key: &str, peer: Option<&str>, error: LoadError) -> Error {
+    /// What the owner answered for `key`, counted: the outcome (a value
+    /// kept in the hot cache as the policy says, unless `ticket` was
+    /// fenced), or why the owner could not be asked, for a load here.
+    pub(super) fn fetched(
+        &self,
+        peer: &str,
+        key: &str,
+        ticket: u64,
+        fetched: Result<Value, FetchError>,
+    ) -> Result<Outcome, String> {
+        match fetched {
+            Ok(value) => {
+                bump(&self.counters.peer_loads);
+                if self.hot_cache.admits() {
+                    self.store(CacheKind::Hot, key, &value, ticket);
+                }
+                Ok(Ok(value))
+            }
+            Err(FetchError::Load(error)) => Ok(Err(self.load_error(key, Some(peer), error))),
+            Err(FetchError::Unavailable(reason)) => {
+                bump(&self.counters.peer_errors);
+                Err(reason)
+            }
+        }
+    }
+
+    pub(super) fn load_error(&self, key: &str, peer: Option<&str>, error: LoadError) -> Error {
         let (group, key, peer) = (self.name.clone(), Arc::from(key), peer.map(Arc::from));
         match error {
             LoadError::NotFound => Error::NotFound { group, key, peer },
@@ -288,7 +324,7 @@ impl Inner {
         }
     }
 
-    fn panicked(&self, key: &str, panicked: Panicked) -> Error {
+    pub(super) fn panicked(&self, key: &str, panicked: Panicked) -> Error {
         Error::Panicked {
             group: self.name.clone(),
             key: Arc::from(key),

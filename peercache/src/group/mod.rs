@@ -41,6 +41,7 @@
 
 mod changes;
 mod load;
+mod many;
 mod served;
 mod state;
 

@@ -72,6 +72,21 @@ impl ServedGroup {
         self.inner.miss(key, Route::HereOnly).await
     }
 
+    /// Serves a peer's batch request: each key as [`ServedGroup::get`]
+    /// serves it, in the order of `keys`, never forwarded; the keys this
+    /// node must load go to its loader in one
+    /// [`crate::Loader::load_many`] call. Counts each key in
+    /// `server_requests`, and the batch in `server_batches`.
+    pub async fn get_many<K: AsRef<str> + Sync>(&self, keys: &[K]) -> Vec<Result<Value, Error>> {
+        let keys: Vec<&str> = keys.iter().map(AsRef::as_ref).collect();
+        let counters = &self.inner.counters;
+        counters
+            .server_requests
+            .fetch_add(keys.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        bump(&counters.server_batches);
+        self.inner.get_many(keys, Route::HereOnly).await
+    }
+
     /// Removes `keys` from this node's caches only, and keeps loads in flight
     /// from caching them: a peer's remove request.
     pub fn remove<S: AsRef<str>>(&self, keys: &[S]) {

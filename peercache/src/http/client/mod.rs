@@ -41,6 +41,7 @@
 //! because the pool takes it out of the ring.
 
 mod connector;
+mod many;
 
 pub(crate) use connector::{build_client, PeerClient};
 
@@ -94,6 +95,9 @@ pub struct HttpPeer {
     /// Largest answer body read (`max_body_bytes` and the framing); a larger
     /// one is a failed exchange.
     max_answer_bytes: usize,
+    /// What the peer is, as its answers tell (`many::Kind`): whether it
+    /// takes batch gets.
+    kind: std::sync::atomic::AtomicU8,
 }
 
 /// A peer's answer: its status, read by the protocol's table.
@@ -124,6 +128,7 @@ impl HttpPeer {
             report,
             auth: options.auth.clone(),
             max_answer_bytes: options.max_body_bytes.saturating_add(ANSWER_FRAMING),
+            kind: std::sync::atomic::AtomicU8::new(many::Kind::Unknown as u8),
         }
     }
 
@@ -135,6 +140,11 @@ impl HttpPeer {
     /// One exchange with the peer at `<base URL><base path><path>`, within
     /// the request timeout, reported to the peer's health.
     async fn exchange(&self, request: Encoded) -> Result<Answer, String> {
+        self.exchange_within(request, self.max_answer_bytes).await
+    }
+
+    /// [`HttpPeer::exchange`], reading an answer of at most `limit` bytes.
+    async fn exchange_within(&self, request: Encoded, limit: usize) -> Result<Answer, String> {
         let Encoded { method, path, body } = request;
         let url = format!("{}{path}", self.prefix);
         let uri: Uri = url
@@ -157,10 +167,10 @@ impl HttpPeer {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
             *request.body_mut() = Full::new(bytes);
         }
-        let limit = self.max_answer_bytes;
         let exchange = async {
             let response = self.client.request(request).await?;
             let (parts, body) = response.into_parts();
+            self.learn_kind(parts.status, &parts.headers);
             // A peer (or whoever is on the path) cannot make this node hold
             // more than the limit: the body is read up to it, then dropped.
             let body = Limited::new(body, limit).collect().await?.to_bytes();
@@ -169,8 +179,7 @@ impl HttpPeer {
         let outcome = match tokio::time::timeout(self.timeout, exchange).await {
             Err(_) => Err(format!("no answer within {:?}", self.timeout)),
             Ok(Err(error)) if error.is::<LengthLimitError>() => Err(format!(
-                "answered a value over {} bytes, the limit (max body bytes); dropped",
-                limit - ANSWER_FRAMING
+                "answered over {limit} bytes, the limit (max body bytes and the framing); dropped"
             )),
             Ok(Err(error)) => Err(error_chain(error.as_ref())),
             Ok(Ok((parts, body))) => Ok((
@@ -362,6 +371,14 @@ impl Peer for HttpPeer {
         key: &'a str,
     ) -> BoxFuture<'a, Result<Value, FetchError>> {
         Box::pin(self.get(group, key))
+    }
+
+    fn fetch_many<'a>(
+        &'a self,
+        group: &'a str,
+        keys: &'a [&'a str],
+    ) -> BoxFuture<'a, Vec<Result<Value, FetchError>>> {
+        Box::pin(self.get_many(group, keys))
     }
 
     fn remove<'a>(

@@ -24,3 +24,18 @@ pub(crate) const REMOVE_KEYS_PATH: &str = "_remove-keys/";
 
 /// The key (after the group) of peercache's purge `POST`.
 pub(crate) const PURGE_PATH: &str = "_purge/";
+
+/// The key (after the group) of peercache's batch get `POST`.
+pub(crate) const GET_MANY_PATH: &str = "_get-many/";
+
+/// Most keys in one batch get request, on both sides: a node sends at most
+/// this many per request, and answers 413 to more.
+pub(crate) const MAX_GET_MANY_KEYS: usize = 1000;
+
+/// Header a peercache peer endpoint sets on every answer, so a client
+/// learns which peers can take a batch get (a Go node would take its path
+/// for a get of a key); its value lists what the node takes.
+pub(crate) const PEERCACHE_HEADER: &str = "x-peercache";
+
+/// The value of [`PEERCACHE_HEADER`]: the requests beyond Go's.
+pub(crate) const PEERCACHE_FEATURES: &str = "get-many";

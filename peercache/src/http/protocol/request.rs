@@ -11,16 +11,22 @@
 //! | [`PeerRequest::RemoveKeys`] | `POST <group>/_remove-keys/`, JSON `{"group":..,"keys":[..]}` (groupcache-go v3) |
 //! | [`PeerRequest::Set`] | `PUT <group>/<key>`, a protobuf `SetRequest` (mailgun) |
 //! | [`PeerRequest::Purge`] | `POST <group>/_purge/` (peercache) |
+//! | [`PeerRequest::GetMany`] | `POST <group>/_get-many/`, a protobuf `GetManyRequest` (peercache) |
 //!
 //! Parsing checks what the request itself can get wrong (its method, path,
 //! escapes, key length, body); what the node makes of it (the group, the
 //! cache) is the server's.
 
 use super::reply::Reply;
-use super::{ALLOWED_METHODS, PROTOBUF_CONTENT_TYPE, PURGE_PATH, REMOVE_KEYS_PATH};
+use super::{
+    ALLOWED_METHODS, GET_MANY_PATH, MAX_GET_MANY_KEYS, PROTOBUF_CONTENT_TYPE, PURGE_PATH,
+    REMOVE_KEYS_PATH,
+};
 use crate::http::wire::{escape, parse_peer_path};
 use crate::http::PlusInPath;
-use crate::proto::{RemoveKeysError, RemoveKeysRequest, SetRequest};
+use crate::proto::{
+    BatchDecodeError, GetManyRequest, RemoveKeysError, RemoveKeysRequest, SetRequest,
+};
 use crate::Value;
 use bytes::Bytes;
 use http::Method;
@@ -53,6 +59,11 @@ pub(crate) enum PeerRequest<'a> {
     },
     /// Empty the group there.
     Purge { group: Cow<'a, str> },
+    /// The values of several distinct keys, from their owner.
+    GetMany {
+        group: Cow<'a, str>,
+        keys: Cow<'a, [String]>,
+    },
 }
 
 /// A request as HTTP: its method, its path under the base path, and its
@@ -106,6 +117,17 @@ impl PeerRequest<'_> {
                 format!("{}/{PURGE_PATH}", escape(group)),
                 None,
             ),
+            PeerRequest::GetMany { group, keys } => {
+                let body = GetManyRequest {
+                    keys: keys.to_vec(),
+                }
+                .encode_to_vec();
+                encoded(
+                    Method::POST,
+                    format!("{}/{GET_MANY_PATH}", escape(group)),
+                    Some((PROTOBUF_CONTENT_TYPE, Bytes::from(body))),
+                )
+            }
         })
     }
 }
@@ -135,6 +157,7 @@ enum Kind {
     Set,
     RemoveKeys,
     Purge,
+    GetMany,
     /// A `POST` to a path the endpoint lacks: refused once its body is
     /// read and checked, as any other `POST`.
     Unrouted,
@@ -185,6 +208,7 @@ impl<'a> Head<'a> {
             Method::PUT => Kind::Set,
             _ if parsed.key == REMOVE_KEYS_PATH => Kind::RemoveKeys,
             _ if parsed.key == PURGE_PATH => Kind::Purge,
+            _ if parsed.key == GET_MANY_PATH => Kind::GetMany,
             _ => Kind::Unrouted,
         };
         Ok(Head {
@@ -203,7 +227,7 @@ impl<'a> Head<'a> {
     pub(crate) fn has_body(&self) -> bool {
         matches!(
             self.kind,
-            Kind::Set | Kind::RemoveKeys | Kind::Purge | Kind::Unrouted
+            Kind::Set | Kind::RemoveKeys | Kind::Purge | Kind::GetMany | Kind::Unrouted
         )
     }
 
@@ -217,7 +241,7 @@ impl<'a> Head<'a> {
             Kind::Purge => PeerRequest::Purge { group },
             Kind::Unrouted => {
                 return Err(Reply::NoRoute(format!(
-                    "invalid path for POST: the peer endpoint takes POST only at <group>/{REMOVE_KEYS_PATH} and <group>/{PURGE_PATH}"
+                    "invalid path for POST: the peer endpoint takes POST only at <group>/{REMOVE_KEYS_PATH}, <group>/{PURGE_PATH} and <group>/{GET_MANY_PATH}"
                 )))
             }
             Kind::Set => {
@@ -247,6 +271,23 @@ impl<'a> Head<'a> {
                     group,
                     key: Cow::Owned(key),
                     value,
+                }
+            }
+            Kind::GetMany => {
+                let request =
+                    GetManyRequest::decode_bounded(&body, MAX_GET_MANY_KEYS, parsing.max_key_bytes)
+                        .map_err(|error| match error {
+                            BatchDecodeError::TooMany { .. } => Reply::TooLarge(format!(
+                                "batch too large: {error} (the limit of the peer protocol)"
+                            )),
+                            BatchDecodeError::KeyTooLong { len, .. } => key_too_long(len, parsing),
+                            error => Reply::BadRequest(format!(
+                                "bad request: the body is not a GetManyRequest: {error}"
+                            )),
+                        })?;
+                PeerRequest::GetMany {
+                    group,
+                    keys: Cow::Owned(request.keys),
                 }
             }
             Kind::RemoveKeys => {
@@ -284,184 +325,4 @@ fn key_too_long(len: usize, parsing: &Parsing) -> Reply {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn parsing() -> Parsing {
-        Parsing {
-            base_path: "/_groupcache/".to_owned(),
-            plus: PlusInPath::Literal,
-            max_key_bytes: 1 << 10,
-            max_remove_keys: 10_000,
-        }
-    }
-
-    /// Encodes `request` as the client does and parses it as the server does.
-    fn round_trip(request: &PeerRequest<'_>) -> Result<PeerRequest<'static>, Reply> {
-        let parsing = parsing();
-        let encoded = request.encode().expect("encodable");
-        let path = format!("{}{}", parsing.base_path, encoded.path);
-        let head = Head::parse(&encoded.method, &path, &parsing)?;
-        assert_eq!(
-            head.has_body(),
-            encoded.method != Method::GET && encoded.method != Method::DELETE
-        );
-        let body = encoded.body.map(|(_, body)| body).unwrap_or_default();
-        let parsed = head.read(body, &parsing)?;
-        Ok(match parsed {
-            PeerRequest::Get { group, key } => PeerRequest::Get {
-                group: Cow::Owned(group.into_owned()),
-                key: Cow::Owned(key.into_owned()),
-            },
-            PeerRequest::Remove { group, key } => PeerRequest::Remove {
-                group: Cow::Owned(group.into_owned()),
-                key: Cow::Owned(key.into_owned()),
-            },
-            PeerRequest::RemoveKeys { group, keys } => PeerRequest::RemoveKeys {
-                group: Cow::Owned(group.into_owned()),
-                keys: Cow::Owned(keys.into_owned()),
-            },
-            PeerRequest::Set { group, key, value } => PeerRequest::Set {
-                group: Cow::Owned(group.into_owned()),
-                key: Cow::Owned(key.into_owned()),
-                value,
-            },
-            PeerRequest::Purge { group } => PeerRequest::Purge {
-                group: Cow::Owned(group.into_owned()),
-            },
-        })
-    }
-
-    #[test]
-    fn the_wire_form_of_each_request() {
-        let value = Value::from("v");
-        let cases = [
-            (
-                PeerRequest::Get {
-                    group: "g".into(),
-                    key: "a b".into(),
-                },
-                "GET",
-                "g/a%20b",
-                None,
-            ),
-            (
-                PeerRequest::Remove {
-                    group: "g".into(),
-                    key: "k".into(),
-                },
-                "DELETE",
-                "g/k",
-                None,
-            ),
-            (
-                PeerRequest::RemoveKeys {
-                    group: "g".into(),
-                    keys: Cow::Owned(vec!["a".into(), "b".into()]),
-                },
-                "POST",
-                "g/_remove-keys/",
-                Some((
-                    "application/json",
-                    &br#"{"group":"g","keys":["a","b"]}"#[..],
-                )),
-            ),
-            (
-                PeerRequest::Set {
-                    group: "g".into(),
-                    key: "k".into(),
-                    value,
-                },
-                "PUT",
-                "g/k",
-                Some((PROTOBUF_CONTENT_TYPE, &b"\n\x01g\x12\x01k\x1a\x01v"[..])),
-            ),
-            (
-                PeerRequest::Purge { group: "g".into() },
-                "POST",
-                "g/_purge/",
-                None,
-            ),
-        ];
-        for (request, method, path, body) in cases {
-            let encoded = request.encode().unwrap();
-            assert_eq!(encoded.method.as_str(), method, "{request:?}");
-            assert_eq!(encoded.path, path, "{request:?}");
-            assert_eq!(
-                encoded.body.as_ref().map(|(t, b)| (*t, &b[..])),
-                body,
-                "{request:?}"
-            );
-            assert_eq!(round_trip(&request).unwrap(), request);
-        }
-    }
-
-    #[test]
-    fn what_parsing_refuses() {
-        let parsing = parsing();
-        let status =
-            |method: Method, path: &str| Head::parse(&method, path, &parsing).unwrap_err().status();
-        assert_eq!(status(Method::PATCH, "/_groupcache/g/k"), 405);
-        assert_eq!(status(Method::GET, "/_groupcache/g"), 400);
-        assert_eq!(status(Method::GET, "/elsewhere/g/k"), 400);
-        // A POST elsewhere is refused once its body is read (and its proof
-        // checked), as any POST.
-        let elsewhere = Head::parse(&Method::POST, "/_groupcache/g/k", &parsing).unwrap();
-        assert!(elsewhere.has_body());
-        assert_eq!(
-            elsewhere.read(Bytes::new(), &parsing).unwrap_err().status(),
-            404
-        );
-        let long = format!("/_groupcache/g/{}", "k".repeat(1025));
-        assert_eq!(status(Method::GET, &long), 414);
-        let head = Head::parse(&Method::PUT, "/_groupcache/g/k", &parsing).unwrap();
-        assert_eq!(
-            head.read(Bytes::from_static(b"\xff"), &parsing)
-                .unwrap_err()
-                .status(),
-            400
-        );
-        let other_group = SetRequest {
-            group: Some("h".into()),
-            key: Some("k".into()),
-            value: None,
-            expire: None,
-        };
-        let head = Head::parse(&Method::PUT, "/_groupcache/g/k", &parsing).unwrap();
-        let refused = head
-            .read(other_group.encode_to_vec().into(), &parsing)
-            .unwrap_err();
-        assert_eq!(refused.status(), 400);
-        let head = Head::parse(&Method::POST, "/_groupcache/g/_remove-keys/", &parsing).unwrap();
-        let too_many = Parsing {
-            max_remove_keys: 1000,
-            ..parsing.clone()
-        };
-        let keys: Vec<String> = (0..1001).map(|i| i.to_string()).collect();
-        let body = serde_json::to_vec(&RemoveKeysRequest { group: None, keys }).unwrap();
-        assert_eq!(head.read(body.into(), &too_many).unwrap_err().status(), 413);
-    }
-
-    proptest! {
-        #[test]
-        fn every_request_round_trips(
-            group in "[^/]{1,20}",
-            key in any::<String>(),
-            keys in proptest::collection::vec(any::<String>(), 0..5),
-            value in any::<Vec<u8>>(),
-            expiry in 0i64..i64::MAX,
-        ) {
-            let value = Value::new(Bytes::from(value)).with_expiry_unix_nanos(expiry);
-            for request in [
-                PeerRequest::Get { group: group.as_str().into(), key: key.as_str().into() },
-                PeerRequest::Remove { group: group.as_str().into(), key: key.as_str().into() },
-                PeerRequest::RemoveKeys { group: group.as_str().into(), keys: Cow::Borrowed(&keys) },
-                PeerRequest::Set { group: group.as_str().into(), key: key.as_str().into(), value: value.clone() },
-                PeerRequest::Purge { group: group.as_str().into() },
-            ] {
-                prop_assert_eq!(round_trip(&request).unwrap(), request);
-            }
-        }
-    }
-}
+mod tests;

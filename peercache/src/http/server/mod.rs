@@ -26,7 +26,8 @@ pub use serve::{serve, serve_with_shutdown, Server, SHUTDOWN_GRACE};
 use crate::http::auth::{AuthError, PeerAuth};
 use crate::http::options::HttpOptions;
 use crate::http::protocol::{Head, Parsing, PeerRequest, Reply};
-use crate::proto::encode_get_response;
+use crate::http::protocol::{PEERCACHE_FEATURES, PEERCACHE_HEADER};
+use crate::proto::{encode_get_many_response, encode_get_response, ItemRef};
 use crate::{Error, Node, ServedGroup};
 use bytes::Bytes;
 use http::header::AUTHORIZATION;
@@ -50,6 +51,8 @@ use std::task::{Context, Poll};
 /// | `PUT <base><group>/<key>`, body a `SetRequest` (mailgun) | stores the value under the body's key in the main cache; 200, empty body |
 /// | `POST <base><group>/_remove-keys/`, body JSON `{"group":..,"keys":[..]}` (groupcache-go v3) | removes those keys here; 200, empty body; 413 over [`crate::http::HttpOptions::max_remove_keys`] keys |
 /// | `POST <base><group>/_purge/` (peercache) | empties the group here; 200, empty body |
+/// | `POST <base><group>/_get-many/`, body a `GetManyRequest` (peercache) | each key as a get serves it; 200 `application/x-protobuf` `GetManyResponse`, one item per key; 413 over 1,000 keys |
+/// | any request | the answer carries `x-peercache: get-many`, which tells peercache clients that this node takes batch gets |
 /// | no valid proof, when the node has a cluster secret ([`crate::http::PeerAuth`]) | 401 with the reason |
 /// | a body over the body read timeout ([`ServerLimits`]) | 408 |
 /// | a body that would pass the server's body budget ([`ServerLimits::max_body_bytes_in_flight`]) | 503, `Retry-After` |
@@ -189,7 +192,14 @@ impl PeerService {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let inner = Arc::clone(&self.inner);
-        Box::pin(async move { Ok(inner.answer(request).await.into_response()) })
+        Box::pin(async move {
+            let mut response = inner.answer(request).await.into_response();
+            response.headers_mut().insert(
+                http::header::HeaderName::from_static(PEERCACHE_HEADER),
+                http::HeaderValue::from_static(PEERCACHE_FEATURES),
+            );
+            Ok(response)
+        })
     }
 }
 
@@ -260,6 +270,9 @@ impl ServiceInner {
                 group.purge();
                 Reply::Done
             }
+            Ok(PeerRequest::GetMany { keys, .. }) => {
+                get_many(&group, &keys, self.max_body_bytes).await
+            }
             Err(refused) => refused,
         }
     }
@@ -302,6 +315,54 @@ async fn get(group: &ServedGroup, key: &str) -> Reply {
         Err(error) => Reply::LoadFailed(error.to_string()),
     }
 }
+
+/// A batch get, answered from this node alone: one item per key, in the
+/// request's order. Values are put in while the answer stays within
+/// `max_answer_bytes` (the body limit every node reads answers up to);
+/// one that would pass it is left out, marked for the asker to ask alone.
+async fn get_many(group: &ServedGroup, keys: &[String], max_answer_bytes: usize) -> Reply {
+    let answers = group.get_many(keys).await;
+    let errors: Vec<Option<String>> = answers
+        .iter()
+        .map(|answer| match answer {
+            Err(error) if !error.is_not_found() => Some(clipped(error.to_string())),
+            _ => None,
+        })
+        .collect();
+    let mut room = max_answer_bytes;
+    let items: Vec<ItemRef<'_>> = answers
+        .iter()
+        .zip(&errors)
+        .map(|(answer, error)| match (answer, error) {
+            (Ok(value), _) if value.len() > room => ItemRef::Skipped,
+            (Ok(value), _) => {
+                room -= value.len();
+                ItemRef::Found {
+                    value: value.as_bytes(),
+                    expire: value.expiry_unix_nanos(),
+                }
+            }
+            (Err(_), Some(error)) => ItemRef::Failed(error),
+            (Err(_), None) => ItemRef::NotFound,
+        })
+        .collect();
+    Reply::Value(Bytes::from(encode_get_many_response(&items)))
+}
+
+/// At most [`MAX_ITEM_ERROR`] bytes of `text` (whole characters).
+fn clipped(mut text: String) -> String {
+    if text.len() > MAX_ITEM_ERROR {
+        let end = (0..=MAX_ITEM_ERROR)
+            .rev()
+            .find(|&i| text.is_char_boundary(i))
+            .unwrap_or(0);
+        text.truncate(end);
+    }
+    text
+}
+
+/// Longest error text in one item of a batch answer.
+const MAX_ITEM_ERROR: usize = 512;
 
 /// The answer to a request whose proof failed: 401, or 503 when the replay
 /// table is full.
