@@ -5,12 +5,17 @@
 //! The example writes a small database to a temporary file, then serves
 //! `articles` from it. Twenty concurrent gets of one missing key run the
 //! query once; a missing row is `LoadError::NotFound` (not cached); a
-//! database error is a load error naming the key (not cached either).
+//! database error is a load error naming the key (not cached either). A
+//! `get_many` of several keys runs one `SELECT ... WHERE id IN (...)` for
+//! all of them ([`Loader::load_many`]), in chunks of SQLite's limit on a
+//! statement's parameters.
 //!
 //! Run it with `cargo run -p peercache --example database`.
 
 use peercache::{LoadError, Loader, Node, Value};
+use rusqlite::limits::Limit;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -55,6 +60,48 @@ impl Loader for Articles {
         .map_err(LoadError::other)?; // the query failed
         row.map(Value::from).ok_or(LoadError::NotFound)
     }
+
+    /// One query for the whole batch: `WHERE id IN (?, ?, ...)`, split
+    /// where the batch has more keys than a statement may have parameters.
+    async fn load_many(&self, keys: &[&str]) -> Vec<Result<Value, LoadError>> {
+        let ids: Vec<Option<i64>> = keys.iter().map(|key| key.parse().ok()).collect();
+        let wanted: Vec<i64> = ids.iter().flatten().copied().collect();
+        let conn = Arc::clone(&self.conn);
+        let queries = Arc::clone(&self.queries);
+        let rows = tokio::task::spawn_blocking(move || {
+            let conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let most = conn.limit(Limit::SQLITE_LIMIT_VARIABLE_NUMBER)?;
+            let most = usize::try_from(most).unwrap_or(999).max(1);
+            let mut rows = HashMap::new();
+            for chunk in wanted.chunks(most) {
+                queries.fetch_add(1, Ordering::Relaxed);
+                let marks = vec!["?"; chunk.len()].join(",");
+                let sql = format!("SELECT id, body FROM articles WHERE id IN ({marks})");
+                let mut statement = conn.prepare_cached(&sql)?;
+                let found = statement.query_map(rusqlite::params_from_iter(chunk), |row| {
+                    Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+                })?;
+                for row in found {
+                    let (id, body) = row?;
+                    rows.insert(id, body);
+                }
+            }
+            Ok::<_, rusqlite::Error>(rows)
+        })
+        .await;
+        let rows = match rows {
+            Ok(Ok(rows)) => rows,
+            // The query (or its task) failed: every key fails with it.
+            Ok(Err(error)) => return vec![Err(LoadError::other(error)); keys.len()],
+            Err(error) => return vec![Err(LoadError::other(error)); keys.len()],
+        };
+        ids.iter()
+            .map(|id| match id.and_then(|id| rows.get(&id)) {
+                Some(body) => Ok(Value::from(body.clone())),
+                None => Err(LoadError::NotFound),
+            })
+            .collect()
+    }
 }
 
 fn write_example_database() -> rusqlite::Result<PathBuf> {
@@ -64,7 +111,9 @@ fn write_example_database() -> rusqlite::Result<PathBuf> {
     conn.execute_batch(
         "CREATE TABLE articles (id INTEGER PRIMARY KEY, body TEXT NOT NULL);
          INSERT INTO articles VALUES (1, 'Caches are a memory of the future.');
-         INSERT INTO articles VALUES (2, 'Every key has one owner.');",
+         INSERT INTO articles VALUES (2, 'Every key has one owner.');
+         INSERT INTO articles VALUES (4, 'A batch is one round trip per owner.');
+         INSERT INTO articles VALUES (5, 'One query for many keys.');",
     )?;
     Ok(path)
 }
@@ -100,6 +149,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Err(e) if e.is_not_found() => println!("article 3: not found ({e})"),
         other => println!("article 3: unexpected {other:?}"),
     }
+    let before = queries.load(Ordering::Relaxed);
+    let batch = ["2", "4", "5", "6", "nope"];
+    let answers = group.get_many(&batch).await;
+    for (key, answer) in batch.iter().zip(&answers) {
+        match answer {
+            Ok(body) => println!("get_many: article {key}: {}", body.as_str()?),
+            Err(e) if e.is_not_found() => println!("get_many: article {key}: not found"),
+            Err(e) => return Err(e.clone().into()),
+        }
+    }
+    println!(
+        "get_many of {} keys (article 2 cached) -> {} query",
+        batch.len(),
+        queries.load(Ordering::Relaxed) - before
+    );
     println!("queries run: {}", queries.load(Ordering::Relaxed));
     std::fs::remove_file(&path)?;
     Ok(())

@@ -27,7 +27,10 @@ use http_body_util::{BodyExt, Full};
 use peercache::http::wire::{self, PathError};
 use peercache::http::{HttpOptions, PeerService};
 use peercache::http::{PlusInPath, DEFAULT_BASE_PATH};
-use peercache::proto::{GetRequest, GetResponse, RemoveKeysError, RemoveKeysRequest, SetRequest};
+use peercache::proto::{
+    GetManyItem, GetManyRequest, GetManyResponse, GetRequest, GetResponse, RemoveKeysError,
+    RemoveKeysRequest, SetRequest,
+};
 use peercache::{loader_fn, LoadError, Node};
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -142,7 +145,7 @@ const PATH_TOKENS: &[&str] = &[
     "/", "/", "+", " ", "?", "#",
     "%", "%2F", "%2f", "%2B", "%20", "%zz", "%4", "%G1", "%FF", "%C3", "%BC", "%00",
     "a", "Z", "0", "-", ".", "_", "~", "ü", "\0", "\u{FFFD}",
-    "ref", "colors", "red", "_remove-keys/", "_purge/", "/_groupcache/", "_groupcache",
+    "ref", "colors", "red", "_remove-keys/", "_purge/", "_get-many/", "/_groupcache/", "_groupcache",
 ];
 
 fn token_path() -> impl Strategy<Value = String> {
@@ -353,6 +356,73 @@ fn prefix_field<T: PartialEq + std::fmt::Debug>(
 }
 
 // ---------------------------------------------------------------------------
+// Batch gets (what `fuzz/fuzz_targets/get_many.rs` checks at length).
+
+/// The cap of keys and items in these checks, and of a key's length.
+const BATCH_CAP: usize = 3;
+const BATCH_KEY_BYTES: usize = 8;
+
+fn valid_batch() -> impl Strategy<Value = Vec<u8>> + Clone {
+    let item = (
+        0i32..5,
+        proptest::option::of(vec(any::<u8>(), 0..12)),
+        proptest::option::of(any::<i64>()),
+        proptest::option::of("[a-z ]{0,12}"),
+    )
+        .prop_map(|(status, value, expire, error)| GetManyItem {
+            status,
+            value: value.map(Bytes::from),
+            expire,
+            error,
+        });
+    prop_oneof![
+        vec("[a-z/ü]{0,10}", 0..5).prop_map(|keys| GetManyRequest { keys }.encode_to_vec()),
+        vec(item, 0..5).prop_map(|items| GetManyResponse { items }.encode_to_vec()),
+    ]
+}
+
+fn check_batch(bytes: &[u8]) -> Result<(), TestCaseError> {
+    // The bounded decoders agree with prost on what they accept, hold no
+    // more than their caps, and refuse nothing prost reads within them.
+    let derived = GetManyRequest::decode(bytes);
+    match GetManyRequest::decode_bounded(bytes, BATCH_CAP, BATCH_KEY_BYTES) {
+        Ok(request) => {
+            prop_assert!(request.keys.len() <= BATCH_CAP);
+            prop_assert_eq!(derived.ok(), Some(request));
+        }
+        Err(error) => {
+            if let Ok(derived) = derived {
+                prop_assert!(
+                    derived.keys.len() > BATCH_CAP
+                        || derived.keys.iter().any(|k| k.len() > BATCH_KEY_BYTES),
+                    "{:?} refused: {}",
+                    derived,
+                    error
+                );
+            }
+        }
+    }
+    let derived = GetManyResponse::decode(bytes);
+    match GetManyResponse::decode_bounded(Bytes::copy_from_slice(bytes), BATCH_CAP) {
+        Ok(answer) => {
+            prop_assert!(answer.items.len() <= BATCH_CAP);
+            prop_assert_eq!(derived.ok(), Some(answer));
+        }
+        Err(error) => {
+            if let Ok(derived) = derived {
+                prop_assert!(
+                    derived.items.len() > BATCH_CAP,
+                    "{:?} refused: {}",
+                    derived,
+                    error
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
 // JSON.
 
 fn remove_keys_request() -> impl Strategy<Value = RemoveKeysRequest> {
@@ -426,6 +496,17 @@ proptest! {
         ]
     ) {
         check_protobuf(&bytes)?;
+    }
+
+    #[test]
+    fn batch_bodies_decode_within_their_caps_as_prost_does(
+        bytes in prop_oneof![
+            1 => vec(any::<u8>(), 0..64),
+            1 => valid_batch(),
+            3 => mutated(valid_batch()),
+        ]
+    ) {
+        check_batch(&bytes)?;
     }
 
     #[test]
@@ -505,7 +586,7 @@ struct RawRequest {
 const URI_TOKENS: &[&str] = &[
     "/", "+", "a", "k", "~", ".",
     "%", "%2F", "%2B", "%20", "%zz", "%4", "%FF", "%C3%BC", "%00",
-    "_remove-keys/", "_purge/", "?q=1", "_purge",
+    "_remove-keys/", "_purge/", "?q=1", "_purge", "_get-many/", "_get-many",
 ];
 
 fn endpoint_path() -> impl Strategy<Value = String> {
@@ -566,6 +647,8 @@ fn endpoint_body() -> impl Strategy<Value = Vec<u8>> {
         mutated(set),
         valid_json(),
         mutated(valid_json()),
+        valid_batch(),
+        mutated(valid_batch()),
         Just(format!(r#"{{"keys":["{}"]}}"#, "k".repeat(MAX_KEY_BYTES + 1)).into_bytes()),
         vec(any::<u8>(), 0..64),
         Just(vec![b'x'; MAX_BODY_BYTES + 1]),

@@ -10,7 +10,9 @@
 //! Serves `GET /get?key=K` (the raw value), `GET /stats` (JSON, the Go node's
 //! field names) and the groupcache peer endpoint under `/_groupcache/`. The
 //! loader is deterministic ([`peercache_bench::value_for`]) after sleeping
-//! `--load-delay`. The routing is a small hand-written service rather than a
+//! `--load-delay`, once per call: it is a batch loader, so a batch of keys
+//! (`Group::get_many`, a peer's `_get-many`) sleeps once, as one query
+//! would take one round trip (`loads` counts keys, `loader_calls` calls). The routing is a small hand-written service rather than a
 //! router: three fixed paths do not need one, and the harness measures the
 //! cache, not a router.
 
@@ -19,7 +21,7 @@ use clap::Parser;
 use http::{header, Request, Response, StatusCode};
 use http_body_util::Full;
 use peercache::http::{HttpOptions, HttpPool, PeerService, Server, ServerLimits};
-use peercache::{loader_fn, CacheStats, Group, HotCachePolicy, Node};
+use peercache::{batch_loader_fn, CacheStats, Group, HotCachePolicy, Node};
 use peercache_bench::{parse_duration, value_for};
 use std::convert::Infallible;
 use std::future::Future;
@@ -78,7 +80,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     pool.set_peers(args.peers.split(','))?;
     let node = Node::with_picker(pool.clone());
     let loads = Arc::new(AtomicU64::new(0));
-    let (size, delay, counted) = (args.value_size, args.load_delay, Arc::clone(&loads));
+    let calls = Arc::new(AtomicU64::new(0));
+    let (size, delay) = (args.value_size, args.load_delay);
+    let (counted, called) = (Arc::clone(&loads), Arc::clone(&calls));
     let hot = if args.hot_cache {
         HotCachePolicy::default()
     } else {
@@ -88,20 +92,29 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .group_builder(&args.group)
         .cache_bytes(args.cache_bytes)
         .hot_cache(hot)
-        .build(loader_fn(move |key: String| {
-            let counted = Arc::clone(&counted);
+        .build(batch_loader_fn(move |keys: Vec<String>| {
+            let (counted, called) = (Arc::clone(&counted), Arc::clone(&called));
             async move {
                 if !delay.is_zero() {
                     tokio::time::sleep(delay).await;
                 }
-                counted.fetch_add(1, Ordering::Relaxed);
-                Ok(value_for(&key, size))
+                called.fetch_add(1, Ordering::Relaxed);
+                counted.fetch_add(keys.len() as u64, Ordering::Relaxed);
+                Ok::<_, peercache::LoadError>(
+                    keys.into_iter()
+                        .map(|key| {
+                            let value = value_for(&key, size);
+                            (key, value)
+                        })
+                        .collect::<Vec<_>>(),
+                )
             }
         }))?;
     let app = App(Arc::new(AppInner {
         peer: pool.service(node),
         group,
         loads,
+        calls,
         self_url: args.self_url.clone(),
     }));
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
@@ -124,6 +137,7 @@ struct AppInner {
     peer: PeerService,
     group: Group,
     loads: Arc<AtomicU64>,
+    calls: Arc<AtomicU64>,
     self_url: String,
 }
 
@@ -201,6 +215,7 @@ fn stats(app: &AppInner) -> Response<Full<Bytes>> {
         "self": app.self_url,
         "group": s.name,
         "loads": app.loads.load(Ordering::Relaxed),
+        "loader_calls": app.calls.load(Ordering::Relaxed),
         "gets": s.gets,
         "cache_hits": s.cache_hits,
         "peer_loads": s.peer_loads,
@@ -209,6 +224,7 @@ fn stats(app: &AppInner) -> Response<Full<Bytes>> {
         "local_loads": s.local_loads,
         "local_load_errs": s.local_load_errs,
         "server_requests": s.server_requests,
+        "server_batches": s.server_batches,
         "main_cache": cache_json(&s.main_cache),
         "hot_cache": cache_json(&s.hot_cache),
     });

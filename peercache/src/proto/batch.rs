@@ -110,10 +110,15 @@ impl GetManyRequest {
         let mut keys = Vec::new();
         while body.has_remaining() {
             let (tag, wire_type) = decode_key(&mut body).map_err(malformed)?;
-            if tag != 1 || wire_type != WireType::LengthDelimited {
+            if tag != 1 {
                 skip_field(wire_type, tag, &mut body, DecodeContext::default())
                     .map_err(malformed)?;
                 continue;
+            }
+            if wire_type != WireType::LengthDelimited {
+                return Err(malformed(format!(
+                    "field 1 has wire type {wire_type:?}, not length-delimited"
+                )));
             }
             let len = decode_varint(&mut body).map_err(malformed)?;
             let len = usize::try_from(len)
@@ -145,10 +150,15 @@ impl GetManyResponse {
         let mut items = Vec::new();
         while body.has_remaining() {
             let (tag, wire_type) = decode_key(&mut body).map_err(malformed)?;
-            if tag != 1 || wire_type != WireType::LengthDelimited {
+            if tag != 1 {
                 skip_field(wire_type, tag, &mut body, DecodeContext::default())
                     .map_err(malformed)?;
                 continue;
+            }
+            if wire_type != WireType::LengthDelimited {
+                return Err(malformed(format!(
+                    "field 1 has wire type {wire_type:?}, not length-delimited"
+                )));
             }
             let len = decode_varint(&mut body).map_err(malformed)?;
             let len = usize::try_from(len)
