@@ -99,6 +99,41 @@ fn malformed(error: impl std::fmt::Display) -> BatchDecodeError {
     BatchDecodeError::Malformed(error.to_string())
 }
 
+/// Walks the top-level fields of `body`: each element of field 1
+/// (length-delimited) is handed to `element` with its length, which it
+/// must consume, after checking that fewer than `max` came before; other
+/// fields are skipped, as prost skips them.
+fn elements<B: Buf>(
+    body: &mut B,
+    max: usize,
+    mut element: impl FnMut(&mut B, usize) -> Result<(), BatchDecodeError>,
+) -> Result<(), BatchDecodeError> {
+    let mut count = 0;
+    while body.has_remaining() {
+        let (tag, wire_type) = decode_key(body).map_err(malformed)?;
+        if tag != 1 {
+            skip_field(wire_type, tag, body, DecodeContext::default()).map_err(malformed)?;
+            continue;
+        }
+        if wire_type != WireType::LengthDelimited {
+            return Err(malformed(format!(
+                "field 1 has wire type {wire_type:?}, not length-delimited"
+            )));
+        }
+        let len = decode_varint(body).map_err(malformed)?;
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|len| *len <= body.remaining())
+            .ok_or_else(|| malformed("an element runs past the end of the body"))?;
+        if count == max {
+            return Err(BatchDecodeError::TooMany { limit: max });
+        }
+        count += 1;
+        element(body, len)?;
+    }
+    Ok(())
+}
+
 impl GetManyRequest {
     /// Decodes a request of at most `max_keys` keys of at most
     /// `max_key_bytes` each, stopping at the first one over.
@@ -108,37 +143,19 @@ impl GetManyRequest {
         max_key_bytes: usize,
     ) -> Result<Self, BatchDecodeError> {
         let mut keys = Vec::new();
-        while body.has_remaining() {
-            let (tag, wire_type) = decode_key(&mut body).map_err(malformed)?;
-            if tag != 1 {
-                skip_field(wire_type, tag, &mut body, DecodeContext::default())
-                    .map_err(malformed)?;
-                continue;
-            }
-            if wire_type != WireType::LengthDelimited {
-                return Err(malformed(format!(
-                    "field 1 has wire type {wire_type:?}, not length-delimited"
-                )));
-            }
-            let len = decode_varint(&mut body).map_err(malformed)?;
-            let len = usize::try_from(len)
-                .ok()
-                .filter(|len| *len <= body.len())
-                .ok_or_else(|| malformed("a key runs past the end of the body"))?;
-            if keys.len() == max_keys {
-                return Err(BatchDecodeError::TooMany { limit: max_keys });
-            }
+        elements(&mut body, max_keys, |body, len| {
             if len > max_key_bytes {
                 return Err(BatchDecodeError::KeyTooLong {
                     len,
                     limit: max_key_bytes,
                 });
             }
-            let key =
-                std::str::from_utf8(&body[..len]).map_err(|_| malformed("a key is not UTF-8"))?;
+            let key = std::str::from_utf8(&body[..len])
+                .map_err(|_| malformed("a key is not UTF-8"))?;
             keys.push(key.to_owned());
             body.advance(len);
-        }
+            Ok(())
+        })?;
         Ok(GetManyRequest { keys })
     }
 }
@@ -148,28 +165,10 @@ impl GetManyResponse {
     /// values are slices of `body`.
     pub fn decode_bounded(mut body: Bytes, max_items: usize) -> Result<Self, BatchDecodeError> {
         let mut items = Vec::new();
-        while body.has_remaining() {
-            let (tag, wire_type) = decode_key(&mut body).map_err(malformed)?;
-            if tag != 1 {
-                skip_field(wire_type, tag, &mut body, DecodeContext::default())
-                    .map_err(malformed)?;
-                continue;
-            }
-            if wire_type != WireType::LengthDelimited {
-                return Err(malformed(format!(
-                    "field 1 has wire type {wire_type:?}, not length-delimited"
-                )));
-            }
-            let len = decode_varint(&mut body).map_err(malformed)?;
-            let len = usize::try_from(len)
-                .ok()
-                .filter(|len| *len <= body.len())
-                .ok_or_else(|| malformed("an item runs past the end of the body"))?;
-            if items.len() == max_items {
-                return Err(BatchDecodeError::TooMany { limit: max_items });
-            }
+        elements(&mut body, max_items, |body, len| {
             items.push(GetManyItem::decode(body.split_to(len)).map_err(malformed)?);
-        }
+            Ok(())
+        })?;
         Ok(GetManyResponse { items })
     }
 }
