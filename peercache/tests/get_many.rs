@@ -3,7 +3,7 @@
 //! HTTP on 127.0.0.1, one request per owner in a 3-node cluster, fallback
 //! when an owner is down, and the batch endpoint's refusals.
 
-use peercache::http::{HttpOptions, HttpPool};
+use peercache::http::{HttpOptions, HttpPool, PeerAuth};
 use peercache::proto::{GetManyRequest, GetManyResponse, ItemStatus};
 use peercache::{batch_loader_fn, loader_fn, Error, LoadError, Loader, Node, Value};
 use prost::Message;
@@ -238,6 +238,10 @@ struct TestNode {
 }
 
 async fn cluster(n: usize) -> Vec<TestNode> {
+    cluster_with(n, HttpOptions::default()).await
+}
+
+async fn cluster_with(n: usize, options: HttpOptions) -> Vec<TestNode> {
     let mut bound = Vec::new();
     for _ in 0..n {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -247,7 +251,7 @@ async fn cluster(n: usize) -> Vec<TestNode> {
     let urls: Vec<String> = bound.iter().map(|(_, url)| url.clone()).collect();
     let mut nodes = Vec::new();
     for (listener, url) in bound {
-        let pool = HttpPool::new(&url, HttpOptions::default()).unwrap();
+        let pool = HttpPool::new(&url, options.clone()).unwrap();
         pool.set_peers(&urls).unwrap();
         let node = Node::with_picker(pool.clone());
         let calls = Calls::default();
@@ -403,4 +407,117 @@ async fn the_batch_endpoint_answers_per_key_and_refuses_bad_batches() {
     let after = group.stats();
     assert_eq!(after.cache_hits - before.cache_hits, 2);
     assert_eq!(after.local_loads, before.local_loads);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_are_signed_in_a_cluster_with_a_secret_and_unsigned_ones_refused() {
+    let secret = PeerAuth::new(b"a cluster secret of at least 32 bytes!").unwrap();
+    let options = HttpOptions::builder().auth(secret).build().unwrap();
+    let nodes = cluster_with(2, options).await;
+    let keys: Vec<String> = (0..200).map(|i| format!("key-{i}")).collect();
+    let answers = tokio::time::timeout(WAIT, nodes[0].node.group("g").unwrap().get_many(&keys))
+        .await
+        .unwrap();
+    for (key, answer) in keys.iter().zip(&answers) {
+        assert_eq!(text(answer), format!("v:{key}"));
+    }
+    let other = nodes[1].node.group("g").unwrap().stats();
+    assert_eq!(other.server_batches, 1, "the signed batch was served");
+    assert_eq!(nodes[0].node.group("g").unwrap().stats().peer_errors, 0);
+    let request = GetManyRequest {
+        keys: vec!["key-1".into()],
+    };
+    let (status, marker, body) = post(
+        nodes[1].addr,
+        "/_groupcache/g/_get-many/",
+        &request.encode_to_vec(),
+    )
+    .await;
+    assert_eq!(status, 401, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(marker.as_deref(), Some("get-many"));
+    assert_eq!(nodes[1].node.group("g").unwrap().stats().server_batches, 1);
+}
+
+/// What a fake golang/groupcache node was asked: method and path.
+type Asked = Arc<Mutex<Vec<(String, String)>>>;
+
+/// A stand-in for a golang/groupcache node: answers every request under
+/// the base path as a get of `<group>/<key>` (as Go does, whatever the
+/// method), 400 for the bare base path, and never sends `x-peercache`.
+async fn fake_go_node() -> (String, Asked) {
+    use axum::body::Bytes;
+    use axum::http::{Method, StatusCode, Uri};
+    let asked = Asked::default();
+    let seen = Arc::clone(&asked);
+    let app = axum::Router::new().fallback(move |method: Method, uri: Uri| {
+        let seen = Arc::clone(&seen);
+        async move {
+            let path = uri.path().to_owned();
+            seen.lock()
+                .unwrap()
+                .push((method.to_string(), path.clone()));
+            let protobuf = [("content-type", "application/x-protobuf")];
+            let Some((_, key)) = path
+                .strip_prefix("/_groupcache/")
+                .and_then(|rest| rest.split_once('/'))
+            else {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    protobuf,
+                    Bytes::from_static(b"bad request"),
+                );
+            };
+            let answer = peercache::proto::GetResponse {
+                value: Some(Bytes::from(format!("go:{key}"))),
+                ..Default::default()
+            };
+            (
+                StatusCode::OK,
+                protobuf,
+                Bytes::from(answer.encode_to_vec()),
+            )
+        }
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, asked)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_go_owner_gets_single_gets_never_a_batch() {
+    let (go_url, asked) = fake_go_node().await;
+    let own_url = "http://127.0.0.1:9"; // never asked: it only fetches
+    let pool = HttpPool::new(own_url, HttpOptions::default()).unwrap();
+    pool.set_peers([own_url, go_url.as_str()]).unwrap();
+    let node = Node::with_picker(pool.clone());
+    let calls = Calls::default();
+    let group = node
+        .new_group("g", 1 << 20, recording_loader(&calls))
+        .unwrap();
+    let keys: Vec<String> = (0..100).map(|i| format!("key-{i}")).collect();
+    let answers = tokio::time::timeout(WAIT, group.get_many(&keys))
+        .await
+        .unwrap();
+    let mut at_go = 0;
+    for (key, answer) in keys.iter().zip(&answers) {
+        if pool.owner(key) == go_url {
+            at_go += 1;
+            assert_eq!(text(answer), format!("go:{key}"));
+        } else {
+            assert_eq!(text(answer), format!("v:{key}"));
+        }
+    }
+    assert!(at_go > 10, "the Go node owns some keys ({at_go})");
+    let asked = asked.lock().unwrap().clone();
+    assert!(
+        asked
+            .iter()
+            .all(|(method, path)| method == "GET" && !path.contains("_get-many")),
+        "{asked:?}"
+    );
+    // The probe (the bare base path), then one GET per key it owns.
+    assert_eq!(asked[0].1, "/_groupcache/");
+    assert_eq!(asked.len(), 1 + at_go);
+    assert_eq!(group.stats().peer_errors, 0);
 }
