@@ -9,6 +9,7 @@
 //! | `GET /<group>/<key>` | the raw value of any group (read-through) |
 //! | `PUT /<group>/<key>[?ttl=30s]`, `DELETE /<group>/<key>` | set, remove in any group |
 //! | `POST /<group>/_purge` | empties the group on every node |
+//! | `POST /<group>/_get-many`, body `["k1","k2"]` | JSON: each key's value or error ([`many`]) |
 //! | `GET /status` (and `GET /` from a browser) | an HTML status page rendering `/stats` every 2 s |
 //! | `GET /stats` | JSON: this node, its peers and their health, every group's counters |
 //! | `GET /metrics` | Prometheus text format, mailgun/groupcache's metric names ([`peercache::metrics`]) |
@@ -19,7 +20,7 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -32,6 +33,8 @@ use peercache::{Error, Group, GroupStats, Node};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+mod many;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -74,10 +77,7 @@ pub fn router(
         .route("/metrics", get(prometheus))
         .route(
             "/{group}/{*key}",
-            get(read_through)
-                .put(set_key)
-                .delete(remove_key)
-                .post(purge),
+            get(read_through).put(set_key).delete(remove_key).post(post),
         )
         .route_service(&pool.route_path(), peers.clone())
         .route_service(&base, peers)
@@ -200,6 +200,7 @@ fn summary(front: &Front) -> String {
          DELETE /color?name=red         remove it from every node\n\
          GET /<group>/<key>             any group's value (PUT, DELETE too)\n\
          POST /<group>/_purge           empty a group on every node\n\
+         POST /<group>/_get-many        values of a JSON list of keys (JSON)\n\
          GET /status                    this page's HTML view, refreshing itself\n\
          GET /stats                     counters and peer health (JSON)\n\
          GET /metrics                   the same for Prometheus\n",
@@ -298,12 +299,16 @@ async fn remove_key(
     }
 }
 
-async fn purge(State(front): State<Front>, Path((group, key)): Path<(String, String)>) -> Response {
-    if key != "_purge" {
-        return text(
-            StatusCode::NOT_FOUND,
-            format!("POST is only for /{group}/_purge (empties the group on every node)"),
-        );
+/// `POST /<group>/_purge`, and `POST /<group>/_get-many` (only it reads the body).
+async fn post(
+    State(front): State<Front>,
+    Path((group, key)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    match key.as_str() {
+        "_purge" => {}
+        "_get-many" => return many::get_many(&front, &group, request).await,
+        _ => return text(StatusCode::NOT_FOUND, many::post_routes(&group)),
     }
     let Some(group) = front.node.group(&group) else {
         return text(StatusCode::NOT_FOUND, format!("no such group: {group}"));

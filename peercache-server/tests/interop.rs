@@ -2,7 +2,8 @@
 //! node (`interop/go`, built here from Debian's Go packages in GOPATH mode).
 //! Every node must answer every key, and each key must be loaded once in the
 //! whole cluster, with requests crossing both ways (Rust asking Go, Go asking
-//! Rust) and awkward keys round-tripping through both escapings.
+//! Rust) and awkward keys round-tripping through both escapings; a batch read
+//! through a Rust node reaches the Go node as single gets.
 //!
 //! Needs `golang-go` and `golang-github-golang-groupcache-dev` (`.ci/run`
 //! installs them). Without them the test passes saying it skipped and what
@@ -130,4 +131,52 @@ fn rust_and_go_nodes_share_one_cluster() {
             );
         }
     }
+
+    // A batch read through a Rust node: the Rust owner gets one batch, the
+    // Go node single GETs (a batch would reach its loader as a get of the
+    // key "_get-many/"); every key is answered and loaded once.
+    let fresh: Vec<String> = keys.iter().map(|k| format!("{k}-batch")).collect();
+    let owned_by = |i: usize| {
+        fresh
+            .iter()
+            .filter(|k| ring.owner(k) == Some(&urls[i]))
+            .count() as u64
+    };
+    assert!(owned_by(1) > 0 && owned_by(2) > 0, "both kinds of owner");
+    let before: Vec<(u64, u64)> = (0..3)
+        .map(|i| {
+            (
+                counter(nodes[i].addr, is_go(i), "echo", "LocalLoads"),
+                counter(nodes[i].addr, is_go(i), "echo", "ServerRequests"),
+            )
+        })
+        .collect();
+    let body = serde_json::to_vec(&fresh).unwrap();
+    let (status, answer) = request(nodes[0].addr, "POST", "/echo/_get-many", &body).unwrap();
+    assert_eq!(status, 200, "{answer}");
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    for key in &fresh {
+        assert_eq!(answer[key]["value"], key.as_str(), "{key}: {answer}");
+    }
+    for i in 0..3 {
+        let loads = counter(nodes[i].addr, is_go(i), "echo", "LocalLoads") - before[i].0;
+        assert_eq!(
+            loads,
+            owned_by(i),
+            "{} loaded its keys and nothing else",
+            nodes[i].name
+        );
+    }
+    let go_served = counter(nodes[2].addr, true, "echo", "ServerRequests") - before[2].1;
+    assert_eq!(
+        go_served,
+        owned_by(2),
+        "the Go node: one GET per key it owns"
+    );
+    let rust = group_in(&stats(nodes[1].addr), "echo");
+    assert_eq!(rust["server_batches"], 1, "the Rust owner: one batch");
+    assert_eq!(
+        counter(nodes[1].addr, false, "echo", "ServerRequests") - before[1].1,
+        owned_by(1)
+    );
 }

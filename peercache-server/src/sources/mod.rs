@@ -11,7 +11,8 @@
 //!   the key can name a path under the URL's prefix, never outside it.
 //! - [`FilesSource`] (`files.rs`): regular files under a directory, one
 //!   spelling per file, bounded in size.
-//! - `SqliteSource` (`sqlite.rs`, feature `sqlite`): a read-only query.
+//! - `SqliteSource` (`sqlite.rs`, feature `sqlite`): a read-only query,
+//!   and optionally one for a batch of keys (`query_many`).
 //!
 //! Keys come from clients: every source treats them as hostile, and a key
 //! that could reach outside what the group declares is "not found" (404),
@@ -39,6 +40,8 @@
 //! source = "sqlite"
 //! database = "pages.db"                  # opened read-only
 //! query = "SELECT body FROM pages WHERE id = ?"
+//! # optional: one query per batch of get_many (key, then value)
+//! query_many = "SELECT id, body FROM pages WHERE id IN (?)"
 //! ```
 //!
 //! Written with what the server already has (hyper-util's client with
@@ -130,6 +133,12 @@ pub struct SqliteConfig {
     pub database: PathBuf,
     /// The query, with one `?` for the key.
     pub query: String,
+    /// The query for a batch of keys, with its one parameter written
+    /// `IN (?)` (the text `(?)` exactly once) and two columns, the key then
+    /// the value, e.g. `SELECT id, body FROM pages WHERE id IN (?)`: a
+    /// batch of `get_many` is then one query (per chunk of as many keys as
+    /// SQLite takes parameters) instead of one per key. Checked at start-up.
+    pub query_many: Option<String>,
 }
 
 impl Source {
@@ -147,7 +156,7 @@ impl Source {
         match kind {
             "http" => "source = \"http\" needs url = \"http://origin/{key}\" and takes timeout and ca",
             "files" => "source = \"files\" needs dir = \"/path/to/dir\" and takes max_file_bytes and dotfiles",
-            "sqlite" => "source = \"sqlite\" needs database = \"file.db\" and query = \"SELECT body FROM t WHERE id = ?\"",
+            "sqlite" => "source = \"sqlite\" needs database = \"file.db\" and query = \"SELECT body FROM t WHERE id = ?\" and takes query_many = \"SELECT id, body FROM t WHERE id IN (?)\"",
             _ => "source is \"http\", \"files\" or \"sqlite\"",
         }
     }
@@ -330,7 +339,11 @@ impl Config {
                 }
                 #[cfg(feature = "sqlite")]
                 Source::Sqlite(sqlite) => {
-                    let source = SqliteSource::new(&sqlite.database, &sqlite.query);
+                    let source = SqliteSource::new(
+                        &sqlite.database,
+                        &sqlite.query,
+                        sqlite.query_many.as_deref(),
+                    );
                     builder.build(source.map_err(wrong)?)?;
                 }
                 #[cfg(not(feature = "sqlite"))]

@@ -166,3 +166,174 @@ fn wrong_types_name_the_field() {
         );
     }
 }
+
+#[test]
+fn sqlite_takes_query_many() {
+    let config: Config = toml::from_str(
+        "[[group]]\nname = \"rows\"\nsource = \"sqlite\"\ndatabase = \"a.db\"\n\
+         query = \"SELECT body FROM pages WHERE id = ?\"\n\
+         query_many = \"SELECT id, body FROM pages WHERE id IN (?)\"\n",
+    )
+    .unwrap();
+    let Source::Sqlite(sqlite) = &config.groups[0].source else {
+        panic!("{config:?}");
+    };
+    assert_eq!(
+        sqlite.query_many.as_deref(),
+        Some("SELECT id, body FROM pages WHERE id IN (?)")
+    );
+    let usage = refusal("name = \"x\"\nsource = \"sqlite\"\nquery = \"SELECT 1\"");
+    assert!(usage.contains("takes query_many"), "{usage}");
+}
+
+/// A database of `pages` (text keys) and `nums` (integer keys), made anew
+/// as `name` in the temporary directory.
+#[cfg(feature = "sqlite")]
+fn sqlite_database(name: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!(
+        "peercache-sources-{}-{name}.db",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&path);
+    let db = rusqlite::Connection::open(&path).unwrap();
+    db.execute_batch(
+        "CREATE TABLE pages (id TEXT PRIMARY KEY, body BLOB);
+         INSERT INTO pages VALUES ('a', 'A'), ('b', x'00ff'), ('n', NULL), ('c', 'C'),
+           ('d', 'D'), ('e', 'E'), ('f', 'F'), ('g', 'G'), ('h', 'H');
+         CREATE TABLE nums (id INTEGER PRIMARY KEY, word TEXT);
+         INSERT INTO nums VALUES (1, 'one'), (2, 'two');",
+    )
+    .unwrap();
+    path
+}
+
+/// What each answer is: the value as text, `404`, or `error`.
+#[cfg(feature = "sqlite")]
+fn shown(answers: &[Result<peercache::Value, peercache::LoadError>]) -> Vec<String> {
+    answers
+        .iter()
+        .map(|answer| match answer {
+            Ok(value) => String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            Err(error) if error.is_not_found() => "404".to_owned(),
+            Err(error) => format!("error: {error}"),
+        })
+        .collect()
+}
+
+/// Times the statement `sql` ran on `connection` (cached statements keep
+/// their counters).
+#[cfg(feature = "sqlite")]
+fn runs(connection: &rusqlite::Connection, sql: &str) -> i32 {
+    let statement = connection.prepare_cached(sql).unwrap();
+    statement.get_status(rusqlite::StatementStatus::Run)
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn sqlite_batches_are_one_query_per_chunk_answered_in_order() {
+    use peercache::Loader;
+    let path = sqlite_database("chunks");
+    let many = "SELECT id, body FROM pages WHERE id IN (?) ORDER BY id DESC";
+    let source =
+        SqliteSource::new(&path, "SELECT body FROM pages WHERE id = ?", Some(many)).unwrap();
+    {
+        // Three parameters per query at most: 10 keys are 4 queries.
+        let idle = source.idle.lock().unwrap();
+        let limit = rusqlite::limits::Limit::SQLITE_LIMIT_VARIABLE_NUMBER;
+        idle[0].set_limit(limit, 3).unwrap();
+        assert_eq!(idle[0].limit(limit).unwrap(), 3);
+    }
+    let keys = ["a", "missing", "b", "n", "c", "d", "e", "f", "g", "h"];
+    let answers = source.load_many(&keys).await;
+    assert_eq!(
+        shown(&answers).join(" "),
+        "A 404 \0\u{fffd} 404 C D E F G H"
+    );
+    assert_eq!(answers[2].as_ref().unwrap().as_bytes(), [0, 0xff]);
+    {
+        // One connection did it all, one query per chunk of 3, 3, 3 and 1.
+        let idle = source.idle.lock().unwrap();
+        assert_eq!(idle.len(), 1);
+        let expanded = source.query_many.as_ref().unwrap();
+        assert_eq!(
+            expanded.expand(3),
+            "SELECT id, body FROM pages WHERE id IN (?,?,?) ORDER BY id DESC"
+        );
+        assert_eq!(expanded.expand(1), many);
+        assert_eq!(runs(&idle[0], &expanded.expand(3)), 3);
+        assert_eq!(runs(&idle[0], &expanded.expand(1)), 1);
+        assert_eq!(runs(&idle[0], "SELECT body FROM pages WHERE id = ?"), 0);
+    }
+
+    // A single load still uses `query`; integer keys match their text.
+    assert_eq!(shown(&[source.load("b").await]), ["\0\u{fffd}"]);
+    let nums = SqliteSource::new(
+        &path,
+        "SELECT word FROM nums WHERE id = ?",
+        Some("SELECT id, word FROM nums WHERE id IN (?)"),
+    )
+    .unwrap();
+    assert_eq!(
+        shown(&nums.load_many(&["2", "3", "1"]).await),
+        ["two", "404", "one"]
+    );
+    let _ = std::fs::remove_file(&path);
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn sqlite_batches_without_query_many_run_query_per_key_on_one_connection() {
+    use peercache::Loader;
+    let path = sqlite_database("single");
+    let query = "SELECT body FROM pages WHERE id = ?";
+    let source = SqliteSource::new(&path, query, None).unwrap();
+    let answers = source.load_many(&["c", "n", "missing", "a"]).await;
+    assert_eq!(shown(&answers), ["C", "404", "404", "A"]);
+    let idle = source.idle.lock().unwrap();
+    assert_eq!(idle.len(), 1);
+    assert_eq!(runs(&idle[0], query), 4);
+    drop(idle);
+    let _ = std::fs::remove_file(&path);
+}
+
+#[cfg(feature = "sqlite")]
+#[test]
+fn sqlite_query_many_is_checked_at_start_naming_the_field() {
+    let path = sqlite_database("checks");
+    let query = "SELECT body FROM pages WHERE id = ?";
+    for (many, expected) in [
+        (
+            "SELECT id, body FROM pages WHERE id = ?",
+            "holds `(?)` 0 times",
+        ),
+        (
+            "SELECT id, body FROM pages WHERE id IN (?) OR id IN (?)",
+            "holds `(?)` 2 times",
+        ),
+        (
+            "SELECT body FROM pages WHERE id IN (?)",
+            "returns 1 column: it needs two",
+        ),
+        (
+            "SELECT id, body FROM nowhere WHERE id IN (?)",
+            "no such table",
+        ),
+        (
+            "SELECT id, body FROM pages WHERE id IN (?) AND body = ?",
+            "has 2 parameters",
+        ),
+        (
+            "SELECT id, body FROM pages WHERE id = ? AND body <> '(?)'",
+            "is not its parameter",
+        ),
+    ] {
+        let error = SqliteSource::new(&path, query, Some(many))
+            .err()
+            .unwrap_or_else(|| panic!("{many} was taken"));
+        assert!(
+            error.starts_with(&format!("query_many {many:?}")) && error.contains(expected),
+            "{many}: {error}"
+        );
+    }
+    let _ = std::fs::remove_file(&path);
+}

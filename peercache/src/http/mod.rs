@@ -67,6 +67,7 @@ pub use options::{
     DEFAULT_MAX_REMOVE_KEYS, DEFAULT_REQUEST_TIMEOUT, MIN_MAX_REMOVE_KEYS,
 };
 pub use pool::{HttpPool, PoolError};
+pub use protocol::MAX_GET_MANY_KEYS;
 pub use server::{
     serve, serve_with_shutdown, BodyBudgetExceeded, BodyTimeout, GuardedBody, LimitCounters,
     LimitStats, PeerService, ResponseFuture, Server, ServerLimits, ServerLimitsBuilder,

@@ -150,8 +150,8 @@ impl GetManyRequest {
                     limit: max_key_bytes,
                 });
             }
-            let key = std::str::from_utf8(&body[..len])
-                .map_err(|_| malformed("a key is not UTF-8"))?;
+            let key =
+                std::str::from_utf8(&body[..len]).map_err(|_| malformed("a key is not UTF-8"))?;
             keys.push(key.to_owned());
             body.advance(len);
             Ok(())

@@ -179,7 +179,13 @@ impl HttpPeer {
         let outcome = match tokio::time::timeout(self.timeout, exchange).await {
             Err(_) => Err(format!("no answer within {:?}", self.timeout)),
             Ok(Err(error)) if error.is::<LengthLimitError>() => Err(format!(
-                "answered over {limit} bytes, the limit (max body bytes and the framing); dropped"
+                "answered {} over {} bytes, the limit (max body bytes); dropped",
+                if limit > self.max_answer_bytes {
+                    "a batch with values"
+                } else {
+                    "a value"
+                },
+                self.max_answer_bytes - ANSWER_FRAMING
             )),
             Ok(Err(error)) => Err(error_chain(error.as_ref())),
             Ok(Ok((parts, body))) => Ok((

@@ -28,9 +28,10 @@ pub(crate) const PURGE_PATH: &str = "_purge/";
 /// The key (after the group) of peercache's batch get `POST`.
 pub(crate) const GET_MANY_PATH: &str = "_get-many/";
 
-/// Most keys in one batch get request, on both sides: a node sends at most
-/// this many per request, and answers 413 to more.
-pub(crate) const MAX_GET_MANY_KEYS: usize = 1000;
+/// Most keys in one batch get request (`POST <group>/_get-many/`), on both
+/// sides of the peer protocol: a node sends at most this many per request,
+/// and answers 413 to more.
+pub const MAX_GET_MANY_KEYS: usize = 1000;
 
 /// Header a peercache peer endpoint sets on every answer, so a client
 /// learns which peers can take a batch get (a Go node would take its path
