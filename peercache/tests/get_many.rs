@@ -521,3 +521,95 @@ async fn a_go_owner_gets_single_gets_never_a_batch() {
     assert_eq!(asked.len(), 1 + at_go);
     assert_eq!(group.stats().peer_errors, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_over_the_limit_goes_alone_and_the_batch_still_goes() {
+    let options = HttpOptions::builder().max_key_bytes(64).build().unwrap();
+    let nodes = cluster_with(2, options).await;
+    let long = "k".repeat(100);
+    let remote_url = format!("http://{}", nodes[1].addr);
+    let ring = peercache::ring::Ring::with_peers(
+        peercache::ring::HashMode::Golang,
+        50,
+        &[format!("http://{}", nodes[0].addr), remote_url.clone()],
+    )
+    .unwrap();
+    let mut keys: Vec<String> = (0..60).map(|i| format!("key-{i}")).collect();
+    // A long key the other node owns: it refuses it (414), so it is loaded
+    // here; the batch of the other keys still reaches the owner.
+    let long = (0..)
+        .map(|i| format!("{long}{i}"))
+        .find(|k| ring.owner(k) == Some(&remote_url))
+        .unwrap();
+    keys.push(long.clone());
+    let group = nodes[0].node.group("g").unwrap();
+    let answers = tokio::time::timeout(WAIT, group.get_many(&keys))
+        .await
+        .unwrap();
+    for (key, answer) in keys.iter().zip(&answers) {
+        assert_eq!(text(answer), format!("v:{key}"));
+    }
+    let owner = nodes[1].node.group("g").unwrap().stats();
+    assert_eq!(owner.server_batches, 1);
+    let here: Vec<String> = nodes[0].calls.lock().unwrap().concat();
+    assert!(here.contains(&long), "the long key was loaded here");
+    let there: Vec<String> = nodes[1].calls.lock().unwrap().concat();
+    assert_eq!(here.len() + there.len(), keys.len(), "each key loaded once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_batch_loader_answers_every_key_and_frees_them() {
+    let gate = Arc::new(Semaphore::new(0));
+    let started = Arc::new(AtomicUsize::new(0));
+    let (gate_in, started_in) = (Arc::clone(&gate), Arc::clone(&started));
+    let group = Node::new()
+        .new_group(
+            "g",
+            1 << 20,
+            batch_loader_fn(move |keys: Vec<String>| {
+                // A panic as the closure is called, before any future.
+                assert!(!keys.contains(&"boom".to_owned()), "boom as called");
+                started_in.fetch_add(1, Ordering::SeqCst);
+                let (gate, late) = (Arc::clone(&gate_in), keys.contains(&"late".to_owned()));
+                async move {
+                    if late {
+                        gate.acquire().await.unwrap().forget();
+                        panic!("boom while loading");
+                    }
+                    Ok(keys.into_iter().map(|k| (k.clone(), k)).collect::<Vec<_>>())
+                }
+            }),
+        )
+        .unwrap();
+    let answers = tokio::time::timeout(WAIT, group.get_many(&["boom", "x"]))
+        .await
+        .unwrap();
+    for answer in &answers {
+        assert!(
+            matches!(answer, Err(Error::Panicked { message, .. }) if message.contains("boom as called")),
+            "{answer:?}"
+        );
+    }
+    assert_eq!(
+        text(&group.get_many(&["x"]).await[0]),
+        "x",
+        "x is free again"
+    );
+    // Dropped while loading, then the loader panics: each run moved to a
+    // task of its own, and every one ends (none waits on a poisoned call).
+    let batch = tokio::spawn({
+        let group = group.clone();
+        async move { group.get_many(&["late", "y", "z"]).await }
+    });
+    until("the late batch started", || {
+        started.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    batch.abort();
+    let _ = batch.await;
+    gate.add_permits(10); // the late key panics again when asked alone
+    for key in ["late", "y", "z"] {
+        let again = tokio::time::timeout(WAIT, group.get(key)).await;
+        assert!(again.is_ok(), "a get of {key} hung after the panic");
+    }
+}

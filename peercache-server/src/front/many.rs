@@ -16,6 +16,9 @@
 //!
 //! A value that is UTF-8 is `value`, any other `value_base64` (standard
 //! alphabet, padded); `expires_unix_ms` is there when the value expires.
+//! The values of one answer total at most `--max-body-bytes` (what a peer
+//! answers at most): a value that would pass it is left out as
+//! `{"error":"left out: ...","status":413}`, to be asked for alone.
 //! One key's failure never fails the others: the answer is 200 whenever
 //! the request itself is sound.
 //!
@@ -55,7 +58,7 @@ pub(super) async fn get_many(front: &Front, group: &str, request: Request) -> Re
                 return text(StatusCode::NOT_FOUND, format!("no such group: {group}"));
             };
             let answers = group.get_many(&keys).await;
-            answer(&keys, &answers)
+            answer(&keys, &answers, front.pool.options().max_body_bytes())
         }
         Err((status, message)) => text(status, message),
     }
@@ -94,9 +97,16 @@ fn parse_keys(body: &[u8], max: usize) -> Result<Vec<String>, Refusal> {
     }
 }
 
-/// The 200 answer: `answers[i]` is `keys[i]`'s.
-fn answer(keys: &[String], answers: &[Result<Value, Error>]) -> Response {
-    match serde_json::to_vec(&Answers { keys, answers }) {
+/// The 200 answer: `answers[i]` is `keys[i]`'s. Values go in while their
+/// bytes stay within `budget` (the peers' `--max-body-bytes`); a value
+/// that would pass it is left out, marked 413, for the client to ask alone.
+fn answer(keys: &[String], answers: &[Result<Value, Error>], budget: usize) -> Response {
+    let answers = Answers {
+        keys,
+        answers,
+        budget,
+    };
+    match serde_json::to_vec(&answers) {
         Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
         // Strings and numbers always serialize; kept as a 500, not a panic.
         Err(error) => text(
@@ -110,17 +120,45 @@ fn answer(keys: &[String], answers: &[Result<Value, Error>]) -> Response {
 struct Answers<'a> {
     keys: &'a [String],
     answers: &'a [Result<Value, Error>],
+    budget: usize,
 }
 
 impl Serialize for Answers<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut seen = HashSet::with_capacity(self.keys.len());
+        let mut room = self.budget;
         let mut map = serializer.serialize_map(None)?;
         for (key, answer) in self.keys.iter().zip(self.answers) {
-            if seen.insert(key.as_str()) {
-                map.serialize_entry(key, &Entry(answer))?;
+            if !seen.insert(key.as_str()) {
+                continue;
+            }
+            match answer {
+                Ok(value) if value.len() > room => {
+                    map.serialize_entry(key, &Skipped(self.budget))?
+                }
+                Ok(value) => {
+                    room -= value.len();
+                    map.serialize_entry(key, &Entry(answer))?
+                }
+                Err(_) => map.serialize_entry(key, &Entry(answer))?,
             }
         }
+        map.end()
+    }
+}
+
+/// A value left out of an answer that would pass its budget.
+struct Skipped(usize);
+
+impl Serialize for Skipped {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(2))?;
+        let reason = format!(
+            "left out: the answer's values would pass {} bytes (--max-body-bytes); ask for this key alone",
+            self.0
+        );
+        map.serialize_entry("error", &reason)?;
+        map.serialize_entry("status", &413)?;
         map.end()
     }
 }
@@ -253,6 +291,7 @@ mod tests {
         let text = serde_json::to_string(&Answers {
             keys: &keys,
             answers: &answers,
+            budget: 1 << 20,
         })
         .unwrap();
         let at: Vec<usize> = ["\"t\":{", "\"b\":{", "\"x\":{", "\"e\":{"]
@@ -278,5 +317,38 @@ mod tests {
             json["e"]["error"].as_str().unwrap().contains("boom"),
             "{json}"
         );
+    }
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn values_past_the_budget_are_left_out_for_the_client_to_ask_alone() {
+        let group = peercache::Node::new()
+            .new_group(
+                "t",
+                1 << 20,
+                peercache::loader_fn(|key: String| async move { Ok(key.repeat(4)) }),
+            )
+            .unwrap();
+        let keys: Vec<String> = ["aa", "bbbbbb", "c"].map(String::from).into();
+        let answers = group.get_many(&keys).await;
+        // 8 bytes of "aa", then 24 of "bbbbbb" would pass 12; 4 of "c" fit.
+        let text = serde_json::to_string(&Answers {
+            keys: &keys,
+            answers: &answers,
+            budget: 12,
+        })
+        .unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(json["aa"]["value"], "aaaaaaaa");
+        assert_eq!(json["bbbbbb"]["status"], 413, "{json}");
+        assert!(json["bbbbbb"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("ask for this key alone"));
+        assert_eq!(json["c"]["value"], "cccc");
     }
 }

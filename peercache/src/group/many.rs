@@ -1,5 +1,5 @@
-//! Batched gets: [`Group::get_many`], and a peer's batch request served
-//! ([`ServedGroup::get_many`](super::ServedGroup::get_many)).
+//! Batched gets: [`Group::get_many`], and the path a peer's batch request
+//! takes once `served.rs` ([`super::ServedGroup::get_many`]) counted it.
 //!
 //! A batch is the single get's path with its misses grouped: hits are
 //! served from the caches; the misses are grouped by owner; each owner is
@@ -173,14 +173,15 @@ impl Inner {
                 },
             }
         }
-        let mut calls = self.run_here_many(&runtime, here.into_iter().map(|i| (i, distinct[i])));
+        let here = here.into_iter().map(|i| (i, distinct[i]));
+        let mut calls = self.run_here_many(&runtime, Count::Loads, here);
         for (peer, keys) in owners {
             let inner = Arc::clone(self);
             let work = move |keys: Vec<Arc<str>>| -> BoxFuture<'static, Vec<Outcome>> {
                 Box::pin(inner.fetch_many_from(peer, keys))
             };
             let keys = keys.into_iter().map(|i| (i, distinct[i]));
-            calls.extend(self.run_batch(&runtime, &self.remote, keys, work));
+            calls.extend(self.run_batch(&runtime, &self.remote, Count::Loads, keys, work));
         }
         let answered = join_all(
             calls
@@ -204,13 +205,14 @@ impl Inner {
     fn run_here_many<'k>(
         self: &Arc<Self>,
         runtime: &tokio::runtime::Handle,
+        count: Count,
         keys: impl Iterator<Item = (usize, &'k str)>,
     ) -> Vec<(usize, Call<Outcome>)> {
         let inner = Arc::clone(self);
         let work = move |keys: Vec<Arc<str>>| -> BoxFuture<'static, Vec<Outcome>> {
             Box::pin(inner.load_here_many(keys))
         };
-        self.run_batch(runtime, &self.local, keys, work)
+        self.run_batch(runtime, &self.local, count, keys, work)
     }
 
     /// Runs (or joins) each key of `keys` in `flight`; the keys this batch
@@ -220,6 +222,7 @@ impl Inner {
         &self,
         runtime: &tokio::runtime::Handle,
         flight: &Flight<Outcome>,
+        count: Count,
         keys: impl Iterator<Item = (usize, &'k str)>,
         work: impl FnOnce(Vec<Arc<str>>) -> BoxFuture<'static, Vec<Outcome>> + Send + 'static,
     ) -> Vec<(usize, Call<Outcome>)> {
@@ -227,12 +230,27 @@ impl Inner {
         // any run is polled: the shared call takes them when first polled.
         let leaders: Arc<Mutex<Vec<Arc<str>>>> = Arc::default();
         let taken = Arc::clone(&leaders);
+        let group = self.name.clone();
         let batch: BatchCall = async move {
             let keys = std::mem::take(&mut *taken.lock().unwrap_or_else(PoisonError::into_inner));
-            Arc::new(work(keys).await)
+            // Nothing may unwind out of a shared future: it would poison it
+            // and leave the runs waiting on it pending for ever. A panic is
+            // every key's answer instead, as for a single load.
+            let work = AssertUnwindSafe(async { work(keys.clone()).await }).catch_unwind();
+            Arc::new(work.await.unwrap_or_else(|payload| {
+                let message = panic_message(payload.as_ref());
+                let panicked = |key: &Arc<str>| Error::Panicked {
+                    group: group.clone(),
+                    key: Arc::clone(key),
+                    message: message.clone(),
+                };
+                keys.iter().map(|key| Err(panicked(key))).collect()
+            }))
         }
         .boxed()
         .shared();
+        // Eager (`collect`): every leader is registered before the shared
+        // call can first be polled and take the list.
         keys.map(|(i, key)| {
             let (role, call) = flight.run_keyed(runtime, key, |key| {
                 let mut leading = leaders.lock().unwrap_or_else(PoisonError::into_inner);
@@ -241,7 +259,7 @@ impl Inner {
                 let batch = batch.clone();
                 async move { batch.await[at].clone() }
             });
-            if role == Role::Leader {
+            if role == Role::Leader && count == Count::Loads {
                 bump(&self.counters.loads_deduped);
             }
             (i, call)
@@ -292,7 +310,10 @@ impl Inner {
             duration_us = Empty,
         ));
         let started = std::time::Instant::now();
-        let load = AssertUnwindSafe(self.loader.load_many_boxed(keys)).catch_unwind();
+        // The loader's future is made inside the guard: a batch closure's
+        // body runs as it is called.
+        let load =
+            AssertUnwindSafe(async { self.loader.load_many_boxed(keys).await }).catch_unwind();
         let loaded = match self.load_timeout {
             None => Ok(load.await),
             Some(timeout) => tokio::time::timeout(timeout, load)
@@ -420,7 +441,8 @@ impl Inner {
                 "peer batch fetch failed; loading those keys locally"
             );
             let runtime = tokio::runtime::Handle::current();
-            let calls = self.run_here_many(&runtime, fallback.iter().map(|&i| (i, &*keys[i])));
+            let fallback = fallback.iter().map(|&i| (i, &*keys[i]));
+            let calls = self.run_here_many(&runtime, Count::Nothing, fallback);
             let loaded = join_all(
                 calls
                     .into_iter()
@@ -432,6 +454,15 @@ impl Inner {
         }
         answers.into_iter().map(|a| a.expect("answered")).collect()
     }
+}
+
+/// Whether a batch's runs count as loads started (`loads_deduped`): a
+/// batch's own misses do; its fallback to the loader, after the owner
+/// could not be asked, does not (as a single get's does not).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Count {
+    Loads,
+    Nothing,
 }
 
 /// One key's part of a batch loader call.

@@ -19,11 +19,13 @@
 //!
 //! A whole answer that is not a batch answer (a refused proof, a shedding
 //! owner, a timeout) makes every key unavailable, to be loaded here, as
-//! for a single get; a 404 or 405 (a node that does not know the request)
-//! sends the keys again as single gets.
+//! for a single get; a 404 or 405 (a node that does not know the request),
+//! a 414 (a key over the owner's limit) or a 413 (a body over it) sends
+//! the keys again as single gets, so only a key the owner refuses is
+//! loaded here.
 
 use super::HttpPeer;
-use crate::http::protocol::{PeerRequest, Reply, MAX_GET_MANY_KEYS, PEERCACHE_HEADER};
+use crate::http::protocol::{clipped, PeerRequest, Reply, MAX_GET_MANY_KEYS, PEERCACHE_HEADER};
 use crate::loader::LoadError;
 use crate::peers::{FetchError, FETCH_MANY_CONCURRENCY};
 use crate::proto::{GetManyResponse, ItemStatus};
@@ -37,7 +39,7 @@ use std::sync::atomic::Ordering;
 /// What a peer is, as its answers tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
-pub(super) enum Kind {
+pub(super) enum PeerKind {
     /// Not heard from yet.
     Unknown = 0,
     /// A peercache node: takes batch gets.
@@ -55,24 +57,25 @@ type Results = Vec<Result<Value, FetchError>>;
 
 impl HttpPeer {
     /// What the peer is, from what it answered last.
-    fn kind(&self) -> Kind {
+    fn kind(&self) -> PeerKind {
         match self.kind.load(Ordering::Relaxed) {
-            1 => Kind::Peercache,
-            2 => Kind::Other,
-            _ => Kind::Unknown,
+            1 => PeerKind::Peercache,
+            2 => PeerKind::Other,
+            _ => PeerKind::Unknown,
         }
     }
 
     /// Notes what an answer says the peer is. Refusals that may come from
     /// in front of the peer endpoint (a shedding listener, a proxy's 502)
     /// say nothing either way.
-    pub(super) fn learn_kind(&self, status: StatusCode, headers: &HeaderMap) {
-        let kind = if headers
+    /// Returns whether this answer came from a peercache endpoint.
+    pub(super) fn learn_kind(&self, status: StatusCode, headers: &HeaderMap) -> bool {
+        let marked = headers
             .get(PEERCACHE_HEADER)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|features| features.split(',').any(|f| f.trim() == "get-many"))
-        {
-            Kind::Peercache
+            .is_some_and(|features| features.split(',').any(|f| f.trim() == "get-many"));
+        let kind = if marked {
+            PeerKind::Peercache
         } else if status.is_success()
             || [
                 StatusCode::BAD_REQUEST,
@@ -81,11 +84,12 @@ impl HttpPeer {
             ]
             .contains(&status)
         {
-            Kind::Other
+            PeerKind::Other
         } else {
-            return;
+            return marked;
         };
         self.kind.store(kind as u8, Ordering::Relaxed);
+        marked
     }
 
     /// The values of `keys` (distinct) from this peer, in their order.
@@ -93,16 +97,40 @@ impl HttpPeer {
         if let [key] = keys {
             return vec![self.get(group, key).await];
         }
-        if self.kind() == Kind::Unknown {
+        if self.kind() == PeerKind::Unknown {
             self.probe().await;
         }
-        if self.kind() != Kind::Peercache {
+        if self.kind() != PeerKind::Peercache {
             return self.singles(group, keys).await;
         }
-        let chunks = keys
+        // Keys over the endpoint's key limit go alone (and are refused
+        // alone); the others in batches of at most MAX_GET_MANY_KEYS.
+        let (long, short): (Vec<usize>, Vec<usize>) =
+            (0..keys.len()).partition(|&i| keys[i].len() > self.max_key_bytes);
+        if long.is_empty() {
+            let chunks = keys
+                .chunks(MAX_GET_MANY_KEYS)
+                .map(|chunk| self.batch(group, chunk));
+            return join_all(chunks).await.into_iter().flatten().collect();
+        }
+        let pick = |at: &[usize]| -> Vec<&str> { at.iter().map(|&i| keys[i]).collect() };
+        let (long_keys, short_keys) = (pick(&long), pick(&short));
+        let batches = short_keys
             .chunks(MAX_GET_MANY_KEYS)
             .map(|chunk| self.batch(group, chunk));
-        join_all(chunks).await.into_iter().flatten().collect()
+        let (batched, alone) =
+            futures_util::future::join(join_all(batches), self.singles(group, &long_keys)).await;
+        let mut results: Vec<Option<Result<Value, FetchError>>> = vec![None; keys.len()];
+        for (i, result) in short.into_iter().zip(batched.into_iter().flatten()) {
+            results[i] = Some(result);
+        }
+        for (i, result) in long.into_iter().zip(alone) {
+            results[i] = Some(result);
+        }
+        results
+            .into_iter()
+            .map(|result| result.expect("every key answered"))
+            .collect()
     }
 
     /// Each key by a single get, a few at a time.
@@ -141,12 +169,14 @@ impl HttpPeer {
         let limit = self
             .max_answer_bytes
             .saturating_add(keys.len().saturating_mul(ITEM_FRAMING));
-        let (status, reply) = match self.exchange_within(request, limit).await {
+        let ((status, reply), marked) = match self.exchange_within(request, limit).await {
             Ok(answer) => answer,
             Err(reason) => return unavailable(reason),
         };
         match reply {
-            Reply::Value(body) if self.kind() == Kind::Peercache => {
+            // This answer's own mark, not the peer's last one: only a
+            // peercache endpoint's answer is read as a batch answer.
+            Reply::Value(body) if marked => {
                 match GetManyResponse::decode_bounded(body, keys.len()) {
                     Ok(answer) if answer.items.len() == keys.len() => {
                         self.read_items(group, keys, answer).await
@@ -164,9 +194,13 @@ impl HttpPeer {
             // Not a peercache node (any more): it took the request for a
             // get, or does not know it. Ask again, one key at a time.
             Reply::Value(_) | Reply::NoRoute(_) | Reply::MethodNotAllowed(_) => {
-                self.kind.store(Kind::Other as u8, Ordering::Relaxed);
+                self.kind.store(PeerKind::Other as u8, Ordering::Relaxed);
                 self.singles(group, keys).await
             }
+            // A key over the owner's key limit, or a body over its body
+            // limit, refuses the whole batch: asked alone, only the
+            // offending key is refused.
+            Reply::TooLong(_) | Reply::TooLarge(_) => self.singles(group, keys).await,
             reply => unavailable(format!(
                 "answered the batch with {status}: {}",
                 reply.reason()
@@ -190,9 +224,9 @@ impl HttpPeer {
                     ))
                 }
                 Ok(ItemStatus::NotFound) => Err(FetchError::Load(LoadError::NotFound)),
-                Ok(ItemStatus::Failed) => Err(FetchError::Load(LoadError::msg(
+                Ok(ItemStatus::Failed) => Err(FetchError::Load(LoadError::msg(clipped(
                     item.error.unwrap_or_default(),
-                ))),
+                )))),
                 Ok(ItemStatus::Skipped) => {
                     skipped.push(i);
                     Err(self.unavailable("skipped".to_owned()))

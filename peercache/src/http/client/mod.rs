@@ -95,7 +95,10 @@ pub struct HttpPeer {
     /// Largest answer body read (`max_body_bytes` and the framing); a larger
     /// one is a failed exchange.
     max_answer_bytes: usize,
-    /// What the peer is, as its answers tell (`many::Kind`): whether it
+    /// Longest key the cluster's endpoints take (`max_key_bytes`): a longer
+    /// one is never put in a batch, which the owner would refuse whole.
+    max_key_bytes: usize,
+    /// What the peer is, as its answers tell (`many::PeerKind`): whether it
     /// takes batch gets.
     kind: std::sync::atomic::AtomicU8,
 }
@@ -128,7 +131,8 @@ impl HttpPeer {
             report,
             auth: options.auth.clone(),
             max_answer_bytes: options.max_body_bytes.saturating_add(ANSWER_FRAMING),
-            kind: std::sync::atomic::AtomicU8::new(many::Kind::Unknown as u8),
+            max_key_bytes: options.max_key_bytes,
+            kind: std::sync::atomic::AtomicU8::new(many::PeerKind::Unknown as u8),
         }
     }
 
@@ -140,11 +144,18 @@ impl HttpPeer {
     /// One exchange with the peer at `<base URL><base path><path>`, within
     /// the request timeout, reported to the peer's health.
     async fn exchange(&self, request: Encoded) -> Result<Answer, String> {
-        self.exchange_within(request, self.max_answer_bytes).await
+        let answer = self.exchange_within(request, self.max_answer_bytes).await;
+        answer.map(|(answer, _)| answer)
     }
 
-    /// [`HttpPeer::exchange`], reading an answer of at most `limit` bytes.
-    async fn exchange_within(&self, request: Encoded, limit: usize) -> Result<Answer, String> {
+    /// [`HttpPeer::exchange`], reading an answer of at most `limit` bytes;
+    /// also says whether the answer came from a peercache endpoint (it
+    /// carried `x-peercache`).
+    async fn exchange_within(
+        &self,
+        request: Encoded,
+        limit: usize,
+    ) -> Result<(Answer, bool), String> {
         let Encoded { method, path, body } = request;
         let url = format!("{}{path}", self.prefix);
         let uri: Uri = url
@@ -170,11 +181,11 @@ impl HttpPeer {
         let exchange = async {
             let response = self.client.request(request).await?;
             let (parts, body) = response.into_parts();
-            self.learn_kind(parts.status, &parts.headers);
+            let marked = self.learn_kind(parts.status, &parts.headers);
             // A peer (or whoever is on the path) cannot make this node hold
             // more than the limit: the body is read up to it, then dropped.
             let body = Limited::new(body, limit).collect().await?.to_bytes();
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>((parts, body))
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>((parts, body, marked))
         };
         let outcome = match tokio::time::timeout(self.timeout, exchange).await {
             Err(_) => Err(format!("no answer within {:?}", self.timeout)),
@@ -188,18 +199,21 @@ impl HttpPeer {
                 self.max_answer_bytes - ANSWER_FRAMING
             )),
             Ok(Err(error)) => Err(error_chain(error.as_ref())),
-            Ok(Ok((parts, body))) => Ok((
-                parts.status,
-                Reply::read(
+            Ok(Ok((parts, body, marked))) => Ok((
+                (
                     parts.status,
-                    &parts.headers,
-                    body,
-                    self.plain_404_is_not_found,
+                    Reply::read(
+                        parts.status,
+                        &parts.headers,
+                        body,
+                        self.plain_404_is_not_found,
+                    ),
                 ),
+                marked,
             )),
         };
         match &outcome {
-            Ok((status, reply)) if is_failure(*status) => {
+            Ok(((status, reply), _)) if is_failure(*status) => {
                 self.report(
                     self.health
                         .failed(&format!("answered {status}: {}", reply.reason())),

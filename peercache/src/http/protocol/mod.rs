@@ -40,3 +40,19 @@ pub(crate) const PEERCACHE_HEADER: &str = "x-peercache";
 
 /// The value of [`PEERCACHE_HEADER`]: the requests beyond Go's.
 pub(crate) const PEERCACHE_FEATURES: &str = "get-many";
+
+/// Longest error text in one item of a batch answer, as written by the
+/// owner and as kept by the asker.
+pub(crate) const MAX_ITEM_ERROR: usize = 512;
+
+/// At most [`MAX_ITEM_ERROR`] bytes of `text` (whole characters).
+pub(crate) fn clipped(mut text: String) -> String {
+    if text.len() > MAX_ITEM_ERROR {
+        let end = (0..=MAX_ITEM_ERROR)
+            .rev()
+            .find(|&i| text.is_char_boundary(i))
+            .unwrap_or(0);
+        text.truncate(end);
+    }
+    text
+}

@@ -25,8 +25,8 @@ pub use serve::{serve, serve_with_shutdown, Server, SHUTDOWN_GRACE};
 
 use crate::http::auth::{AuthError, PeerAuth};
 use crate::http::options::HttpOptions;
+use crate::http::protocol::{clipped, PEERCACHE_FEATURES, PEERCACHE_HEADER};
 use crate::http::protocol::{Head, Parsing, PeerRequest, Reply};
-use crate::http::protocol::{PEERCACHE_FEATURES, PEERCACHE_HEADER};
 use crate::proto::{encode_get_many_response, encode_get_response, ItemRef};
 use crate::{Error, Node, ServedGroup};
 use bytes::Bytes;
@@ -348,21 +348,6 @@ async fn get_many(group: &ServedGroup, keys: &[String], max_answer_bytes: usize)
         .collect();
     Reply::Value(Bytes::from(encode_get_many_response(&items)))
 }
-
-/// At most [`MAX_ITEM_ERROR`] bytes of `text` (whole characters).
-fn clipped(mut text: String) -> String {
-    if text.len() > MAX_ITEM_ERROR {
-        let end = (0..=MAX_ITEM_ERROR)
-            .rev()
-            .find(|&i| text.is_char_boundary(i))
-            .unwrap_or(0);
-        text.truncate(end);
-    }
-    text
-}
-
-/// Longest error text in one item of a batch answer.
-const MAX_ITEM_ERROR: usize = 512;
 
 /// The answer to a request whose proof failed: 401, or 503 when the replay
 /// table is full.
