@@ -32,7 +32,6 @@ use peercache::http::{HttpPool, PeerAuth, Server};
 use peercache::Node;
 use plan::Plan;
 use std::process::ExitCode;
-use std::sync::Arc;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
@@ -76,7 +75,7 @@ async fn run(args: Args) -> Result<(), ServerError> {
     // binds), then the listener, whose address the plan needs (port 0,
     // every interface).
     #[cfg(feature = "tls")]
-    let tls = args.tls_config()?.map(Arc::new);
+    let tls = args.tls_config()?.map(std::sync::Arc::new);
     let config = args
         .config
         .as_deref()
