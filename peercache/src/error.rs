@@ -94,6 +94,21 @@ pub enum Error {
         /// The group's load timeout.
         timeout: std::time::Duration,
     },
+    /// The group's loader calls were at their cap
+    /// ([`crate::GroupBuilder::max_concurrent_loads`]) and no place came
+    /// free within the wait: the key was not loaded. Not cached: a later
+    /// get loads it once the origin has room.
+    #[error("group {group:?}: key {key:?} not loaded: {limit} loads already running and none ended within {wait:?} (max_concurrent_loads); retry shortly, or raise the cap if the origin can take more")]
+    Overloaded {
+        /// The group.
+        group: Arc<str>,
+        /// The key.
+        key: Arc<str>,
+        /// The group's cap on loads at once.
+        limit: usize,
+        /// How long the load waited for a place.
+        wait: std::time::Duration,
+    },
     /// A get was made outside a tokio runtime; loads are spawned on the
     /// current runtime, so call from within one (e.g. `#[tokio::main]`).
     #[error("group {group:?}: key {key:?} needs a load, but no tokio runtime is running; call get from within a tokio runtime")]

@@ -12,7 +12,7 @@
 //!
 //! | metric | kind | labels |
 //! | --- | --- | --- |
-//! | `groupcache_gets_total`, `groupcache_hits_total`, `groupcache_loads_total`, `groupcache_loads_deduped_total`, `groupcache_local_loads_total`, `groupcache_local_load_errs_total`, `groupcache_peer_loads_total`, `groupcache_peer_errors_total`, `groupcache_server_requests_total`, `peercache_server_batches_total` | counter | `group` |
+//! | `groupcache_gets_total`, `groupcache_hits_total`, `groupcache_loads_total`, `groupcache_loads_deduped_total`, `groupcache_local_loads_total`, `groupcache_local_load_errs_total`, `groupcache_peer_loads_total`, `groupcache_peer_errors_total`, `groupcache_server_requests_total`, `peercache_server_batches_total`, `peercache_loads_refused_total` | counter | `group` |
 //! | `groupcache_cache_bytes`, `groupcache_cache_items` | gauge | `group`, `type` (`main`, `hot`) |
 //! | `groupcache_cache_gets_total`, `groupcache_cache_hits_total`, `groupcache_cache_evictions_total` | counter | `group`, `type` |
 //! | `groupcache_load_duration_seconds` | histogram | `group`, `outcome` (`ok`, `not_found`, `error`) |
@@ -182,6 +182,10 @@ const GROUP_COUNTERS: &[(&str, &str)] = &[
         "peercache_server_batches_total",
         "Batch requests from peers served by this node.",
     ),
+    (
+        "peercache_loads_refused_total",
+        "Keys not loaded: the group's loads were at their cap for the whole wait.",
+    ),
 ];
 
 /// Copies the counters of every group of `node` into the installed
@@ -206,6 +210,7 @@ pub fn record_group(stats: &GroupStats) {
         stats.peer_errors,
         stats.server_requests,
         stats.server_batches,
+        stats.loads_refused,
     ];
     for ((name, _), count) in GROUP_COUNTERS.iter().zip(counts) {
         metrics::counter!(*name, "group" => group.clone()).absolute(count);

@@ -66,6 +66,10 @@ pub struct GroupStats {
     pub local_loads: u64,
     /// Failed (or panicked) calls of this node's loader.
     pub local_load_errs: u64,
+    /// Keys not loaded because the group's loads were at their cap
+    /// ([`crate::GroupBuilder::max_concurrent_loads`]) for the whole wait.
+    #[serde(default)]
+    pub loads_refused: u64,
     /// Keys asked by peers and served by this group: one per single get,
     /// one per key of a batch.
     pub server_requests: u64,
@@ -92,6 +96,7 @@ pub(crate) struct Counters {
     pub loads_deduped: AtomicU64,
     pub local_loads: AtomicU64,
     pub local_load_errs: AtomicU64,
+    pub loads_refused: AtomicU64,
     pub server_requests: AtomicU64,
     pub server_batches: AtomicU64,
 }
@@ -121,6 +126,7 @@ impl Counters {
             loads_deduped: get(&self.loads_deduped),
             local_loads: get(&self.local_loads),
             local_load_errs: get(&self.local_load_errs),
+            loads_refused: get(&self.loads_refused),
             server_requests: get(&self.server_requests),
             server_batches: get(&self.server_batches),
             main_cache,

@@ -142,6 +142,10 @@ impl Inner {
             Ok(value) => return Ok(value),
             Err(ticket) => ticket,
         };
+        let _place = match self.admit(&[&key]).await {
+            Ok(place) => place,
+            Err(mut refused) => return Err(refused.remove(0)),
+        };
         let timed = Timed::start(tracing::debug_span!(
             target: "peercache",
             "peercache.load",

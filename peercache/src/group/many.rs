@@ -284,6 +284,15 @@ impl Inner {
         }
         if !loading.is_empty() {
             let names: Vec<&str> = loading.iter().map(|&(i, _)| &*keys[i]).collect();
+            let _place = match self.admit(&names).await {
+                Ok(place) => place,
+                Err(refused) => {
+                    for (&(i, _), error) in loading.iter().zip(refused) {
+                        answers[i] = Some(Err(error));
+                    }
+                    return answers.into_iter().map(|a| a.expect("answered")).collect();
+                }
+            };
             let loaded = self.call_loader_many(&names).await;
             for (&(i, ticket), loaded) in loading.iter().zip(loaded) {
                 answers[i] = Some(match loaded {

@@ -26,8 +26,10 @@
 //!   [`Get`] future, stats;
 //! - `load.rs`: the miss: merged loads, the owner's fetch and its fallback,
 //!   the loader with its timeout and panics caught;
+//! - `many.rs`: [`Group::get_many`], a batch of gets grouped by owner;
 //! - `changes.rs`: remove, set and purge across the cluster, and the report
 //!   of the peers they did not reach;
+//! - `admission.rs`: the cap on loader calls at once;
 //! - `state.rs`: the cache, fences and counters under the group's lock, and
 //!   what reads and changes of this node alone do to them;
 //! - `served.rs`: the peer-facing side ([`ServedGroup`]).
@@ -39,6 +41,7 @@
 //! order at the next change, and none is lost. Everything else takes the
 //! write side, never across an `.await`.
 
+mod admission;
 mod changes;
 mod load;
 mod many;
@@ -46,6 +49,7 @@ mod served;
 mod state;
 
 pub(crate) use crate::cache::HotCachePolicy;
+pub(crate) use admission::Admission;
 pub use served::ServedGroup;
 
 use crate::cache::CacheKind;
@@ -114,6 +118,7 @@ struct Inner {
     clock: Arc<dyn Clock>,
     ttl: Option<Duration>,
     load_timeout: Option<Duration>,
+    admission: Option<admission::Places>,
     key_in_traces: KeyInTraces,
     cache: ReadMostlyLock<Guarded>,
     counters: Counters,
@@ -140,6 +145,7 @@ pub(crate) struct Settings {
     pub hot_cache: HotCachePolicy,
     pub ttl: Option<Duration>,
     pub load_timeout: Option<Duration>,
+    pub admission: Option<Admission>,
     pub key_in_traces: KeyInTraces,
     pub clock: Arc<dyn Clock>,
 }
@@ -162,6 +168,7 @@ impl Group {
             clock: settings.clock,
             ttl: settings.ttl,
             load_timeout: settings.load_timeout,
+            admission: settings.admission.map(admission::Places::new),
             key_in_traces: settings.key_in_traces,
             cache: ReadMostlyLock::new(Guarded::new(
                 settings.cache_bytes,
