@@ -11,6 +11,13 @@ use peercache::HotCachePolicy;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod parse;
+
+#[cfg(test)]
+use parse::MAX_DURATION;
+pub use parse::{parse_bytes, parse_duration, parse_hot_cache};
+use parse::{parse_count, parse_wait, trimmed};
+
 /// A peercache node: serves the built-in `colors` group (and, with
 /// `--echo-group`, `echo`) to clients, and the groupcache peer protocol to
 /// the other nodes, Go groupcache nodes included.
@@ -112,6 +119,17 @@ pub struct Args {
     /// [default: no limit]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub load_timeout: Option<Duration>,
+
+    /// Run at most N loads of each group at once on this node: a burst of
+    /// distinct misses waits for a place (--load-admission-wait), then
+    /// gets 503, instead of opening N+ origin queries [default: no cap]
+    #[arg(long, value_name = "N", value_parser = parse_count)]
+    pub max_concurrent_loads: Option<usize>,
+
+    /// How long a load over --max-concurrent-loads waits for a place
+    /// before its request gets 503 (0: not at all)
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_wait)]
+    pub load_admission_wait: Duration,
 
     /// File holding the cluster secret (at least 16 bytes; a trailing
     /// newline is ignored). Every peer request is then signed and unsigned
@@ -413,85 +431,6 @@ where
         }
     }
     out
-}
-
-/// A flag value without the spaces around it (`--pool 'a, b'`).
-fn trimmed(text: &str) -> Result<String, String> {
-    Ok(text.trim().to_owned())
-}
-
-/// `1048576`, `64MiB`, `512KiB`, `2GiB` (binary units; `K`, `M`, `G` and the
-/// `KB`-style spellings mean the same).
-pub fn parse_bytes(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let number: u64 = digits
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size: write bytes, or e.g. 64MiB"))?;
-    let shift = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kb" | "kib" => 10,
-        "m" | "mb" | "mib" => 20,
-        "g" | "gb" | "gib" => 30,
-        _ => return Err(format!("unknown size unit {unit:?}: use KiB, MiB or GiB")),
-    };
-    number
-        .checked_mul(1 << shift)
-        .ok_or_else(|| format!("{text:?} is too large"))
-}
-
-/// `300ms`, `2s`, `1m`, `1.5s`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration: write e.g. 300ms, 2s or 1m"))?;
-    let seconds = match unit {
-        "ms" => number / 1000.0,
-        "s" => number,
-        "m" => number * 60.0,
-        _ => return Err(format!("{text:?} needs a unit: ms, s or m")),
-    };
-    let duration = Duration::try_from_secs_f64(seconds)
-        .ok()
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| format!("{text:?} must be a positive duration"))?;
-    if duration > MAX_DURATION {
-        return Err(format!(
-            "{text:?} is too long: durations are at most {}s (100 years)",
-            MAX_DURATION.as_secs()
-        ));
-    }
-    Ok(duration)
-}
-
-/// The longest duration taken from outside (flags, `--config`, a `ttl`
-/// parameter): far enough to mean "forever", near enough that adding it to
-/// any clock reading cannot overflow.
-pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
-
-/// `frequent`, `never`, `always`, `one-in-N`.
-pub fn parse_hot_cache(text: &str) -> Result<HotCachePolicy, String> {
-    match text {
-        "frequent" => Ok(HotCachePolicy::Frequent),
-        "never" => Ok(HotCachePolicy::Never),
-        "always" => Ok(HotCachePolicy::Always),
-        _ => text
-            .strip_prefix("one-in-")
-            .and_then(|n| n.parse().ok())
-            .filter(|n| *n > 0)
-            .map(HotCachePolicy::OneIn)
-            .ok_or_else(|| {
-                format!("{text:?} is not a policy: use frequent, never, always or one-in-N")
-            }),
-    }
 }
 
 #[cfg(test)]

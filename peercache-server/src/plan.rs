@@ -94,6 +94,8 @@ pub struct GroupDefaults {
     pub ttl: Option<Duration>,
     /// `--load-timeout`.
     pub load_timeout: Option<Duration>,
+    /// `--max-concurrent-loads` and `--load-admission-wait`.
+    pub admission: Option<(usize, Duration)>,
     /// `--trace-keys`.
     pub key_in_traces: KeyInTraces,
 }
@@ -110,6 +112,9 @@ impl GroupDefaults {
         }
         if let Some(timeout) = self.load_timeout {
             builder = builder.load_timeout(timeout);
+        }
+        if let Some((limit, wait)) = self.admission {
+            builder = builder.max_concurrent_loads(limit, wait);
         }
         builder
     }
@@ -205,6 +210,9 @@ impl Plan {
                 cache_bytes: args.cache_bytes,
                 ttl: args.ttl,
                 load_timeout: args.load_timeout,
+                admission: args
+                    .max_concurrent_loads
+                    .map(|limit| (limit, args.load_admission_wait)),
                 key_in_traces: args.trace_keys.into(),
             },
             warnings,

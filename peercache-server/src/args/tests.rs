@@ -22,6 +22,25 @@ fn durations() {
     assert!(huge.contains("too long"), "{huge}");
     assert!(parse_duration("1e400s").is_err());
     assert_eq!(parse_duration("3153600000s"), Ok(MAX_DURATION));
+    assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+    assert!(parse_duration("1d").unwrap_err().contains("ms, s, m or h"));
+}
+
+#[test]
+fn the_load_cap_and_its_wait() {
+    assert_eq!(parse_count("8"), Ok(8));
+    assert!(parse_count("0").unwrap_err().contains("at least 1"));
+    assert!(parse_count("many").is_err());
+    assert_eq!(parse_wait("0"), Ok(Duration::ZERO));
+    assert_eq!(parse_wait("250ms"), Ok(Duration::from_millis(250)));
+    assert!(parse_wait("soon").is_err());
+    let args = parse(&["--max-concurrent-loads", "4"]).unwrap();
+    assert_eq!(args.max_concurrent_loads, Some(4));
+    assert_eq!(args.load_admission_wait, Duration::from_secs(1));
+    let refused = parse(&["--max-concurrent-loads", "0"])
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("--max-concurrent-loads"), "{refused}");
 }
 
 fn parse(argv: &[&str]) -> Result<Args, clap::Error> {

@@ -401,6 +401,10 @@ fn groups_get_the_flags_settings() {
             "30s",
             "--trace-keys",
             "hashed",
+            "--max-concurrent-loads",
+            "8",
+            "--load-admission-wait",
+            "0",
         ],
         "127.0.0.1:8080",
     )
@@ -412,6 +416,7 @@ fn groups_get_the_flags_settings() {
             cache_bytes: 1 << 20,
             ttl: Some(Duration::from_secs(30)),
             load_timeout: None,
+            admission: Some((8, Duration::ZERO)),
             key_in_traces: KeyInTraces::Hashed,
         }
     );
