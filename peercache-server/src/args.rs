@@ -131,16 +131,6 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_wait)]
     pub load_admission_wait: Duration,
 
-    /// After N loader failures in a row, stop calling the loader for
-    /// --breaker-cool-down (its gets answer 503 at once), then let one
-    /// load through as a trial [default: no breaker]
-    #[arg(long, value_name = "N", value_parser = parse_count)]
-    pub breaker_failures: Option<usize>,
-
-    /// How long the breaker stays open
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
-    pub breaker_cool_down: Duration,
-
     /// File holding the cluster secret (at least 16 bytes; a trailing
     /// newline is ignored). Every peer request is then signed and unsigned
     /// ones get 401; every node needs the same file. Go nodes cannot join a

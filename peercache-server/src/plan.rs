@@ -96,8 +96,6 @@ pub struct GroupDefaults {
     pub load_timeout: Option<Duration>,
     /// `--max-concurrent-loads` and `--load-admission-wait`.
     pub admission: Option<(usize, Duration)>,
-    /// `--breaker-failures` and `--breaker-cool-down`.
-    pub breaker: Option<(u32, Duration)>,
     /// `--trace-keys`.
     pub key_in_traces: KeyInTraces,
 }
@@ -117,9 +115,6 @@ impl GroupDefaults {
         }
         if let Some((limit, wait)) = self.admission {
             builder = builder.max_concurrent_loads(limit, wait);
-        }
-        if let Some((failures, cool_down)) = self.breaker {
-            builder = builder.breaker(failures, cool_down);
         }
         builder
     }
@@ -218,10 +213,6 @@ impl Plan {
                 admission: args
                     .max_concurrent_loads
                     .map(|limit| (limit, args.load_admission_wait)),
-                breaker: args.breaker_failures.map(|failures| {
-                    let failures = u32::try_from(failures).unwrap_or(u32::MAX);
-                    (failures, args.breaker_cool_down)
-                }),
                 key_in_traces: args.trace_keys.into(),
             },
             warnings,

@@ -1,14 +1,9 @@
-//! Origin protection on a live node, in front of an origin served by this
-//! test on loopback.
-//!
-//! `--max-concurrent-loads`: ten concurrent front gets of distinct keys of
-//! an `http` group whose origin holds every request until the test lets it
-//! go, with a cap of two loads and no wait: the origin never sees more
-//! than two requests at once, the other eight answer 503 at once naming
-//! the cap, and the two admitted answer 200 once the origin does.
-//!
-//! `--breaker-failures`: after two failures in a row from the origin, a
-//! get answers 503 at once naming the breaker, and the origin is not asked.
+//! `--max-concurrent-loads` on a live node: ten concurrent front gets of
+//! distinct keys of an `http` group, whose origin (served by this test on
+//! loopback) holds every request until the test lets it go, with a cap of
+//! two loads and no wait: the origin never sees more than two requests at
+//! once, the other eight answer 503 at once naming the cap, and the two
+//! admitted answer 200 once the origin does.
 
 mod support;
 
@@ -25,20 +20,6 @@ struct Origin {
     running: AtomicUsize,
     most: AtomicUsize,
     gate: Semaphore,
-}
-
-/// `broken-*` keys fail (500); others answer. Every request is counted.
-async fn flaky_page(
-    State(origin): State<Arc<Origin>>,
-    Path(key): Path<String>,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    origin.most.fetch_add(1, Ordering::SeqCst);
-    if key.starts_with("broken") {
-        (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "origin bug").into_response()
-    } else {
-        format!("page {key}").into_response()
-    }
 }
 
 async fn held_page(State(origin): State<Arc<Origin>>, Path(key): Path<String>) -> String {
@@ -61,7 +42,6 @@ fn origin() -> (std::net::SocketAddr, Arc<Origin>) {
     let addr = listener.local_addr().unwrap();
     let app = Router::new()
         .route("/pages/{*key}", route_get(held_page))
-        .route("/flaky/{*key}", route_get(flaky_page))
         .with_state(Arc::clone(&origin));
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -127,48 +107,4 @@ fn a_burst_of_misses_never_opens_more_origin_requests_than_the_cap() {
         2,
         "never more than the cap"
     );
-}
-
-#[test]
-fn failures_in_a_row_open_the_breaker_and_the_origin_is_left_alone() {
-    let (addr, origin) = origin();
-    let config = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("breaker-{}.toml", std::process::id()));
-    std::fs::write(
-        &config,
-        format!(
-            "[[group]]\nname = \"flaky\"\nsource = \"http\"\nurl = \"http://{addr}/flaky/{{key}}\"\n"
-        ),
-    )
-    .unwrap();
-    let config = config.to_str().unwrap().to_owned();
-    let flags = [
-        "--config",
-        &config,
-        "--breaker-failures",
-        "2",
-        "--breaker-cool-down",
-        "1h",
-    ];
-    let nodes = start_servers(1, &flags);
-    let node = nodes[0].addr;
-    for key in ["broken-1", "broken-2"] {
-        let (status, body) = get(node, &format!("/flaky/{key}")).unwrap();
-        assert_eq!(status, 503, "{body}");
-        assert!(!body.contains("breaker"), "{body}");
-    }
-    let asked = origin.most.load(Ordering::SeqCst);
-    assert_eq!(asked, 2);
-    let (status, body) = get(node, "/flaky/fine-1").unwrap();
-    assert_eq!(status, 503, "{body}");
-    assert!(
-        body.contains("failed 2 times in a row") && body.contains("breaker"),
-        "{body}"
-    );
-    assert_eq!(
-        origin.most.load(Ordering::SeqCst),
-        asked,
-        "the origin was not asked"
-    );
-    assert_eq!(counter(node, "flaky", "loads_refused"), 1);
 }

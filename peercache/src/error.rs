@@ -109,20 +109,6 @@ pub enum Error {
         /// How long the load waited for a place.
         wait: std::time::Duration,
     },
-    /// The group's loader failed `failures` times in a row and the breaker
-    /// ([`crate::GroupBuilder::breaker`]) is not calling it until its
-    /// cool-down ends (in `retry_in`); the key was not loaded. Not cached.
-    #[error("group {group:?}: key {key:?} not loaded: the loader failed {failures} times in a row, so it is not called for another {retry_in:?} (breaker); the origin is probably down")]
-    BreakerOpen {
-        /// The group.
-        group: Arc<str>,
-        /// The key.
-        key: Arc<str>,
-        /// The loader's failures in a row.
-        failures: u32,
-        /// Time left in the cool-down (zero while a trial load runs).
-        retry_in: std::time::Duration,
-    },
     /// A get was made outside a tokio runtime; loads are spawned on the
     /// current runtime, so call from within one (e.g. `#[tokio::main]`).
     #[error("group {group:?}: key {key:?} needs a load, but no tokio runtime is running; call get from within a tokio runtime")]

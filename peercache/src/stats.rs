@@ -67,8 +67,7 @@ pub struct GroupStats {
     /// Failed (or panicked) calls of this node's loader.
     pub local_load_errs: u64,
     /// Keys not loaded because the group's loads were at their cap
-    /// ([`crate::GroupBuilder::max_concurrent_loads`]) for the whole wait,
-    /// or its breaker was open ([`crate::GroupBuilder::breaker`]).
+    /// ([`crate::GroupBuilder::max_concurrent_loads`]) for the whole wait.
     #[serde(default)]
     pub loads_refused: u64,
     /// Keys asked by peers and served by this group: one per single get,

@@ -405,8 +405,6 @@ fn groups_get_the_flags_settings() {
             "8",
             "--load-admission-wait",
             "0",
-            "--breaker-failures",
-            "5",
         ],
         "127.0.0.1:8080",
     )
@@ -419,7 +417,6 @@ fn groups_get_the_flags_settings() {
             ttl: Some(Duration::from_secs(30)),
             load_timeout: None,
             admission: Some((8, Duration::ZERO)),
-            breaker: Some((5, Duration::from_secs(10))),
             key_in_traces: KeyInTraces::Hashed,
         }
     );

@@ -142,10 +142,6 @@ impl Inner {
             Ok(value) => return Ok(value),
             Err(ticket) => ticket,
         };
-        let pass = match self.pass_breaker(&[&key]) {
-            Ok(pass) => pass,
-            Err(mut refused) => return Err(refused.remove(0)),
-        };
         let _place = match self.admit(&[&key]).await {
             Ok(place) => place,
             Err(mut refused) => return Err(refused.remove(0)),
@@ -163,9 +159,6 @@ impl Inner {
             .call_loader(&key, ticket)
             .instrument(timed.span().clone())
             .await;
-        if let Some(pass) = pass {
-            pass.done(matches!(&outcome, Err(error) if !error.is_not_found()));
-        }
         let label = outcome_label(&outcome);
         self.load_durations.record(label, started.elapsed());
         timed.finish(label);

@@ -284,34 +284,16 @@ impl Inner {
         }
         if !loading.is_empty() {
             let names: Vec<&str> = loading.iter().map(|&(i, _)| &*keys[i]).collect();
-            let refuse = |answers: &mut Vec<Option<Outcome>>, refused: Vec<Error>| {
-                for (&(i, _), error) in loading.iter().zip(refused) {
-                    answers[i] = Some(Err(error));
-                }
-            };
-            let pass = match self.pass_breaker(&names) {
-                Ok(pass) => pass,
-                Err(refused) => {
-                    refuse(&mut answers, refused);
-                    return answers.into_iter().map(|a| a.expect("answered")).collect();
-                }
-            };
             let _place = match self.admit(&names).await {
                 Ok(place) => place,
                 Err(refused) => {
-                    refuse(&mut answers, refused);
+                    for (&(i, _), error) in loading.iter().zip(refused) {
+                        answers[i] = Some(Err(error));
+                    }
                     return answers.into_iter().map(|a| a.expect("answered")).collect();
                 }
             };
             let loaded = self.call_loader_many(&names).await;
-            if let Some(pass) = pass {
-                // The origin failed if no key got an answer from it.
-                let failed = loaded.iter().all(|l| match l {
-                    Loaded::Failed(_) => true,
-                    Loaded::Answer(answer) => answer.as_ref().is_err_and(|e| !e.is_not_found()),
-                });
-                pass.done(failed);
-            }
             for (&(i, ticket), loaded) in loading.iter().zip(loaded) {
                 answers[i] = Some(match loaded {
                     Loaded::Answer(loaded) => self.loaded(&keys[i], ticket, loaded),

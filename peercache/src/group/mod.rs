@@ -29,8 +29,7 @@
 //! - `many.rs`: [`Group::get_many`], a batch of gets grouped by owner;
 //! - `changes.rs`: remove, set and purge across the cluster, and the report
 //!   of the peers they did not reach;
-//! - `admission.rs`: the cap on loader calls at once; `breaker.rs`: no
-//!   loader calls for a cool-down after failures in a row;
+//! - `admission.rs`: the cap on loader calls at once;
 //! - `state.rs`: the cache, fences and counters under the group's lock, and
 //!   what reads and changes of this node alone do to them;
 //! - `served.rs`: the peer-facing side ([`ServedGroup`]).
@@ -43,7 +42,6 @@
 //! write side, never across an `.await`.
 
 mod admission;
-mod breaker;
 mod changes;
 mod load;
 mod many;
@@ -52,7 +50,6 @@ mod state;
 
 pub(crate) use crate::cache::HotCachePolicy;
 pub(crate) use admission::Admission;
-pub(crate) use breaker::BreakerSettings;
 pub use served::ServedGroup;
 
 use crate::cache::CacheKind;
@@ -122,7 +119,6 @@ struct Inner {
     ttl: Option<Duration>,
     load_timeout: Option<Duration>,
     admission: Option<admission::Places>,
-    breaker: Option<breaker::Breaker>,
     key_in_traces: KeyInTraces,
     cache: ReadMostlyLock<Guarded>,
     counters: Counters,
@@ -150,7 +146,6 @@ pub(crate) struct Settings {
     pub ttl: Option<Duration>,
     pub load_timeout: Option<Duration>,
     pub admission: Option<Admission>,
-    pub breaker: Option<BreakerSettings>,
     pub key_in_traces: KeyInTraces,
     pub clock: Arc<dyn Clock>,
 }
@@ -174,7 +169,6 @@ impl Group {
             ttl: settings.ttl,
             load_timeout: settings.load_timeout,
             admission: settings.admission.map(admission::Places::new),
-            breaker: settings.breaker.map(breaker::Breaker::new),
             key_in_traces: settings.key_in_traces,
             cache: ReadMostlyLock::new(Guarded::new(
                 settings.cache_bytes,

@@ -4,7 +4,7 @@
 use super::{check_group_name, Node, DEFAULT_CACHE_BYTES};
 use crate::clock::{Clock, SystemClock};
 use crate::error::Error;
-use crate::group::{Admission, BreakerSettings, Group, HotCachePolicy, Settings};
+use crate::group::{Admission, Group, HotCachePolicy, Settings};
 use crate::loader::Loader;
 use crate::trace::KeyInTraces;
 use std::fmt;
@@ -30,7 +30,6 @@ use std::time::Duration;
 ///     .ttl(Duration::from_secs(60))            // default: values never expire
 ///     .load_timeout(Duration::from_secs(2))    // default: no limit
 ///     .max_concurrent_loads(16, Duration::from_secs(1)) // default: no cap
-///     .breaker(5, Duration::from_secs(10))     // default: no breaker
 ///     .key_in_traces(KeyInTraces::Hashed)      // default: keys as they are
 ///     .clock(ManualClock::starting_now())      // default: the system clock
 ///     .build(loader_fn(|id: String| async move { Ok(format!("user {id}")) }))?;
@@ -50,7 +49,6 @@ pub struct GroupBuilder<'n> {
     ttl: Option<Duration>,
     load_timeout: Option<Duration>,
     admission: Option<Admission>,
-    breaker: Option<BreakerSettings>,
     key_in_traces: KeyInTraces,
     clock: Option<Arc<dyn Clock>>,
 }
@@ -66,7 +64,6 @@ impl<'n> GroupBuilder<'n> {
             ttl: None,
             load_timeout: None,
             admission: None,
-            breaker: None,
             key_in_traces: KeyInTraces::default(),
             clock: None,
         }
@@ -82,7 +79,6 @@ impl fmt::Debug for GroupBuilder<'_> {
             .field("ttl", &self.ttl)
             .field("load_timeout", &self.load_timeout)
             .field("admission", &self.admission)
-            .field("breaker", &self.breaker)
             .field("key_in_traces", &self.key_in_traces)
             .field("custom_clock", &self.clock.is_some())
             .finish()
@@ -223,36 +219,6 @@ impl GroupBuilder<'_> {
         self
     }
 
-    /// Stops calling the loader for `cool_down` after it failed `failures`
-    /// times in a row (an error other than not-found, a timeout, a panic;
-    /// a batch's call fails when no key got an answer). Meanwhile loads
-    /// fail at once with [`Error::BreakerOpen`] (counted in
-    /// `GroupStats::loads_refused`); when the cool-down ends, one load is
-    /// let through as a trial, whose success closes the breaker and whose
-    /// failure opens it again. Default: no breaker.
-    ///
-    /// ```
-    /// use peercache::{loader_fn, LoadError, Node};
-    /// use std::time::Duration;
-    ///
-    /// # fn main() -> Result<(), peercache::Error> {
-    /// let node = Node::new();
-    /// let rows = node
-    ///     .group_builder("rows")
-    ///     .breaker(5, Duration::from_secs(10)) // 5 failures in a row: 10 s without queries
-    ///     .build(loader_fn(|id: String| async move { Err::<String, _>(LoadError::msg(format!("db down ({id})"))) }))?;
-    /// # let _ = rows;
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn breaker(mut self, failures: u32, cool_down: Duration) -> Self {
-        self.breaker = Some(BreakerSettings {
-            failures,
-            cool_down,
-        });
-        self
-    }
-
     /// How keys appear in this group's tracing spans ([`crate::trace`]):
     /// as they are (the default), hashed, or not at all.
     ///
@@ -300,15 +266,6 @@ impl GroupBuilder<'_> {
                 reason: "the limit must be at least 1 (leave it unset for no cap)",
             });
         }
-        if let Some(breaker) = self.breaker {
-            if breaker.failures == 0 || breaker.cool_down.is_zero() {
-                return Err(Error::InvalidSetting {
-                    group: self.name,
-                    setting: "breaker",
-                    reason: "the failures must be at least 1 and the cool-down greater than zero (leave it unset for no breaker)",
-                });
-            }
-        }
         let mut groups = self
             .node
             .inner
@@ -327,7 +284,6 @@ impl GroupBuilder<'_> {
             ttl: self.ttl,
             load_timeout: self.load_timeout,
             admission: self.admission,
-            breaker: self.breaker,
             key_in_traces: self.key_in_traces,
             clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
         };
