@@ -180,6 +180,11 @@ impl Peer for InProcessPeer {
                 Error::NotFound { .. } => FetchError::Load(LoadError::NotFound),
                 Error::Load { source, .. } => FetchError::Load(source),
                 Error::Panicked { message, .. } => FetchError::Load(LoadError::msg(message)),
+                // The owner's loads are at their cap: its answer, as over
+                // HTTP (the asker must not load the key itself).
+                error @ Error::Overloaded { .. } => {
+                    FetchError::Load(LoadError::msg(error.to_string()))
+                }
                 other => FetchError::Unavailable(other.to_string()),
             })
         })

@@ -117,7 +117,7 @@ fn text(answer: Result<peercache::Value, Error>) -> String {
 async fn past_the_wait_a_load_is_refused_with_overloaded_and_nothing_hangs() {
     let (group, origin, gate) = gated(8, Duration::ZERO);
     let mut gets = burst(&group, 100);
-    let mut refused = 0;
+    let mut refused = Vec::new();
     // Every get over the cap ends at once, refused; the 8 admitted wait
     // for the gate.
     until("92 gets refused", || group.stats().loads_refused == 92).await;
@@ -130,20 +130,21 @@ async fn past_the_wait_a_load_is_refused_with_overloaded_and_nothing_hangs() {
             }) => {
                 assert_eq!((limit, wait), (8, Duration::ZERO));
                 assert!(key.starts_with("key-"));
-                refused += 1;
+                refused.push(key);
             }
             Err(other) => panic!("{other}"),
         }
     }
-    assert_eq!(refused, 92);
+    assert_eq!(refused.len(), 92);
     assert_eq!(origin.most.load(Ordering::SeqCst), 8);
     assert_eq!(origin.calls.load(Ordering::SeqCst), 8);
     // Not cached: with room again, a refused key loads.
     gate.add_permits(1);
-    let again = tokio::time::timeout(WAIT, group.get("key-99"))
+    let again = tokio::time::timeout(WAIT, group.get(&refused[0]))
         .await
         .unwrap();
-    assert_eq!(text(again), "v:key-99");
+    assert_eq!(text(again), format!("v:{}", refused[0]));
+    assert_eq!(origin.calls.load(Ordering::SeqCst), 9);
     let message = Error::Overloaded {
         group: "g".into(),
         key: "k".into(),
@@ -287,4 +288,57 @@ async fn a_peer_asking_an_owner_at_its_cap_gets_the_error_and_loads_nothing() {
     let first = tokio::time::timeout(WAIT, first).await.unwrap().unwrap();
     assert_eq!(text(first), owned[0]);
     assert_eq!(owner.group("g").unwrap().stats().loads_refused, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_in_process_transport_too_the_asker_loads_nothing() {
+    use peercache::in_process::InProcessNetwork;
+    use peercache::ring::{HashMode, Ring};
+    let network = InProcessNetwork::new();
+    // Both rings hold only "b": every key is b's.
+    let ring = || Ring::with_peers(HashMode::Golang, 50, ["b"]).unwrap();
+    let owner = network.node_with_ring("b", ring());
+    let asker = network.node_with_ring("a", ring());
+    let origin = Arc::new(Origin::default());
+    let gate = Arc::new(Semaphore::new(0));
+    let (o, g) = (Arc::clone(&origin), Arc::clone(&gate));
+    owner
+        .group_builder("g")
+        .max_concurrent_loads(1, Duration::ZERO)
+        .build(loader_fn(move |key: String| {
+            let (origin, gate) = (Arc::clone(&o), Arc::clone(&g));
+            async move {
+                origin.enter();
+                gate.acquire().await.unwrap().forget();
+                origin.leave();
+                Ok::<_, LoadError>(key)
+            }
+        }))
+        .unwrap();
+    let asker_loads = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&asker_loads);
+    let group = asker
+        .new_group(
+            "g",
+            1 << 20,
+            loader_fn(move |key: String| {
+                counted.fetch_add(1, Ordering::SeqCst);
+                async move { Ok::<_, LoadError>(key) }
+            }),
+        )
+        .unwrap();
+    let first = {
+        let group = group.clone();
+        tokio::spawn(async move { group.get("k1").await })
+    };
+    until("the owner loads k1", || {
+        origin.running.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let refused = group.get("k2").await.unwrap_err().to_string();
+    assert!(refused.contains("max_concurrent_loads"), "{refused}");
+    assert_eq!(asker_loads.load(Ordering::SeqCst), 0);
+    gate.add_permits(1);
+    let first = tokio::time::timeout(WAIT, first).await.unwrap().unwrap();
+    assert_eq!(text(first), "k1");
 }

@@ -1,5 +1,7 @@
 //! [`GroupBuilder`]: a new group's settings, each with its default, checked
-//! when the group is built.
+//! when the group is built. Apart from `node.rs` because it is most of a
+//! node's surface (every setting, with its example), where `Node` itself
+//! is a registry.
 
 use super::{check_group_name, Node, DEFAULT_CACHE_BYTES};
 use crate::clock::{Clock, SystemClock};
@@ -193,10 +195,13 @@ impl GroupBuilder<'_> {
     /// `GroupStats::loads_refused`). Default: no cap.
     ///
     /// Merged loads still count once: gets of a key being loaded join its
-    /// load and take no place. A peer asking this node (the owner) for a
-    /// key over the cap gets the error too, and does not load the key
-    /// itself: the cap holds for the whole cluster's loads of the keys this
-    /// node owns.
+    /// load and take no place. A peercache node asking this node (the
+    /// owner) for a key over the cap gets the error too, and does not load
+    /// the key itself, so the cap holds for the cluster's loads of the keys
+    /// this node owns, as long as the wait and the load fit in the peers'
+    /// request timeout (past it, the asker loads the key itself, as for any
+    /// owner that does not answer). A golang/groupcache node loads the key
+    /// itself on any error of its owner.
     ///
     /// ```
     /// use peercache::{loader_fn, Node};
@@ -259,11 +264,15 @@ impl GroupBuilder<'_> {
                 reason: "it must be greater than zero (leave it unset for no limit)",
             });
         }
-        if self.admission.is_some_and(|a| a.limit == 0) {
+        if self
+            .admission
+            .is_some_and(|a| a.limit == 0 || a.limit > tokio::sync::Semaphore::MAX_PERMITS)
+        {
             return Err(Error::InvalidSetting {
                 group: self.name,
                 setting: "max_concurrent_loads",
-                reason: "the limit must be at least 1 (leave it unset for no cap)",
+                reason:
+                    "the limit must be at least 1 and at most 2^61 - 1 (leave it unset for no cap)",
             });
         }
         let mut groups = self
