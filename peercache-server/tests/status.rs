@@ -124,6 +124,8 @@ fn the_status_page_shows_what_stats_says() {
         "peer_loads",
         "peer_errors",
         "server_requests",
+        "server_batches",
+        "loads_refused",
     ] {
         assert_eq!(
             shown(&dom, &format!("group:colors:{field}")),
