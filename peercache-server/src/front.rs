@@ -24,17 +24,17 @@ use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
-use peercache::health::PeerStatus;
 use peercache::http::HttpPool;
-use peercache::http::{LimitCounters, LimitStats};
-use peercache::{Error, Group, GroupStats, Node};
-use serde::{Deserialize, Serialize};
+use peercache::http::LimitCounters;
+use peercache::{Error, Group, Node};
+use serde::Deserialize;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 mod many;
+mod stats;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -73,8 +73,8 @@ pub fn router(
         .route("/", get(index))
         .route("/status", get(status_page))
         .route("/color", get(color).put(set_color).delete(remove_color))
-        .route("/stats", get(stats))
-        .route("/metrics", get(prometheus))
+        .route("/stats", get(stats::stats))
+        .route("/metrics", get(stats::prometheus))
         .route(
             "/{group}/{*key}",
             get(read_through).put(set_key).delete(remove_key).post(post),
@@ -419,63 +419,6 @@ async fn read_through(
         Err(error) if error.is_not_found() => text(StatusCode::NOT_FOUND, error.to_string()),
         Err(error) => failure(&error),
     }
-}
-
-/// One member's share of the keys.
-#[derive(Serialize, Deserialize)]
-pub struct RingShare {
-    /// The member's base URL.
-    pub peer: String,
-    /// The fraction of the hash space it owns (0 to 1).
-    pub share: f64,
-}
-
-/// The body of `GET /stats`.
-#[derive(Serialize, Deserialize)]
-pub struct Stats {
-    /// This node's base URL.
-    pub self_url: String,
-    /// The members, this node included, with their health (`state`: self,
-    /// up, or down = out of the ring and probed).
-    pub peers: Vec<PeerStatus>,
-    /// Every group's counters.
-    pub groups: Vec<GroupStats>,
-    /// Each member's share of the ring (of the keys), this node included.
-    pub ring: Vec<RingShare>,
-    /// Requests refused by the server's limits since it started.
-    pub limits: LimitStats,
-}
-
-async fn stats(State(front): State<Front>) -> Json<Stats> {
-    let mut groups = front.node.stats();
-    groups.sort_by(|a, b| a.name.cmp(&b.name));
-    Json(Stats {
-        self_url: front.pool.self_url().to_owned(),
-        peers: front.pool.peer_status(),
-        groups,
-        ring: front
-            .pool
-            .shares()
-            .into_iter()
-            .map(|(peer, share)| RingShare { peer, share })
-            .collect(),
-        limits: front.limits.snapshot(),
-    })
-}
-
-/// `GET /metrics`: the Prometheus text format, counters copied from the
-/// groups and peers at each scrape.
-async fn prometheus(State(front): State<Front>) -> Response {
-    peercache::metrics::record(&front.node);
-    peercache::metrics::record_peers(&front.pool.peer_status());
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        front.metrics.render(),
-    )
-        .into_response()
 }
 
 /// 503: a get failed. The error names the key, so it is logged only at

@@ -19,10 +19,11 @@
 //! falls back to its own loader.
 
 use super::load::Route;
+use super::load_many::Loaded;
 use super::{Group, Inner, Outcome};
 use crate::error::Error;
 use crate::flight::{panic_message, Call, Flight, Role};
-use crate::loader::{BoxFuture, LoadError};
+use crate::loader::BoxFuture;
 use crate::peers::{FetchError, Peer};
 use crate::stats::bump;
 use crate::trace::{Escaped, Timed};
@@ -307,73 +308,6 @@ impl Inner {
         answers.into_iter().map(|a| a.expect("answered")).collect()
     }
 
-    /// One loader call for `keys`: an answer per key (a short answer fails
-    /// the keys left without one).
-    async fn call_loader_many(&self, keys: &[&str]) -> Vec<Loaded> {
-        let timed = Timed::start(tracing::debug_span!(
-            target: "peercache",
-            "peercache.load_many",
-            group = %self.name,
-            keys = keys.len(),
-            outcome = Empty,
-            duration_us = Empty,
-        ));
-        let started = std::time::Instant::now();
-        // The loader's future is made inside the guard: a batch closure's
-        // body runs as it is called.
-        let load =
-            AssertUnwindSafe(async { self.loader.load_many_boxed(keys).await }).catch_unwind();
-        let loaded = match self.load_timeout {
-            None => Ok(load.await),
-            Some(timeout) => tokio::time::timeout(timeout, load)
-                .instrument(timed.span().clone())
-                .await
-                .map_err(|_| timeout),
-        };
-        let answers = match loaded {
-            Ok(Ok(mut answers)) => {
-                let given = answers.len();
-                if given != keys.len() {
-                    tracing::warn!(group = %self.name, keys = keys.len(), given, "the loader's load_many answered a wrong number of results");
-                    answers.truncate(keys.len());
-                }
-                let short = LoadError::msg(format!(
-                    "the loader's load_many answered {given} results for {} keys",
-                    keys.len()
-                ));
-                let mut answers: Vec<Loaded> = answers.into_iter().map(Loaded::Answer).collect();
-                answers.resize_with(keys.len(), || Loaded::Answer(Err(short.clone())));
-                answers
-            }
-            Ok(Err(payload)) => {
-                let failed = BatchFailure::Panicked(panic_message(payload.as_ref()));
-                vec![Loaded::Failed(failed); keys.len()]
-            }
-            Err(timeout) => {
-                tracing::warn!(group = %self.name, keys = keys.len(), ?timeout, "batch load timed out; cancelled");
-                vec![Loaded::Failed(BatchFailure::TimedOut(timeout)); keys.len()]
-            }
-        };
-        let failures = answers
-            .iter()
-            .filter(|a| matches!(a, Loaded::Answer(Err(e)) if !e.is_not_found()))
-            .count();
-        if let Some(Loaded::Answer(Err(error))) = answers
-            .iter()
-            .find(|a| matches!(a, Loaded::Answer(Err(e)) if !e.is_not_found()))
-        {
-            tracing::warn!(group = %self.name, keys = keys.len(), failures, first = %Escaped(error), "batch load failed for some keys");
-        }
-        let label = match answers.first() {
-            Some(Loaded::Failed(_)) => "error",
-            _ if failures > 0 => "error",
-            _ => "ok",
-        };
-        self.load_durations.record(label, started.elapsed());
-        timed.finish(label);
-        answers
-    }
-
     /// The body of a batch fetch from the owner: each key re-checked in
     /// the cache, then one `fetch_many` for the rest; the keys the owner
     /// could not be asked for are loaded here, together.
@@ -472,39 +406,4 @@ impl Inner {
 enum Count {
     Loads,
     Nothing,
-}
-
-/// One key's part of a batch loader call.
-#[derive(Clone)]
-enum Loaded {
-    /// The loader's answer for the key.
-    Answer(Result<Value, LoadError>),
-    /// The whole call failed.
-    Failed(BatchFailure),
-}
-
-/// Why a whole batch loader call failed.
-#[derive(Clone)]
-enum BatchFailure {
-    Panicked(String),
-    TimedOut(std::time::Duration),
-}
-
-impl Inner {
-    /// The error of `key` in a batch loader call that failed as a whole.
-    fn batch_failed(&self, key: &str, failure: BatchFailure) -> Error {
-        let (group, key) = (self.name.clone(), Arc::from(key));
-        match failure {
-            BatchFailure::Panicked(message) => Error::Panicked {
-                group,
-                key,
-                message,
-            },
-            BatchFailure::TimedOut(timeout) => Error::LoadTimeout {
-                group,
-                key,
-                timeout,
-            },
-        }
-    }
 }

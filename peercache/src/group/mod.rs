@@ -27,6 +27,7 @@
 //! - `load.rs`: the miss: merged loads, the owner's fetch and its fallback,
 //!   the loader with its timeout and panics caught;
 //! - `many.rs`: [`Group::get_many`], a batch of gets grouped by owner;
+//!   `load_many.rs`: a batch's one loader call;
 //! - `changes.rs`: remove, set and purge across the cluster, and the report
 //!   of the peers they did not reach;
 //! - `admission.rs`: the cap on loader calls at once;
@@ -44,6 +45,7 @@
 mod admission;
 mod changes;
 mod load;
+mod load_many;
 mod many;
 mod served;
 mod state;

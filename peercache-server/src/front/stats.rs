@@ -1,0 +1,70 @@
+//! `GET /stats` (JSON: this node, its peers and their health, every
+//! group's counters, the ring's shares, the server's refusals) and
+//! `GET /metrics` (the Prometheus text format): what operators read.
+
+use super::Front;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use peercache::health::PeerStatus;
+use peercache::http::LimitStats;
+use peercache::GroupStats;
+use serde::{Deserialize, Serialize};
+
+/// One member's share of the keys.
+#[derive(Serialize, Deserialize)]
+pub struct RingShare {
+    /// The member's base URL.
+    pub peer: String,
+    /// The fraction of the hash space it owns (0 to 1).
+    pub share: f64,
+}
+
+/// The body of `GET /stats`.
+#[derive(Serialize, Deserialize)]
+pub struct Stats {
+    /// This node's base URL.
+    pub self_url: String,
+    /// The members, this node included, with their health (`state`: self,
+    /// up, or down = out of the ring and probed).
+    pub peers: Vec<PeerStatus>,
+    /// Every group's counters.
+    pub groups: Vec<GroupStats>,
+    /// Each member's share of the ring (of the keys), this node included.
+    pub ring: Vec<RingShare>,
+    /// Requests refused by the server's limits since it started.
+    pub limits: LimitStats,
+}
+
+pub(super) async fn stats(State(front): State<Front>) -> Json<Stats> {
+    let mut groups = front.node.stats();
+    groups.sort_by(|a, b| a.name.cmp(&b.name));
+    Json(Stats {
+        self_url: front.pool.self_url().to_owned(),
+        peers: front.pool.peer_status(),
+        groups,
+        ring: front
+            .pool
+            .shares()
+            .into_iter()
+            .map(|(peer, share)| RingShare { peer, share })
+            .collect(),
+        limits: front.limits.snapshot(),
+    })
+}
+
+/// `GET /metrics`: the Prometheus text format, counters copied from the
+/// groups and peers at each scrape.
+pub(super) async fn prometheus(State(front): State<Front>) -> Response {
+    peercache::metrics::record(&front.node);
+    peercache::metrics::record_peers(&front.pool.peer_status());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        front.metrics.render(),
+    )
+        .into_response()
+}
