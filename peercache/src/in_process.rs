@@ -176,7 +176,16 @@ impl Peer for InProcessPeer {
             let group = node.served_group(group).ok_or_else(|| {
                 FetchError::Unavailable(format!("peer {} has no group {group:?}", self.id))
             })?;
-            group.get(key).await.map_err(|error| match error {
+            let answer = group.get(key).await;
+            // A not-found the owner caches is cached as long here, as over
+            // HTTP (a negative value, which the asking group reads as
+            // not-found).
+            if let (Err(Error::NotFound { .. }), Some(until)) =
+                (&answer, group.not_found_until(key))
+            {
+                return Ok(Value::negative(key.as_bytes(), until));
+            }
+            answer.map_err(|error| match error {
                 Error::NotFound { .. } => FetchError::Load(LoadError::NotFound),
                 Error::Load { source, .. } => FetchError::Load(source),
                 Error::Panicked { message, .. } => FetchError::Load(LoadError::msg(message)),

@@ -33,6 +33,12 @@ pub trait Peer: Send + Sync + 'static {
 
     /// Asks the peer for `key` of `group`. The peer answers from its cache
     /// or its loader and must not forward the request to another peer.
+    ///
+    /// The crate's own transports answer a not-found that the owner caches
+    /// ([`crate::GroupBuilder::cache_not_found`]) with an `Ok` that the
+    /// asking group reads as not-found and caches until the owner's expiry:
+    /// pass such answers on as they are, and read keys through a
+    /// [`crate::Group`], not through a peer.
     fn fetch<'a>(
         &'a self,
         group: &'a str,

@@ -70,6 +70,22 @@ pub struct GroupStats {
     /// ([`crate::GroupBuilder::max_concurrent_loads`]) for the whole wait.
     #[serde(default)]
     pub loads_refused: u64,
+    /// Expired values served at once while a refresh runs
+    /// ([`crate::GroupBuilder::stale_while_revalidate`]).
+    #[serde(default)]
+    pub stale_served: u64,
+    /// Expired values served because their load failed
+    /// ([`crate::GroupBuilder::stale_if_error`]).
+    #[serde(default)]
+    pub stale_if_error: u64,
+    /// Background refreshes started for values served stale.
+    #[serde(default)]
+    pub refreshes: u64,
+    /// Gets answered not-found from a cached not-found
+    /// ([`crate::GroupBuilder::cache_not_found`]), without asking the
+    /// origin or the owner.
+    #[serde(default)]
+    pub negative_hits: u64,
     /// Keys asked by peers and served by this group: one per single get,
     /// one per key of a batch.
     pub server_requests: u64,
@@ -97,6 +113,10 @@ pub(crate) struct Counters {
     pub local_loads: AtomicU64,
     pub local_load_errs: AtomicU64,
     pub loads_refused: AtomicU64,
+    pub stale_served: AtomicU64,
+    pub stale_if_error: AtomicU64,
+    pub refreshes: AtomicU64,
+    pub negative_hits: AtomicU64,
     pub server_requests: AtomicU64,
     pub server_batches: AtomicU64,
 }
@@ -127,6 +147,10 @@ impl Counters {
             local_loads: get(&self.local_loads),
             local_load_errs: get(&self.local_load_errs),
             loads_refused: get(&self.loads_refused),
+            stale_served: get(&self.stale_served),
+            stale_if_error: get(&self.stale_if_error),
+            refreshes: get(&self.refreshes),
+            negative_hits: get(&self.negative_hits),
             server_requests: get(&self.server_requests),
             server_batches: get(&self.server_batches),
             main_cache,

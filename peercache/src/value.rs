@@ -149,6 +149,19 @@ impl Value {
         block::key(&self.0)
     }
 
+    /// A cached not-found of `key` until `expire_nanos` (Unix nanoseconds):
+    /// kept in a cache like a value, answered as not-found, never handed to
+    /// an application.
+    pub(crate) fn negative(key: &[u8], expire_nanos: i64) -> Self {
+        Value(block::negative(key, expire_nanos.max(1)))
+    }
+
+    /// Whether this is a cached not-found ([`Value::negative`]).
+    #[inline(always)]
+    pub(crate) fn is_negative(&self) -> bool {
+        block::is_negative(&self.0)
+    }
+
     /// This value as a cache keeps it under `key`: the same bytes and
     /// expiry in a block that carries the key (small bytes are copied,
     /// large ones shared). A value already kept under `key` is returned as

@@ -98,12 +98,19 @@ impl Cache {
         // Hot is asked (and counts a get, as groupcache counts) unless main
         // had the key unexpired; a key lives in one cache only.
         let expiry = value.expiry_unix_nanos();
-        if expiry != 0 && now() >= expiry {
-            self.hot.gets += 1;
-            self.remove_slot(slot);
-            self.counters(list).expired += 1;
-            self.count_miss(key, ask);
-            return None;
+        if expiry != 0 {
+            let now = now();
+            if now >= expiry {
+                self.hot.gets += 1;
+                // Kept for a stale serve while within the grace; a miss all
+                // the same.
+                if now >= self.reclaim_at(expiry) {
+                    self.remove_slot(slot);
+                    self.counters(list).expired += 1;
+                }
+                self.count_miss(key, ask);
+                return None;
+            }
         }
         let counted = matches!(ask, Ask::Request | Ask::Get);
         if list.is_main() {

@@ -140,8 +140,11 @@ struct Counters {
 pub struct Cache {
     budget: u64,
     table: Table,
-    /// `(expiry in Unix nanoseconds, slot)` of every entry that has one.
+    /// `(reclaim time in Unix nanoseconds, slot)` of every entry with an
+    /// expiry: the expiry plus `grace`.
     expiring: BTreeSet<(i64, u32)>,
+    /// How long (nanoseconds) an expired entry is kept, for stale serves.
+    grace: i64,
     main: Counters,
     hot: Counters,
     /// Recent request counts of every key asked.
@@ -164,6 +167,7 @@ impl Cache {
             budget,
             table: Table::new(),
             expiring: BTreeSet::new(),
+            grace: 0,
             main: Counters::default(),
             hot: Counters::default(),
             sketch: Sketch::new(),
@@ -172,6 +176,38 @@ impl Cache {
             recency: recency::RecencyLog::new(),
             settling: [false; 2],
         }
+    }
+
+    /// Keeps expired entries for `grace` after their expiry (in the budget,
+    /// evicted by the policy like any other) so that their owner can still
+    /// serve them stale; a look-up never returns them. Set before the
+    /// first insert. 0, the default, drops them at their expiry.
+    pub fn keep_expired_for(&mut self, grace: std::time::Duration) {
+        debug_assert!(self.table.entries() == 0, "set before the first insert");
+        self.grace = i64::try_from(grace.as_nanos()).unwrap_or(i64::MAX);
+    }
+
+    /// When an entry expiring at `expiry` is reclaimed.
+    fn reclaim_at(&self, expiry: i64) -> i64 {
+        expiry.saturating_add(self.grace)
+    }
+
+    /// The value under `key` if it has expired by `now` (Unix nanoseconds)
+    /// and is still kept ([`Cache::keep_expired_for`]); counts nothing.
+    pub(crate) fn peek_expired(&self, key: &str, now: i64) -> Option<Value> {
+        let entry = self.table.peek(key)?;
+        let expiry = entry.value.expiry_unix_nanos();
+        (expiry != 0 && now >= expiry).then(|| entry.value.clone())
+    }
+
+    /// The expiry of the cached not-found under `key`, if that is what
+    /// the entry is (a group's negative caching); counts nothing.
+    pub(crate) fn peek_negative(&self, key: &str) -> Option<i64> {
+        let entry = self.table.peek(key)?;
+        entry
+            .value
+            .is_negative()
+            .then(|| entry.value.expiry_unix_nanos())
     }
 
     /// From now on, [`Cache::admits_hot`] decides by how often keys were
@@ -247,7 +283,7 @@ impl Cache {
                 if let Some(old) = self.table.replace(slot, value) {
                     self.unindex(old.expiry_unix_nanos(), slot);
                     if expiry != 0 {
-                        self.expiring.insert((expiry, slot));
+                        self.expiring.insert((self.reclaim_at(expiry), slot));
                     }
                 }
                 self.table.touch(slot);
@@ -266,7 +302,7 @@ impl Cache {
             return false;
         };
         if expiry != 0 {
-            self.expiring.insert((expiry, slot));
+            self.expiring.insert((self.reclaim_at(expiry), slot));
         }
         self.sketch.ensure(self.table.entries());
         self.evict_to_budget(slot)
@@ -279,14 +315,15 @@ impl Cache {
         self.remove_slot(slot).map(|(_, value)| value)
     }
 
-    /// Drops every entry of both caches whose expiry is at or before `now`
+    /// Drops every entry of both caches whose expiry (plus the time expired
+    /// entries are kept, [`Cache::keep_expired_for`]) is at or before `now`
     /// (Unix nanoseconds), giving its bytes back to the budget; returns how
     /// many were dropped.
     pub fn remove_expired(&mut self, now_unix_nanos: i64) -> u64 {
         self.replay_hits();
         let mut dropped = 0;
-        while let Some(&(expiry, slot)) = self.expiring.first() {
-            if expiry > now_unix_nanos {
+        while let Some(&(reclaim, slot)) = self.expiring.first() {
+            if reclaim > now_unix_nanos {
                 break;
             }
             // The slot's entry is the one indexed if its expiry is this one
@@ -294,7 +331,7 @@ impl Cache {
             let indexed = self
                 .table
                 .get(slot)
-                .is_some_and(|(_, value)| value.expiry_unix_nanos() == expiry);
+                .is_some_and(|(_, value)| self.reclaim_at(value.expiry_unix_nanos()) == reclaim);
             match indexed.then(|| self.remove_slot(slot)).flatten() {
                 Some((list, _)) => self.counters(list).expired += 1,
                 None => {
@@ -306,7 +343,9 @@ impl Cache {
         dropped
     }
 
-    /// The earliest expiry (Unix nanoseconds) of any entry, if one has one.
+    /// The earliest time (Unix nanoseconds) an entry is due to be dropped
+    /// by [`Cache::remove_expired`]: its expiry plus the time expired
+    /// entries are kept.
     pub fn next_expiry(&self) -> Option<i64> {
         self.expiring.first().map(|(at, _)| *at)
     }
@@ -362,12 +401,12 @@ impl Cache {
     pub(crate) fn check(&self, after_insert: bool) {
         self.table.check();
         assert!(self.bytes() <= self.budget);
-        for &(expiry, slot) in &self.expiring {
+        for &(reclaim, slot) in &self.expiring {
             let (_, value) = self
                 .table
                 .get(slot)
                 .expect("an indexed expiry has its entry");
-            assert_eq!(value.expiry_unix_nanos(), expiry);
+            assert_eq!(self.reclaim_at(value.expiry_unix_nanos()), reclaim);
         }
         let with_expiry = (0..self.table.slots() as u32)
             .filter(|&slot| {
@@ -402,7 +441,7 @@ impl Cache {
 
     fn unindex(&mut self, expiry: i64, slot: u32) {
         if expiry != 0 {
-            self.expiring.remove(&(expiry, slot));
+            self.expiring.remove(&(self.reclaim_at(expiry), slot));
         }
     }
 }

@@ -194,6 +194,50 @@ fn an_expired_entry_found_by_a_get_is_dropped_not_a_hit() {
 }
 
 #[test]
+fn expired_entries_are_kept_for_the_grace_and_never_returned() {
+    let mut cache = Cache::new(100);
+    cache.keep_expired_for(std::time::Duration::from_nanos(50));
+    cache.insert(CacheKind::Main, "a", v(9).with_expiry_unix_nanos(10));
+    cache.insert(CacheKind::Hot, "b", v(9).with_expiry_unix_nanos(20));
+    cache.check(true);
+    assert_eq!(cache.next_expiry(), Some(60), "reclaimed at expiry + grace");
+    // Past its expiry, within the grace: a miss, kept, readable as stale.
+    assert_eq!(cache.get_unexpired("a", &|| 10), None);
+    assert!(cache.contains("a"));
+    assert_eq!(
+        cache.peek_expired("a", 10),
+        Some(v(9).with_expiry_unix_nanos(10))
+    );
+    assert_eq!(cache.peek_expired("a", 9), None, "not expired yet");
+    assert_eq!(cache.remove_expired(59), 0);
+    assert_eq!(cache.bytes(), 20, "kept in the budget");
+    // Replaced, it is indexed by its new expiry.
+    cache.insert(CacheKind::Main, "a", v(9).with_expiry_unix_nanos(100));
+    cache.check(true);
+    assert_eq!(cache.remove_expired(70), 1);
+    assert_eq!(cache.keys(CacheKind::Hot), Vec::<String>::new());
+    // Past the grace, a get drops it.
+    assert_eq!(cache.get_unexpired("a", &|| 150), None);
+    assert!(!cache.contains("a"));
+    assert_eq!(cache.stats(CacheKind::Main).expired, 1);
+    cache.check(false);
+}
+
+#[test]
+fn a_negative_entry_is_peeked_with_its_expiry_and_costs_its_key() {
+    let mut cache = Cache::new(100);
+    cache.insert(CacheKind::Main, "gone", Value::negative(b"gone", 40));
+    cache.insert(CacheKind::Main, "here", v(3));
+    assert_eq!(cache.peek_negative("gone"), Some(40));
+    assert_eq!(cache.peek_negative("here"), None);
+    assert_eq!(cache.bytes(), 4 + 7);
+    assert!(cache
+        .get_unexpired("gone", &|| 39)
+        .is_some_and(|v| v.is_negative()));
+    assert_eq!(cache.get_unexpired("gone", &|| 40), None);
+}
+
+#[test]
 fn a_new_share_is_followed_a_bounded_number_of_moves_at_a_time() {
     // 2,000 entries of 10 bytes, the window at 1 %: almost all in
     // probation and protected.

@@ -55,7 +55,13 @@ impl Inner {
         key: &'a str,
         route: Route,
     ) -> crate::loader::BoxFuture<'a, Outcome> {
-        Box::pin(self.traced_load(key, route))
+        Box::pin(async move {
+            if let Some(stale) = self.revalidating(key, route) {
+                return Ok(stale);
+            }
+            let outcome = self.traced_load(key, route).await;
+            self.or_stale(key, outcome)
+        })
     }
 
     /// A get's or a peer request's miss: the load, in its span.
@@ -96,19 +102,7 @@ impl Inner {
                 key: Arc::from(key),
             })
             .map(|runtime| {
-                let peer = match route {
-                    Route::ViaOwner => self.picker.as_ref().and_then(|p| p.pick(key)),
-                    Route::HereOnly => None,
-                };
-                let (role, call) = match peer {
-                    Some(peer) => {
-                        let inner = Arc::clone(self);
-                        self.remote.run_keyed(&runtime, key, move |key| {
-                            inner.fetch_from(peer, Arc::clone(key))
-                        })
-                    }
-                    None => self.run_here(&runtime, key),
-                };
+                let (role, call) = self.start(&runtime, key, route);
                 if role == Role::Leader {
                     bump(&self.counters.loads_deduped);
                 }
@@ -120,6 +114,30 @@ impl Inner {
                 Ok(call) => call.await.unwrap_or_else(|p| Err(inner.panicked(key, p))),
                 Err(error) => Err(error),
             }
+        }
+    }
+
+    /// Starts (or joins) the load of `key`: a fetch from its owner in the
+    /// `remote` table if `route` allows and another peer owns it, else a
+    /// load here.
+    pub(super) fn start(
+        self: &Arc<Self>,
+        runtime: &tokio::runtime::Handle,
+        key: &str,
+        route: Route,
+    ) -> (Role, Call<Outcome>) {
+        let peer = match route {
+            Route::ViaOwner => self.picker.as_ref().and_then(|p| p.pick(key)),
+            Route::HereOnly => None,
+        };
+        match peer {
+            Some(peer) => {
+                let inner = Arc::clone(self);
+                self.remote.run_keyed(runtime, key, move |key| {
+                    inner.fetch_from(peer, Arc::clone(key))
+                })
+            }
+            None => self.run_here(runtime, key),
         }
     }
 
@@ -139,7 +157,7 @@ impl Inner {
     /// and keep its value in the main cache.
     async fn load_here(self: Arc<Self>, key: Arc<str>) -> Outcome {
         let ticket = match self.begin_load(&key, true) {
-            Ok(value) => return Ok(value),
+            Ok(cached) => return cached,
             Err(ticket) => ticket,
         };
         let _place = match self.admit(&[&key]).await {
@@ -230,6 +248,11 @@ impl Inner {
                 self.store(CacheKind::Main, key, &value, ticket);
                 Ok(value)
             }
+            Err(LoadError::NotFound) => {
+                bump(&self.counters.local_load_errs);
+                self.cache_not_found(key, ticket);
+                Err(self.load_error(key, None, LoadError::NotFound))
+            }
             Err(error) => {
                 bump(&self.counters.local_load_errs);
                 Err(self.load_error(key, None, error))
@@ -241,7 +264,7 @@ impl Inner {
     /// the owner cannot be reached.
     async fn fetch_from(self: Arc<Self>, peer: Arc<dyn Peer>, key: Arc<str>) -> Outcome {
         let ticket = match self.begin_load(&key, false) {
-            Ok(value) => return Ok(value),
+            Ok(cached) => return cached,
             Err(ticket) => ticket,
         };
         let timed = Timed::start(tracing::debug_span!(
@@ -300,6 +323,13 @@ impl Inner {
         fetched: Result<Value, FetchError>,
     ) -> Result<Outcome, String> {
         match fetched {
+            Ok(negative) if negative.is_negative() => {
+                // The owner's cached not-found, until the instant it gave.
+                if self.hot_cache.admits() {
+                    self.store(CacheKind::Hot, key, &negative, ticket);
+                }
+                Ok(Err(self.load_error(key, Some(peer), LoadError::NotFound)))
+            }
             Ok(value) => {
                 bump(&self.counters.peer_loads);
                 if self.hot_cache.admits() {

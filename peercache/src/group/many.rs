@@ -114,11 +114,14 @@ impl Inner {
         let mut answers: Vec<Option<Outcome>> = Vec::with_capacity(distinct.len());
         let mut misses = Vec::new();
         for (i, key) in distinct.iter().enumerate() {
-            let hit = self.lookup(key);
+            let hit = match self.lookup(key) {
+                Some(value) => Some(self.answer(key, value)),
+                None => self.revalidating(key, route).map(Ok),
+            };
             if hit.is_none() {
                 misses.push(i);
             }
-            answers.push(hit.map(Ok));
+            answers.push(hit);
         }
         if !misses.is_empty() {
             let timed = Timed::start(tracing::debug_span!(
@@ -132,7 +135,7 @@ impl Inner {
             ));
             let span = timed.span().clone();
             for (i, outcome) in self.misses(&distinct, misses, route).instrument(span).await {
-                answers[i] = Some(outcome);
+                answers[i] = Some(self.or_stale(distinct[i], outcome));
             }
             timed.finish("ok");
         }
@@ -276,7 +279,7 @@ impl Inner {
         let mut loading = Vec::new();
         for (i, key) in keys.iter().enumerate() {
             match self.begin_load(key, true) {
-                Ok(value) => answers.push(Some(Ok(value))),
+                Ok(cached) => answers.push(Some(cached)),
                 Err(ticket) => {
                     answers.push(None);
                     loading.push((i, ticket));
@@ -320,7 +323,7 @@ impl Inner {
         let mut asking = Vec::new();
         for (i, key) in keys.iter().enumerate() {
             match self.begin_load(key, false) {
-                Ok(value) => answers.push(Some(Ok(value))),
+                Ok(cached) => answers.push(Some(cached)),
                 Err(ticket) => {
                     answers.push(None);
                     asking.push((i, ticket));

@@ -48,11 +48,13 @@ mod load;
 mod load_many;
 mod many;
 mod served;
+mod stale;
 mod state;
 
 pub(crate) use crate::cache::HotCachePolicy;
 pub(crate) use admission::Admission;
 pub use served::ServedGroup;
+pub(crate) use stale::Stale;
 
 use crate::cache::CacheKind;
 use crate::clock::Clock;
@@ -121,6 +123,7 @@ struct Inner {
     ttl: Option<Duration>,
     load_timeout: Option<Duration>,
     admission: Option<admission::Places>,
+    stale: Stale,
     key_in_traces: KeyInTraces,
     cache: ReadMostlyLock<Guarded>,
     counters: Counters,
@@ -148,6 +151,7 @@ pub(crate) struct Settings {
     pub ttl: Option<Duration>,
     pub load_timeout: Option<Duration>,
     pub admission: Option<Admission>,
+    pub stale: Stale,
     pub key_in_traces: KeyInTraces,
     pub clock: Arc<dyn Clock>,
 }
@@ -175,7 +179,9 @@ impl Group {
             cache: ReadMostlyLock::new(Guarded::new(
                 settings.cache_bytes,
                 settings.hot_cache == HotCachePolicy::Frequent,
+                settings.stale.grace(),
             )),
+            stale: settings.stale,
             counters: Counters::default(),
             remote: Flight::new(),
             local: Flight::new(),
@@ -337,7 +343,7 @@ impl Future for Get<'_> {
             Some(miss) => miss,
             None => {
                 if let Some(value) = this.inner.lookup(this.key) {
-                    return Poll::Ready(Ok(value));
+                    return Poll::Ready(this.inner.answer(this.key, value));
                 }
                 this.miss.insert(this.inner.miss(this.key, Route::ViaOwner))
             }

@@ -67,9 +67,16 @@ impl ServedGroup {
     pub async fn get(&self, key: &str) -> Result<Value, Error> {
         bump(&self.inner.counters.server_requests);
         if let Some(value) = self.inner.lookup(key) {
-            return Ok(value);
+            return self.inner.answer(key, value);
         }
         self.inner.miss(key, Route::HereOnly).await
+    }
+
+    /// When the not-found this node caches for `key` expires (Unix
+    /// nanoseconds), if it caches one: what the transport tells the peer
+    /// it answered not-found, for the peer to cache it as long.
+    pub(crate) fn not_found_until(&self, key: &str) -> Option<i64> {
+        self.inner.not_found_until(key)
     }
 
     /// Serves a peer's batch request: each key as [`ServedGroup::get`]

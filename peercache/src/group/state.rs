@@ -31,11 +31,13 @@ pub(super) struct Guarded {
 impl Guarded {
     /// A fresh state with a budget of `cache_bytes`; `count_requests` for
     /// the frequency-based hot-cache admission.
-    pub(super) fn new(cache_bytes: u64, count_requests: bool) -> Self {
+    /// `grace`: how long expired entries are kept for stale serves.
+    pub(super) fn new(cache_bytes: u64, count_requests: bool, grace: Duration) -> Self {
         let mut cache = Cache::new(cache_bytes);
         if count_requests {
             cache.count_requests();
         }
+        cache.keep_expired_for(grace);
         Guarded {
             cache,
             fences: Fences::new(),
@@ -103,13 +105,16 @@ impl Inner {
     }
 
     /// The start of a load (`owned`: this node's loader; else a fetch from
-    /// the owner): the cached value if a racing load just stored one, else
+    /// the owner): the cached answer if a racing load just stored one, else
     /// the fence ticket that the load's insert will need.
-    pub(super) fn begin_load(&self, key: &str, owned: bool) -> Result<Value, u64> {
+    pub(super) fn begin_load(&self, key: &str, owned: bool) -> Result<super::Outcome, u64> {
         let mut guarded = self.lock_cache();
         let ask = if owned { Ask::LoadStart } else { Ask::Recheck };
         match self.lookup_locked(&mut guarded, key, ask) {
-            Some(value) => Ok(value),
+            Some(value) => {
+                drop(guarded);
+                Ok(self.answer(key, value))
+            }
             None => Err(guarded.fences.ticket()),
         }
     }
@@ -139,7 +144,12 @@ impl Inner {
         if now.is_some_and(|now| expiry != 0 && expiry <= now) {
             return;
         }
-        if kind == CacheKind::Hot && !guarded.cache.admits_hot(key, cost(key, value)) {
+        // A hot copy already held (stale, or a not-found) is replaced
+        // whatever the admission, or it would be served stale again.
+        if kind == CacheKind::Hot
+            && !guarded.cache.contains(key)
+            && !guarded.cache.admits_hot(key, cost(key, value))
+        {
             return;
         }
         guarded.cache.insert(kind, key, value.clone());

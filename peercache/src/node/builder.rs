@@ -6,7 +6,7 @@
 use super::{check_group_name, Node, DEFAULT_CACHE_BYTES};
 use crate::clock::{Clock, SystemClock};
 use crate::error::Error;
-use crate::group::{Admission, Group, HotCachePolicy, Settings};
+use crate::group::{Admission, Group, HotCachePolicy, Settings, Stale};
 use crate::loader::Loader;
 use crate::trace::KeyInTraces;
 use std::fmt;
@@ -51,6 +51,7 @@ pub struct GroupBuilder<'n> {
     ttl: Option<Duration>,
     load_timeout: Option<Duration>,
     admission: Option<Admission>,
+    stale: Stale,
     key_in_traces: KeyInTraces,
     clock: Option<Arc<dyn Clock>>,
 }
@@ -66,6 +67,7 @@ impl<'n> GroupBuilder<'n> {
             ttl: None,
             load_timeout: None,
             admission: None,
+            stale: Stale::default(),
             key_in_traces: KeyInTraces::default(),
             clock: None,
         }
@@ -81,6 +83,7 @@ impl fmt::Debug for GroupBuilder<'_> {
             .field("ttl", &self.ttl)
             .field("load_timeout", &self.load_timeout)
             .field("admission", &self.admission)
+            .field("stale", &self.stale)
             .field("key_in_traces", &self.key_in_traces)
             .field("custom_clock", &self.clock.is_some())
             .finish()
@@ -224,6 +227,137 @@ impl GroupBuilder<'_> {
         self
     }
 
+    /// Serves a value up to `window` past its expiry at once, while one
+    /// refresh runs in the background (RFC 5861's `stale-while-revalidate`,
+    /// Varnish's grace): the caller never waits for the origin on a key it
+    /// asked recently enough. The refresh is a load like any other (merged
+    /// with other loads of the key, under the load cap); its value replaces
+    /// the stale one. At the owner it runs the loader; a hot copy asks the
+    /// owner. Counted in `GroupStats::stale_served` and `refreshes`.
+    /// Default: none (an expired value is loaded again before it is served).
+    ///
+    /// Expired values are kept in the budget, evicted by the policy like
+    /// any other, until this window and [`GroupBuilder::stale_if_error`]'s
+    /// have passed.
+    ///
+    /// ```
+    /// use peercache::clock::ManualClock;
+    /// use peercache::{loader_fn, LoadError, Node};
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), peercache::Error> {
+    /// let loads = Arc::new(AtomicU32::new(0));
+    /// let counted = Arc::clone(&loads);
+    /// let clock = ManualClock::starting_now();
+    /// let quotes = Node::new()
+    ///     .group_builder("quotes")
+    ///     .ttl(Duration::from_secs(60))
+    ///     .stale_while_revalidate(Duration::from_secs(30))
+    ///     .clock(clock.clone())
+    ///     .build(loader_fn(move |_key: String| {
+    ///         let n = counted.fetch_add(1, Ordering::SeqCst) + 1;
+    ///         async move { Ok::<_, LoadError>(format!("quote #{n}")) }
+    ///     }))?;
+    ///
+    /// assert_eq!(quotes.get("ACME").await?.as_str().unwrap(), "quote #1");
+    /// clock.advance(Duration::from_secs(70)); // expired 10 s ago
+    /// assert_eq!(quotes.get("ACME").await?.as_str().unwrap(), "quote #1"); // stale, at once
+    /// tokio::task::yield_now().await; // the refresh runs in the background
+    /// assert_eq!(quotes.get("ACME").await?.as_str().unwrap(), "quote #2");
+    /// assert_eq!(quotes.stats().stale_served, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn stale_while_revalidate(mut self, window: Duration) -> Self {
+        self.stale.while_revalidate = Some(window).filter(|w| !w.is_zero());
+        self
+    }
+
+    /// Serves a value up to `window` past its expiry when loading it again
+    /// fails (RFC 5861's `stale-if-error`): a loader error, a load timeout,
+    /// the load cap's [`Error::Overloaded`], a panic, or the owner's failure
+    /// seen from a peer, but never a not-found (the origin's answer). The
+    /// caller gets the expired value, its expiry unchanged, instead of the
+    /// error; counted in `GroupStats::stale_if_error`. Default: none.
+    ///
+    /// ```
+    /// use peercache::clock::ManualClock;
+    /// use peercache::{loader_fn, LoadError, Node};
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), peercache::Error> {
+    /// let down = Arc::new(AtomicBool::new(false));
+    /// let origin = Arc::clone(&down);
+    /// let clock = ManualClock::starting_now();
+    /// let prices = Node::new()
+    ///     .group_builder("prices")
+    ///     .ttl(Duration::from_secs(60))
+    ///     .stale_if_error(Duration::from_secs(3600))
+    ///     .clock(clock.clone())
+    ///     .build(loader_fn(move |_key: String| {
+    ///         let down = origin.load(Ordering::SeqCst);
+    ///         async move { if down { Err(LoadError::msg("database down")) } else { Ok("1.20") } }
+    ///     }))?;
+    ///
+    /// prices.get("apple").await?;
+    /// down.store(true, Ordering::SeqCst);
+    /// clock.advance(Duration::from_secs(600)); // expired, and the database is down
+    /// assert_eq!(prices.get("apple").await?.as_str().unwrap(), "1.20");
+    /// assert_eq!(prices.stats().stale_if_error, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn stale_if_error(mut self, window: Duration) -> Self {
+        self.stale.if_error = Some(window).filter(|w| !w.is_zero());
+        self
+    }
+
+    /// Caches a not-found answer for `ttl` (negative caching): a key the
+    /// origin does not have is asked of it once per `ttl`, not on every
+    /// get. A cached not-found costs its key's bytes in the budget, is
+    /// evicted like any entry, and is cleared by [`Group::set`] and
+    /// [`Group::remove`]. A peercache node that asks this node (the owner)
+    /// for the key keeps the not-found in its hot cache until the same
+    /// instant. Counted in `GroupStats::negative_hits`. Default: not-found
+    /// is never cached.
+    ///
+    /// ```
+    /// use peercache::{loader_fn, LoadError, Node};
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), peercache::Error> {
+    /// let asked = Arc::new(AtomicU32::new(0));
+    /// let counted = Arc::clone(&asked);
+    /// let users = Node::new()
+    ///     .group_builder("users")
+    ///     .cache_not_found(Duration::from_secs(30))
+    ///     .build(loader_fn(move |_id: String| {
+    ///         counted.fetch_add(1, Ordering::SeqCst);
+    ///         async { Err::<String, _>(LoadError::NotFound) }
+    ///     }))?;
+    ///
+    /// for _ in 0..3 {
+    ///     assert!(users.get("no-such-user").await.unwrap_err().is_not_found());
+    /// }
+    /// assert_eq!(asked.load(Ordering::SeqCst), 1);
+    /// assert_eq!(users.stats().negative_hits, 2);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn cache_not_found(mut self, ttl: Duration) -> Self {
+        self.stale.not_found_ttl = Some(ttl).filter(|t| !t.is_zero());
+        self
+    }
+
     /// How keys appear in this group's tracing spans ([`crate::trace`]):
     /// as they are (the default), hashed, or not at all.
     ///
@@ -293,6 +427,7 @@ impl GroupBuilder<'_> {
             ttl: self.ttl,
             load_timeout: self.load_timeout,
             admission: self.admission,
+            stale: self.stale,
             key_in_traces: self.key_in_traces,
             clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
         };

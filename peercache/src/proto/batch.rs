@@ -50,7 +50,8 @@ pub struct GetManyItem {
     /// The value, when found.
     #[prost(bytes = "bytes", optional, tag = "2")]
     pub value: Option<Bytes>,
-    /// The value's expiry in Unix nanoseconds; absent or 0 means none.
+    /// The value's expiry in Unix nanoseconds; absent or 0 means none. On a
+    /// not-found item: until when the owner caches the not-found.
     #[prost(int64, optional, tag = "3")]
     pub expire: Option<i64>,
     /// Why the owner's loader failed, when it did.
@@ -176,8 +177,15 @@ impl GetManyResponse {
 /// One key's answer, borrowed, for [`encode_get_many_response`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ItemRef<'a> {
-    Found { value: &'a [u8], expire: i64 },
-    NotFound,
+    Found {
+        value: &'a [u8],
+        expire: i64,
+    },
+    /// Not found; `until`: when the owner's cached not-found expires (Unix
+    /// nanoseconds, 0: not cached), for the asker to cache it as long.
+    NotFound {
+        until: i64,
+    },
     Failed(&'a str),
     Skipped,
 }
@@ -188,15 +196,10 @@ pub(crate) fn encode_get_many_response(items: &[ItemRef<'_>]) -> Vec<u8> {
     let item_len = |item: &ItemRef<'_>| -> usize {
         match *item {
             ItemRef::Found { value, expire } => {
-                1 + encoded_len_varint(value.len() as u64)
-                    + value.len()
-                    + if expire != 0 {
-                        1 + encoded_len_varint(expire as u64)
-                    } else {
-                        0
-                    }
+                1 + encoded_len_varint(value.len() as u64) + value.len() + expire_len(expire)
             }
-            ItemRef::NotFound | ItemRef::Skipped => 2,
+            ItemRef::NotFound { until } => 2 + expire_len(until),
+            ItemRef::Skipped => 2,
             ItemRef::Failed(error) => 2 + 1 + encoded_len_varint(error.len() as u64) + error.len(),
         }
     };
@@ -220,12 +223,12 @@ pub(crate) fn encode_get_many_response(items: &[ItemRef<'_>]) -> Vec<u8> {
                 encode_key(2, WireType::LengthDelimited, &mut buf);
                 encode_varint(value.len() as u64, &mut buf);
                 buf.extend_from_slice(value);
-                if expire != 0 {
-                    encode_key(3, WireType::Varint, &mut buf);
-                    encode_varint(expire as u64, &mut buf);
-                }
+                encode_expire(expire, &mut buf);
             }
-            ItemRef::NotFound => status(ItemStatus::NotFound, &mut buf),
+            ItemRef::NotFound { until } => {
+                status(ItemStatus::NotFound, &mut buf);
+                encode_expire(until, &mut buf);
+            }
             ItemRef::Skipped => status(ItemStatus::Skipped, &mut buf),
             ItemRef::Failed(error) => {
                 status(ItemStatus::Failed, &mut buf);
@@ -237,6 +240,23 @@ pub(crate) fn encode_get_many_response(items: &[ItemRef<'_>]) -> Vec<u8> {
     }
     debug_assert_eq!(buf.len(), total);
     buf
+}
+
+/// The encoded length of an item's `expire` (absent when 0).
+fn expire_len(expire: i64) -> usize {
+    if expire != 0 {
+        1 + encoded_len_varint(expire as u64)
+    } else {
+        0
+    }
+}
+
+/// An item's `expire`, field 3, unless 0.
+fn encode_expire(expire: i64, buf: &mut Vec<u8>) {
+    if expire != 0 {
+        encode_key(3, WireType::Varint, buf);
+        encode_varint(expire as u64, buf);
+    }
 }
 
 #[cfg(test)]
@@ -258,7 +278,7 @@ mod tests {
         fn hand_encoding_is_prost_encoding(items in proptest::collection::vec(item(), 0..20)) {
             let refs: Vec<ItemRef<'_>> = items.iter().map(|(kind, value, expire, error)| match kind {
                 0 => ItemRef::Found { value, expire: *expire },
-                1 => ItemRef::NotFound,
+                1 => ItemRef::NotFound { until: *expire },
                 2 => ItemRef::Failed(error),
                 _ => ItemRef::Skipped,
             }).collect();
@@ -269,7 +289,11 @@ mod tests {
                         expire: (expire != 0).then_some(expire),
                         ..GetManyItem::default()
                     },
-                    ItemRef::NotFound => GetManyItem { status: ItemStatus::NotFound as i32, ..GetManyItem::default() },
+                    ItemRef::NotFound { until } => GetManyItem {
+                        status: ItemStatus::NotFound as i32,
+                        expire: (until != 0).then_some(until),
+                        ..GetManyItem::default()
+                    },
                     ItemRef::Skipped => GetManyItem { status: ItemStatus::Skipped as i32, ..GetManyItem::default() },
                     ItemRef::Failed(error) => GetManyItem {
                         status: ItemStatus::Failed as i32,
@@ -316,7 +340,7 @@ mod tests {
             GetManyRequest::decode_bounded(&long, 2, 8),
             Err(BatchDecodeError::KeyTooLong { len: 10, limit: 8 })
         ));
-        let answer = encode_get_many_response(&[ItemRef::NotFound; 3]);
+        let answer = encode_get_many_response(&[ItemRef::NotFound { until: 0 }; 3]);
         assert!(GetManyResponse::decode_bounded(Bytes::from(answer), 2).is_err());
         assert!(GetManyRequest::decode_bounded(&[0x0a, 0x05, b'a'], 2, 8).is_err());
         assert!(GetManyRequest::decode_bounded(&[0x0a, 0x01, 0xff], 2, 8).is_err());

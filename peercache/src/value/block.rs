@@ -43,6 +43,9 @@ pub(crate) const MAX_INSIDE: usize = 1024;
 
 /// Key-length bit: an expiry follows the key.
 const HAS_EXPIRY: usize = 1 << (usize::BITS - 1);
+/// Key-length bit: the block is a cached not-found (no value, only a key
+/// and an expiry), never handed to an application.
+const NEGATIVE: usize = 1 << (usize::BITS - 2);
 
 const EXPIRY: usize = 8;
 
@@ -52,7 +55,7 @@ pub(crate) struct Head {
     /// blocks made from this one (so re-keying never clones the `Bytes`,
     /// which would make a loader's `Vec` allocate a shared header).
     outside: Option<Arc<Bytes>>,
-    /// The key's length, with [`HAS_EXPIRY`].
+    /// The key's length, with [`HAS_EXPIRY`] and [`NEGATIVE`].
     key_len: usize,
 }
 
@@ -65,7 +68,7 @@ pub(crate) fn make(key: &[u8], expire_nanos: i64, value: Bytes) -> Block {
     if value.len() <= MAX_INSIDE {
         copied(key, expire_nanos, &value)
     } else {
-        fill(key, expire_nanos, &[], Some(Arc::new(value)))
+        fill(key, expire_nanos, &[], Some(Arc::new(value)), 0)
     }
 }
 
@@ -74,20 +77,32 @@ pub(crate) fn make(key: &[u8], expire_nanos: i64, value: Bytes) -> Block {
 /// own. One copy of the bytes, wherever they come from.
 pub(crate) fn copied(key: &[u8], expire_nanos: i64, value: &[u8]) -> Block {
     if value.len() <= MAX_INSIDE {
-        fill(key, expire_nanos, value, None)
+        fill(key, expire_nanos, value, None, 0)
     } else {
         let bytes = Bytes::copy_from_slice(value);
-        fill(key, expire_nanos, &[], Some(Arc::new(bytes)))
+        fill(key, expire_nanos, &[], Some(Arc::new(bytes)), 0)
     }
 }
 
 /// A copy of `block` under another key or expiry; the value's bytes are
 /// shared when they live outside, copied when inside.
 pub(crate) fn remake(block: &Block, key: &[u8], expire_nanos: i64) -> Block {
+    let flags = block.header.header.key_len & NEGATIVE;
     match &block.header.header.outside {
-        Some(bytes) => fill(key, expire_nanos, &[], Some(bytes.clone())),
-        None => fill(key, expire_nanos, value(block), None),
+        Some(bytes) => fill(key, expire_nanos, &[], Some(bytes.clone()), flags),
+        None => fill(key, expire_nanos, value(block), None, flags),
     }
+}
+
+/// A cached not-found of `key`, until `expire_nanos`: no value.
+pub(crate) fn negative(key: &[u8], expire_nanos: i64) -> Block {
+    fill(key, expire_nanos, &[], None, NEGATIVE)
+}
+
+/// Whether a block is a cached not-found.
+#[inline(always)]
+pub(crate) fn is_negative(block: &Block) -> bool {
+    block.header.header.key_len & NEGATIVE != 0
 }
 
 /// Slices up to this long are assembled in a small stack buffer (zeroed
@@ -96,11 +111,18 @@ pub(crate) fn remake(block: &Block, key: &[u8], expire_nanos: i64) -> Block {
 const SMALL: usize = 128;
 const ON_STACK: usize = MAX_INSIDE + 256;
 
-fn fill(key: &[u8], expire_nanos: i64, inside: &[u8], outside: Option<Arc<Bytes>>) -> Block {
+/// `flags`: 0 or [`NEGATIVE`].
+fn fill(
+    key: &[u8],
+    expire_nanos: i64,
+    inside: &[u8],
+    outside: Option<Arc<Bytes>>,
+    flags: usize,
+) -> Block {
     let expiry = if expire_nanos != 0 { EXPIRY } else { 0 };
     let head = Head {
         outside,
-        key_len: key.len() | if expiry != 0 { HAS_EXPIRY } else { 0 },
+        key_len: key.len() | flags | if expiry != 0 { HAS_EXPIRY } else { 0 },
     };
     let parts = [key, &expire_nanos.to_le_bytes()[..expiry], inside];
     let len = key.len() + expiry + inside.len();
@@ -127,7 +149,7 @@ fn joined<'b>(buf: &'b mut [u8], parts: [&[u8]; 3]) -> &'b [u8] {
 #[inline(always)]
 fn key_len(block: &Block) -> (usize, bool) {
     let len = block.header.header.key_len;
-    (len & !HAS_EXPIRY, len & HAS_EXPIRY != 0)
+    (len & !(HAS_EXPIRY | NEGATIVE), len & HAS_EXPIRY != 0)
 }
 
 /// The key in a block.
@@ -201,6 +223,15 @@ mod tests {
             let again = remake(&block, b"other", 7);
             prop_assert_eq!(super::key(&again), b"other");
             prop_assert_eq!(super::value(&again), &value[..]);
+            prop_assert_eq!(super::expiry(&again), 7);
+            prop_assert!(!is_negative(&again));
+            let negative = negative(&key, expiry);
+            prop_assert!(is_negative(&negative));
+            prop_assert_eq!(super::key(&negative), &key[..]);
+            prop_assert_eq!(super::expiry(&negative), expiry);
+            prop_assert_eq!(super::value(&negative), b"");
+            let again = remake(&negative, b"other", 7);
+            prop_assert!(is_negative(&again));
             prop_assert_eq!(super::expiry(&again), 7);
         }
     }

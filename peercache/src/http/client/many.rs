@@ -223,7 +223,11 @@ impl HttpPeer {
                         item.expire.unwrap_or(0),
                     ))
                 }
-                Ok(ItemStatus::NotFound) => Err(FetchError::Load(LoadError::NotFound)),
+                // The owner caches its not-found until `expire` (see `get`).
+                Ok(ItemStatus::NotFound) => match item.expire {
+                    Some(until) if until > 1 => Ok(Value::negative(key.as_bytes(), until)),
+                    _ => Err(FetchError::Load(LoadError::NotFound)),
+                },
                 Ok(ItemStatus::Failed) => Err(FetchError::Load(LoadError::msg(clipped(
                     item.error.unwrap_or_default(),
                 )))),

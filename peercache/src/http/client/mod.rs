@@ -263,7 +263,10 @@ impl HttpPeer {
             Reply::NoSuchGroup(reason) => {
                 Err(self.unavailable(format!("does not serve this group: {reason}")))
             }
-            Reply::NotFound(_) => Err(FetchError::Load(LoadError::NotFound)),
+            // The owner caches its not-found until then: so does this node
+            // (a negative value, which the group answers as not found).
+            Reply::NotFound(_, Some(until)) => Ok(Value::negative(key.as_bytes(), until)),
+            Reply::NotFound(_, None) => Err(FetchError::Load(LoadError::NotFound)),
             Reply::LoadFailed(reason) => Err(FetchError::Load(LoadError::msg(reason))),
             Reply::Busy(reason, _) => {
                 Err(self.unavailable(format!("is shedding load (503): {reason}")))
@@ -304,7 +307,7 @@ impl HttpPeer {
             Reply::Value(_) => Err(ChangeError::NotUnderstood(format!(
                 "answered {method} as a get: it cannot carry out changes (a golang/groupcache node?)"
             ))),
-            Reply::NotFound(reason) | Reply::NoRoute(reason) | Reply::MethodNotAllowed(reason) => {
+            Reply::NotFound(reason, _) | Reply::NoRoute(reason) | Reply::MethodNotAllowed(reason) => {
                 Err(ChangeError::NotUnderstood(format!(
                     "answered {method} with {status}: {reason}"
                 )))

@@ -38,8 +38,9 @@ pub(crate) enum Reply {
     Value(Bytes),
     /// A change carried out.
     Done,
-    /// The owner's loader says not found.
-    NotFound(String),
+    /// The owner's loader says not found; until when the owner caches
+    /// that answer (Unix nanoseconds), if it does.
+    NotFound(String, Option<i64>),
     /// The owner's loader failed (or panicked, or timed out).
     LoadFailed(String),
     /// The server sheds load; retry after this many seconds.
@@ -70,7 +71,9 @@ impl Reply {
     pub(crate) fn status(&self) -> StatusCode {
         match self {
             Reply::Value(_) | Reply::Done => StatusCode::OK,
-            Reply::NotFound(_) | Reply::NoSuchGroup(_) | Reply::NoRoute(_) => StatusCode::NOT_FOUND,
+            Reply::NotFound(..) | Reply::NoSuchGroup(_) | Reply::NoRoute(_) => {
+                StatusCode::NOT_FOUND
+            }
             Reply::LoadFailed(_) | Reply::Busy(..) => StatusCode::SERVICE_UNAVAILABLE,
             Reply::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Reply::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -86,7 +89,7 @@ impl Reply {
     pub(crate) fn reason(&self) -> &str {
         match self {
             Reply::Value(_) | Reply::Done => "",
-            Reply::NotFound(reason)
+            Reply::NotFound(reason, _)
             | Reply::LoadFailed(reason)
             | Reply::Busy(reason, _)
             | Reply::NoSuchGroup(reason)
@@ -115,11 +118,14 @@ impl Reply {
             }
             // What Go answers a change it carried out.
             Reply::Done => return Response::new(Full::new(Bytes::new())),
-            Reply::NotFound(reason) => (
+            Reply::NotFound(reason, until) => (
                 reason,
                 Some((
                     HeaderName::from_static(NOT_FOUND_HEADER),
-                    HeaderValue::from_static("1"),
+                    match until {
+                        Some(until) => HeaderValue::from(until),
+                        None => HeaderValue::from_static("1"),
+                    },
                 )),
             ),
             Reply::Busy(reason, secs) => (reason, Some((RETRY_AFTER, HeaderValue::from(secs)))),
@@ -167,7 +173,7 @@ impl Reply {
             StatusCode::NOT_FOUND
                 if headers.contains_key(NOT_FOUND_HEADER) || plain_404_is_not_found =>
             {
-                Reply::NotFound(reason)
+                Reply::NotFound(reason, cached_until(headers))
             }
             StatusCode::NOT_FOUND => Reply::NoRoute(reason),
             StatusCode::INTERNAL_SERVER_ERROR => Reply::LoadFailed(reason),
@@ -187,6 +193,13 @@ impl Reply {
             status => Reply::Other(status, reason),
         }
     }
+}
+
+/// Until when the owner caches its not-found: the marker header's value
+/// when it is a Unix time in nanoseconds (older nodes send `1`).
+fn cached_until(headers: &HeaderMap) -> Option<i64> {
+    let value = headers.get(NOT_FOUND_HEADER)?.to_str().ok()?;
+    value.parse::<i64>().ok().filter(|&until| until > 1)
 }
 
 /// A peer's error body as one bounded line of text.
@@ -224,7 +237,8 @@ mod tests {
         let replies = [
             Reply::Value(Bytes::from_static(b"\n\x01v")),
             Reply::Done,
-            Reply::NotFound("not found".into()),
+            Reply::NotFound("not found".into(), None),
+            Reply::NotFound("not found".into(), Some(1_800_000_000_000_000_000)),
             Reply::LoadFailed("the loader failed".into()),
             Reply::Busy("overloaded".into(), 3),
             Reply::NoSuchGroup("no such group: g".into()),
@@ -268,7 +282,7 @@ mod tests {
         );
         assert_eq!(read(404, b"x\n", false), Reply::NoRoute("x".into()));
         // mailgun: a bare 404 is the loader's not-found.
-        assert_eq!(read(404, b"x\n", true), Reply::NotFound("x".into()));
+        assert_eq!(read(404, b"x\n", true), Reply::NotFound("x".into(), None));
         // A 200 that is not a GetResponse is a change's answer.
         assert_eq!(read(200, b"", false), Reply::Done);
         // Error text is kept to one bounded line.

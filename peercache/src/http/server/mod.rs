@@ -311,7 +311,9 @@ async fn get(group: &ServedGroup, key: &str) -> Reply {
             let body = encode_get_response(value.as_bytes(), value.expiry_unix_nanos());
             Reply::Value(Bytes::from(body))
         }
-        Err(error @ Error::NotFound { .. }) => Reply::NotFound(error.to_string()),
+        Err(error @ Error::NotFound { .. }) => {
+            Reply::NotFound(error.to_string(), group.not_found_until(key))
+        }
         Err(error) => Reply::LoadFailed(error.to_string()),
     }
 }
@@ -333,7 +335,8 @@ async fn get_many(group: &ServedGroup, keys: &[String], max_answer_bytes: usize)
     let items: Vec<ItemRef<'_>> = answers
         .iter()
         .zip(&errors)
-        .map(|(answer, error)| match (answer, error) {
+        .zip(keys)
+        .map(|((answer, error), key)| match (answer, error) {
             (Ok(value), _) if value.len() > room => ItemRef::Skipped,
             (Ok(value), _) => {
                 room -= value.len();
@@ -343,7 +346,9 @@ async fn get_many(group: &ServedGroup, keys: &[String], max_answer_bytes: usize)
                 }
             }
             (Err(_), Some(error)) => ItemRef::Failed(error),
-            (Err(_), None) => ItemRef::NotFound,
+            (Err(_), None) => ItemRef::NotFound {
+                until: group.not_found_until(key).unwrap_or(0),
+            },
         })
         .collect();
     Reply::Value(Bytes::from(encode_get_many_response(&items)))

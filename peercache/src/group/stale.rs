@@ -1,0 +1,188 @@
+//! Serving what the cache still holds when the origin is slow or down:
+//! stale-while-revalidate, stale-if-error, and cached not-found answers.
+//!
+//! A cache in front of a database is judged on its worst day. Without these,
+//! an expired key waits for the origin (the caller pays its latency), a
+//! failing origin turns every expired key into an error, and a key that
+//! does not exist is asked of the origin on every get. The answers are
+//! HTTP caching's (RFC 5861, Varnish grace):
+//!
+//! - the cache keeps expired entries for the longer of the two windows
+//!   (`Cache::keep_expired_for`: in the budget, evicted like any entry,
+//!   never returned by a look-up);
+//! - a miss whose key has an expired value within the revalidate window is
+//!   answered with it at once, and one refresh of the key starts in the
+//!   background through the flight tables, so it merges with every other
+//!   load of the key and takes a place under the load cap like any load;
+//! - a load that fails (not a not-found: that is the origin's answer) is
+//!   answered with an expired value within the if-error window;
+//! - a not-found is kept as a [`Value::negative`] entry until its expiry; a
+//!   get that finds it answers not-found without a load. An owner tells the
+//!   asking peer when its not-found expires (HTTP: a header; batches: the
+//!   item's expiry), and a peercache asker keeps it in its hot cache until
+//!   then, so a missing key is asked of the origin once per window, cluster
+//!   wide.
+//!
+//! Inside the crate a cached not-found travels as a negative value (from
+//! the cache, and from the HTTP client to the group); [`Inner::answer`]
+//! turns it into [`Error::NotFound`] before anything leaves the group.
+
+use super::load::Route;
+use super::{Inner, Outcome};
+use crate::error::Error;
+use crate::flight::Role;
+use crate::stats::bump;
+use crate::trace::Escaped;
+use crate::Value;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A group's stale and not-found settings (each `None`: off).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Stale {
+    /// How long past its expiry a value is served while it is refreshed.
+    pub while_revalidate: Option<Duration>,
+    /// How long past its expiry a value is served when its load fails.
+    pub if_error: Option<Duration>,
+    /// How long a not-found is cached.
+    pub not_found_ttl: Option<Duration>,
+}
+
+impl Stale {
+    /// How long the cache keeps expired entries: the longer window.
+    pub(crate) fn grace(&self) -> Duration {
+        let [a, b] = [self.while_revalidate, self.if_error].map(Option::unwrap_or_default);
+        a.max(b)
+    }
+}
+
+/// Nanoseconds of `d`, saturated.
+fn nanos(d: Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+/// Whether `error` says the origin (or the owner's) failed, so that a stale
+/// value may stand in: not a not-found, which is the origin's answer, nor a
+/// misuse such as a get outside a runtime.
+fn origin_failed(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::Load { .. }
+            | Error::LoadTimeout { .. }
+            | Error::Overloaded { .. }
+            | Error::Panicked { .. }
+    )
+}
+
+impl Inner {
+    /// A cached entry as a get answers it: a cached not-found is
+    /// [`Error::NotFound`] (counted in `negative_hits`).
+    #[inline(always)]
+    pub(super) fn answer(&self, key: &str, value: Value) -> Outcome {
+        if value.is_negative() {
+            return Err(self.negative_hit(key));
+        }
+        Ok(value)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn negative_hit(&self, key: &str) -> Error {
+        bump(&self.counters.negative_hits);
+        Error::NotFound {
+            group: self.name.clone(),
+            key: Arc::from(key),
+            peer: None,
+        }
+    }
+
+    /// The not-found this node's loader answered for `key`, kept as a
+    /// negative entry for the group's not-found TTL (unless `ticket` was
+    /// fenced).
+    pub(super) fn cache_not_found(&self, key: &str, ticket: u64) {
+        if let Some(ttl) = self.stale.not_found_ttl {
+            let until = self.clock.now_unix_nanos().saturating_add(nanos(ttl));
+            let negative = Value::negative(key.as_bytes(), until);
+            self.store(crate::CacheKind::Main, key, &negative, ticket);
+        }
+    }
+
+    /// When the not-found cached for `key` expires (Unix nanoseconds), if
+    /// one is cached and live: what an owner tells the peer that asked.
+    pub(super) fn not_found_until(&self, key: &str) -> Option<i64> {
+        let now = self.clock.now_unix_nanos();
+        let guarded = self.cache.read();
+        let expiry = guarded.cache.peek_negative(key)?;
+        (now < expiry).then_some(expiry)
+    }
+
+    /// The expired value of `key` if it is at most `window` past its
+    /// expiry (never a not-found).
+    fn stale_within(&self, key: &str, window: Duration) -> Option<Value> {
+        let now = self.clock.now_unix_nanos();
+        let value = self.cache.read().cache.peek_expired(key, now)?;
+        let until = value.expiry_unix_nanos().saturating_add(nanos(window));
+        (!value.is_negative() && now < until).then_some(value)
+    }
+
+    /// A miss's stale answer within the revalidate window, with a refresh
+    /// of the key started (or joined) in the background; `None` when there
+    /// is none to give.
+    pub(super) fn revalidating(self: &Arc<Self>, key: &str, route: Route) -> Option<Value> {
+        let window = self.stale.while_revalidate?;
+        let stale = self.stale_within(key, window)?;
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (role, call) = self.start(&runtime, key, route);
+            if role == Role::Leader {
+                bump(&self.counters.refreshes);
+            }
+            // A leading call dropped before its end moves to a task of its
+            // own and completes, filling the cache; a following one leaves.
+            drop(call);
+        }
+        bump(&self.counters.stale_served);
+        Some(stale)
+    }
+
+    /// `outcome`, or the expired value of `key` within the if-error window
+    /// when the load failed.
+    pub(super) fn or_stale(&self, key: &str, outcome: Outcome) -> Outcome {
+        let window = match (&outcome, self.stale.if_error) {
+            (Err(error), Some(window)) if origin_failed(error) => window,
+            _ => return outcome,
+        };
+        match self.stale_within(key, window) {
+            Some(stale) => {
+                bump(&self.counters.stale_if_error);
+                if let Err(error) = &outcome {
+                    tracing::debug!(
+                        group = %self.name,
+                        key = %self.key_in_traces.show(key),
+                        error = %Escaped(error),
+                        "load failed; serving the expired value (stale_if_error)"
+                    );
+                }
+                Ok(stale)
+            }
+            None => outcome,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_grace_is_the_longer_window() {
+        let s = |r: Option<u64>, e: Option<u64>| Stale {
+            while_revalidate: r.map(Duration::from_secs),
+            if_error: e.map(Duration::from_secs),
+            not_found_ttl: Some(Duration::from_secs(99)),
+        };
+        assert_eq!(s(None, None).grace(), Duration::ZERO);
+        assert_eq!(s(Some(5), None).grace(), Duration::from_secs(5));
+        assert_eq!(s(Some(5), Some(60)).grace(), Duration::from_secs(60));
+        assert_eq!(s(None, Some(7)).grace(), Duration::from_secs(7));
+    }
+}
