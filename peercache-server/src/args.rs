@@ -15,8 +15,12 @@ mod parse;
 
 #[cfg(test)]
 use parse::MAX_DURATION;
-pub use parse::{parse_bytes, parse_duration, parse_hot_cache};
-use parse::{parse_count, parse_wait, trimmed};
+pub use parse::{parse_bytes, parse_duration, parse_hot_cache, parse_wait};
+
+/// `--load-admission-wait`'s default (its `default_value` says the same),
+/// also for a `--config` group that sets `max_concurrent_loads` alone.
+pub const DEFAULT_LOAD_ADMISSION_WAIT: Duration = Duration::from_secs(1);
+use parse::{parse_count, trimmed};
 
 /// A peercache node: serves the built-in `colors` group (and, with
 /// `--echo-group`, `echo`) to clients, and the groupcache peer protocol to
@@ -130,6 +134,23 @@ pub struct Args {
     /// before its request gets 503 (0: not at all)
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_wait)]
     pub load_admission_wait: Duration,
+
+    /// Serve a value up to this long past its expiry at once while one
+    /// refresh runs in the background, e.g. 30s (RFC 5861
+    /// stale-while-revalidate) [default: none]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub stale_while_revalidate: Option<Duration>,
+
+    /// Serve a value up to this long past its expiry when loading it again
+    /// fails (origin down, timeout, over --max-concurrent-loads), e.g. 1h
+    /// (RFC 5861 stale-if-error) [default: none]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub stale_if_error: Option<Duration>,
+
+    /// Cache "not found" answers this long, e.g. 30s, so a missing key is
+    /// asked of the origin once per window, cluster-wide [default: never]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub cache_not_found: Option<Duration>,
 
     /// File holding the cluster secret (at least 16 bytes; a trailing
     /// newline is ignored). Every peer request is then signed and unsigned

@@ -96,6 +96,12 @@ pub struct GroupDefaults {
     pub load_timeout: Option<Duration>,
     /// `--max-concurrent-loads` and `--load-admission-wait`.
     pub admission: Option<(usize, Duration)>,
+    /// `--stale-while-revalidate`.
+    pub stale_while_revalidate: Option<Duration>,
+    /// `--stale-if-error`.
+    pub stale_if_error: Option<Duration>,
+    /// `--cache-not-found`.
+    pub cache_not_found: Option<Duration>,
     /// `--trace-keys`.
     pub key_in_traces: KeyInTraces,
 }
@@ -115,6 +121,15 @@ impl GroupDefaults {
         }
         if let Some((limit, wait)) = self.admission {
             builder = builder.max_concurrent_loads(limit, wait);
+        }
+        if let Some(window) = self.stale_while_revalidate {
+            builder = builder.stale_while_revalidate(window);
+        }
+        if let Some(window) = self.stale_if_error {
+            builder = builder.stale_if_error(window);
+        }
+        if let Some(ttl) = self.cache_not_found {
+            builder = builder.cache_not_found(ttl);
         }
         builder
     }
@@ -213,6 +228,9 @@ impl Plan {
                 admission: args
                     .max_concurrent_loads
                     .map(|limit| (limit, args.load_admission_wait)),
+                stale_while_revalidate: args.stale_while_revalidate,
+                stale_if_error: args.stale_if_error,
+                cache_not_found: args.cache_not_found,
                 key_in_traces: args.trace_keys.into(),
             },
             warnings,

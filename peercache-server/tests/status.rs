@@ -126,6 +126,8 @@ fn the_status_page_shows_what_stats_says() {
         "server_requests",
         "server_batches",
         "loads_refused",
+        "refreshes",
+        "negative_hits",
     ] {
         assert_eq!(
             shown(&dom, &format!("group:colors:{field}")),

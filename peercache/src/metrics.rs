@@ -12,7 +12,7 @@
 //!
 //! | metric | kind | labels |
 //! | --- | --- | --- |
-//! | `groupcache_gets_total`, `groupcache_hits_total`, `groupcache_loads_total`, `groupcache_loads_deduped_total`, `groupcache_local_loads_total`, `groupcache_local_load_errs_total`, `groupcache_peer_loads_total`, `groupcache_peer_errors_total`, `groupcache_server_requests_total`, `peercache_server_batches_total`, `peercache_loads_refused_total` | counter | `group` |
+//! | `groupcache_gets_total`, `groupcache_hits_total`, `groupcache_loads_total`, `groupcache_loads_deduped_total`, `groupcache_local_loads_total`, `groupcache_local_load_errs_total`, `groupcache_peer_loads_total`, `groupcache_peer_errors_total`, `groupcache_server_requests_total`, `peercache_server_batches_total`, `peercache_loads_refused_total`, `peercache_stale_served_total`, `peercache_stale_if_error_total`, `peercache_refreshes_total`, `peercache_negative_hits_total` | counter | `group` |
 //! | `groupcache_cache_bytes`, `groupcache_cache_items` | gauge | `group`, `type` (`main`, `hot`) |
 //! | `groupcache_cache_gets_total`, `groupcache_cache_hits_total`, `groupcache_cache_evictions_total` | counter | `group`, `type` |
 //! | `groupcache_load_duration_seconds` | histogram | `group`, `outcome` (`ok`, `not_found`, `error`) |
@@ -186,6 +186,22 @@ const GROUP_COUNTERS: &[(&str, &str)] = &[
         "peercache_loads_refused_total",
         "Keys not loaded: the group's loads were at their cap for the whole wait.",
     ),
+    (
+        "peercache_stale_served_total",
+        "Expired values served at once while a refresh ran (stale-while-revalidate).",
+    ),
+    (
+        "peercache_stale_if_error_total",
+        "Expired values served because their load failed (stale-if-error).",
+    ),
+    (
+        "peercache_refreshes_total",
+        "Background refreshes started for values served stale.",
+    ),
+    (
+        "peercache_negative_hits_total",
+        "Gets answered not-found from a cached not-found.",
+    ),
 ];
 
 /// Copies the counters of every group of `node` into the installed
@@ -211,6 +227,10 @@ pub fn record_group(stats: &GroupStats) {
         stats.server_requests,
         stats.server_batches,
         stats.loads_refused,
+        stats.stale_served,
+        stats.stale_if_error,
+        stats.refreshes,
+        stats.negative_hits,
     ];
     for ((name, _), count) in GROUP_COUNTERS.iter().zip(counts) {
         metrics::counter!(*name, "group" => group.clone()).absolute(count);

@@ -86,7 +86,7 @@ pub fn parse_hot_cache(text: &str) -> Result<HotCachePolicy, String> {
 }
 
 /// A duration as [`parse_duration`] reads it, or `0` for none.
-pub(super) fn parse_wait(text: &str) -> Result<Duration, String> {
+pub fn parse_wait(text: &str) -> Result<Duration, String> {
     match text.trim() {
         "0" => Ok(Duration::ZERO),
         text => parse_duration(text),

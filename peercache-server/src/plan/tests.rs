@@ -405,6 +405,12 @@ fn groups_get_the_flags_settings() {
             "8",
             "--load-admission-wait",
             "0",
+            "--stale-while-revalidate",
+            "30s",
+            "--stale-if-error",
+            "1h",
+            "--cache-not-found",
+            "10s",
         ],
         "127.0.0.1:8080",
     )
@@ -417,6 +423,9 @@ fn groups_get_the_flags_settings() {
             ttl: Some(Duration::from_secs(30)),
             load_timeout: None,
             admission: Some((8, Duration::ZERO)),
+            stale_while_revalidate: Some(Duration::from_secs(30)),
+            stale_if_error: Some(Duration::from_secs(3600)),
+            cache_not_found: Some(Duration::from_secs(10)),
             key_in_traces: KeyInTraces::Hashed,
         }
     );

@@ -27,6 +27,13 @@
 //! # ca = "origin-ca.pem"                 # https: trust only this CA
 //! cache_bytes = "64MiB"                  # optional, default --cache-bytes
 //! ttl = "10m"                            # optional, default --ttl
+//! # optional, each defaulting to its flag (see the README, "When the
+//! # origin is slow or down"):
+//! stale_while_revalidate = "30s"
+//! stale_if_error = "1h"
+//! cache_not_found = "10s"
+//! max_concurrent_loads = 16
+//! load_admission_wait = "500ms"
 //!
 //! [[group]]
 //! name = "assets"
@@ -81,9 +88,38 @@ pub struct GroupConfig {
     pub cache_bytes: Option<String>,
     /// Its time-to-live, e.g. `10m` (default: `--ttl`).
     pub ttl: Option<String>,
+    /// How it protects its origin (each default: its flag).
+    pub protection: Protection,
     /// Where values come from (`source = "..."` and that source's fields).
     pub source: Source,
 }
+
+/// A group's settings for when its origin is slow or down, each
+/// defaulting to the flag of the same name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Protection {
+    /// `--stale-while-revalidate`, e.g. `30s`.
+    pub stale_while_revalidate: Option<String>,
+    /// `--stale-if-error`, e.g. `1h`.
+    pub stale_if_error: Option<String>,
+    /// `--cache-not-found`, e.g. `10s`.
+    pub cache_not_found: Option<String>,
+    /// `--max-concurrent-loads`.
+    pub max_concurrent_loads: Option<usize>,
+    /// `--load-admission-wait`, e.g. `500ms` or `0`.
+    pub load_admission_wait: Option<String>,
+}
+
+/// The keys of [`Protection`], taken out of a group's table before its
+/// source reads the rest.
+const PROTECTION_KEYS: [&str; 5] = [
+    "stale_while_revalidate",
+    "stale_if_error",
+    "cache_not_found",
+    "max_concurrent_loads",
+    "load_admission_wait",
+];
 
 /// A group's data source: the `source` field picks the variant, whose
 /// struct takes that source's fields and no other.
@@ -228,12 +264,20 @@ impl<'de> Deserialize<'de> for GroupConfig {
         } = toml::Value::Table(common)
             .try_into()
             .map_err(|error| D::Error::custom(one_line(&error)))?;
+        let protection: toml::Table = PROTECTION_KEYS
+            .into_iter()
+            .filter_map(|key| Some((key.to_owned(), fields.remove(key)?)))
+            .collect();
+        let protection: Protection = toml::Value::Table(protection)
+            .try_into()
+            .map_err(|error| D::Error::custom(format!("group {name:?}: {}", one_line(&error))))?;
         let source = Source::from_table(fields)
             .map_err(|message| D::Error::custom(format!("group {name:?}: {message}")))?;
         Ok(GroupConfig {
             name,
             cache_bytes,
             ttl,
+            protection,
             source,
         })
     }
@@ -312,6 +356,10 @@ impl Config {
             if let Some(ttl) = &declared.ttl {
                 builder = builder.ttl(parse_duration(ttl).map_err(|e| wrong(format!("ttl: {e}")))?);
             }
+            builder = declared
+                .protection
+                .apply(builder, defaults)
+                .map_err(wrong)?;
             match &declared.source {
                 Source::Http(http) => {
                     let timeout = http
@@ -357,6 +405,58 @@ impl Config {
             tracing::info!(group = %declared.name, source = declared.source.kind(), "group from --config");
         }
         Ok(())
+    }
+}
+
+impl Protection {
+    /// `builder` with the settings given here (the flags' are already in
+    /// it); a wrong value's error names its key.
+    fn apply<'n>(
+        &self,
+        mut builder: peercache::GroupBuilder<'n>,
+        defaults: &crate::plan::GroupDefaults,
+    ) -> Result<peercache::GroupBuilder<'n>, String> {
+        use crate::args::{parse_duration, parse_wait};
+        let duration = |key: &str, text: &Option<String>| {
+            text.as_deref()
+                .map(parse_duration)
+                .transpose()
+                .map_err(|e| format!("{key}: {e}"))
+        };
+        if let Some(window) = duration("stale_while_revalidate", &self.stale_while_revalidate)? {
+            builder = builder.stale_while_revalidate(window);
+        }
+        if let Some(window) = duration("stale_if_error", &self.stale_if_error)? {
+            builder = builder.stale_if_error(window);
+        }
+        if let Some(ttl) = duration("cache_not_found", &self.cache_not_found)? {
+            builder = builder.cache_not_found(ttl);
+        }
+        let wait = self
+            .load_admission_wait
+            .as_deref()
+            .map(parse_wait)
+            .transpose()
+            .map_err(|e| format!("load_admission_wait: {e}"))?;
+        let limit = self
+            .max_concurrent_loads
+            .or(defaults.admission.map(|(limit, _)| limit));
+        match (limit, wait) {
+            (Some(0), _) => {
+                return Err("max_concurrent_loads: must be at least 1 (leave it out for the flag's)".to_owned())
+            }
+            (Some(limit), wait) => {
+                let wait = wait
+                    .or(defaults.admission.map(|(_, wait)| wait))
+                    .unwrap_or(crate::args::DEFAULT_LOAD_ADMISSION_WAIT);
+                builder = builder.max_concurrent_loads(limit, wait);
+            }
+            (None, Some(_)) => {
+                return Err("load_admission_wait without max_concurrent_loads (here or --max-concurrent-loads): it has no cap to wait for".to_owned())
+            }
+            (None, None) => {}
+        }
+        Ok(builder)
     }
 }
 

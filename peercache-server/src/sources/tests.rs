@@ -337,3 +337,80 @@ fn sqlite_query_many_is_checked_at_start_naming_the_field() {
     }
     let _ = std::fs::remove_file(&path);
 }
+
+#[test]
+fn origin_protection_keys_parse_and_build_and_wrong_ones_are_named() {
+    let config: Config = toml::from_str(
+        r#"
+        [[group]]
+        name = "pages"
+        source = "files"
+        dir = "."
+        stale_while_revalidate = "30s"
+        stale_if_error = "1h"
+        cache_not_found = "10s"
+        max_concurrent_loads = 4
+        load_admission_wait = "0"
+        "#,
+    )
+    .unwrap();
+    assert_eq!(
+        config.groups[0].protection,
+        Protection {
+            stale_while_revalidate: Some("30s".to_owned()),
+            stale_if_error: Some("1h".to_owned()),
+            cache_not_found: Some("10s".to_owned()),
+            max_concurrent_loads: Some(4),
+            load_admission_wait: Some("0".to_owned()),
+        }
+    );
+    let node = peercache::Node::new();
+    let defaults = crate::plan::GroupDefaults {
+        cache_bytes: 1 << 20,
+        ttl: None,
+        load_timeout: None,
+        admission: None,
+        stale_while_revalidate: None,
+        stale_if_error: None,
+        cache_not_found: None,
+        key_in_traces: peercache::KeyInTraces::Plain,
+    };
+    config
+        .build(Path::new("c.toml"), &node, &defaults, 64 << 20)
+        .unwrap();
+    assert!(node.group("pages").is_some());
+    // A wrong value is named, with its group.
+    let built = |group: &str| {
+        let config: Config = toml::from_str(&format!(
+            "[[group]]\nname = \"g\"\nsource = \"files\"\ndir = \".\"\n{group}\n"
+        ))
+        .unwrap();
+        config
+            .build(
+                Path::new("c.toml"),
+                &peercache::Node::new(),
+                &defaults,
+                64 << 20,
+            )
+            .unwrap_err()
+            .to_string()
+    };
+    let error = built("stale_if_error = \"soon\"");
+    assert!(
+        error.contains("group \"g\": stale_if_error: \"soon\" is not a duration"),
+        "{error}"
+    );
+    let error = built("load_admission_wait = \"1s\"");
+    assert!(
+        error.contains("load_admission_wait without max_concurrent_loads"),
+        "{error}"
+    );
+    let error = built("max_concurrent_loads = 0");
+    assert!(
+        error.contains("max_concurrent_loads: must be at least 1"),
+        "{error}"
+    );
+    let error =
+        refusal("name = \"g\"\nsource = \"files\"\ndir = \".\"\nmax_concurrent_loads = \"many\"");
+    assert!(error.contains("max_concurrent_loads"), "{error}");
+}
