@@ -177,13 +177,11 @@ impl Peer for InProcessPeer {
                 FetchError::Unavailable(format!("peer {} has no group {group:?}", self.id))
             })?;
             let answer = group.get(key).await;
-            // A not-found the owner caches is cached as long here, as over
-            // HTTP (a negative value, which the asking group reads as
-            // not-found).
+            // A not-found the owner caches: it says until when, as over HTTP.
             if let (Err(Error::NotFound { .. }), Some(until)) =
                 (&answer, group.not_found_until(key))
             {
-                return Ok(Value::negative(key.as_bytes(), until));
+                return Err(FetchError::not_found_until(until));
             }
             answer.map_err(|error| match error {
                 Error::NotFound { .. } => FetchError::Load(LoadError::NotFound),

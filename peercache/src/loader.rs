@@ -51,8 +51,9 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// ```
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum LoadError {
-    /// The key does not exist in the data source. Not cached; over the wire
-    /// it becomes 404, which mailgun clients report as not-found without
+    /// The key does not exist in the data source. Not cached, unless the
+    /// group caches not-found ([`crate::GroupBuilder::cache_not_found`]);
+    /// over the wire it becomes 404, which mailgun clients report as not-found without
     /// loading again.
     #[error("not found")]
     NotFound,

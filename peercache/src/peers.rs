@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 /// Why a fetch from a peer gave no value.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum FetchError {
     /// Transport failure or timeout; the caller falls back to a local load.
     #[error("peer unavailable: {0}")]
@@ -14,6 +15,27 @@ pub enum FetchError {
     /// The owner ran its loader and it failed; returned as is.
     #[error("the owner's loader failed: {0}")]
     Load(LoadError),
+    /// The owner's loader said not found, and the owner caches that answer
+    /// until `until` ([`crate::GroupBuilder::cache_not_found`]): a
+    /// not-found, which an asking group that caches not-found keeps as long
+    /// (at most its own not-found TTL). A transport that cannot tell
+    /// answers `Load(LoadError::NotFound)`.
+    #[error("not found (the owner caches the answer until {until:?})")]
+    NotFoundCached {
+        /// When the owner's cached not-found expires.
+        until: std::time::SystemTime,
+    },
+}
+
+impl FetchError {
+    /// A [`FetchError::NotFoundCached`] until `until_unix_nanos` (the wire's
+    /// form).
+    pub(crate) fn not_found_until(until_unix_nanos: i64) -> Self {
+        let nanos = until_unix_nanos.max(0).unsigned_abs();
+        FetchError::NotFoundCached {
+            until: std::time::UNIX_EPOCH + std::time::Duration::from_nanos(nanos),
+        }
+    }
 }
 
 /// Most single fetches [`Peer::fetch_many`]'s default sends at once.
@@ -33,12 +55,6 @@ pub trait Peer: Send + Sync + 'static {
 
     /// Asks the peer for `key` of `group`. The peer answers from its cache
     /// or its loader and must not forward the request to another peer.
-    ///
-    /// The crate's own transports answer a not-found that the owner caches
-    /// ([`crate::GroupBuilder::cache_not_found`]) with an `Ok` that the
-    /// asking group reads as not-found and caches until the owner's expiry:
-    /// pass such answers on as they are, and read keys through a
-    /// [`crate::Group`], not through a peer.
     fn fetch<'a>(
         &'a self,
         group: &'a str,
@@ -106,8 +122,12 @@ pub trait Peer: Send + Sync + 'static {
 ///
 /// - [`FetchError::Unavailable`]: the peer could not be asked or did not
 ///   answer. The group counts `peer_errors` and loads the key itself.
-/// - [`FetchError::Load`]: the owner answered that its loader failed. That is
-///   the answer: the group returns it without a second load.
+/// - [`FetchError::Load`]: the owner answered that its loader failed (or
+///   said not found). That is the answer: the group returns it without a
+///   second load.
+/// - [`FetchError::NotFoundCached`]: the owner said not found and caches
+///   that until a given time; the group returns not-found, and keeps it as
+///   long if it caches not-found itself.
 ///
 /// Besides fetching, a peer carries out the changes a group makes across the
 /// cluster ([`crate::Group::remove`], [`crate::Group::set`],

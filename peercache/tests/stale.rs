@@ -250,8 +250,8 @@ async fn a_not_found_is_cached_for_its_ttl_and_cleared_by_set_and_remove() {
     assert_eq!(stats.negative_hits, 4);
     assert_eq!(
         (stats.main_cache.items, stats.main_cache.bytes),
-        (1, "missing-1".len() as u64),
-        "a cached not-found costs its key"
+        (1, "missing-1".len() as u64 + 128),
+        "a cached not-found costs its key and its bookkeeping"
     );
     // Batches read it too.
     let answers = group.get_many(&["missing-1", "k"]).await;
@@ -422,4 +422,124 @@ async fn the_owner_serves_its_stale_value_to_a_peer_when_the_origin_fails() {
         text(answers.into_iter().next().unwrap()),
         format!("{key}#1")
     );
+}
+
+#[tokio::test]
+async fn a_value_the_origin_says_is_gone_is_not_served_stale_again() {
+    let origin = Arc::new(Origin::default());
+    let clock = ManualClock::starting_now();
+    let group = Node::new()
+        .group_builder("g")
+        .ttl(TTL)
+        .stale_while_revalidate(Duration::from_secs(60))
+        .stale_if_error(Duration::from_secs(600))
+        .clock(clock.clone())
+        .build(loader_fn({
+            let origin = Arc::clone(&origin);
+            let gone = AtomicBool::new(false);
+            move |key: String| {
+                let n = origin.calls.fetch_add(1, Ordering::SeqCst) + 1;
+                // The first load finds the key; every later one, not.
+                let gone = gone.swap(true, Ordering::SeqCst);
+                let down = origin.down.load(Ordering::SeqCst);
+                async move {
+                    match (down, gone) {
+                        (true, _) => Err(LoadError::msg("origin down")),
+                        (false, true) => Err(LoadError::NotFound),
+                        (false, false) => Ok(format!("{key}#{n}")),
+                    }
+                }
+            }
+        }))
+        .unwrap();
+    assert_eq!(text(group.get("k").await), "k#1");
+    clock.advance(TTL);
+    // Served stale while the refresh runs; the refresh says not found.
+    assert_eq!(text(group.get("k").await), "k#1");
+    until("the refresh ended", async || origin.calls() == 2).await;
+    until("the gone value is no longer served", async || {
+        group.get("k").await.is_err_and(|e| e.is_not_found())
+    })
+    .await;
+    // Nor is it served on the next error: there is nothing left to serve.
+    origin.down.store(true, Ordering::SeqCst);
+    assert!(matches!(group.get("k").await, Err(Error::Load { .. })));
+    assert_eq!(group.stats().main_cache.items, 0);
+}
+
+#[tokio::test]
+async fn a_batch_refreshes_its_stale_keys_in_one_loader_call() {
+    let calls = Arc::new(std::sync::Mutex::new(Vec::<usize>::new()));
+    let clock = ManualClock::starting_now();
+    let recorded = Arc::clone(&calls);
+    let group = Node::new()
+        .group_builder("g")
+        .ttl(TTL)
+        .stale_while_revalidate(Duration::from_secs(60))
+        .clock(clock.clone())
+        .build(peercache::batch_loader_fn(move |keys: Vec<String>| {
+            recorded.lock().unwrap().push(keys.len());
+            async move { Ok(keys.into_iter().map(|k| (k.clone(), k)).collect::<Vec<_>>()) }
+        }))
+        .unwrap();
+    let keys: Vec<String> = (0..50).map(|i| format!("k{i}")).collect();
+    assert!(group.get_many(&keys).await.iter().all(Result::is_ok));
+    clock.advance(TTL);
+    let answers = group.get_many(&keys).await;
+    assert!(answers.iter().all(Result::is_ok), "all answered stale");
+    let stats = group.stats();
+    assert_eq!((stats.stale_served, stats.refreshes), (50, 50));
+    until("the refresh ran", async || calls.lock().unwrap().len() == 2).await;
+    assert_eq!(
+        *calls.lock().unwrap(),
+        [50, 50],
+        "one loader call for the 50 refreshes"
+    );
+}
+
+#[tokio::test]
+async fn an_asker_keeps_the_owners_not_found_at_most_its_own_ttl_and_only_if_it_caches_them() {
+    let origin = Arc::new(Origin::default());
+    let clock = ManualClock::starting_now();
+    let network = InProcessNetwork::new();
+    let ids = ["a", "b"];
+    let ring = Ring::with_peers(HashMode::Golang, DEFAULT_REPLICAS, ids).unwrap();
+    // The owner `a` caches not-found for an hour; `b`, for 10 s.
+    let mut groups = Vec::new();
+    let mut nodes = Vec::new();
+    for (id, ttl) in [("a", 3600), ("b", 10)] {
+        let node = network.node(id, &ids).unwrap();
+        groups.push(
+            node.group_builder("g")
+                .cache_not_found(Duration::from_secs(ttl))
+                .clock(Arc::clone(&clock) as _)
+                .build(origin.loader())
+                .unwrap(),
+        );
+        nodes.push(node);
+    }
+    let key = key_of(&ring, "a", "missing");
+    assert!(groups[1].get(&key).await.unwrap_err().is_not_found());
+    assert!(groups[1].get(&key).await.unwrap_err().is_not_found());
+    assert_eq!(groups[0].stats().server_requests, 1, "b kept the answer");
+    clock.advance(Duration::from_secs(10));
+    assert!(groups[1].get(&key).await.unwrap_err().is_not_found());
+    assert_eq!(
+        groups[0].stats().server_requests,
+        2,
+        "b kept it 10 s, its own TTL"
+    );
+    assert_eq!(origin.calls(), 1, "the owner still holds its not-found");
+    // A node that does not cache not-found asks every time.
+    let plain = network.node("c", &ids).unwrap();
+    let plain = plain
+        .group_builder("g")
+        .clock(Arc::clone(&clock) as _)
+        .build(origin.loader())
+        .unwrap();
+    for _ in 0..3 {
+        assert!(plain.get(&key).await.unwrap_err().is_not_found());
+    }
+    assert_eq!(groups[0].stats().server_requests, 5);
+    assert_eq!(plain.stats().hot_cache.items, 0);
 }

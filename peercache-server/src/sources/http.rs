@@ -3,8 +3,9 @@
 //!
 //! 200 is the value; `Cache-Control: max-age=N` makes it expire after N s
 //! (`no-store`, `no-cache` or `max-age=0`: served, not cached); 404 is "not
-//! found" (not cached); any other status, a connection failure or the
-//! timeout is a load error (503 to the client, not cached). `https://`
+//! found" (cached only with the group's `cache_not_found`); any other
+//! status, a connection failure or the timeout is a load error (503 to the
+//! client, not cached). `https://`
 //! origins (feature `tls`, on by default) are checked against the system's
 //! root certificates, or, when the group sets `ca`, against that PEM bundle
 //! alone (a private origin CA).

@@ -104,7 +104,7 @@ impl Cache {
                 self.hot.gets += 1;
                 // Kept for a stale serve while within the grace; a miss all
                 // the same.
-                if now >= self.reclaim_at(expiry) {
+                if now >= self.reclaim_at(&value) {
                     self.remove_slot(slot);
                     self.counters(list).expired += 1;
                 }

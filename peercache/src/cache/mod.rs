@@ -180,16 +180,30 @@ impl Cache {
 
     /// Keeps expired entries for `grace` after their expiry (in the budget,
     /// evicted by the policy like any other) so that their owner can still
-    /// serve them stale; a look-up never returns them. Set before the
-    /// first insert. 0, the default, drops them at their expiry.
+    /// serve them stale; a look-up never returns them. 0, the default,
+    /// drops them at their expiry. Entries already held are re-indexed.
     pub fn keep_expired_for(&mut self, grace: std::time::Duration) {
-        debug_assert!(self.table.entries() == 0, "set before the first insert");
         self.grace = i64::try_from(grace.as_nanos()).unwrap_or(i64::MAX);
+        let slots: Vec<u32> = self.expiring.iter().map(|&(_, slot)| slot).collect();
+        self.expiring.clear();
+        for slot in slots {
+            if let Some((_, value)) = self.table.get(slot) {
+                let reclaim = self.reclaim_at(value);
+                self.expiring.insert((reclaim, slot));
+            }
+        }
     }
 
-    /// When an entry expiring at `expiry` is reclaimed.
-    fn reclaim_at(&self, expiry: i64) -> i64 {
-        expiry.saturating_add(self.grace)
+    /// When an entry holding `value` (which has an expiry) is reclaimed:
+    /// after the grace, but a cached not-found, never served stale, at its
+    /// expiry.
+    fn reclaim_at(&self, value: &Value) -> i64 {
+        let expiry = value.expiry_unix_nanos();
+        if value.is_negative() {
+            expiry
+        } else {
+            expiry.saturating_add(self.grace)
+        }
     }
 
     /// The value under `key` if it has expired by `now` (Unix nanoseconds)
@@ -280,10 +294,11 @@ impl Cache {
                 .get(slot)
                 .is_some_and(|(list, _)| list.is_main() == (kind == CacheKind::Main));
             if same && cost <= self.budget {
+                let reclaim = self.reclaim_at(&value);
                 if let Some(old) = self.table.replace(slot, value) {
-                    self.unindex(old.expiry_unix_nanos(), slot);
+                    self.unindex(&old, slot);
                     if expiry != 0 {
-                        self.expiring.insert((self.reclaim_at(expiry), slot));
+                        self.expiring.insert((reclaim, slot));
                     }
                 }
                 self.table.touch(slot);
@@ -298,11 +313,12 @@ impl Cache {
             CacheKind::Main => List::Window,
             CacheKind::Hot => List::Hot,
         };
+        let reclaim = self.reclaim_at(&value);
         let Some(slot) = self.table.push(list, key, value) else {
             return false;
         };
         if expiry != 0 {
-            self.expiring.insert((self.reclaim_at(expiry), slot));
+            self.expiring.insert((reclaim, slot));
         }
         self.sketch.ensure(self.table.entries());
         self.evict_to_budget(slot)
@@ -331,7 +347,7 @@ impl Cache {
             let indexed = self
                 .table
                 .get(slot)
-                .is_some_and(|(_, value)| self.reclaim_at(value.expiry_unix_nanos()) == reclaim);
+                .is_some_and(|(_, value)| self.reclaim_at(value) == reclaim);
             match indexed.then(|| self.remove_slot(slot)).flatten() {
                 Some((list, _)) => self.counters(list).expired += 1,
                 None => {
@@ -406,7 +422,7 @@ impl Cache {
                 .table
                 .get(slot)
                 .expect("an indexed expiry has its entry");
-            assert_eq!(self.reclaim_at(value.expiry_unix_nanos()), reclaim);
+            assert_eq!(self.reclaim_at(value), reclaim);
         }
         let with_expiry = (0..self.table.slots() as u32)
             .filter(|&slot| {
@@ -435,13 +451,13 @@ impl Cache {
     /// Removes the entry in `slot` and its expiry; returns its list and value.
     fn remove_slot(&mut self, slot: u32) -> Option<(List, Value)> {
         let (list, value) = self.table.remove(slot)?;
-        self.unindex(value.expiry_unix_nanos(), slot);
+        self.unindex(&value, slot);
         Some((list, value))
     }
 
-    fn unindex(&mut self, expiry: i64, slot: u32) {
-        if expiry != 0 {
-            self.expiring.remove(&(self.reclaim_at(expiry), slot));
+    fn unindex(&mut self, value: &Value, slot: u32) {
+        if value.expiry_unix_nanos() != 0 {
+            self.expiring.remove(&(self.reclaim_at(value), slot));
         }
     }
 }

@@ -88,12 +88,28 @@ impl List {
 
 /// What an entry costs against the budget: key bytes plus value bytes.
 pub(crate) fn cost(key: &str, value: &Value) -> u64 {
-    (key.len() as u64).saturating_add(value.len() as u64)
+    (key.len() as u64).saturating_add(value_cost(value))
+}
+
+/// What a cached not-found costs besides its key: about the bookkeeping
+/// of an entry with an expiry (`tests/overhead.rs`), which the budget does
+/// not count for values. Any client can make not-founds of keys of its
+/// choosing, so their budget must bound their memory.
+pub(crate) const NEGATIVE_ENTRY_BYTES: u64 = 128;
+
+/// The budget's cost of a value's bytes; [`NEGATIVE_ENTRY_BYTES`] for a
+/// cached not-found.
+fn value_cost(value: &Value) -> u64 {
+    if value.is_negative() {
+        NEGATIVE_ENTRY_BYTES
+    } else {
+        value.len() as u64
+    }
 }
 
 /// What a stored value costs: its key (carried by it) plus its bytes.
 fn stored_cost(value: &Value) -> u64 {
-    (value.key_bytes().len() as u64).saturating_add(value.len() as u64)
+    (value.key_bytes().len() as u64).saturating_add(value_cost(value))
 }
 
 struct Slot {

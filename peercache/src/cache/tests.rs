@@ -225,12 +225,16 @@ fn expired_entries_are_kept_for_the_grace_and_never_returned() {
 
 #[test]
 fn a_negative_entry_is_peeked_with_its_expiry_and_costs_its_key() {
-    let mut cache = Cache::new(100);
+    let mut cache = Cache::new(1000);
     cache.insert(CacheKind::Main, "gone", Value::negative(b"gone", 40));
     cache.insert(CacheKind::Main, "here", v(3));
     assert_eq!(cache.peek_negative("gone"), Some(40));
     assert_eq!(cache.peek_negative("here"), None);
-    assert_eq!(cache.bytes(), 4 + 7);
+    assert_eq!(
+        cache.bytes(),
+        4 + table::NEGATIVE_ENTRY_BYTES + 7,
+        "a not-found costs its key and its bookkeeping"
+    );
     assert!(cache
         .get_unexpired("gone", &|| 39)
         .is_some_and(|v| v.is_negative()));

@@ -251,6 +251,7 @@ impl Inner {
             Err(LoadError::NotFound) => {
                 bump(&self.counters.local_load_errs);
                 self.cache_not_found(key, ticket);
+                self.drop_expired(key, ticket);
                 Err(self.load_error(key, None, LoadError::NotFound))
             }
             Err(error) => {
@@ -289,7 +290,9 @@ impl Inner {
             });
         let label = match &fetched {
             Ok(_) => "ok",
-            Err(FetchError::Load(LoadError::NotFound)) => "not_found",
+            Err(FetchError::Load(LoadError::NotFound) | FetchError::NotFoundCached { .. }) => {
+                "not_found"
+            }
             Err(FetchError::Load(_)) => "error",
             Err(FetchError::Unavailable(_)) => "unavailable",
         };
@@ -323,13 +326,6 @@ impl Inner {
         fetched: Result<Value, FetchError>,
     ) -> Result<Outcome, String> {
         match fetched {
-            Ok(negative) if negative.is_negative() => {
-                // The owner's cached not-found, until the instant it gave.
-                if self.hot_cache.admits() {
-                    self.store(CacheKind::Hot, key, &negative, ticket);
-                }
-                Ok(Err(self.load_error(key, Some(peer), LoadError::NotFound)))
-            }
             Ok(value) => {
                 bump(&self.counters.peer_loads);
                 if self.hot_cache.admits() {
@@ -337,7 +333,16 @@ impl Inner {
                 }
                 Ok(Ok(value))
             }
-            Err(FetchError::Load(error)) => Ok(Err(self.load_error(key, Some(peer), error))),
+            Err(FetchError::Load(error)) => {
+                if error.is_not_found() {
+                    self.drop_expired(key, ticket);
+                }
+                Ok(Err(self.load_error(key, Some(peer), error)))
+            }
+            Err(FetchError::NotFoundCached { until }) => {
+                self.cache_owners_not_found(key, ticket, until);
+                Ok(Err(self.load_error(key, Some(peer), LoadError::NotFound)))
+            }
             Err(FetchError::Unavailable(reason)) => {
                 bump(&self.counters.peer_errors);
                 Err(reason)

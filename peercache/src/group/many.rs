@@ -113,15 +113,26 @@ impl Inner {
         let (distinct, at) = distinct(&keys);
         let mut answers: Vec<Option<Outcome>> = Vec::with_capacity(distinct.len());
         let mut misses = Vec::new();
+        let mut stale = Vec::new();
+        let mut runtime = None;
         for (i, key) in distinct.iter().enumerate() {
             let hit = match self.lookup(key) {
                 Some(value) => Some(self.answer(key, value)),
-                None => self.revalidating(key, route).map(Ok),
+                None => self.stale_to_revalidate(key).map(|(value, on)| {
+                    stale.push(i);
+                    runtime = Some(on);
+                    Ok(value)
+                }),
             };
             if hit.is_none() {
                 misses.push(i);
             }
             answers.push(hit);
+        }
+        if let Some(runtime) = runtime {
+            // The stale keys' refreshes, grouped as misses are; the calls
+            // are dropped, so each batch completes in tasks of its own.
+            drop(self.start_misses(&runtime, &distinct, stale, route, Count::Refreshes));
         }
         if !misses.is_empty() {
             let timed = Timed::start(tracing::debug_span!(
@@ -161,6 +172,35 @@ impl Inner {
                 .map(|i| (i, Err(no_runtime(i))))
                 .collect();
         };
+        let calls = self.start_misses(&runtime, distinct, misses, route, Count::Loads);
+        let answered = join_all(
+            calls
+                .into_iter()
+                .map(|(i, call)| async move { (i, call.await) }),
+        );
+        answered
+            .await
+            .into_iter()
+            .map(|(i, outcome)| {
+                (
+                    i,
+                    outcome.unwrap_or_else(|p| Err(self.panicked(distinct[i], p))),
+                )
+            })
+            .collect()
+    }
+
+    /// Starts (or joins) the loads of `distinct[i]` for each `i` of
+    /// `misses`: grouped by owner, one batch per owner and one for the
+    /// keys loaded here; counted as `count` says.
+    fn start_misses(
+        self: &Arc<Self>,
+        runtime: &tokio::runtime::Handle,
+        distinct: &[&str],
+        misses: Vec<usize>,
+        route: Route,
+        count: Count,
+    ) -> Vec<(usize, Call<Outcome>)> {
         let mut here = Vec::new();
         let mut owners: Vec<(Arc<dyn Peer>, Vec<usize>)> = Vec::new();
         for i in misses {
@@ -178,30 +218,16 @@ impl Inner {
             }
         }
         let here = here.into_iter().map(|i| (i, distinct[i]));
-        let mut calls = self.run_here_many(&runtime, Count::Loads, here);
+        let mut calls = self.run_here_many(runtime, count, here);
         for (peer, keys) in owners {
             let inner = Arc::clone(self);
             let work = move |keys: Vec<Arc<str>>| -> BoxFuture<'static, Vec<Outcome>> {
                 Box::pin(inner.fetch_many_from(peer, keys))
             };
             let keys = keys.into_iter().map(|i| (i, distinct[i]));
-            calls.extend(self.run_batch(&runtime, &self.remote, Count::Loads, keys, work));
+            calls.extend(self.run_batch(runtime, &self.remote, count, keys, work));
         }
-        let answered = join_all(
-            calls
-                .into_iter()
-                .map(|(i, call)| async move { (i, call.await) }),
-        );
-        answered
-            .await
-            .into_iter()
-            .map(|(i, outcome)| {
-                (
-                    i,
-                    outcome.unwrap_or_else(|p| Err(self.panicked(distinct[i], p))),
-                )
-            })
-            .collect()
+        calls
     }
 
     /// Starts (or joins) the local loads of `keys`, those it leads in one
@@ -263,8 +289,11 @@ impl Inner {
                 let batch = batch.clone();
                 async move { batch.await[at].clone() }
             });
-            if role == Role::Leader && count == Count::Loads {
+            if role == Role::Leader && count != Count::Nothing {
                 bump(&self.counters.loads_deduped);
+            }
+            if role == Role::Leader && count == Count::Refreshes {
+                bump(&self.counters.refreshes);
             }
             (i, call)
         })
@@ -403,10 +432,12 @@ impl Inner {
 }
 
 /// Whether a batch's runs count as loads started (`loads_deduped`): a
-/// batch's own misses do; its fallback to the loader, after the owner
-/// could not be asked, does not (as a single get's does not).
+/// batch's own misses do, and its refreshes of stale keys (also counted in
+/// `refreshes`); its fallback to the loader, after the owner could not be
+/// asked, does not (as a single get's does not).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Count {
     Loads,
+    Refreshes,
     Nothing,
 }

@@ -6,16 +6,18 @@
 //! hot cache); if this node owns it, or the owner cannot be reached, this
 //! node's [`Loader`](crate::Loader) runs and the value goes into the main
 //! cache. Concurrent misses of one key share one load. Errors are never
-//! cached.
+//! cached; a not-found is, for a group that asks for it, and an expired
+//! value may stand in for a load that is slow or failed (`stale.rs`).
 //!
 //! Changes ([`Group::remove`], [`Group::remove_keys`], [`Group::set`],
 //! [`Group::purge`]) reach the whole cluster; a load in flight when its key
 //! changes is fenced (`crate::fence`): its value goes to its waiters but not
 //! into the cache. Expiry is read from the group's [`Clock`]: a value past
-//! its expiry is never served, and expired entries are dropped from the
-//! budget before every insert, on [`Group::stats`], by
-//! [`Group::reclaim_expired`], and every second by a sweeper task when the
-//! group is built inside a tokio runtime.
+//! its expiry is never served (but within a stale window, `stale.rs`), and
+//! expired entries are dropped from the budget (after those windows) before
+//! every insert, on [`Group::stats`], by [`Group::reclaim_expired`], and
+//! every second by a sweeper task when the group is built inside a tokio
+//! runtime.
 //!
 //! Other peers' requests are answered through the group's
 //! [`ServedGroup`] ([`crate::Node::served_group`]), from this node alone.
@@ -31,6 +33,8 @@
 //! - `changes.rs`: remove, set and purge across the cluster, and the report
 //!   of the peers they did not reach;
 //! - `admission.rs`: the cap on loader calls at once;
+//! - `stale.rs`: expired values served while refreshing or when a load
+//!   fails, and cached not-found answers;
 //! - `state.rs`: the cache, fences and counters under the group's lock, and
 //!   what reads and changes of this node alone do to them;
 //! - `served.rs`: the peer-facing side ([`ServedGroup`]).

@@ -29,13 +29,14 @@
 
 use super::load::Route;
 use super::{Inner, Outcome};
+use crate::clock::unix_nanos;
 use crate::error::Error;
 use crate::flight::Role;
 use crate::stats::bump;
 use crate::trace::Escaped;
 use crate::Value;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// A group's stale and not-found settings (each `None`: off).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -107,6 +108,36 @@ impl Inner {
         }
     }
 
+    /// The owner's not-found for `key`, which it caches until `until`: kept
+    /// in the hot cache as long, but at most this group's own not-found TTL
+    /// (a peer's word does not pin an entry for longer), and only if this
+    /// group caches not-found.
+    pub(super) fn cache_owners_not_found(&self, key: &str, ticket: u64, until: SystemTime) {
+        if let Some(ttl) = self.stale.not_found_ttl {
+            let now = self.clock.now_unix_nanos();
+            let until = unix_nanos(until).min(now.saturating_add(nanos(ttl)));
+            if until > now && self.hot_cache.admits() {
+                let negative = Value::negative(key.as_bytes(), until);
+                self.store(crate::CacheKind::Hot, key, &negative, ticket);
+            }
+        }
+        self.drop_expired(key, ticket);
+    }
+
+    /// Drops the expired value of `key`, if one is kept: its origin said it
+    /// is gone, so it must not be served stale again. Not if the key
+    /// changed since `ticket` (what is there now is newer).
+    pub(super) fn drop_expired(&self, key: &str, ticket: u64) {
+        if self.stale.grace().is_zero() {
+            return;
+        }
+        let now = self.clock.now_unix_nanos();
+        let mut guarded = self.lock_cache();
+        if guarded.fences.admits(key, ticket) && guarded.cache.peek_expired(key, now).is_some() {
+            guarded.cache.remove(key);
+        }
+    }
+
     /// When the not-found cached for `key` expires (Unix nanoseconds), if
     /// one is cached and live: what an owner tells the peer that asked.
     pub(super) fn not_found_until(&self, key: &str) -> Option<i64> {
@@ -127,21 +158,31 @@ impl Inner {
 
     /// A miss's stale answer within the revalidate window, with a refresh
     /// of the key started (or joined) in the background; `None` when there
-    /// is none to give.
+    /// is none to give (or no runtime to refresh on: the load then fails as
+    /// any load outside a runtime does).
     pub(super) fn revalidating(self: &Arc<Self>, key: &str, route: Route) -> Option<Value> {
+        let (stale, runtime) = self.stale_to_revalidate(key)?;
+        bump(&self.counters.loads);
+        let (role, call) = self.start(&runtime, key, route);
+        if role == Role::Leader {
+            bump(&self.counters.loads_deduped);
+            bump(&self.counters.refreshes);
+        }
+        // A leading call dropped before its end moves to a task of its own
+        // and completes, filling the cache; a following one leaves.
+        drop(call);
+        Some(stale)
+    }
+
+    /// The expired value of `key` within the revalidate window, counted as
+    /// served, and the runtime its refresh will run on; the caller starts
+    /// the refresh.
+    pub(super) fn stale_to_revalidate(&self, key: &str) -> Option<(Value, tokio::runtime::Handle)> {
         let window = self.stale.while_revalidate?;
         let stale = self.stale_within(key, window)?;
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let (role, call) = self.start(&runtime, key, route);
-            if role == Role::Leader {
-                bump(&self.counters.refreshes);
-            }
-            // A leading call dropped before its end moves to a task of its
-            // own and completes, filling the cache; a following one leaves.
-            drop(call);
-        }
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
         bump(&self.counters.stale_served);
-        Some(stale)
+        Some((stale, runtime))
     }
 
     /// `outcome`, or the expired value of `key` within the if-error window

@@ -320,12 +320,14 @@ impl GroupBuilder<'_> {
 
     /// Caches a not-found answer for `ttl` (negative caching): a key the
     /// origin does not have is asked of it once per `ttl`, not on every
-    /// get. A cached not-found costs its key's bytes in the budget, is
-    /// evicted like any entry, and is cleared by [`Group::set`] and
-    /// [`Group::remove`]. A peercache node that asks this node (the owner)
-    /// for the key keeps the not-found in its hot cache until the same
-    /// instant. Counted in `GroupStats::negative_hits`. Default: not-found
-    /// is never cached.
+    /// get. A cached not-found costs its key's bytes and 128 bytes of
+    /// bookkeeping in the budget (any client can ask for keys that do not
+    /// exist: the budget bounds their memory), is evicted like any entry,
+    /// and is cleared by [`Group::set`] and [`Group::remove`]. A peercache
+    /// node that asks this node (the owner) for the key keeps the not-found
+    /// in its hot cache until the owner's expires, if it caches not-found
+    /// too, and at most for its own `ttl`. Counted in
+    /// `GroupStats::negative_hits`. Default: not-found is never cached.
     ///
     /// ```
     /// use peercache::{loader_fn, LoadError, Node};

@@ -223,9 +223,9 @@ impl HttpPeer {
                         item.expire.unwrap_or(0),
                     ))
                 }
-                // The owner caches its not-found until `expire` (see `get`).
+                // The owner caches its not-found until `expire`.
                 Ok(ItemStatus::NotFound) => match item.expire {
-                    Some(until) if until > 1 => Ok(Value::negative(key.as_bytes(), until)),
+                    Some(until) if until > 1 => Err(FetchError::not_found_until(until)),
                     _ => Err(FetchError::Load(LoadError::NotFound)),
                 },
                 Ok(ItemStatus::Failed) => Err(FetchError::Load(LoadError::msg(clipped(

@@ -263,9 +263,7 @@ impl HttpPeer {
             Reply::NoSuchGroup(reason) => {
                 Err(self.unavailable(format!("does not serve this group: {reason}")))
             }
-            // The owner caches its not-found until then: so does this node
-            // (a negative value, which the group answers as not found).
-            Reply::NotFound(_, Some(until)) => Ok(Value::negative(key.as_bytes(), until)),
+            Reply::NotFound(_, Some(until)) => Err(FetchError::not_found_until(until)),
             Reply::NotFound(_, None) => Err(FetchError::Load(LoadError::NotFound)),
             Reply::LoadFailed(reason) => Err(FetchError::Load(LoadError::msg(reason))),
             Reply::Busy(reason, _) => {
