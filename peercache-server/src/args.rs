@@ -15,11 +15,15 @@ mod parse;
 
 #[cfg(test)]
 use parse::MAX_DURATION;
-pub use parse::{parse_bytes, parse_duration, parse_hot_cache, parse_wait};
+pub use parse::{parse_bytes, parse_duration, parse_failures, parse_hot_cache, parse_wait};
 
 /// `--load-admission-wait`'s default (its `default_value` says the same),
 /// also for a `--config` group that sets `max_concurrent_loads` alone.
 pub const DEFAULT_LOAD_ADMISSION_WAIT: Duration = Duration::from_secs(1);
+
+/// `--origin-breaker-cool-down`'s default (its `default_value` says the
+/// same), also for a `--config` group that sets `origin_breaker` alone.
+pub const DEFAULT_BREAKER_COOL_DOWN: Duration = Duration::from_secs(5);
 use parse::{parse_count, trimmed};
 
 /// A peercache node: serves the built-in `colors` group (and, with
@@ -134,6 +138,16 @@ pub struct Args {
     /// before its request gets 503 (0: not at all)
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_wait)]
     pub load_admission_wait: Duration,
+
+    /// After N loads in a row that found the origin unreachable (refused,
+    /// timed out, 5xx), fail loads at once for --origin-breaker-cool-down
+    /// instead of calling it; then one trial load [default: no breaker]
+    #[arg(long, value_name = "N", value_parser = parse_failures)]
+    pub origin_breaker: Option<u32>,
+
+    /// How long --origin-breaker pauses loads before a trial
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub origin_breaker_cool_down: Duration,
 
     /// Serve a value up to this long past its expiry at once while one
     /// refresh runs in the background, e.g. 30s (RFC 5861

@@ -96,6 +96,8 @@ pub struct GroupDefaults {
     pub load_timeout: Option<Duration>,
     /// `--max-concurrent-loads` and `--load-admission-wait`.
     pub admission: Option<(usize, Duration)>,
+    /// `--origin-breaker` and `--origin-breaker-cool-down`.
+    pub breaker: Option<(u32, Duration)>,
     /// `--stale-while-revalidate`.
     pub stale_while_revalidate: Option<Duration>,
     /// `--stale-if-error`.
@@ -121,6 +123,9 @@ impl GroupDefaults {
         }
         if let Some((limit, wait)) = self.admission {
             builder = builder.max_concurrent_loads(limit, wait);
+        }
+        if let Some((failures, cool_down)) = self.breaker {
+            builder = builder.origin_breaker(failures, cool_down);
         }
         if let Some(window) = self.stale_while_revalidate {
             builder = builder.stale_while_revalidate(window);
@@ -228,6 +233,9 @@ impl Plan {
                 admission: args
                     .max_concurrent_loads
                     .map(|limit| (limit, args.load_admission_wait)),
+                breaker: args
+                    .origin_breaker
+                    .map(|failures| (failures, args.origin_breaker_cool_down)),
                 stale_while_revalidate: args.stale_while_revalidate,
                 stale_if_error: args.stale_if_error,
                 cache_not_found: args.cache_not_found,

@@ -12,6 +12,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get as route_get;
 use axum::Router;
+use peercache::ring::{HashMode, Ring};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -178,4 +179,75 @@ fn a_missing_page_is_asked_of_the_origin_once_cluster_wide() {
     for node in &nodes {
         assert_eq!(get_ok(node.addr, "/pages/missing-1"), "new page");
     }
+}
+
+#[test]
+fn the_origin_breaker_stops_asking_a_failing_origin_while_stale_pages_are_served() {
+    let (config, origin) = origin("origin-breaker");
+    let flags = [
+        "--config",
+        &config,
+        "--ttl",
+        "1s",
+        "--stale-if-error",
+        "1h",
+        "--origin-breaker",
+        "3",
+        "--origin-breaker-cool-down",
+        "1h",
+    ];
+    let nodes = start_servers(3, &flags);
+    let keys: Vec<String> = (0..12).map(|i| format!("p{i}")).collect();
+    for key in &keys {
+        assert_eq!(
+            get_ok(nodes[0].addr, &format!("/pages/{key}")),
+            format!("page {key}")
+        );
+    }
+    origin.down.store(true, Ordering::SeqCst);
+    // Once the pages expired, each owner's loads fail until its breaker
+    // opens (3 in a row); then nothing more reaches the origin.
+    wait_until("every owner's breaker opened", || {
+        for node in &nodes {
+            for key in &keys {
+                let _ = get(node.addr, &format!("/pages/{key}"));
+            }
+        }
+        nodes
+            .iter()
+            .filter(|n| counter(n.addr, "pages", "local_loads") > 0)
+            .all(|n| counter(n.addr, "pages", "loads_failed_fast") > 0)
+    });
+    let asked = origin.total();
+    for _ in 0..5 {
+        for node in &nodes {
+            for key in &keys {
+                let (status, body) = get(node.addr, &format!("/pages/{key}")).unwrap();
+                assert_eq!(
+                    (status, body.as_str()),
+                    (200, format!("page {key}").as_str())
+                );
+            }
+        }
+    }
+    assert_eq!(
+        origin.total(),
+        asked,
+        "no request reached the origin while the breaker was open"
+    );
+    // A page never cached, owned by a node whose breaker is open, has no
+    // stale value: 503 at once, naming the breaker.
+    let urls: Vec<String> = nodes.iter().map(|n| n.url.clone()).collect();
+    let ring = Ring::with_peers(HashMode::Golang, 50, &urls).unwrap();
+    let open = nodes
+        .iter()
+        .find(|n| counter(n.addr, "pages", "loads_failed_fast") > 0)
+        .unwrap();
+    let key = (0..)
+        .map(|i| format!("never-cached-{i}"))
+        .find(|key| ring.owner(key) == Some(open.url.as_str()))
+        .unwrap();
+    let (status, body) = get(nodes[0].addr, &format!("/pages/{key}")).unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("origin_breaker"), "{body}");
 }

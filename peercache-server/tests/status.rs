@@ -126,6 +126,7 @@ fn the_status_page_shows_what_stats_says() {
         "server_requests",
         "server_batches",
         "loads_refused",
+        "loads_failed_fast",
         "refreshes",
         "negative_hits",
     ] {

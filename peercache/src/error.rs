@@ -109,6 +109,21 @@ pub enum Error {
         /// How long the load waited for a place.
         wait: std::time::Duration,
     },
+    /// The group's origin failed as unreachable that many loads in a row
+    /// ([`crate::GroupBuilder::origin_breaker`]): the load was not tried,
+    /// to spare the origin while it recovers; one trial load after the
+    /// cool-down decides whether loads resume. Not cached.
+    #[error("group {group:?}: key {key:?} not loaded: the origin failed {failures} loads in a row, so loads pause for {cool_down:?} before a trial (origin_breaker); retry later, or serve stale values with stale_if_error")]
+    OriginDown {
+        /// The group.
+        group: Arc<str>,
+        /// The key.
+        key: Arc<str>,
+        /// The failures in a row that open the breaker.
+        failures: u32,
+        /// How long loads pause before a trial.
+        cool_down: std::time::Duration,
+    },
     /// A get was made outside a tokio runtime; loads are spawned on the
     /// current runtime, so call from within one (e.g. `#[tokio::main]`).
     #[error("group {group:?}: key {key:?} needs a load, but no tokio runtime is running; call get from within a tokio runtime")]

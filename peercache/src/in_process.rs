@@ -189,7 +189,7 @@ impl Peer for InProcessPeer {
                 Error::Panicked { message, .. } => FetchError::Load(LoadError::msg(message)),
                 // The owner's loads are at their cap: its answer, as over
                 // HTTP (the asker must not load the key itself).
-                error @ Error::Overloaded { .. } => {
+                error @ (Error::Overloaded { .. } | Error::OriginDown { .. }) => {
                     FetchError::Load(LoadError::msg(error.to_string()))
                 }
                 other => FetchError::Unavailable(other.to_string()),

@@ -77,6 +77,47 @@ impl LoadError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, LoadError::NotFound)
     }
+
+    /// A failure that says the origin itself cannot be reached or does not
+    /// answer (a refused connection, a timeout, a 5xx), as opposed to one
+    /// key's trouble: what a group's breaker counts
+    /// ([`crate::GroupBuilder::origin_breaker`]). Its message is the error's.
+    ///
+    /// ```
+    /// use peercache::LoadError;
+    ///
+    /// let error = LoadError::unavailable("connection refused by db:5432");
+    /// assert!(error.is_unavailable());
+    /// assert_eq!(error.to_string(), "connection refused by db:5432");
+    /// assert!(!LoadError::msg("row 7 is malformed").is_unavailable());
+    /// ```
+    pub fn unavailable(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        LoadError::Failed(Arc::new(Unavailable(error.into())))
+    }
+
+    /// True for a failure made by [`LoadError::unavailable`].
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            LoadError::Failed(error) => error.downcast_ref::<Unavailable>().is_some(),
+            LoadError::NotFound => false,
+        }
+    }
+}
+
+/// The mark of [`LoadError::unavailable`]: the origin is down.
+#[derive(Debug)]
+struct Unavailable(Box<dyn std::error::Error + Send + Sync>);
+
+impl fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for Unavailable {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
 }
 
 impl From<std::io::Error> for LoadError {

@@ -12,7 +12,7 @@
 //!
 //! | metric | kind | labels |
 //! | --- | --- | --- |
-//! | `groupcache_gets_total`, `groupcache_hits_total`, `groupcache_loads_total`, `groupcache_loads_deduped_total`, `groupcache_local_loads_total`, `groupcache_local_load_errs_total`, `groupcache_peer_loads_total`, `groupcache_peer_errors_total`, `groupcache_server_requests_total`, `peercache_server_batches_total`, `peercache_loads_refused_total`, `peercache_stale_served_total`, `peercache_stale_if_error_total`, `peercache_refreshes_total`, `peercache_negative_hits_total` | counter | `group` |
+//! | `groupcache_gets_total`, `groupcache_hits_total`, `groupcache_loads_total`, `groupcache_loads_deduped_total`, `groupcache_local_loads_total`, `groupcache_local_load_errs_total`, `groupcache_peer_loads_total`, `groupcache_peer_errors_total`, `groupcache_server_requests_total`, `peercache_server_batches_total`, `peercache_loads_refused_total`, `peercache_loads_failed_fast_total`, `peercache_stale_served_total`, `peercache_stale_if_error_total`, `peercache_refreshes_total`, `peercache_negative_hits_total` | counter | `group` |
 //! | `groupcache_cache_bytes`, `groupcache_cache_items` | gauge | `group`, `type` (`main`, `hot`) |
 //! | `groupcache_cache_gets_total`, `groupcache_cache_hits_total`, `groupcache_cache_evictions_total` | counter | `group`, `type` |
 //! | `groupcache_load_duration_seconds` | histogram | `group`, `outcome` (`ok`, `not_found`, `error`) |
@@ -187,6 +187,10 @@ const GROUP_COUNTERS: &[(&str, &str)] = &[
         "Keys not loaded: the group's loads were at their cap for the whole wait.",
     ),
     (
+        "peercache_loads_failed_fast_total",
+        "Keys not loaded: the group's origin breaker was open.",
+    ),
+    (
         "peercache_stale_served_total",
         "Expired values served at once while a refresh ran (stale-while-revalidate).",
     ),
@@ -227,6 +231,7 @@ pub fn record_group(stats: &GroupStats) {
         stats.server_requests,
         stats.server_batches,
         stats.loads_refused,
+        stats.loads_failed_fast,
         stats.stale_served,
         stats.stale_if_error,
         stats.refreshes,

@@ -70,6 +70,10 @@ pub struct GroupStats {
     /// ([`crate::GroupBuilder::max_concurrent_loads`]) for the whole wait.
     #[serde(default)]
     pub loads_refused: u64,
+    /// Keys not loaded because the group's origin breaker was open
+    /// ([`crate::GroupBuilder::origin_breaker`]).
+    #[serde(default)]
+    pub loads_failed_fast: u64,
     /// Expired values served at once while a refresh runs
     /// ([`crate::GroupBuilder::stale_while_revalidate`]).
     #[serde(default)]
@@ -113,6 +117,7 @@ pub(crate) struct Counters {
     pub local_loads: AtomicU64,
     pub local_load_errs: AtomicU64,
     pub loads_refused: AtomicU64,
+    pub loads_failed_fast: AtomicU64,
     pub stale_served: AtomicU64,
     pub stale_if_error: AtomicU64,
     pub refreshes: AtomicU64,
@@ -147,6 +152,7 @@ impl Counters {
             local_loads: get(&self.local_loads),
             local_load_errs: get(&self.local_load_errs),
             loads_refused: get(&self.loads_refused),
+            loads_failed_fast: get(&self.loads_failed_fast),
             stale_served: get(&self.stale_served),
             stale_if_error: get(&self.stale_if_error),
             refreshes: get(&self.refreshes),

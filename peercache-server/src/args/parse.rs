@@ -93,6 +93,15 @@ pub fn parse_wait(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// A number of failures in a row, at least 1.
+pub fn parse_failures(text: &str) -> Result<u32, String> {
+    text.trim()
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{text:?} is not a number of failures of at least 1"))
+}
+
 /// A count of at least 1.
 pub(super) fn parse_count(text: &str) -> Result<usize, String> {
     text.trim()

@@ -411,6 +411,8 @@ fn groups_get_the_flags_settings() {
             "1h",
             "--cache-not-found",
             "10s",
+            "--origin-breaker",
+            "5",
         ],
         "127.0.0.1:8080",
     )
@@ -423,6 +425,7 @@ fn groups_get_the_flags_settings() {
             ttl: Some(Duration::from_secs(30)),
             load_timeout: None,
             admission: Some((8, Duration::ZERO)),
+            breaker: Some((5, Duration::from_secs(5))),
             stale_while_revalidate: Some(Duration::from_secs(30)),
             stale_if_error: Some(Duration::from_secs(3600)),
             cache_not_found: Some(Duration::from_secs(10)),

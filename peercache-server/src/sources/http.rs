@@ -5,8 +5,10 @@
 //! (`no-store`, `no-cache` or `max-age=0`: served, not cached); 404 is "not
 //! found" (cached only with the group's `cache_not_found`); any other
 //! status, a connection failure or the timeout is a load error (503 to the
-//! client, not cached). `https://`
-//! origins (feature `tls`, on by default) are checked against the system's
+//! client, not cached), and a 5xx, a connection failure or the timeout says
+//! the origin is unreachable (`LoadError::unavailable`, which the group's
+//! `origin_breaker` counts). `https://` origins (feature `tls`, on by
+//! default) are checked against the system's
 //! root certificates, or, when the group sets `ca`, against that PEM bundle
 //! alone (a private origin CA).
 //!
@@ -161,24 +163,24 @@ impl HttpSource {
             .parse()
             .map_err(|e| LoadError::msg(format!("bad origin URL {url:?}: {e}")))?;
         let exchange = async {
-            let response = self
-                .client
-                .get(uri)
-                .await
-                .map_err(|e| LoadError::msg(format!("origin {url}: {}", with_causes(&e))))?;
+            let response = self.client.get(uri).await.map_err(|e| {
+                LoadError::unavailable(format!("origin {url}: {}", with_causes(&e)))
+            })?;
             let status = response.status();
             let max_age = max_age(response.headers());
             let body = Limited::new(response.into_body(), MAX_ORIGIN_BYTES)
                 .collect()
                 .await
-                .map_err(|e| LoadError::msg(format!("origin {url}: reading the body: {e}")))?
+                .map_err(|e| {
+                    LoadError::unavailable(format!("origin {url}: reading the body: {e}"))
+                })?
                 .to_bytes();
             Ok::<_, LoadError>((status, max_age, body))
         };
         let (status, max_age, body) = tokio::time::timeout(self.timeout, exchange)
             .await
             .map_err(|_| {
-                LoadError::msg(format!("origin {url}: no answer within {:?}", self.timeout))
+                LoadError::unavailable(format!("origin {url}: no answer within {:?}", self.timeout))
             })??;
         match status {
             http::StatusCode::OK => {
@@ -196,6 +198,11 @@ impl HttpSource {
                 })
             }
             http::StatusCode::NOT_FOUND => Err(LoadError::NotFound),
+            // A 5xx says the origin is in trouble (the breaker counts it);
+            // another status, that this key is.
+            status if status.is_server_error() => Err(LoadError::unavailable(format!(
+                "origin {url} answered {status}"
+            ))),
             status => Err(LoadError::msg(format!("origin {url} answered {status}"))),
         }
     }

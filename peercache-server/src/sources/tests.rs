@@ -351,6 +351,8 @@ fn origin_protection_keys_parse_and_build_and_wrong_ones_are_named() {
         cache_not_found = "10s"
         max_concurrent_loads = 4
         load_admission_wait = "0"
+        origin_breaker = 5
+        origin_breaker_cool_down = "2s"
         "#,
     )
     .unwrap();
@@ -362,6 +364,8 @@ fn origin_protection_keys_parse_and_build_and_wrong_ones_are_named() {
             cache_not_found: Some("10s".to_owned()),
             max_concurrent_loads: Some(4),
             load_admission_wait: Some("0".to_owned()),
+            origin_breaker: Some(5),
+            origin_breaker_cool_down: Some("2s".to_owned()),
         }
     );
     let node = peercache::Node::new();
@@ -370,6 +374,7 @@ fn origin_protection_keys_parse_and_build_and_wrong_ones_are_named() {
         ttl: None,
         load_timeout: None,
         admission: None,
+        breaker: None,
         stale_while_revalidate: None,
         stale_if_error: None,
         cache_not_found: None,
@@ -403,6 +408,11 @@ fn origin_protection_keys_parse_and_build_and_wrong_ones_are_named() {
     let error = built("load_admission_wait = \"1s\"");
     assert!(
         error.contains("load_admission_wait without max_concurrent_loads"),
+        "{error}"
+    );
+    let error = built("origin_breaker_cool_down = \"1s\"");
+    assert!(
+        error.contains("origin_breaker_cool_down without origin_breaker"),
         "{error}"
     );
     let error = built("max_concurrent_loads = 0");

@@ -11,6 +11,7 @@
 //! never forwarded, so two nodes whose peer lists disagree cannot wait on
 //! each other.
 
+use super::breaker::Verdict;
 use super::{Inner, Outcome};
 use crate::cache::CacheKind;
 use crate::error::Error;
@@ -164,6 +165,9 @@ impl Inner {
             Ok(place) => place,
             Err(mut refused) => return Err(refused.remove(0)),
         };
+        if let Err(mut refused) = self.origin_admits(&[&key]) {
+            return Err(refused.remove(0));
+        }
         let timed = Timed::start(tracing::debug_span!(
             target: "peercache",
             "peercache.load",
@@ -193,6 +197,7 @@ impl Inner {
                 Ok(loaded) => loaded,
                 Err(_) => {
                     bump(&self.counters.local_load_errs);
+                    self.origin_answered(Verdict::Unreachable);
                     tracing::warn!(
                         group = %self.name,
                         key = %self.key_in_traces.show(key),
@@ -209,6 +214,7 @@ impl Inner {
         };
         match loaded {
             Ok(loaded) => {
+                self.origin_answered(Verdict::of(&loaded));
                 match &loaded {
                     Err(error) if !error.is_not_found() => tracing::warn!(
                         group = %self.name,

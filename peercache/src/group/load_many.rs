@@ -3,6 +3,7 @@
 //! errors, timed and traced once per call; and what each key gets when
 //! the call fails as a whole. `many.rs` decides which keys go in it.
 
+use super::breaker::Verdict;
 use super::Inner;
 use crate::error::Error;
 use crate::flight::panic_message;
@@ -72,6 +73,25 @@ impl Inner {
             .find(|a| matches!(a, Loaded::Answer(Err(e)) if !e.is_not_found()))
         {
             tracing::warn!(group = %self.name, keys = keys.len(), failures, first = %Escaped(error), "batch load failed for some keys");
+        }
+        // The origin answered if it answered any key; a timed-out call, or
+        // one whose every key found it unreachable, says it did not.
+        let verdict = match answers.first() {
+            Some(Loaded::Failed(BatchFailure::TimedOut(_))) => Some(Verdict::Unreachable),
+            Some(Loaded::Failed(BatchFailure::Panicked(_))) | None => None,
+            Some(_) => Some(
+                if answers
+                    .iter()
+                    .all(|a| matches!(a, Loaded::Answer(loaded) if Verdict::of(loaded) == Verdict::Unreachable))
+                {
+                    Verdict::Unreachable
+                } else {
+                    Verdict::Answered
+                },
+            ),
+        };
+        if let Some(verdict) = verdict {
+            self.origin_answered(verdict);
         }
         let label = match answers.first() {
             Some(Loaded::Failed(_)) => "error",

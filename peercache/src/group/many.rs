@@ -317,7 +317,11 @@ impl Inner {
         }
         if !loading.is_empty() {
             let names: Vec<&str> = loading.iter().map(|&(i, _)| &*keys[i]).collect();
-            let _place = match self.admit(&names).await {
+            let admitted = match self.admit(&names).await {
+                Ok(place) => self.origin_admits(&names).map(|()| place),
+                Err(refused) => Err(refused),
+            };
+            let _place = match admitted {
                 Ok(place) => place,
                 Err(refused) => {
                     for (&(i, _), error) in loading.iter().zip(refused) {

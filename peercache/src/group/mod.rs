@@ -32,7 +32,8 @@
 //!   `load_many.rs`: a batch's one loader call;
 //! - `changes.rs`: remove, set and purge across the cluster, and the report
 //!   of the peers they did not reach;
-//! - `admission.rs`: the cap on loader calls at once;
+//! - `admission.rs`: the cap on loader calls at once; `breaker.rs`: loads
+//!   paused while the origin is unreachable;
 //! - `stale.rs`: expired values served while refreshing or when a load
 //!   fails, and cached not-found answers;
 //! - `state.rs`: the cache, fences and counters under the group's lock, and
@@ -47,6 +48,7 @@
 //! write side, never across an `.await`.
 
 mod admission;
+mod breaker;
 mod changes;
 mod load;
 mod load_many;
@@ -57,6 +59,7 @@ mod state;
 
 pub(crate) use crate::cache::HotCachePolicy;
 pub(crate) use admission::Admission;
+pub(crate) use breaker::BreakerSettings;
 pub use served::ServedGroup;
 pub(crate) use stale::Stale;
 
@@ -127,6 +130,7 @@ struct Inner {
     ttl: Option<Duration>,
     load_timeout: Option<Duration>,
     admission: Option<admission::Places>,
+    breaker: Option<breaker::Breaker>,
     stale: Stale,
     key_in_traces: KeyInTraces,
     cache: ReadMostlyLock<Guarded>,
@@ -155,6 +159,7 @@ pub(crate) struct Settings {
     pub ttl: Option<Duration>,
     pub load_timeout: Option<Duration>,
     pub admission: Option<Admission>,
+    pub breaker: Option<BreakerSettings>,
     pub stale: Stale,
     pub key_in_traces: KeyInTraces,
     pub clock: Arc<dyn Clock>,
@@ -179,6 +184,7 @@ impl Group {
             ttl: settings.ttl,
             load_timeout: settings.load_timeout,
             admission: settings.admission.map(admission::Places::new),
+            breaker: settings.breaker.map(breaker::Breaker::new),
             key_in_traces: settings.key_in_traces,
             cache: ReadMostlyLock::new(Guarded::new(
                 settings.cache_bytes,

@@ -71,6 +71,7 @@ fn origin_failed(error: &Error) -> bool {
         Error::Load { .. }
             | Error::LoadTimeout { .. }
             | Error::Overloaded { .. }
+            | Error::OriginDown { .. }
             | Error::Panicked { .. }
     )
 }

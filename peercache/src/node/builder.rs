@@ -6,7 +6,7 @@
 use super::{check_group_name, Node, DEFAULT_CACHE_BYTES};
 use crate::clock::{Clock, SystemClock};
 use crate::error::Error;
-use crate::group::{Admission, Group, HotCachePolicy, Settings, Stale};
+use crate::group::{Admission, BreakerSettings, Group, HotCachePolicy, Settings, Stale};
 use crate::loader::Loader;
 use crate::trace::KeyInTraces;
 use std::fmt;
@@ -51,6 +51,7 @@ pub struct GroupBuilder<'n> {
     ttl: Option<Duration>,
     load_timeout: Option<Duration>,
     admission: Option<Admission>,
+    breaker: Option<BreakerSettings>,
     stale: Stale,
     key_in_traces: KeyInTraces,
     clock: Option<Arc<dyn Clock>>,
@@ -67,6 +68,7 @@ impl<'n> GroupBuilder<'n> {
             ttl: None,
             load_timeout: None,
             admission: None,
+            breaker: None,
             stale: Stale::default(),
             key_in_traces: KeyInTraces::default(),
             clock: None,
@@ -83,6 +85,7 @@ impl fmt::Debug for GroupBuilder<'_> {
             .field("ttl", &self.ttl)
             .field("load_timeout", &self.load_timeout)
             .field("admission", &self.admission)
+            .field("breaker", &self.breaker)
             .field("stale", &self.stale)
             .field("key_in_traces", &self.key_in_traces)
             .field("custom_clock", &self.clock.is_some())
@@ -224,6 +227,52 @@ impl GroupBuilder<'_> {
     /// ```
     pub fn max_concurrent_loads(mut self, limit: usize, wait: Duration) -> Self {
         self.admission = Some(Admission { limit, wait });
+        self
+    }
+
+    /// Pauses loads while the origin is unreachable: after `failures` loads
+    /// in a row that found it so (a loader's [`crate::LoadError::unavailable`],
+    /// or the [`load_timeout`](GroupBuilder::load_timeout)), loads fail at
+    /// once with [`Error::OriginDown`] for `cool_down` instead of calling
+    /// it (counted in `GroupStats::loads_failed_fast`; with
+    /// [`stale_if_error`](GroupBuilder::stale_if_error) the callers get the
+    /// stale values); then one trial load decides whether loads resume (a
+    /// trial that has not ended after another `cool_down` is followed by
+    /// another). Failures of one key (a malformed row, a not-found) are the
+    /// origin answering and reset the count, so a client asking for such
+    /// keys cannot open it. Default: none.
+    ///
+    /// ```
+    /// use peercache::clock::ManualClock;
+    /// use peercache::{loader_fn, Error, LoadError, Node};
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), peercache::Error> {
+    /// let clock = ManualClock::starting_now();
+    /// let rows = Node::new()
+    ///     .group_builder("rows")
+    ///     .origin_breaker(3, Duration::from_secs(5))
+    ///     .clock(clock.clone())
+    ///     .build(loader_fn(|_id: String| async {
+    ///         Err::<String, _>(LoadError::unavailable("connection refused by db:5432"))
+    ///     }))?;
+    ///
+    /// for id in ["1", "2", "3"] {
+    ///     assert!(matches!(rows.get(id).await, Err(Error::Load { .. }))); // tried
+    /// }
+    /// assert!(matches!(rows.get("4").await, Err(Error::OriginDown { .. }))); // not tried
+    /// clock.advance(Duration::from_secs(5));
+    /// assert!(matches!(rows.get("4").await, Err(Error::Load { .. }))); // the trial
+    /// assert_eq!(rows.stats().loads_failed_fast, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn origin_breaker(mut self, failures: u32, cool_down: Duration) -> Self {
+        self.breaker = Some(BreakerSettings {
+            failures,
+            cool_down,
+        });
         self
     }
 
@@ -411,6 +460,16 @@ impl GroupBuilder<'_> {
                     "the limit must be at least 1 and at most 2^61 - 1 (leave it unset for no cap)",
             });
         }
+        if self
+            .breaker
+            .is_some_and(|b| b.failures == 0 || b.cool_down.is_zero())
+        {
+            return Err(Error::InvalidSetting {
+                group: self.name,
+                setting: "origin_breaker",
+                reason: "failures and cool_down must be at least 1 and greater than zero (leave it unset for no breaker)",
+            });
+        }
         let mut groups = self
             .node
             .inner
@@ -429,6 +488,7 @@ impl GroupBuilder<'_> {
             ttl: self.ttl,
             load_timeout: self.load_timeout,
             admission: self.admission,
+            breaker: self.breaker,
             stale: self.stale,
             key_in_traces: self.key_in_traces,
             clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),

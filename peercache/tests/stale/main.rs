@@ -2,6 +2,7 @@
 //! not-found answers, with a `ManualClock` (no sleeps) and, for what crosses
 //! nodes, in-process clusters.
 
+mod breaker;
 mod cluster;
 mod support;
 

@@ -36,6 +36,7 @@ type config struct {
 	valueSize  int
 	loadDelay  time.Duration
 	hotCache   bool
+	origin     string
 }
 
 // usageError is a command-line error; it names the offending flag.
@@ -64,6 +65,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	valueSize := fs.Int("value-size", 100, "value length in bytes")
 	loadDelay := fs.Duration("load-delay", 0, "time the loader sleeps before producing a value, e.g. 300ms")
 	hotCache := fs.Bool("hot-cache", true, "accepted for parity; golang/groupcache's hot cache cannot be disabled")
+	origin := fs.String("origin", "", "load values with GET <origin><key> (a 200's body; anything else is a load error) instead of making them")
 	if err := fs.Parse(args); err != nil {
 		// The flag package has already printed the error (naming the flag) and the usage.
 		return nil, errReported{err}
@@ -79,6 +81,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		valueSize:  *valueSize,
 		loadDelay:  *loadDelay,
 		hotCache:   *hotCache,
+		origin:     *origin,
 	}
 	var err error
 	if c.self, err = normalizeURL(*self); err != nil {
@@ -209,6 +212,9 @@ func run(args []string) int {
 			if cfg.loadDelay > 0 {
 				time.Sleep(cfg.loadDelay)
 			}
+			if cfg.origin != "" {
+				return fromOrigin(cfg.origin+url.PathEscape(key), dest)
+			}
 			return dest.SetBytes(makeValue(key, cfg.valueSize))
 		}))
 
@@ -307,4 +313,25 @@ func run(args []string) int {
 	}
 	logger.Printf("benchnode: shut down")
 	return 0
+}
+
+// originClient fetches values for --origin, bounded like peercache's http
+// source (5 s for the whole request).
+var originClient = &http.Client{Timeout: 5 * time.Second}
+
+// fromOrigin loads a value with GET target: a 200's body, else an error.
+func fromOrigin(target string, dest groupcache.Sink) error {
+	resp, err := originClient.Get(target)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("origin %s answered %s", target, resp.Status)
+	}
+	return dest.SetBytes(body)
 }
