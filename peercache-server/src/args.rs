@@ -16,14 +16,6 @@ mod parse;
 #[cfg(test)]
 use parse::MAX_DURATION;
 pub use parse::{parse_bytes, parse_duration, parse_failures, parse_hot_cache, parse_wait};
-
-/// `--load-admission-wait`'s default (its `default_value` says the same),
-/// also for a `--config` group that sets `max_concurrent_loads` alone.
-pub const DEFAULT_LOAD_ADMISSION_WAIT: Duration = Duration::from_secs(1);
-
-/// `--origin-breaker-cool-down`'s default (its `default_value` says the
-/// same), also for a `--config` group that sets `origin_breaker` alone.
-pub const DEFAULT_BREAKER_COOL_DOWN: Duration = Duration::from_secs(5);
 use parse::{parse_count, trimmed};
 
 /// A peercache node: serves the built-in `colors` group (and, with

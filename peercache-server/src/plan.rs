@@ -98,6 +98,10 @@ pub struct GroupDefaults {
     pub admission: Option<(usize, Duration)>,
     /// `--origin-breaker` and `--origin-breaker-cool-down`.
     pub breaker: Option<(u32, Duration)>,
+    /// `--load-admission-wait` and `--origin-breaker-cool-down` as given
+    /// (or their defaults), for a `--config` group that sets its own cap or
+    /// breaker when the flag's is not set.
+    pub waits: (Duration, Duration),
     /// `--stale-while-revalidate`.
     pub stale_while_revalidate: Option<Duration>,
     /// `--stale-if-error`.
@@ -233,6 +237,7 @@ impl Plan {
                 admission: args
                     .max_concurrent_loads
                     .map(|limit| (limit, args.load_admission_wait)),
+                waits: (args.load_admission_wait, args.origin_breaker_cool_down),
                 breaker: args
                     .origin_breaker
                     .map(|failures| (failures, args.origin_breaker_cool_down)),

@@ -187,8 +187,9 @@ impl Peer for InProcessPeer {
                 Error::NotFound { .. } => FetchError::Load(LoadError::NotFound),
                 Error::Load { source, .. } => FetchError::Load(source),
                 Error::Panicked { message, .. } => FetchError::Load(LoadError::msg(message)),
-                // The owner's loads are at their cap: its answer, as over
-                // HTTP (the asker must not load the key itself).
+                // The owner's loads are at their cap, or its origin breaker
+                // is open: its answer, as over HTTP (the asker must not
+                // load the key itself).
                 error @ (Error::Overloaded { .. } | Error::OriginDown { .. }) => {
                     FetchError::Load(LoadError::msg(error.to_string()))
                 }

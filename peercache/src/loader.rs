@@ -90,6 +90,12 @@ impl LoadError {
     /// assert!(error.is_unavailable());
     /// assert_eq!(error.to_string(), "connection refused by db:5432");
     /// assert!(!LoadError::msg("row 7 is malformed").is_unavailable());
+    ///
+    /// // `?` on an I/O error that says the other end cannot be reached:
+    /// let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+    /// assert!(LoadError::from(refused).is_unavailable());
+    /// let missing = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+    /// assert!(!LoadError::from(missing).is_unavailable());
     /// ```
     pub fn unavailable(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         LoadError::Failed(Arc::new(Unavailable(error.into())))
@@ -120,9 +126,17 @@ impl std::error::Error for Unavailable {
     }
 }
 
+/// An I/O error that says the other end cannot be reached (a refused,
+/// reset or broken connection, a timeout) is [`LoadError::unavailable`];
+/// any other is a failure of its own.
 impl From<std::io::Error> for LoadError {
     fn from(error: std::io::Error) -> Self {
-        LoadError::other(error)
+        use std::io::ErrorKind::*;
+        match error.kind() {
+            ConnectionRefused | ConnectionReset | ConnectionAborted | NotConnected | BrokenPipe
+            | TimedOut | HostUnreachable | NetworkUnreachable => LoadError::unavailable(error),
+            _ => LoadError::other(error),
+        }
     }
 }
 

@@ -13,8 +13,9 @@
 //! fresh cluster, whose every key is read once through each node (warm);
 //! then `--clients` connections, spread over the three nodes, ask uniformly
 //! drawn keys for three phases of `--phase` each: the origin up, the
-//! origin down (every connection to it is closed at once, as a stopped
-//! server's would be refused), the origin up again. Per phase: requests,
+//! origin down (a new connection is closed as soon as it is accepted, and
+//! a request on a connection kept from before gets 503), the origin up
+//! again. Per phase: requests,
 //! the share answered 200, the median and p99 latency, and the origin's
 //! requests. Contestants, one after the other:
 //!
@@ -349,8 +350,13 @@ async fn run(args: &Args, contestant: &Contestant, origin: &Origin) -> Result<Ve
                     None => false,
                 };
                 let took = started.elapsed();
-                if !ok {
+                // A connection that broke is made again (a refused one after
+                // a pause); a 503 keeps it.
+                if sender.as_ref().is_none_or(|s| s.is_closed()) {
                     sender = connect(addr).await.ok();
+                    if sender.is_none() {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
                 }
                 let record = &mut mine[at];
                 record.requests += 1;

@@ -426,6 +426,7 @@ fn groups_get_the_flags_settings() {
             load_timeout: None,
             admission: Some((8, Duration::ZERO)),
             breaker: Some((5, Duration::from_secs(5))),
+            waits: (Duration::ZERO, Duration::from_secs(5)),
             stale_while_revalidate: Some(Duration::from_secs(30)),
             stale_if_error: Some(Duration::from_secs(3600)),
             cache_not_found: Some(Duration::from_secs(10)),

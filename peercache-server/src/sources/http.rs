@@ -5,9 +5,10 @@
 //! (`no-store`, `no-cache` or `max-age=0`: served, not cached); 404 is "not
 //! found" (cached only with the group's `cache_not_found`); any other
 //! status, a connection failure or the timeout is a load error (503 to the
-//! client, not cached), and a 5xx, a connection failure or the timeout says
-//! the origin is unreachable (`LoadError::unavailable`, which the group's
-//! `origin_breaker` counts). `https://` origins (feature `tls`, on by
+//! client, not cached), and a 502, 503, 504 or 429, a connection failure
+//! or the timeout says the origin is unreachable (`LoadError::unavailable`,
+//! which the group's `origin_breaker` counts; a 500 or a body over the
+//! limit may be one key's trouble and does not). `https://` origins (feature `tls`, on by
 //! default) are checked against the system's
 //! root certificates, or, when the group sets `ca`, against that PEM bundle
 //! alone (a private origin CA).
@@ -172,7 +173,14 @@ impl HttpSource {
                 .collect()
                 .await
                 .map_err(|e| {
-                    LoadError::unavailable(format!("origin {url}: reading the body: {e}"))
+                    let message = format!("origin {url}: reading the body: {e}");
+                    // A body over the limit is this key's; a connection
+                    // broken mid-body, the origin's.
+                    if e.is::<http_body_util::LengthLimitError>() {
+                        LoadError::msg(message)
+                    } else {
+                        LoadError::unavailable(message)
+                    }
                 })?
                 .to_bytes();
             Ok::<_, LoadError>((status, max_age, body))
@@ -198,9 +206,13 @@ impl HttpSource {
                 })
             }
             http::StatusCode::NOT_FOUND => Err(LoadError::NotFound),
-            // A 5xx says the origin is in trouble (the breaker counts it);
-            // another status, that this key is.
-            status if status.is_server_error() => Err(LoadError::unavailable(format!(
+            // A gateway's 502, 503 or 504, or a 429, says the origin is down
+            // or shedding load (the breaker counts them); another status,
+            // a 500 included, may be this key's alone.
+            http::StatusCode::BAD_GATEWAY
+            | http::StatusCode::SERVICE_UNAVAILABLE
+            | http::StatusCode::GATEWAY_TIMEOUT
+            | http::StatusCode::TOO_MANY_REQUESTS => Err(LoadError::unavailable(format!(
                 "origin {url} answered {status}"
             ))),
             status => Err(LoadError::msg(format!("origin {url} answered {status}"))),

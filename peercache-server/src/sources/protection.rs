@@ -78,7 +78,7 @@ impl Protection {
             (Some(limit), wait) => {
                 let wait = wait
                     .or(defaults.admission.map(|(_, wait)| wait))
-                    .unwrap_or(crate::args::DEFAULT_LOAD_ADMISSION_WAIT);
+                    .unwrap_or(defaults.waits.0);
                 builder = builder.max_concurrent_loads(limit, wait);
             }
             (None, Some(_)) => {
@@ -97,7 +97,7 @@ impl Protection {
             (Some(failures), cool_down) => {
                 let cool_down = cool_down
                     .or(defaults.breaker.map(|(_, cool_down)| cool_down))
-                    .unwrap_or(crate::args::DEFAULT_BREAKER_COOL_DOWN);
+                    .unwrap_or(defaults.waits.1);
                 builder = builder.origin_breaker(failures, cool_down);
             }
             (None, Some(_)) => {

@@ -375,6 +375,10 @@ fn origin_protection_keys_parse_and_build_and_wrong_ones_are_named() {
         load_timeout: None,
         admission: None,
         breaker: None,
+        waits: (
+            std::time::Duration::from_secs(1),
+            std::time::Duration::from_secs(5),
+        ),
         stale_while_revalidate: None,
         stale_if_error: None,
         cache_not_found: None,
@@ -423,4 +427,33 @@ fn origin_protection_keys_parse_and_build_and_wrong_ones_are_named() {
     let error =
         refusal("name = \"g\"\nsource = \"files\"\ndir = \".\"\nmax_concurrent_loads = \"many\"");
     assert!(error.contains("max_concurrent_loads"), "{error}");
+}
+
+#[test]
+fn a_group_breaker_or_cap_takes_the_flags_cool_down_and_wait() {
+    use std::time::Duration;
+    let defaults = crate::plan::GroupDefaults {
+        cache_bytes: 1 << 20,
+        ttl: None,
+        load_timeout: None,
+        admission: None,
+        breaker: None,
+        waits: (Duration::from_millis(250), Duration::from_secs(9)),
+        stale_while_revalidate: None,
+        stale_if_error: None,
+        cache_not_found: None,
+        key_in_traces: peercache::KeyInTraces::Plain,
+    };
+    let protection = Protection {
+        origin_breaker: Some(4),
+        max_concurrent_loads: Some(8),
+        ..Protection::default()
+    };
+    let node = peercache::Node::new();
+    let builder = protection
+        .apply(node.group_builder("g"), &defaults)
+        .unwrap();
+    let shown = format!("{builder:?}");
+    assert!(shown.contains("failures: 4, cool_down: 9s"), "{shown}");
+    assert!(shown.contains("limit: 8, wait: 250ms"), "{shown}");
 }

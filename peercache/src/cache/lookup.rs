@@ -33,12 +33,14 @@ impl Cache {
     /// change; counts nothing (the caller counts the get and the hit: the
     /// group does so in its lock's reader slots). `None` means "ask
     /// [`Cache::get_unexpired`] with exclusive access": the key is not in
-    /// main, its entry expired, or the log of hits is full.
+    /// main, its entry expired or is a cached not-found, or the log of hits
+    /// is full.
     #[inline(always)]
     pub(crate) fn get_main_shared(&self, key: &str, now: &dyn Fn() -> i64) -> Option<Value> {
         let entry = self.table.peek(key)?;
         let expiry = entry.value.expiry_unix_nanos();
-        if expiry != 0 && now() >= expiry {
+        // A cached not-found always has an expiry: checked only then.
+        if expiry != 0 && (entry.value.is_negative() || now() >= expiry) {
             return None;
         }
         // A hit on the newest entry of the window or of protected moves

@@ -54,15 +54,28 @@ struct State {
 pub(super) enum Verdict {
     /// The origin answered (a value, a not-found, or one key's failure).
     Answered,
-    /// The origin could not be reached.
-    Unreachable,
+    /// The origin could not be reached, by this many keys' loads.
+    Unreachable(u32),
+    /// Nothing learned (the loader panicked): a trial's place is freed.
+    Nothing,
+}
+
+/// Whether loads may call the origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gate {
+    /// Closed: every load.
+    Open,
+    /// The one trial: a single key.
+    Trial,
+    /// Open: none.
+    Shut,
 }
 
 impl Verdict {
     /// What a loader's answer says of the origin.
     pub(super) fn of(loaded: &Result<crate::Value, LoadError>) -> Self {
         match loaded {
-            Err(error) if error.is_unavailable() => Verdict::Unreachable,
+            Err(error) if error.is_unavailable() => Verdict::Unreachable(1),
             _ => Verdict::Answered,
         }
     }
@@ -80,23 +93,28 @@ impl Breaker {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Whether a load may call the origin at `now`: always while closed;
-    /// while open, only as the one trial after the cool-down (or after a
-    /// trial that has not ended within a cool-down).
-    fn admits(&self, now: i64) -> bool {
+    /// Whether loads may call the origin at `now`: all while closed; while
+    /// open, only one key's, as the trial after the cool-down (or after a
+    /// trial that has not ended within a cool-down). A wall clock stepped
+    /// back (`until` or the trial's start more than a cool-down ahead of
+    /// `now`) makes a trial due, or the breaker could stay shut that long.
+    fn gate(&self, now: i64) -> Gate {
         let mut state = self.lock();
         let Some(until) = state.open_until else {
-            return true;
+            return Gate::Open;
         };
         let cool_down = nanos(self.settings.cool_down);
+        let passed = |since: i64| now >= since || since.saturating_sub(now) > cool_down;
         let trial_due = match state.trial {
-            None => now >= until,
-            Some(started) => now >= started.saturating_add(cool_down),
+            None => passed(until),
+            Some(started) => passed(started.saturating_add(cool_down)),
         };
         if trial_due {
             state.trial = Some(now);
+            Gate::Trial
+        } else {
+            Gate::Shut
         }
-        trial_due
     }
 
     /// Records what a load that was let through learned.
@@ -104,8 +122,9 @@ impl Breaker {
         let mut state = self.lock();
         match verdict {
             Verdict::Answered => *state = State::default(),
-            Verdict::Unreachable => {
-                state.failures = state.failures.saturating_add(1);
+            Verdict::Nothing => state.trial = None,
+            Verdict::Unreachable(keys) => {
+                state.failures = state.failures.saturating_add(keys);
                 state.trial = None;
                 if state.failures >= self.settings.failures {
                     state.open_until = Some(now.saturating_add(nanos(self.settings.cool_down)));
@@ -120,21 +139,24 @@ fn nanos(d: Duration) -> i64 {
 }
 
 impl Inner {
-    /// Whether the loader may be called for `keys` now; else each key's
-    /// [`Error::OriginDown`] (counted in `loads_failed_fast`). Always
-    /// without a breaker.
-    pub(super) fn origin_admits(&self, keys: &[&str]) -> Result<(), Vec<Error>> {
+    /// How many of `keys`, from the first, the loader may be called for
+    /// now (all of them without a breaker; one as a trial), and the
+    /// [`Error::OriginDown`] of each of the others (counted in
+    /// `loads_failed_fast`).
+    pub(super) fn origin_admits(&self, keys: &[&str]) -> (usize, Vec<Error>) {
         let Some(breaker) = &self.breaker else {
-            return Ok(());
+            return (keys.len(), Vec::new());
         };
-        if breaker.admits(self.clock.now_unix_nanos()) {
-            return Ok(());
-        }
+        let admitted = match breaker.gate(self.clock.now_unix_nanos()) {
+            Gate::Open => return (keys.len(), Vec::new()),
+            Gate::Trial => 1.min(keys.len()),
+            Gate::Shut => 0,
+        };
         let BreakerSettings {
             failures,
             cool_down,
         } = breaker.settings;
-        Err(keys
+        let refused = keys[admitted..]
             .iter()
             .map(|key| {
                 bump(&self.counters.loads_failed_fast);
@@ -145,14 +167,15 @@ impl Inner {
                     cool_down,
                 }
             })
-            .collect())
+            .collect();
+        (admitted, refused)
     }
 
     /// Records what a loader call learned of the origin.
     pub(super) fn origin_answered(&self, verdict: Verdict) {
         if let Some(breaker) = &self.breaker {
-            if verdict == Verdict::Unreachable {
-                tracing::debug!(group = %self.name, "the origin is unreachable");
+            if let Verdict::Unreachable(keys) = verdict {
+                tracing::debug!(group = %self.name, keys, "the origin is unreachable");
             }
             breaker.record(verdict, self.clock.now_unix_nanos());
         }
@@ -176,34 +199,57 @@ mod tests {
     fn it_opens_after_failures_in_a_row_and_one_trial_decides() {
         let b = breaker();
         for now in 0..2 {
-            assert!(b.admits(now));
-            b.record(Verdict::Unreachable, now);
+            assert_eq!(b.gate(now), Gate::Open);
+            b.record(Verdict::Unreachable(1), now);
         }
-        assert!(b.admits(2));
+        assert_eq!(b.gate(2), Gate::Open);
         b.record(Verdict::Answered, 2); // the count starts again
         for now in 3..6 {
-            assert!(b.admits(now));
-            b.record(Verdict::Unreachable, now);
+            assert_eq!(b.gate(now), Gate::Open);
+            b.record(Verdict::Unreachable(1), now);
         }
-        assert!(!b.admits(6), "open");
-        assert!(!b.admits(5 + 5 * S - 1), "open for the cool-down");
-        assert!(b.admits(5 + 5 * S), "the trial");
-        assert!(!b.admits(5 + 5 * S + 1), "one trial at a time");
-        b.record(Verdict::Unreachable, 6 * S);
-        assert!(!b.admits(6 * S + 1), "a failed trial opens it again");
-        assert!(b.admits(11 * S));
+        assert_eq!(b.gate(6), Gate::Shut, "open");
+        assert_eq!(b.gate(5 + 5 * S - 1), Gate::Shut, "open for the cool-down");
+        assert_eq!(b.gate(5 + 5 * S), Gate::Trial);
+        assert_eq!(b.gate(5 + 5 * S + 1), Gate::Shut, "one trial at a time");
+        b.record(Verdict::Unreachable(1), 6 * S);
+        assert_eq!(
+            b.gate(6 * S + 1),
+            Gate::Shut,
+            "a failed trial opens it again"
+        );
+        assert_eq!(b.gate(11 * S), Gate::Trial);
         b.record(Verdict::Answered, 11 * S);
-        assert!(b.admits(11 * S + 1) && b.admits(11 * S + 2), "closed");
+        assert_eq!(b.gate(11 * S + 1), Gate::Open, "closed");
+    }
+
+    #[test]
+    fn a_batch_counts_each_key_and_a_panicked_trial_frees_its_place() {
+        let b = breaker();
+        b.record(Verdict::Unreachable(3), 0);
+        assert_eq!(b.gate(1), Gate::Shut, "three keys unreachable: open");
+        assert_eq!(b.gate(5 * S), Gate::Trial);
+        b.record(Verdict::Nothing, 5 * S);
+        assert_eq!(b.gate(5 * S + 1), Gate::Trial, "a new trial at once");
+    }
+
+    #[test]
+    fn a_wall_clock_stepped_back_does_not_keep_it_shut() {
+        let b = breaker();
+        b.record(Verdict::Unreachable(3), 100 * S);
+        assert_eq!(b.gate(100 * S + 1), Gate::Shut);
+        // The clock steps back an hour: a trial is due at once.
+        assert_eq!(b.gate(100 * S - 3600 * S), Gate::Trial);
     }
 
     #[test]
     fn a_trial_that_never_ends_is_followed_by_another() {
         let b = breaker();
         for now in 0..3 {
-            b.record(Verdict::Unreachable, now);
+            b.record(Verdict::Unreachable(1), now);
         }
-        assert!(b.admits(5 * S), "a trial, which hangs");
-        assert!(!b.admits(9 * S));
-        assert!(b.admits(10 * S), "a new trial a cool-down later");
+        assert_eq!(b.gate(5 * S + 2), Gate::Trial, "a trial, which hangs");
+        assert_eq!(b.gate(9 * S), Gate::Shut);
+        assert_eq!(b.gate(10 * S + 2), Gate::Trial, "a new trial a cool-down later");
     }
 }

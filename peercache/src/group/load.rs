@@ -165,7 +165,7 @@ impl Inner {
             Ok(place) => place,
             Err(mut refused) => return Err(refused.remove(0)),
         };
-        if let Err(mut refused) = self.origin_admits(&[&key]) {
+        if let (0, mut refused) = self.origin_admits(&[&key]) {
             return Err(refused.remove(0));
         }
         let timed = Timed::start(tracing::debug_span!(
@@ -197,7 +197,7 @@ impl Inner {
                 Ok(loaded) => loaded,
                 Err(_) => {
                     bump(&self.counters.local_load_errs);
-                    self.origin_answered(Verdict::Unreachable);
+                    self.origin_answered(Verdict::Unreachable(1));
                     tracing::warn!(
                         group = %self.name,
                         key = %self.key_in_traces.show(key),
@@ -228,6 +228,7 @@ impl Inner {
             }
             Err(payload) => {
                 bump(&self.counters.local_load_errs);
+                self.origin_answered(Verdict::Nothing);
                 Err(self.panicked(
                     key,
                     Panicked {

@@ -75,24 +75,22 @@ impl Inner {
             tracing::warn!(group = %self.name, keys = keys.len(), failures, first = %Escaped(error), "batch load failed for some keys");
         }
         // The origin answered if it answered any key; a timed-out call, or
-        // one whose every key found it unreachable, says it did not.
+        // one whose every key found it unreachable, says it did not, once
+        // per key (a batch is as many loads to the breaker).
+        let keys_count = u32::try_from(keys.len()).unwrap_or(u32::MAX);
         let verdict = match answers.first() {
-            Some(Loaded::Failed(BatchFailure::TimedOut(_))) => Some(Verdict::Unreachable),
-            Some(Loaded::Failed(BatchFailure::Panicked(_))) | None => None,
-            Some(_) => Some(
-                if answers
-                    .iter()
-                    .all(|a| matches!(a, Loaded::Answer(loaded) if Verdict::of(loaded) == Verdict::Unreachable))
-                {
-                    Verdict::Unreachable
+            Some(Loaded::Failed(BatchFailure::TimedOut(_))) => Verdict::Unreachable(keys_count),
+            Some(Loaded::Failed(BatchFailure::Panicked(_))) | None => Verdict::Nothing,
+            Some(_) => {
+                let unreachable = |a: &Loaded| matches!(a, Loaded::Answer(loaded) if Verdict::of(loaded) != Verdict::Answered);
+                if answers.iter().all(unreachable) {
+                    Verdict::Unreachable(keys_count)
                 } else {
                     Verdict::Answered
-                },
-            ),
+                }
+            }
         };
-        if let Some(verdict) = verdict {
-            self.origin_answered(verdict);
-        }
+        self.origin_answered(verdict);
         let label = match answers.first() {
             Some(Loaded::Failed(_)) => "error",
             _ if failures > 0 => "error",

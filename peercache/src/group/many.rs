@@ -117,7 +117,7 @@ impl Inner {
         let mut runtime = None;
         for (i, key) in distinct.iter().enumerate() {
             let hit = match self.lookup(key) {
-                Some(value) => Some(self.answer(key, value)),
+                Some(found) => Some(found),
                 None => self.stale_to_revalidate(key).map(|(value, on)| {
                     stale.push(i);
                     runtime = Some(on);
@@ -316,12 +316,8 @@ impl Inner {
             }
         }
         if !loading.is_empty() {
-            let names: Vec<&str> = loading.iter().map(|&(i, _)| &*keys[i]).collect();
-            let admitted = match self.admit(&names).await {
-                Ok(place) => self.origin_admits(&names).map(|()| place),
-                Err(refused) => Err(refused),
-            };
-            let _place = match admitted {
+            let mut names: Vec<&str> = loading.iter().map(|&(i, _)| &*keys[i]).collect();
+            let _place = match self.admit(&names).await {
                 Ok(place) => place,
                 Err(refused) => {
                     for (&(i, _), error) in loading.iter().zip(refused) {
@@ -330,6 +326,16 @@ impl Inner {
                     return answers.into_iter().map(|a| a.expect("answered")).collect();
                 }
             };
+            // The breaker may let all through, one (a trial), or none.
+            let (admitted, refused) = self.origin_admits(&names);
+            for (&(i, _), error) in loading[admitted..].iter().zip(refused) {
+                answers[i] = Some(Err(error));
+            }
+            loading.truncate(admitted);
+            names.truncate(admitted);
+            if names.is_empty() {
+                return answers.into_iter().map(|a| a.expect("answered")).collect();
+            }
             let loaded = self.call_loader_many(&names).await;
             for (&(i, ticket), loaded) in loading.iter().zip(loaded) {
                 answers[i] = Some(match loaded {

@@ -23,9 +23,9 @@
 //!   then, so a missing key is asked of the origin once per window, cluster
 //!   wide.
 //!
-//! Inside the crate a cached not-found travels as a negative value (from
-//! the cache, and from the HTTP client to the group); [`Inner::answer`]
-//! turns it into [`Error::NotFound`] before anything leaves the group.
+//! In the cache a not-found is a negative value; [`Inner::answer`] turns it
+//! into [`Error::NotFound`] before anything leaves the group. Between
+//! nodes it is [`crate::FetchError::NotFoundCached`], with its expiry.
 
 use super::load::Route;
 use super::{Inner, Outcome};

@@ -180,7 +180,7 @@ async fn a_keys_own_failures_and_not_found_never_open_it() {
 }
 
 #[tokio::test]
-async fn the_load_timeout_counts_as_unreachable_and_batches_count_once() {
+async fn the_load_timeout_counts_and_a_batch_is_a_load_per_key_with_a_one_key_trial() {
     let clock = ManualClock::starting_now();
     let (rows, db) = group(&clock, |b| b.load_timeout(Duration::from_millis(5)));
     db.mode.store(HANGS, Ordering::SeqCst);
@@ -199,6 +199,33 @@ async fn the_load_timeout_counts_as_unreachable_and_batches_count_once() {
     );
     assert_eq!(rows.stats().loads_failed_fast, 3);
     assert_eq!(calls(&db), 3);
+    // The trial of a batch is one key; the others wait for its verdict.
+    db.mode.store(UP, Ordering::SeqCst);
+    clock.advance(COOL_DOWN);
+    let answers = rows.get_many(&["x", "y", "z"]).await;
+    assert_eq!(text(answers[0].clone()), "row x");
+    assert!(
+        answers[1..]
+            .iter()
+            .all(|a| matches!(a, Err(Error::OriginDown { .. }))),
+        "{answers:?}"
+    );
+    assert_eq!(calls(&db), 4);
+    assert!(
+        rows.get_many(&["y", "z"]).await.iter().all(Result::is_ok),
+        "closed"
+    );
+    // A batch whose every key finds the origin unreachable counts each.
+    db.mode.store(UNREACHABLE, Ordering::SeqCst);
+    let answers = rows.get_many(&["u1", "u2", "u3"]).await;
+    assert!(
+        answers.iter().all(|a| matches!(a, Err(Error::Load { .. }))),
+        "{answers:?}"
+    );
+    assert!(
+        matches!(rows.get("u4").await, Err(Error::OriginDown { .. })),
+        "open after 3 keys"
+    );
 }
 
 #[test]
