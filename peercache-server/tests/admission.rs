@@ -37,22 +37,10 @@ fn origin() -> (std::net::SocketAddr, Arc<Origin>) {
         most: AtomicUsize::new(0),
         gate: Semaphore::new(0),
     });
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
     let app = Router::new()
         .route("/pages/{*key}", route_get(held_page))
         .with_state(Arc::clone(&origin));
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
+    let addr = spawn_origin(app);
     (addr, origin)
 }
 

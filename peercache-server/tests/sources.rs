@@ -53,22 +53,10 @@ async fn origin_page(
 /// Starts the origin on a thread of its own; its address and hit counts.
 fn origin() -> (std::net::SocketAddr, Hits) {
     let hits: Hits = Arc::default();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
     let app = Router::new()
         .route("/pages/{*key}", route_get(origin_page))
         .with_state(hits.clone());
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
+    let addr = spawn_origin(app);
     (addr, hits)
 }
 
@@ -288,22 +276,10 @@ async fn normalising_origin(
 /// the paths it was asked for.
 fn normalising_origin_server() -> (std::net::SocketAddr, Seen) {
     let seen: Seen = Arc::default();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
     let app = Router::new()
         .fallback(normalising_origin)
         .with_state(seen.clone());
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
+    let addr = spawn_origin(app);
     (addr, seen)
 }
 

@@ -38,7 +38,7 @@ impl Origin {
 async fn page(State(origin): State<Arc<Origin>>, Path(key): Path<String>) -> (StatusCode, String) {
     *origin.asked.lock().unwrap().entry(key.clone()).or_default() += 1;
     if origin.down.load(Ordering::SeqCst) {
-        return (StatusCode::INTERNAL_SERVER_ERROR, "database down".into());
+        return (StatusCode::SERVICE_UNAVAILABLE, "database down".into());
     }
     if key.starts_with("missing") {
         return (StatusCode::NOT_FOUND, "no such page".into());
@@ -50,22 +50,10 @@ async fn page(State(origin): State<Arc<Origin>>, Path(key): Path<String>) -> (St
 /// `pages` over it.
 fn origin(name: &str) -> (String, Arc<Origin>) {
     let origin = Arc::new(Origin::default());
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
     let app = Router::new()
         .route("/pages/{*key}", route_get(page))
         .with_state(Arc::clone(&origin));
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
+    let addr = spawn_origin(app);
     let config = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("{name}-{}.toml", std::process::id()));
     std::fs::write(

@@ -369,21 +369,10 @@ fn origin_protection_keys_parse_and_build_and_wrong_ones_are_named() {
         }
     );
     let node = peercache::Node::new();
-    let defaults = crate::plan::GroupDefaults {
-        cache_bytes: 1 << 20,
-        ttl: None,
-        load_timeout: None,
-        admission: None,
-        breaker: None,
-        waits: (
-            std::time::Duration::from_secs(1),
-            std::time::Duration::from_secs(5),
-        ),
-        stale_while_revalidate: None,
-        stale_if_error: None,
-        cache_not_found: None,
-        key_in_traces: peercache::KeyInTraces::Plain,
-    };
+    let defaults = flags_defaults(
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(5),
+    );
     config
         .build(Path::new("c.toml"), &node, &defaults, 64 << 20)
         .unwrap();
@@ -432,18 +421,7 @@ fn origin_protection_keys_parse_and_build_and_wrong_ones_are_named() {
 #[test]
 fn a_group_breaker_or_cap_takes_the_flags_cool_down_and_wait() {
     use std::time::Duration;
-    let defaults = crate::plan::GroupDefaults {
-        cache_bytes: 1 << 20,
-        ttl: None,
-        load_timeout: None,
-        admission: None,
-        breaker: None,
-        waits: (Duration::from_millis(250), Duration::from_secs(9)),
-        stale_while_revalidate: None,
-        stale_if_error: None,
-        cache_not_found: None,
-        key_in_traces: peercache::KeyInTraces::Plain,
-    };
+    let defaults = flags_defaults(Duration::from_millis(250), Duration::from_secs(9));
     let protection = Protection {
         origin_breaker: Some(4),
         max_concurrent_loads: Some(8),
@@ -456,4 +434,24 @@ fn a_group_breaker_or_cap_takes_the_flags_cool_down_and_wait() {
     let shown = format!("{builder:?}");
     assert!(shown.contains("failures: 4, cool_down: 9s"), "{shown}");
     assert!(shown.contains("limit: 8, wait: 250ms"), "{shown}");
+}
+
+/// The flags' group settings with nothing set but the two waits
+/// (`--load-admission-wait`, `--origin-breaker-cool-down`).
+fn flags_defaults(
+    admission_wait: std::time::Duration,
+    cool_down: std::time::Duration,
+) -> crate::plan::GroupDefaults {
+    crate::plan::GroupDefaults {
+        cache_bytes: 1 << 20,
+        ttl: None,
+        load_timeout: None,
+        admission: None,
+        breaker: None,
+        waits: (admission_wait, cool_down),
+        stale_while_revalidate: None,
+        stale_if_error: None,
+        cache_not_found: None,
+        key_in_traces: peercache::KeyInTraces::Plain,
+    }
 }

@@ -679,3 +679,22 @@ pub fn build_go_node(go: &Path, name: &str) -> PathBuf {
     );
     binary
 }
+
+/// Serves `app` on a free 127.0.0.1 port, on a thread of its own, for the
+/// rest of the test process (an origin for the `http` source): its address.
+pub fn spawn_origin(app: axum::Router) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    addr
+}

@@ -250,6 +250,10 @@ mod tests {
         }
         assert_eq!(b.gate(5 * S + 2), Gate::Trial, "a trial, which hangs");
         assert_eq!(b.gate(9 * S), Gate::Shut);
-        assert_eq!(b.gate(10 * S + 2), Gate::Trial, "a new trial a cool-down later");
+        assert_eq!(
+            b.gate(10 * S + 2),
+            Gate::Trial,
+            "a new trial a cool-down later"
+        );
     }
 }
