@@ -9,7 +9,8 @@
 mod support;
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get as route_get;
 use axum::Router;
 use peercache::ring::{HashMode, Ring};
@@ -35,15 +36,21 @@ impl Origin {
     }
 }
 
-async fn page(State(origin): State<Arc<Origin>>, Path(key): Path<String>) -> (StatusCode, String) {
+async fn page(State(origin): State<Arc<Origin>>, Path(key): Path<String>) -> Response {
     *origin.asked.lock().unwrap().entry(key.clone()).or_default() += 1;
     if origin.down.load(Ordering::SeqCst) {
-        return (StatusCode::SERVICE_UNAVAILABLE, "database down".into());
+        return (StatusCode::SERVICE_UNAVAILABLE, "database down").into_response();
     }
     if key.starts_with("missing") {
-        return (StatusCode::NOT_FOUND, "no such page".into());
+        return (StatusCode::NOT_FOUND, "no such page").into_response();
     }
-    (StatusCode::OK, format!("page {key}"))
+    let body = format!("page {key}");
+    if key.starts_with("cc-") {
+        // The origin's own freshness and stale windows.
+        let control = [(header::CACHE_CONTROL, "max-age=1, stale-if-error=3600")];
+        return (control, body).into_response();
+    }
+    body.into_response()
 }
 
 /// Starts the origin on a thread of its own; a config file with group
@@ -238,4 +245,34 @@ fn the_origin_breaker_stops_asking_a_failing_origin_while_stale_pages_are_served
     let (status, body) = get(nodes[0].addr, &format!("/pages/{key}")).unwrap();
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("origin_breaker"), "{body}");
+}
+
+#[test]
+fn the_origins_stale_if_error_is_honoured_when_the_group_sets_none() {
+    let (config, origin) = origin("cache-control");
+    let nodes = start_servers(3, &["--config", &config]);
+    let keys: Vec<String> = (0..6).map(|i| format!("cc-{i}")).collect();
+    for key in &keys {
+        assert_eq!(
+            get_ok(nodes[0].addr, &format!("/pages/{key}")),
+            format!("page {key}")
+        );
+    }
+    origin.down.store(true, Ordering::SeqCst);
+    // `max-age=1`: once expired, each get tries the origin, which fails,
+    // and the page is served within its `stale-if-error=3600`.
+    wait_until("the pages expired and were served stale", || {
+        let _ = get(nodes[1].addr, "/pages/cc-0");
+        sum(&nodes, "stale_if_error") > 0
+    });
+    for node in &nodes {
+        for key in &keys {
+            let (status, body) = get(node.addr, &format!("/pages/{key}")).unwrap();
+            assert_eq!(
+                (status, body.as_str()),
+                (200, format!("page {key}").as_str())
+            );
+        }
+    }
+    assert!(sum(&nodes, "stale_if_error") >= keys.len() as u64);
 }

@@ -142,6 +142,63 @@ impl Value {
         self.expiry_unix_nanos() > 0 && self.expires_at().is_some_and(|at| now >= at)
     }
 
+    /// This value with stale windows of its own, as an HTTP origin's
+    /// `Cache-Control: stale-while-revalidate=N, stale-if-error=N` gives
+    /// them: how long past its expiry a group may serve it while
+    /// refreshing it, and when loading it again fails. A group's own
+    /// windows ([`crate::GroupBuilder::stale_while_revalidate`],
+    /// [`crate::GroupBuilder::stale_if_error`]) override them; a group
+    /// without its own uses these. Whole seconds (rounded down, at most
+    /// `u32::MAX`); zero for none. They matter only with an expiry. The
+    /// peer protocol does not carry them: the owner, which holds the value,
+    /// serves it stale to the peers that ask.
+    ///
+    /// ```
+    /// use peercache::Value;
+    /// use std::time::Duration;
+    ///
+    /// let page = Value::from("<html>").with_stale_windows(Duration::from_secs(30), Duration::from_secs(3600));
+    /// assert_eq!(page.stale_windows(), (Duration::from_secs(30), Duration::from_secs(3600)));
+    /// assert_eq!(Value::from("x").stale_windows(), (Duration::ZERO, Duration::ZERO));
+    /// ```
+    pub fn with_stale_windows(self, while_revalidate: Duration, if_error: Duration) -> Self {
+        let seconds = |d: Duration| u32::try_from(d.as_secs()).unwrap_or(u32::MAX);
+        let windows = [seconds(while_revalidate), seconds(if_error)];
+        if block::windows(&self.0) == windows {
+            return self;
+        }
+        let expiry = self.expiry_unix_nanos();
+        Value(block::remake_with(
+            &self.0,
+            self.key_bytes(),
+            expiry,
+            windows,
+        ))
+    }
+
+    /// The value's own stale windows ([`Value::with_stale_windows`]):
+    /// `(while_revalidate, if_error)`, zero for none.
+    pub fn stale_windows(&self) -> (Duration, Duration) {
+        let [revalidate, if_error] = block::windows(&self.0);
+        (
+            Duration::from_secs(revalidate.into()),
+            Duration::from_secs(if_error.into()),
+        )
+    }
+
+    /// Whether the value carries stale windows of its own.
+    #[inline]
+    pub(crate) fn has_stale_windows(&self) -> bool {
+        block::windows(&self.0) != [0; 2]
+    }
+
+    /// The longer of the value's own stale windows, in nanoseconds.
+    #[inline]
+    pub(crate) fn own_grace_nanos(&self) -> i64 {
+        let [revalidate, if_error] = block::windows(&self.0);
+        i64::from(revalidate.max(if_error)) * 1_000_000_000
+    }
+
     /// The key of the cache entry this value is stored as (empty for a
     /// value that is not).
     #[inline(always)]

@@ -2,13 +2,16 @@
 //! once for the whole cluster (by the key's owner).
 //!
 //! 200 is the value; `Cache-Control: max-age=N` makes it expire after N s
-//! (`no-store`, `no-cache` or `max-age=0`: served, not cached); 404 is "not
-//! found" (cached only with the group's `cache_not_found`); any other
-//! status, a connection failure or the timeout is a load error (503 to the
-//! client, not cached), and a 502, 503, 504 or 429, a connection failure
-//! or the timeout says the origin is unreachable (`LoadError::unavailable`,
-//! which the group's `origin_breaker` counts; a 500 or a body over the
-//! limit may be one key's trouble and does not). `https://` origins (feature `tls`, on by
+//! (`no-store`, `no-cache` or `max-age=0`: served, not cached), and its
+//! `stale-while-revalidate=N` and `stale-if-error=N` become the value's own
+//! stale windows (`cache_control.rs`), which a group without windows of its
+//! own honours; 404 is "not found" (cached only with the group's
+//! `cache_not_found`); any other status, a connection failure or the
+//! timeout is a load error (503 to the client, not cached), and a 502, 503,
+//! 504 or 429, a connection failure or the timeout says the origin is
+//! unreachable (`LoadError::unavailable`, which the group's
+//! `origin_breaker` counts; a 500 or a body over the limit may be one
+//! key's trouble and does not). `https://` origins (feature `tls`, on by
 //! default) are checked against the system's
 //! root certificates, or, when the group sets `ca`, against that PEM bundle
 //! alone (a private origin CA).
@@ -42,6 +45,7 @@
 //! `GET /get?id=a%2Fb`, `../x` is `GET /get?id=..%2Fx`, `x&admin=1` is
 //! `GET /get?id=x%26admin%3D1`.
 
+use super::CacheControl;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -168,7 +172,7 @@ impl HttpSource {
                 LoadError::unavailable(format!("origin {url}: {}", with_causes(&e)))
             })?;
             let status = response.status();
-            let max_age = max_age(response.headers());
+            let control = CacheControl::of(response.headers());
             let body = Limited::new(response.into_body(), MAX_ORIGIN_BYTES)
                 .collect()
                 .await
@@ -183,9 +187,9 @@ impl HttpSource {
                     }
                 })?
                 .to_bytes();
-            Ok::<_, LoadError>((status, max_age, body))
+            Ok::<_, LoadError>((status, control, body))
         };
-        let (status, max_age, body) = tokio::time::timeout(self.timeout, exchange)
+        let (status, control, body) = tokio::time::timeout(self.timeout, exchange)
             .await
             .map_err(|_| {
                 LoadError::unavailable(format!("origin {url}: no answer within {:?}", self.timeout))
@@ -193,9 +197,15 @@ impl HttpSource {
         match status {
             http::StatusCode::OK => {
                 let value = Value::new(body);
-                Ok(match max_age {
-                    // Served to the waiting callers, never cached.
-                    Some(Duration::ZERO) => value.with_expiry(SystemTime::now()),
+                if !control.cacheable() {
+                    // Served to the waiting callers, never cached (nor
+                    // served stale).
+                    return Ok(value.with_expiry(SystemTime::now()));
+                }
+                // The origin's stale windows, for a group that sets none.
+                let value = value
+                    .with_stale_windows(control.stale_while_revalidate, control.stale_if_error);
+                Ok(match control.max_age {
                     // An age past the clock's range (an origin can send
                     // any number) means no expiry, never an overflow.
                     Some(age) => match SystemTime::now().checked_add(age) {
@@ -370,27 +380,6 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The `max-age` of a `Cache-Control` header; `no-store` and `no-cache`
-/// count as 0.
-fn max_age(headers: &http::HeaderMap) -> Option<Duration> {
-    let value = headers.get(http::header::CACHE_CONTROL)?.to_str().ok()?;
-    let mut age = None;
-    for directive in value.split(',').map(str::trim) {
-        let lower = directive.to_ascii_lowercase();
-        if lower == "no-store" || lower == "no-cache" {
-            return Some(Duration::ZERO);
-        }
-        if let Some(seconds) = lower.strip_prefix("max-age=") {
-            age = seconds
-                .trim_matches('"')
-                .parse()
-                .ok()
-                .map(Duration::from_secs);
-        }
-    }
-    age
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -487,25 +476,5 @@ mod tests {
             .err()
             .unwrap();
         assert!(error.contains("`..` segment"), "{error}");
-    }
-
-    #[test]
-    fn max_age_reads_cache_control() {
-        let mut headers = http::HeaderMap::new();
-        assert_eq!(max_age(&headers), None);
-        headers.insert("cache-control", "public, max-age=30".parse().unwrap());
-        assert_eq!(max_age(&headers), Some(Duration::from_secs(30)));
-        headers.insert("cache-control", "no-store".parse().unwrap());
-        assert_eq!(max_age(&headers), Some(Duration::ZERO));
-        // The largest age an origin can send is read, not an overflow.
-        headers.insert(
-            "cache-control",
-            "max-age=18446744073709551615".parse().unwrap(),
-        );
-        assert_eq!(max_age(&headers), Some(Duration::from_secs(u64::MAX)));
-        assert_eq!(
-            SystemTime::now().checked_add(Duration::from_secs(u64::MAX)),
-            None
-        );
     }
 }

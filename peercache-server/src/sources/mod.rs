@@ -57,12 +57,14 @@
 //! hyper-rustls for https, tokio's files, serde with the `toml` crate): no
 //! new HTTP stack.
 
+mod cache_control;
 mod files;
 mod http;
 mod protection;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
+pub use cache_control::CacheControl;
 pub use files::FilesSource;
 pub use http::HttpSource;
 pub use protection::Protection;

@@ -195,14 +195,15 @@ impl Cache {
     }
 
     /// When an entry holding `value` (which has an expiry) is reclaimed:
-    /// after the grace, but a cached not-found, never served stale, at its
-    /// expiry.
+    /// after the grace or the value's own stale windows
+    /// ([`Value::with_stale_windows`]), whichever is longer; a cached
+    /// not-found, never served stale, at its expiry.
     fn reclaim_at(&self, value: &Value) -> i64 {
         let expiry = value.expiry_unix_nanos();
         if value.is_negative() {
             expiry
         } else {
-            expiry.saturating_add(self.grace)
+            expiry.saturating_add(self.grace.max(value.own_grace_nanos()))
         }
     }
 

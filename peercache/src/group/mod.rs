@@ -132,6 +132,8 @@ struct Inner {
     admission: Option<admission::Places>,
     breaker: Option<breaker::Breaker>,
     stale: Stale,
+    /// Whether a value with stale windows of its own was ever cached.
+    values_have_windows: std::sync::atomic::AtomicBool,
     key_in_traces: KeyInTraces,
     cache: ReadMostlyLock<Guarded>,
     counters: Counters,
@@ -192,6 +194,7 @@ impl Group {
                 settings.stale.grace(),
             )),
             stale: settings.stale,
+            values_have_windows: std::sync::atomic::AtomicBool::new(false),
             counters: Counters::default(),
             remote: Flight::new(),
             local: Flight::new(),

@@ -16,6 +16,9 @@
 //!   load of the key and takes a place under the load cap like any load;
 //! - a load that fails (not a not-found: that is the origin's answer) is
 //!   answered with an expired value within the if-error window;
+//! - a value may carry windows of its own (an HTTP origin's
+//!   `Cache-Control: stale-while-revalidate`, `stale-if-error`), used when
+//!   the group sets none;
 //! - a not-found is kept as a [`Value::negative`] entry until its expiry; a
 //!   get that finds it answers not-found without a load. An owner tells the
 //!   asking peer when its not-found expires (HTTP: a header; batches: the
@@ -35,6 +38,7 @@ use crate::flight::Role;
 use crate::stats::bump;
 use crate::trace::Escaped;
 use crate::Value;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -54,6 +58,26 @@ impl Stale {
     pub(crate) fn grace(&self) -> Duration {
         let [a, b] = [self.while_revalidate, self.if_error].map(Option::unwrap_or_default);
         a.max(b)
+    }
+}
+
+/// Which stale window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Window {
+    /// Served while refreshing.
+    Revalidate,
+    /// Served when the load fails.
+    IfError,
+}
+
+impl Inner {
+    /// Notes that `value`, about to be cached, carries stale windows of
+    /// its own: from then on misses and failures look for stale values
+    /// even if the group sets no window.
+    pub(super) fn note_windows(&self, value: &Value) {
+        if value.has_stale_windows() && !self.values_have_windows.load(Ordering::Relaxed) {
+            self.values_have_windows.store(true, Ordering::Relaxed);
+        }
     }
 }
 
@@ -129,7 +153,7 @@ impl Inner {
     /// is gone, so it must not be served stale again. Not if the key
     /// changed since `ticket` (what is there now is newer).
     pub(super) fn drop_expired(&self, key: &str, ticket: u64) {
-        if self.stale.grace().is_zero() {
+        if self.stale.grace().is_zero() && !self.values_have_windows.load(Ordering::Relaxed) {
             return;
         }
         let now = self.clock.now_unix_nanos();
@@ -148,13 +172,31 @@ impl Inner {
         (now < expiry).then_some(expiry)
     }
 
-    /// The expired value of `key` if it is at most `window` past its
-    /// expiry (never a not-found).
-    fn stale_within(&self, key: &str, window: Duration) -> Option<Value> {
+    /// The expired value of `key` if it is within its `which` window past
+    /// its expiry: the group's, or, when the group sets none, the value's
+    /// own ([`Value::with_stale_windows`]). Never a not-found.
+    fn stale_within(&self, key: &str, which: Window) -> Option<Value> {
+        let group = match which {
+            Window::Revalidate => self.stale.while_revalidate,
+            Window::IfError => self.stale.if_error,
+        };
+        if group.is_none() && !self.values_have_windows.load(Ordering::Relaxed) {
+            return None;
+        }
         let now = self.clock.now_unix_nanos();
         let value = self.cache.read().cache.peek_expired(key, now)?;
+        if value.is_negative() {
+            return None;
+        }
+        let window = group.unwrap_or_else(|| {
+            let (revalidate, if_error) = value.stale_windows();
+            match which {
+                Window::Revalidate => revalidate,
+                Window::IfError => if_error,
+            }
+        });
         let until = value.expiry_unix_nanos().saturating_add(nanos(window));
-        (!value.is_negative() && now < until).then_some(value)
+        (!window.is_zero() && now < until).then_some(value)
     }
 
     /// A miss's stale answer within the revalidate window, with a refresh
@@ -179,8 +221,7 @@ impl Inner {
     /// served, and the runtime its refresh will run on; the caller starts
     /// the refresh.
     pub(super) fn stale_to_revalidate(&self, key: &str) -> Option<(Value, tokio::runtime::Handle)> {
-        let window = self.stale.while_revalidate?;
-        let stale = self.stale_within(key, window)?;
+        let stale = self.stale_within(key, Window::Revalidate)?;
         let runtime = tokio::runtime::Handle::try_current().ok()?;
         bump(&self.counters.stale_served);
         Some((stale, runtime))
@@ -189,11 +230,11 @@ impl Inner {
     /// `outcome`, or the expired value of `key` within the if-error window
     /// when the load failed.
     pub(super) fn or_stale(&self, key: &str, outcome: Outcome) -> Outcome {
-        let window = match (&outcome, self.stale.if_error) {
-            (Err(error), Some(window)) if origin_failed(error) => window,
+        match &outcome {
+            Err(error) if origin_failed(error) => {}
             _ => return outcome,
-        };
-        match self.stale_within(key, window) {
+        }
+        match self.stale_within(key, Window::IfError) {
             Some(stale) => {
                 bump(&self.counters.stale_if_error);
                 if let Err(error) = &outcome {

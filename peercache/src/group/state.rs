@@ -157,6 +157,7 @@ impl Inner {
         {
             return;
         }
+        self.note_windows(value);
         guarded.cache.insert(kind, key, value.clone());
     }
 
@@ -214,6 +215,7 @@ impl Inner {
             if expired {
                 guarded.cache.remove(key);
             } else {
+                self.note_windows(&value);
                 guarded.cache.count_request(key);
                 guarded.cache.insert(CacheKind::Main, key, value);
             }

@@ -10,9 +10,13 @@
 //!
 //! ```text
 //! header   the bytes when they live elsewhere (large values, not copied);
-//!          the key's length, whose top bit says an expiry follows the key
+//!          the key's length, whose top bits say an expiry follows the key,
+//!          that stale windows follow it, and that the block is a cached
+//!          not-found
 //! slice    key bytes, then the expiry (i64 little-endian Unix nanoseconds,
-//!          only with that bit), then the value's bytes when they are inside
+//!          only with its bit), then the value's own stale windows (two u32
+//!          little-endian seconds, only with theirs), then the value's bytes
+//!          when they are inside
 //! ```
 //!
 //! The pointer is one word, so a [`crate::Value`] fits a register: a hit
@@ -46,8 +50,18 @@ const HAS_EXPIRY: usize = 1 << (usize::BITS - 1);
 /// Key-length bit: the block is a cached not-found (no value, only a key
 /// and an expiry), never handed to an application.
 const NEGATIVE: usize = 1 << (usize::BITS - 2);
+/// Key-length bit: the value's stale windows follow the expiry.
+const HAS_STALE: usize = 1 << (usize::BITS - 3);
+/// Every flag bit of the key's length.
+const FLAGS: usize = HAS_EXPIRY | NEGATIVE | HAS_STALE;
 
 const EXPIRY: usize = 8;
+const STALE: usize = 8;
+
+/// A value's own stale windows, in seconds: how long past its expiry it may
+/// be served while it is refreshed, and when its load fails. `[0, 0]`:
+/// none.
+pub(crate) type Windows = [u32; 2];
 
 /// The fixed part of a block.
 pub(crate) struct Head {
@@ -68,7 +82,7 @@ pub(crate) fn make(key: &[u8], expire_nanos: i64, value: Bytes) -> Block {
     if value.len() <= MAX_INSIDE {
         copied(key, expire_nanos, &value)
     } else {
-        fill(key, expire_nanos, &[], Some(Arc::new(value)), 0)
+        fill(key, expire_nanos, [0; 2], &[], Some(Arc::new(value)), 0)
     }
 }
 
@@ -77,26 +91,31 @@ pub(crate) fn make(key: &[u8], expire_nanos: i64, value: Bytes) -> Block {
 /// own. One copy of the bytes, wherever they come from.
 pub(crate) fn copied(key: &[u8], expire_nanos: i64, value: &[u8]) -> Block {
     if value.len() <= MAX_INSIDE {
-        fill(key, expire_nanos, value, None, 0)
+        fill(key, expire_nanos, [0; 2], value, None, 0)
     } else {
         let bytes = Bytes::copy_from_slice(value);
-        fill(key, expire_nanos, &[], Some(Arc::new(bytes)), 0)
+        fill(key, expire_nanos, [0; 2], &[], Some(Arc::new(bytes)), 0)
     }
 }
 
 /// A copy of `block` under another key or expiry; the value's bytes are
 /// shared when they live outside, copied when inside.
 pub(crate) fn remake(block: &Block, key: &[u8], expire_nanos: i64) -> Block {
+    remake_with(block, key, expire_nanos, windows(block))
+}
+
+/// [`remake`] with other stale windows.
+pub(crate) fn remake_with(block: &Block, key: &[u8], expire_nanos: i64, windows: Windows) -> Block {
     let flags = block.header.header.key_len & NEGATIVE;
     match &block.header.header.outside {
-        Some(bytes) => fill(key, expire_nanos, &[], Some(bytes.clone()), flags),
-        None => fill(key, expire_nanos, value(block), None, flags),
+        Some(bytes) => fill(key, expire_nanos, windows, &[], Some(bytes.clone()), flags),
+        None => fill(key, expire_nanos, windows, value(block), None, flags),
     }
 }
 
 /// A cached not-found of `key`, until `expire_nanos`: no value.
 pub(crate) fn negative(key: &[u8], expire_nanos: i64) -> Block {
-    fill(key, expire_nanos, &[], None, NEGATIVE)
+    fill(key, expire_nanos, [0; 2], &[], None, NEGATIVE)
 }
 
 /// Whether a block is a cached not-found.
@@ -115,17 +134,34 @@ const ON_STACK: usize = MAX_INSIDE + 256;
 fn fill(
     key: &[u8],
     expire_nanos: i64,
+    windows: Windows,
     inside: &[u8],
     outside: Option<Arc<Bytes>>,
     flags: usize,
 ) -> Block {
     let expiry = if expire_nanos != 0 { EXPIRY } else { 0 };
+    let stale = if windows != [0; 2] { STALE } else { 0 };
+    let mut flags = flags;
+    if expiry != 0 {
+        flags |= HAS_EXPIRY;
+    }
+    if stale != 0 {
+        flags |= HAS_STALE;
+    }
     let head = Head {
         outside,
-        key_len: key.len() | flags | if expiry != 0 { HAS_EXPIRY } else { 0 },
+        key_len: key.len() | flags,
     };
-    let parts = [key, &expire_nanos.to_le_bytes()[..expiry], inside];
-    let len = key.len() + expiry + inside.len();
+    let mut stale_bytes = [0u8; STALE];
+    stale_bytes[..4].copy_from_slice(&windows[0].to_le_bytes());
+    stale_bytes[4..].copy_from_slice(&windows[1].to_le_bytes());
+    let parts = [
+        key,
+        &expire_nanos.to_le_bytes()[..expiry],
+        &stale_bytes[..stale],
+        inside,
+    ];
+    let len = key.len() + expiry + stale + inside.len();
     if len <= SMALL {
         ThinArc::from_header_and_slice(head, joined(&mut [0u8; SMALL], parts))
     } else if len <= ON_STACK {
@@ -136,7 +172,7 @@ fn fill(
 }
 
 /// `parts` one after another at the start of `buf`, which is long enough.
-fn joined<'b>(buf: &'b mut [u8], parts: [&[u8]; 3]) -> &'b [u8] {
+fn joined<'b>(buf: &'b mut [u8], parts: [&[u8]; 4]) -> &'b [u8] {
     let mut at = 0;
     for part in parts {
         buf[at..at + part.len()].copy_from_slice(part);
@@ -149,7 +185,27 @@ fn joined<'b>(buf: &'b mut [u8], parts: [&[u8]; 3]) -> &'b [u8] {
 #[inline(always)]
 fn key_len(block: &Block) -> (usize, bool) {
     let len = block.header.header.key_len;
-    (len & !(HAS_EXPIRY | NEGATIVE), len & HAS_EXPIRY != 0)
+    (len & !FLAGS, len & HAS_EXPIRY != 0)
+}
+
+/// The value's own stale windows (`[0, 0]`: none).
+pub(crate) fn windows(block: &Block) -> Windows {
+    let flags = block.header.header.key_len;
+    if flags & HAS_STALE == 0 {
+        return [0; 2];
+    }
+    let at = (flags & !FLAGS) + EXPIRY * usize::from(flags & HAS_EXPIRY != 0);
+    match block
+        .slice
+        .get(at..)
+        .and_then(|rest| rest.first_chunk::<STALE>())
+    {
+        Some(w) => [
+            u32::from_le_bytes([w[0], w[1], w[2], w[3]]),
+            u32::from_le_bytes([w[4], w[5], w[6], w[7]]),
+        ],
+        None => [0; 2],
+    }
 }
 
 /// The key in a block.
@@ -178,8 +234,10 @@ pub(crate) fn value(block: &Block) -> &[u8] {
     match &block.header.header.outside {
         Some(bytes) => bytes,
         None => {
-            let (len, expiry) = key_len(block);
-            let at = len + if expiry { EXPIRY } else { 0 };
+            let flags = block.header.header.key_len;
+            let at = (flags & !FLAGS)
+                + EXPIRY * usize::from(flags & HAS_EXPIRY != 0)
+                + STALE * usize::from(flags & HAS_STALE != 0);
             block.slice.get(at..).unwrap_or_default()
         }
     }
@@ -225,6 +283,15 @@ mod tests {
             prop_assert_eq!(super::value(&again), &value[..]);
             prop_assert_eq!(super::expiry(&again), 7);
             prop_assert!(!is_negative(&again));
+            let windowed = remake_with(&block, b"w", expiry, [7, 0]);
+            prop_assert_eq!(windows(&windowed), [7, 0]);
+            prop_assert_eq!(super::value(&windowed), &value[..]);
+            prop_assert_eq!(super::expiry(&windowed), expiry);
+            let again = remake(&windowed, b"x", 9);
+            prop_assert_eq!(windows(&again), [7, 0], "kept by a remake");
+            prop_assert_eq!(super::value(&again), &value[..]);
+            prop_assert_eq!(super::key(&again), b"x");
+            prop_assert_eq!(windows(&block), [0, 0]);
             let negative = negative(&key, expiry);
             prop_assert!(is_negative(&negative));
             prop_assert_eq!(super::key(&negative), &key[..]);

@@ -311,3 +311,55 @@ async fn a_batch_refreshes_its_stale_keys_in_one_loader_call() {
         "one loader call for the 50 refreshes"
     );
 }
+
+#[tokio::test]
+async fn a_values_own_windows_apply_when_the_group_sets_none_and_the_groups_override_them() {
+    let clock = ManualClock::starting_now();
+    let down = Arc::new(AtomicBool::new(false));
+    let node = Node::new();
+    let build = |name: &str, group_window: Option<Duration>| {
+        let down = Arc::clone(&down);
+        let clock = clock.clone();
+        let builder = node.group_builder(name).clock(clock.clone());
+        let builder = match group_window {
+            Some(window) => builder.stale_if_error(window),
+            None => builder,
+        };
+        builder
+            .build(loader_fn(move |key: String| {
+                let failing = down.load(Ordering::SeqCst);
+                let expires = clock.now() + TTL;
+                async move {
+                    if failing {
+                        return Err(LoadError::msg("origin down"));
+                    }
+                    // As an HTTP origin's `max-age=60, stale-if-error=600`.
+                    Ok(peercache::Value::from(key)
+                        .with_expiry(expires)
+                        .with_stale_windows(Duration::ZERO, Duration::from_secs(600)))
+                }
+            }))
+            .unwrap()
+    };
+    let own = build("own", None);
+    let overridden = build("overridden", Some(Duration::from_secs(100)));
+    own.get("k").await.unwrap();
+    overridden.get("k").await.unwrap();
+    down.store(true, Ordering::SeqCst);
+    clock.advance(TTL + Duration::from_secs(300));
+    assert_eq!(text(own.get("k").await), "k", "the value's 600 s window");
+    assert!(
+        matches!(overridden.get("k").await, Err(Error::Load { .. })),
+        "the group's 100 s window wins"
+    );
+    clock.advance(Duration::from_secs(300));
+    assert!(
+        matches!(own.get("k").await, Err(Error::Load { .. })),
+        "past it"
+    );
+    assert_eq!(
+        own.stats().main_cache.items,
+        0,
+        "reclaimed after its own window"
+    );
+}
