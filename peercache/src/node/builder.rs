@@ -327,7 +327,8 @@ impl GroupBuilder<'_> {
 
     /// Serves a value up to `window` past its expiry when loading it again
     /// fails (RFC 5861's `stale-if-error`): a loader error, a load timeout,
-    /// the load cap's [`Error::Overloaded`], a panic, or the owner's failure
+    /// the load cap's [`Error::Overloaded`], the breaker's
+    /// [`Error::OriginDown`], a panic, or the owner's failure
     /// seen from a peer, but never a not-found (the origin's answer). The
     /// caller gets the expired value, its expiry unchanged, instead of the
     /// error; counted in `GroupStats::stale_if_error`. Default: none.
