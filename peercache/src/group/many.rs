@@ -117,7 +117,7 @@ impl Inner {
         let mut runtime = None;
         for (i, key) in distinct.iter().enumerate() {
             let hit = match self.lookup(key) {
-                Some(found) => Some(found),
+                Some(value) => Some(self.answer(key, value)),
                 None => self.stale_to_revalidate(key).map(|(value, on)| {
                     stale.push(i);
                     runtime = Some(on);

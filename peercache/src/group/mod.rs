@@ -355,8 +355,8 @@ impl Future for Get<'_> {
         let miss = match &mut this.miss {
             Some(miss) => miss,
             None => {
-                if let Some(found) = this.inner.lookup(this.key) {
-                    return Poll::Ready(found);
+                if let Some(value) = this.inner.lookup(this.key) {
+                    return Poll::Ready(this.inner.answer(this.key, value));
                 }
                 this.miss.insert(this.inner.miss(this.key, Route::ViaOwner))
             }

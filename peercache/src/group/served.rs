@@ -66,8 +66,8 @@ impl ServedGroup {
     /// node's ring says. Counts `server_requests`.
     pub async fn get(&self, key: &str) -> Result<Value, Error> {
         bump(&self.inner.counters.server_requests);
-        if let Some(found) = self.inner.lookup(key) {
-            return found;
+        if let Some(value) = self.inner.lookup(key) {
+            return self.inner.answer(key, value);
         }
         self.inner.miss(key, Route::HereOnly).await
     }

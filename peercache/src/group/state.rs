@@ -70,24 +70,20 @@ impl Inner {
     }
 
     /// A get's look-up: a main hit under the read lock, else main then hot
-    /// under the write lock; a cached not-found is its error. Counts the
-    /// get, and the hit if there is one.
+    /// under the write lock. Counts the get, and the hit if there is one.
+    /// The value may be a cached not-found: [`Inner::answer`] reads it.
     #[inline]
-    pub(super) fn lookup(&self, key: &str) -> Option<super::Outcome> {
+    pub(super) fn lookup(&self, key: &str) -> Option<Value> {
         let now = || self.clock.now_unix_nanos();
         {
             let shared = self.cache.read();
-            // Never a cached not-found (`get_main_shared` leaves those to
-            // the write side), so the common hit reads no more of it.
             if let Some(value) = shared.cache.get_main_shared(key, &now) {
                 shared.count();
-                return Some(Ok(value));
+                return Some(value);
             }
         }
         let mut guarded = self.lock_cache();
-        let found = self.lookup_locked(&mut guarded, key, Ask::Get);
-        drop(guarded);
-        found.map(|value| self.answer(key, value))
+        self.lookup_locked(&mut guarded, key, Ask::Get)
     }
 
     /// A look-up under the write lock; `ask` says what it counts for the
