@@ -4,6 +4,7 @@
 //! reach the group's builder.
 
 use serde::Deserialize;
+use std::time::Duration;
 
 /// A group's settings for when its origin is slow or down, each
 /// defaulting to the flag of the same name.
@@ -68,43 +69,70 @@ impl Protection {
             .map(parse_wait)
             .transpose()
             .map_err(|e| format!("load_admission_wait: {e}"))?;
-        let limit = self
-            .max_concurrent_loads
-            .or(defaults.admission.map(|(limit, _)| limit));
-        match (limit, wait) {
-            (Some(0), _) => {
-                return Err("max_concurrent_loads: must be at least 1 (leave it out for the flag's)".to_owned())
-            }
-            (Some(limit), wait) => {
-                let wait = wait
-                    .or(defaults.admission.map(|(_, wait)| wait))
-                    .unwrap_or(defaults.waits.0);
-                builder = builder.max_concurrent_loads(limit, wait);
-            }
-            (None, Some(_)) => {
-                return Err("load_admission_wait without max_concurrent_loads (here or --max-concurrent-loads): it has no cap to wait for".to_owned())
-            }
-            (None, None) => {}
+        let cap = Paired {
+            count: ("max_concurrent_loads", "--max-concurrent-loads"),
+            time: "load_admission_wait",
+            why_not_alone: "it has no cap to wait for",
+        };
+        let flag_limit = defaults.admission.map(|(limit, _)| limit);
+        if let Some((limit, wait)) = cap.resolve(
+            self.max_concurrent_loads,
+            flag_limit,
+            wait,
+            defaults.waits.0,
+        )? {
+            builder = builder.max_concurrent_loads(limit, wait);
         }
         let cool_down = duration("origin_breaker_cool_down", &self.origin_breaker_cool_down)?;
-        let failures = self
-            .origin_breaker
-            .or(defaults.breaker.map(|(failures, _)| failures));
-        match (failures, cool_down) {
-            (Some(0), _) => {
-                return Err("origin_breaker: must be at least 1 (leave it out for the flag's)".to_owned())
-            }
-            (Some(failures), cool_down) => {
-                let cool_down = cool_down
-                    .or(defaults.breaker.map(|(_, cool_down)| cool_down))
-                    .unwrap_or(defaults.waits.1);
-                builder = builder.origin_breaker(failures, cool_down);
-            }
-            (None, Some(_)) => {
-                return Err("origin_breaker_cool_down without origin_breaker (here or --origin-breaker): there is no breaker to cool down".to_owned())
-            }
-            (None, None) => {}
+        let breaker = Paired {
+            count: ("origin_breaker", "--origin-breaker"),
+            time: "origin_breaker_cool_down",
+            why_not_alone: "there is no breaker to cool down",
+        };
+        let flag_failures = defaults.breaker.map(|(failures, _)| failures);
+        if let Some((failures, cool_down)) = breaker.resolve(
+            self.origin_breaker,
+            flag_failures,
+            cool_down,
+            defaults.waits.1,
+        )? {
+            builder = builder.origin_breaker(failures, cool_down);
         }
         Ok(builder)
+    }
+}
+
+/// A count and the duration that goes with it (the cap and its wait, the
+/// breaker and its cool-down): each from the group, else the flag's; the
+/// duration alone is an error, a count of 0 too.
+struct Paired {
+    /// The count's key and flag.
+    count: (&'static str, &'static str),
+    /// The duration's key.
+    time: &'static str,
+    /// Why the duration means nothing without the count.
+    why_not_alone: &'static str,
+}
+
+impl Paired {
+    fn resolve<N: Copy + PartialEq + From<u8>>(
+        &self,
+        count: Option<N>,
+        flag_count: Option<N>,
+        time: Option<Duration>,
+        flag_time: Duration,
+    ) -> Result<Option<(N, Duration)>, String> {
+        let (key, flag) = self.count;
+        match (count.or(flag_count), time) {
+            (Some(n), _) if n == N::from(0) => Err(format!(
+                "{key}: must be at least 1 (leave it out for the flag's)"
+            )),
+            (Some(n), time) => Ok(Some((n, time.unwrap_or(flag_time)))),
+            (None, Some(_)) => Err(format!(
+                "{} without {key} (here or {flag}): {}",
+                self.time, self.why_not_alone
+            )),
+            (None, None) => Ok(None),
+        }
     }
 }
