@@ -69,11 +69,12 @@ pub use options::{
 pub use pool::{HttpPool, PoolError};
 pub use protocol::MAX_GET_MANY_KEYS;
 pub use server::{
-    serve, serve_with_shutdown, BodyBudgetExceeded, BodyTimeout, GuardedBody, LimitCounters,
-    LimitStats, PeerService, ResponseFuture, Server, ServerLimits, ServerLimitsBuilder,
-    DEFAULT_BODY_READ_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_BODY_BYTES_IN_FLIGHT,
-    DEFAULT_MAX_CONCURRENT_REQUESTS, DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_URI_BYTES, DEFAULT_WRITE_TIMEOUT, SHUTDOWN_GRACE,
+    serve, serve_with_shutdown, BodyBudgetExceeded, BodyTimeout, ClientAddr, GuardedBody,
+    LimitCounters, LimitStats, PeerService, ResponseFuture, Server, ServerLimits,
+    ServerLimitsBuilder, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT,
+    DEFAULT_MAX_BODY_BYTES_IN_FLIGHT, DEFAULT_MAX_CONCURRENT_REQUESTS,
+    DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_URI_BYTES,
+    DEFAULT_WRITE_TIMEOUT, SHUTDOWN_GRACE,
 };
 #[cfg(feature = "tls")]
 pub use tls::{rustls, Pem, TlsBuilder, TlsConfig, TlsError};

@@ -21,6 +21,13 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
+/// The address of the client that sent a request: [`super::Server`] puts it
+/// in every request's extensions (as axum's `ConnectInfo` would), so a
+/// service behind it can tell loopback clients from others or limit each
+/// client (`request.extensions().get::<ClientAddr>()`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientAddr(pub std::net::SocketAddr);
+
 /// A request body would take the server past
 /// [`ServerLimits::max_body_bytes_in_flight`].
 #[derive(Debug, Clone, thiserror::Error)]
@@ -135,6 +142,8 @@ pub(crate) struct Guard<S> {
     limits: Arc<ServerLimits>,
     in_flight: Arc<Semaphore>,
     counters: Arc<LimitCounters>,
+    /// The connection's client, when the guard serves one connection.
+    client: Option<ClientAddr>,
 }
 
 impl<S> std::fmt::Debug for Guard<S> {
@@ -193,6 +202,19 @@ impl<S> Guard<S> {
             limits: Arc::new(limits),
             in_flight,
             counters: Arc::default(),
+            client: None,
+        }
+    }
+
+    /// This guard for one connection from `client`: its requests carry the
+    /// address as a [`ClientAddr`] extension.
+    pub(crate) fn for_client(&self, client: std::net::SocketAddr) -> Self
+    where
+        S: Clone,
+    {
+        Guard {
+            client: Some(ClientAddr(client)),
+            ..self.clone()
         }
     }
 
@@ -272,6 +294,10 @@ impl<S> Guard<S> {
                 bytes: AtomicU64::new(0),
             })
         });
+        let mut request = request;
+        if let Some(client) = self.client {
+            request.extensions_mut().insert(client);
+        }
         let request = request.map(|body| GuardedBody {
             inner: body,
             budget: self.limits.max_body_bytes_in_flight,

@@ -14,7 +14,7 @@ mod guard;
 mod limits;
 mod serve;
 
-pub use guard::{BodyBudgetExceeded, BodyTimeout, GuardedBody};
+pub use guard::{BodyBudgetExceeded, BodyTimeout, ClientAddr, GuardedBody};
 pub use limits::{
     LimitCounters, LimitStats, ServerLimits, ServerLimitsBuilder, DEFAULT_BODY_READ_TIMEOUT,
     DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_BODY_BYTES_IN_FLIGHT, DEFAULT_MAX_CONCURRENT_REQUESTS,

@@ -157,9 +157,21 @@ impl Server {
         Arc::clone(&self.counters)
     }
 
+    /// Counts refusals in `counters` (another server's, from
+    /// [`Server::counters`]) and shares its body budget
+    /// ([`ServerLimits::max_body_bytes_in_flight`]): two listeners of one
+    /// node, say a peer port and a client port, then show one set of
+    /// counters and hold at most one budget of bodies between them. Each
+    /// listener keeps its own caps on requests and connections.
+    pub fn share_counters(mut self, counters: Arc<LimitCounters>) -> Self {
+        self.counters = counters;
+        self
+    }
+
     /// Serves `service` on `listener` until `shutdown` completes, then stops
     /// accepting and waits for the requests in flight (at most
-    /// [`SHUTDOWN_GRACE`]). Accept errors are logged and retried after a
+    /// [`SHUTDOWN_GRACE`]). Every request carries its client's address as a
+    /// [`ClientAddr`](super::ClientAddr) extension. Accept errors are logged and retried after a
     /// short pause.
     pub async fn serve<S, B>(
         self,
@@ -215,9 +227,9 @@ impl Server {
                     }
                 }
             };
-            let stream = tokio::select! {
+            let (stream, client) = tokio::select! {
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => stream,
+                    Ok(accepted) => accepted,
                     Err(error) => {
                         tracing::warn!(%error, "accepting a connection failed; retrying");
                         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -230,8 +242,11 @@ impl Server {
             // Everything slow (TLS handshake, waiting for the first bytes)
             // happens in the connection's task; the watcher, taken now,
             // makes a shutdown wait for it.
-            let (builders, guard, watcher) =
-                (Arc::clone(&builders), guard.clone(), graceful.watcher());
+            let (builders, guard, watcher) = (
+                Arc::clone(&builders),
+                guard.for_client(client),
+                graceful.watcher(),
+            );
             #[cfg(feature = "tls")]
             let tls = tls.clone();
             tokio::spawn(async move {
