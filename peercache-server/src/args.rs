@@ -11,8 +11,10 @@ use peercache::HotCachePolicy;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod front;
 mod parse;
 
+pub use front::FrontArgs;
 #[cfg(test)]
 use parse::MAX_DURATION;
 pub use parse::{parse_bytes, parse_duration, parse_failures, parse_hot_cache, parse_wait};
@@ -25,7 +27,8 @@ use parse::{parse_count, trimmed};
 #[command(name = "peercache-server", version, about, long_about = None)]
 pub struct Args {
     /// Address to listen on, HOST:PORT (port 0 picks a free port; Go's
-    /// `:PORT` listens on every interface)
+    /// `:PORT` listens on every interface): the peer endpoint, and the front
+    /// API unless --front-addr is given
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: String,
 
@@ -273,6 +276,10 @@ pub struct Args {
     /// (default info)
     #[arg(long, value_enum, default_value_t = LogFormat::Plain)]
     pub log_format: LogFormat,
+
+    /// The front API's port and access.
+    #[command(flatten)]
+    pub front: FrontArgs,
 }
 
 /// The ring hash, as a flag value.

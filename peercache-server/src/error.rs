@@ -7,8 +7,9 @@ use peercache::InvalidSetting;
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("cannot listen on --addr {addr}: {source}")]
+    #[error("cannot listen on {flag} {addr}: {source}")]
     Listen {
+        flag: &'static str,
         addr: String,
         source: std::io::Error,
     },
@@ -52,6 +53,10 @@ pub enum ServerError {
     Metrics(String),
     #[error("{0}")]
     Config(#[from] crate::sources::ConfigError),
+    #[error("{0}")]
+    Tokens(#[from] crate::front::tokens::TokenFileError),
+    #[error("--front-token-file protects the front API, but the peer endpoint on the same port answers anyone who reaches it (reads, sets, removes, purges): give --front-addr to serve the front on a port of its own (and firewall --addr to the cluster), or --peer-secret-file")]
+    TokensBesideOpenPeers,
     #[error("serving failed: {0}")]
     Serve(std::io::Error),
 }

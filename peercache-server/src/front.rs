@@ -33,8 +33,14 @@ use serde::Deserialize;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+pub mod access;
 mod many;
+mod pages;
+mod rate;
 mod stats;
+pub mod tokens;
+
+use access::Access;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -44,6 +50,7 @@ struct Front {
     limits: Arc<LimitCounters>,
     metrics: PrometheusHandle,
     max_body_bytes: usize,
+    access: Arc<Access>,
 }
 
 /// The front API's own settings.
@@ -53,25 +60,65 @@ pub struct FrontSettings {
     pub max_body_bytes: usize,
     /// The names the node answers to ([`crate::origin`]).
     pub allowed_hosts: crate::origin::AllowedHosts,
+    /// Who may call the front API ([`access`]).
+    pub access: access::AccessSettings,
 }
 
-/// The whole application: front API and peer endpoint. `limits` are the
-/// server's refusal counters, shown in `/stats`; `metrics` renders
-/// `/metrics`.
-pub fn router(
+/// The routers of a node: the front API, and the peer endpoint (the
+/// groupcache protocol the other nodes call).
+pub struct Routers {
+    /// The front API: client routes, status page, `/stats`, `/metrics`,
+    /// `/openapi.json`, behind [`access`].
+    pub front: Router,
+    /// The peer endpoint under the base path; anything else is a 404
+    /// pointing at the front port.
+    pub peers: Router,
+}
+
+impl Routers {
+    /// Both on one port (no `--front-addr`).
+    pub fn merged(self) -> Router {
+        self.front.merge(self.peers)
+    }
+
+    /// The front API and the peer endpoint on ports of their own
+    /// (`--front-addr`): the peer port answers anything but the peer
+    /// protocol with a 404 naming the front port.
+    pub fn split(self, front_url: String) -> (Router, Router) {
+        let peers = self.peers.fallback(move |uri: Uri| async move {
+            text(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no route for {}: this is the peer port; the front API is at {front_url}",
+                    uri.path()
+                ),
+            )
+        });
+        (self.front, peers)
+    }
+}
+
+/// The node's routers. `limits` are the server's refusal counters, shown
+/// in `/stats`; `metrics` renders `/metrics`; `access` decides who may
+/// call the front API.
+pub fn routers(
     node: Node,
     pool: Arc<HttpPool>,
     limits: Arc<LimitCounters>,
     metrics: PrometheusHandle,
     settings: FrontSettings,
-) -> Router {
+    access: Arc<Access>,
+) -> Routers {
     let peers = pool.service(node.clone());
-    let base = pool.options().base_path().to_owned();
-    // The peer endpoint reads its bodies itself, with the pool's limit.
+    let hosts = settings.allowed_hosts.clone();
+    let peer_routes = Router::new()
+        .route_service(&pool.route_path(), peers.clone())
+        .route_service(pool.options().base_path(), peers);
     let max_body = settings.max_body_bytes;
-    Router::new()
-        .route("/", get(index))
-        .route("/status", get(status_page))
+    let front = Router::new()
+        .route("/", get(pages::index))
+        .route("/status", get(pages::status_page))
+        .route("/openapi.json", get(pages::openapi))
         .route("/color", get(color).put(set_color).delete(remove_color))
         .route("/stats", get(stats::stats))
         .route("/metrics", get(stats::prometheus))
@@ -79,13 +126,15 @@ pub fn router(
             "/{group}/{*key}",
             get(read_through).put(set_key).delete(remove_key).post(post),
         )
-        .route_service(&pool.route_path(), peers.clone())
-        .route_service(&base, peers)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn_with_state(
-            settings.allowed_hosts,
+            Arc::clone(&access),
+            access::guard,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            hosts.clone(),
             crate::origin::guard,
         ))
         .with_state(Front {
@@ -94,7 +143,15 @@ pub fn router(
             limits,
             metrics,
             max_body_bytes: max_body,
-        })
+            access,
+        });
+    Routers {
+        front,
+        peers: peer_routes.layer(axum::middleware::from_fn_with_state(
+            hosts,
+            crate::origin::guard,
+        )),
+    }
 }
 
 async fn not_found(uri: Uri) -> Response {
@@ -160,55 +217,6 @@ fn check_key(front: &Front, key: &str) -> Result<(), Refusal> {
         ));
     }
     Ok(())
-}
-
-/// The status page: HTML that renders `/stats` every 2 s, self-contained.
-const STATUS_PAGE: &str = include_str!("status.html");
-
-async fn status_page() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        STATUS_PAGE,
-    )
-        .into_response()
-}
-
-/// `GET /`: the status page for a browser, a text summary for anyone else.
-async fn index(State(front): State<Front>, headers: header::HeaderMap) -> Response {
-    let wants_html = headers
-        .get(header::ACCEPT)
-        .and_then(|a| a.to_str().ok())
-        .is_some_and(|a| a.contains("text/html"));
-    if wants_html {
-        return status_page().await;
-    }
-    summary(&front).into_response()
-}
-
-fn summary(front: &Front) -> String {
-    let mut groups: Vec<String> = front
-        .node
-        .groups()
-        .iter()
-        .map(|g| g.name().to_owned())
-        .collect();
-    groups.sort();
-    format!(
-        "peercache-server {}\nthis node: {}\npeers: {}\ngroups: {}\n\n\
-         GET /color?name=red            a colour's #RRGGBB\n\
-         PUT /color?name=red[&ttl=30s]  set it (body: the value) on every node\n\
-         DELETE /color?name=red         remove it from every node\n\
-         GET /<group>/<key>             any group's value (PUT, DELETE too)\n\
-         POST /<group>/_purge           empty a group on every node\n\
-         POST /<group>/_get-many        values of a JSON list of keys (JSON)\n\
-         GET /status                    this page's HTML view, refreshing itself\n\
-         GET /stats                     counters and peer health (JSON)\n\
-         GET /metrics                   the same for Prometheus\n",
-        env!("CARGO_PKG_VERSION"),
-        front.pool.self_url(),
-        front.pool.peers().join(", "),
-        groups.join(", "),
-    )
 }
 
 #[derive(Deserialize)]
@@ -308,7 +316,7 @@ async fn post(
     match key.as_str() {
         "_purge" => {}
         "_get-many" => return many::get_many(&front, &group, request).await,
-        _ => return text(StatusCode::NOT_FOUND, many::post_routes(&group)),
+        _ => return text(StatusCode::METHOD_NOT_ALLOWED, many::post_routes(&group)),
     }
     let Some(group) = front.node.group(&group) else {
         return text(StatusCode::NOT_FOUND, format!("no such group: {group}"));

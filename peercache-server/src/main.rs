@@ -81,14 +81,25 @@ async fn run(args: Args) -> Result<(), ServerError> {
         .as_deref()
         .map(sources::Config::load)
         .transpose()?;
-    let listener = TcpListener::bind(plan::bind_addr(&args.addr))
-        .await
-        .map_err(|source| ServerError::Listen {
-            addr: args.addr.clone(),
-            source,
-        })?;
+    if let Some(path) = &args.front.front_token_file {
+        warn_if_readable_by_others(path, "the front token file");
+    }
+    let access = std::sync::Arc::new(front::access::Access::new(&args.front.access())?);
+    if access.token_count() == Some(0) {
+        tracing::warn!("{NO_TOKENS}");
+    }
+    let listener = listen("--addr", &args.addr).await?;
+    let front_listener = match &args.front.front_addr {
+        Some(addr) => Some(listen("--front-addr", addr).await?),
+        None => None,
+    };
     let local = listener.local_addr().map_err(ServerError::Serve)?;
-    let plan = Plan::from_args(&args, local, machine_hostname().as_deref())?;
+    let front_local = front_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()
+        .map_err(ServerError::Serve)?;
+    let plan = Plan::from_args(&args, local, front_local, machine_hostname().as_deref())?;
     for warning in &plan.warnings {
         tracing::warn!(addr = %local, "{warning}");
     }
@@ -99,7 +110,7 @@ async fn run(args: Args) -> Result<(), ServerError> {
         options = options.tls(tls.clone());
     }
     if let Some(path) = &args.peer_secret_file {
-        warn_if_readable_by_others(path);
+        warn_if_readable_by_others(path, "the peer secret file");
         let auth = PeerAuth::from_file(path)?.with_window(args.peer_auth_window);
         options = options.auth(auth);
     }
@@ -140,6 +151,10 @@ async fn run(args: Args) -> Result<(), ServerError> {
         self_url = %plan.self_url,
         self_from = ?plan.self_from,
         addr = %local,
+        front_addr = %front_local.unwrap_or(local),
+        front_tokens = plan.front.access.token_file.is_some(),
+        front_writes = plan.front.access.writes,
+        front_open = plan.front.access.open,
         peers = ?pool.peers(),
         cache_bytes = args.cache_bytes,
         peer_auth = args.peer_secret_file.is_some(),
@@ -148,13 +163,95 @@ async fn run(args: Args) -> Result<(), ServerError> {
         "peercache-server listening"
     );
     let metrics = install_metrics()?;
-    let app = front::router(node, pool, server.counters(), metrics, plan.front);
-    server
-        .serve(listener, app, shutdown_signal())
-        .await
-        .map_err(ServerError::Serve)?;
+    if args.front.front_token_file.is_some() {
+        reload_tokens_on_hangup(std::sync::Arc::clone(&access));
+    }
+    let counters = server.counters();
+    let (scheme, limits) = (plan.scheme, plan.limits.clone());
+    #[cfg(feature = "tls")]
+    let serves_tls = plan.serves_tls();
+    let routers = front::routers(node, pool, counters.clone(), metrics, plan.front, access);
+    match (front_listener, front_local) {
+        (Some(front_listener), Some(front_local)) => {
+            // The front port speaks what the peer port speaks (TLS too), and
+            // both share one set of refusal counters and one body budget.
+            let front_at = match front_local.ip().is_unspecified() {
+                true => format!("port {} of this host", front_local.port()),
+                false => format!("{scheme}://{front_local}"),
+            };
+            let (front_app, peer_app) = routers.split(front_at);
+            let front_server = Server::new(limits).share_counters(counters);
+            #[cfg(feature = "tls")]
+            let front_server = match &tls {
+                Some(tls) if serves_tls => front_server.tls(tls).map_err(ServerError::Serve)?,
+                _ => front_server,
+            };
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                let _ = stop.send(true);
+            });
+            let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            };
+            let (peers, front) = tokio::join!(
+                server.serve(listener, peer_app, until_stopped(stopped.clone())),
+                front_server.serve(front_listener, front_app, until_stopped(stopped)),
+            );
+            peers.and(front).map_err(ServerError::Serve)?;
+        }
+        _ => server
+            .serve(listener, routers.merged(), shutdown_signal())
+            .await
+            .map_err(ServerError::Serve)?,
+    }
     tracing::info!("peercache-server stopped");
     Ok(())
+}
+
+const NO_TOKENS: &str = "the front token file lists no token: every front request but /status and /openapi.json is refused";
+
+/// Binds `addr` (Go's `:PORT` on every interface); the error names `flag`.
+async fn listen(flag: &'static str, addr: &str) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(plan::bind_addr(addr))
+        .await
+        .map_err(|source| ServerError::Listen {
+            flag,
+            addr: addr.to_owned(),
+            source,
+        })
+}
+
+/// Re-reads the front token file on each SIGHUP: new tokens take effect at
+/// once (an empty file revokes them all); a file that fails to read or
+/// parse is logged and the tokens in force stay. Only with a token file:
+/// otherwise SIGHUP keeps its default (the process ends).
+fn reload_tokens_on_hangup(access: std::sync::Arc<front::access::Access>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP: the front token file is read at start only");
+            return;
+        };
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                match access.reload() {
+                    Ok(Some(0)) => tracing::warn!("SIGHUP: {NO_TOKENS}"),
+                    Ok(Some(clients)) => {
+                        tracing::info!(clients, "SIGHUP: front token file read again")
+                    }
+                    Ok(None) => {}
+                    Err(error) => tracing::error!(
+                        %error,
+                        "SIGHUP: front token file refused; the tokens in force stay"
+                    ),
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = access;
 }
 
 /// This machine's host name, if the system says (a `--pool` URL naming it
@@ -198,8 +295,8 @@ fn install_metrics() -> Result<PrometheusHandle, ServerError> {
 }
 
 /// A secret others can read is no secret: say so (the node still starts,
-/// as the file's owner may have reasons).
-fn warn_if_readable_by_others(path: &std::path::Path) {
+/// as the file's owner may have reasons). `what` names the file.
+fn warn_if_readable_by_others(path: &std::path::Path, what: &str) {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -209,7 +306,7 @@ fn warn_if_readable_by_others(path: &std::path::Path) {
                 tracing::warn!(
                     path = %path.display(),
                     mode = format!("{:o}", mode & 0o777),
-                    "the peer secret file is readable by other users: chmod 600 it"
+                    "{what} is readable by other users: chmod 600 it"
                 );
             }
         }

@@ -145,16 +145,19 @@ impl GroupDefaults {
 }
 
 const TLS_CLIENT_CERT_MISSING: &str = "--tls-require-client-cert without --tls-client-cert: peers that require client certificates, as this node does, will refuse this node";
-const FRONT_WITHOUT_SECRET: &str = "the peer endpoint requires the secret, but the front API on the same port does not: its PUT, DELETE and purge reach every node; let only trusted clients reach this port";
+const OPEN_FRONT: &str = "--front-open: the front API serves every client that can reach it beyond loopback without a token; give --front-token-file to know who reads, or firewall the port";
+const OPEN_FRONT_WRITES: &str = "--front-open with --front-writes: every client that can reach the front API beyond loopback can change and purge the cache on every node; give --front-token-file with write tokens instead, or firewall the port";
 const OPEN_PEER_ENDPOINT: &str = "serving the peer endpoint beyond loopback without authentication: anyone who can reach this port can read every key and change or remove them; give every node --peer-secret-file, or firewall the port to the cluster";
 
 impl Plan {
     /// Checks `args` and derives the node from them, `local` being the
-    /// address the listener was bound to and `hostname` this machine's name
+    /// address the listener was bound to, `front_local` the front
+    /// listener's (`--front-addr`), and `hostname` this machine's name
     /// (if known: a `--pool` URL naming it can be this node's).
     pub fn from_args(
         args: &Args,
         local: SocketAddr,
+        front_local: Option<SocketAddr>,
         hostname: Option<&str>,
     ) -> Result<Plan, ServerError> {
         #[cfg(not(feature = "tls"))]
@@ -192,6 +195,15 @@ impl Plan {
                 peer: args.max_body_bytes,
             });
         }
+        // Tokens on the front, and beside it on the same port a peer
+        // endpoint anyone may call: the tokens would protect nothing.
+        if args.front.front_token_file.is_some()
+            && args.front.front_addr.is_none()
+            && args.peer_secret_file.is_none()
+            && !args.tls_require_client_cert
+        {
+            return Err(ServerError::TokensBesideOpenPeers);
+        }
         if args.peer_auth_window < Duration::from_secs(1) {
             return Err(ServerError::AuthWindow(args.peer_auth_window));
         }
@@ -205,21 +217,30 @@ impl Plan {
         } else {
             args.pool.clone()
         };
-        let beyond_loopback = !local.ip().is_loopback();
+        let peers_beyond_loopback = !local.ip().is_loopback();
+        let front_beyond_loopback = !front_local.unwrap_or(local).ip().is_loopback();
         let mut warnings = Vec::new();
         if args.tls_require_client_cert && args.tls_client_cert.is_none() {
             warnings.push(TLS_CLIENT_CERT_MISSING);
         }
-        if beyond_loopback {
-            if args.peer_secret_file.is_some() {
-                warnings.push(FRONT_WITHOUT_SECRET);
-            } else if !args.tls_require_client_cert {
-                warnings.push(OPEN_PEER_ENDPOINT);
-            }
+        if peers_beyond_loopback && args.peer_secret_file.is_none() && !args.tls_require_client_cert
+        {
+            warnings.push(OPEN_PEER_ENDPOINT);
+        }
+        if front_beyond_loopback && args.front.front_open {
+            warnings.push(match args.front.front_writes {
+                true => OPEN_FRONT_WRITES,
+                false => OPEN_FRONT,
+            });
         }
         let front = FrontSettings {
             max_body_bytes: usize::try_from(args.max_front_body_bytes).unwrap_or(usize::MAX),
-            allowed_hosts: AllowedHosts::new(&self_url, &args.allowed_hosts, beyond_loopback),
+            allowed_hosts: AllowedHosts::new(
+                &self_url,
+                &args.allowed_hosts,
+                peers_beyond_loopback || front_beyond_loopback,
+            ),
+            access: args.front.access(),
         };
         Ok(Plan {
             scheme,

@@ -176,7 +176,7 @@ fn bad_batches_are_refused_and_nothing_is_lost() {
     );
     let reason = refused(addr, "/nosuch/_get-many", br#"["a"]"#, 404);
     assert_eq!(reason, "no such group: nosuch\n");
-    let reason = refused(addr, "/colors/_other", b"", 404);
+    let reason = refused(addr, "/colors/_other", b"", 405);
     assert!(
         reason.contains("/colors/_purge") && reason.contains("/colors/_get-many"),
         "{reason}"

@@ -18,10 +18,12 @@ use support::*;
 /// Runs headless Chromium on `url` with `extra` arguments, bounded in time;
 /// its standard output.
 fn headless(browser: &PathBuf, url: &str, extra: &[String]) -> String {
-    let profile = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("chromium-profile-{}", std::process::id()));
-    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("chromium-{}.out", std::process::id()));
+    // Each run its own profile and output: tests run Chromium at once.
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let id = format!("{}-{run}", std::process::id());
+    let profile = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("chromium-profile-{id}"));
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("chromium-{id}.out"));
     let mut child = Command::new(browser)
         .args([
             "--headless",
@@ -54,6 +56,7 @@ fn headless(browser: &PathBuf, url: &str, extra: &[String]) -> String {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    let _ = std::fs::remove_dir_all(&profile);
     std::fs::read_to_string(&out).unwrap()
 }
 
@@ -173,6 +176,48 @@ fn the_status_page_shows_what_stats_says() {
         bytes.len()
     );
     println!("screenshot: {}", png.display());
+}
+
+#[test]
+fn with_tokens_the_page_takes_one_from_its_fragment() {
+    let Some(browser) = require(Tool::Chromium, "the status page with a token") else {
+        return;
+    };
+    let token = "status-0123456789abcdef";
+    let file = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("status-tokens");
+    std::fs::write(&file, format!("prometheus metrics {token}\n")).unwrap();
+    let secret = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("status-secret");
+    std::fs::write(&secret, "0123456789abcdef0123456789abcdef\n").unwrap();
+    let nodes = start_cluster(1, |_, addrs| {
+        let args = server_args(
+            addrs[0],
+            addrs,
+            &[
+                "--front-token-file",
+                &file.display().to_string(),
+                "--peer-secret-file",
+                &secret.display().to_string(),
+            ],
+        );
+        start_tokened("node", &args, addrs[0])
+    });
+    let page = format!("{}/status", nodes[0].url);
+    let dom = headless(
+        &browser,
+        &format!("{page}#token={token}"),
+        &["--dump-dom".to_owned()],
+    );
+    assert!(
+        dom.contains("data-rendered=\"yes\""),
+        "the page did not render: {dom}"
+    );
+    assert_eq!(shown(&dom, "self"), nodes[0].url);
+    let dom = headless(&browser, &page, &["--dump-dom".to_owned()]);
+    assert!(!dom.contains("data-rendered=\"yes\""), "{dom}");
+    assert!(
+        dom.contains("/stats answered 401: open this page as /status#token=TOKEN"),
+        "{dom}"
+    );
 }
 
 #[test]

@@ -110,3 +110,14 @@ pub(super) fn parse_count(text: &str) -> Result<usize, String> {
         .filter(|n| *n > 0)
         .ok_or_else(|| format!("{text:?} is not a count of at least 1"))
 }
+
+/// A rate in requests per second: `100`, `0.5` (one every two seconds).
+pub(super) fn parse_rate(text: &str) -> Result<f64, String> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|rate| rate.is_finite() && *rate >= 0.001 && *rate <= 1e9)
+        .ok_or_else(|| {
+            format!("{text:?} is not a rate: write requests per second, e.g. 100 or 0.5")
+        })
+}

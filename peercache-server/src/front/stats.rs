@@ -1,7 +1,9 @@
 //! `GET /stats` (JSON: this node, its peers and their health, every
-//! group's counters, the ring's shares, the server's refusals) and
+//! group's counters, the ring's shares, the server's and the front's
+//! refusals) and
 //! `GET /metrics` (the Prometheus text format): what operators read.
 
+use super::access::AccessStats;
 use super::Front;
 use axum::extract::State;
 use axum::http::header;
@@ -35,6 +37,10 @@ pub struct Stats {
     pub ring: Vec<RingShare>,
     /// Requests refused by the server's limits since it started.
     pub limits: LimitStats,
+    /// Front requests refused by the front's access rules (tokens, writes
+    /// off, loopback only, rate limit) since it started.
+    #[serde(default)]
+    pub front: AccessStats,
 }
 
 pub(super) async fn stats(State(front): State<Front>) -> Json<Stats> {
@@ -51,6 +57,7 @@ pub(super) async fn stats(State(front): State<Front>) -> Json<Stats> {
             .map(|(peer, share)| RingShare { peer, share })
             .collect(),
         limits: front.limits.snapshot(),
+        front: front.access.stats(),
     })
 }
 

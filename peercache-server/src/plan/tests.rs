@@ -10,7 +10,7 @@ fn at(addr: &str) -> SocketAddr {
 }
 
 fn plan(argv: &[&str], local: &str) -> Result<Plan, ServerError> {
-    Plan::from_args(&args(argv), at(local), Some("cachebox"))
+    Plan::from_args(&args(argv), at(local), None, Some("cachebox"))
 }
 
 #[test]
@@ -208,6 +208,7 @@ fn self_url_is_not_guessed_when_the_pool_is_ambiguous_or_elsewhere() {
         &args(&["--addr", ":8080", "--pool", "http://cachebox:8080"]),
         at("0.0.0.0:8080"),
         None,
+        None,
     );
     assert!(matches!(unnamed, Err(ServerError::NeedSelf { .. })));
     // Discovery has no list to look in.
@@ -386,9 +387,55 @@ fn peer_sources_and_warnings() {
         "10.0.0.1:8080",
     )
     .unwrap();
-    assert_eq!(signed.warnings, [FRONT_WITHOUT_SECRET]);
+    assert!(signed.warnings.is_empty());
     let local = plan(&["--peer-secret-file", "secret"], "127.0.0.1:8080").unwrap();
     assert!(local.warnings.is_empty());
+}
+
+#[test]
+fn front_flags_and_their_warnings() {
+    let front = |argv: &[&str], peers: &str, front: &str| {
+        Plan::from_args(&args(argv), at(peers), Some(at(front)), Some("cachebox")).unwrap()
+    };
+    let secret = ["--peer-secret-file", "s", "--front-addr", "x"];
+    // The front on loopback, the peers beyond: nothing to say.
+    let quiet = front(&secret, "10.0.0.1:7000", "127.0.0.1:8080");
+    assert!(quiet.warnings.is_empty());
+    assert!(!quiet.front.access.open && !quiet.front.access.writes);
+    let open = front(
+        &[&secret[..], &["--front-open"]].concat(),
+        "10.0.0.1:7000",
+        "10.0.0.1:8080",
+    );
+    assert_eq!(open.warnings, [OPEN_FRONT]);
+    let writes = [&secret[..], &["--front-open", "--front-writes"]].concat();
+    let open_writes = front(&writes, "10.0.0.1:7000", "10.0.0.1:8080");
+    assert_eq!(open_writes.warnings, [OPEN_FRONT_WRITES]);
+    // --front-open on a loopback front changes nothing worth a warning.
+    assert!(front(&writes, "10.0.0.1:7000", "127.0.0.1:8080")
+        .warnings
+        .is_empty());
+    let rate = plan(&["--front-rate-limit", "2.5"], "127.0.0.1:8080").unwrap();
+    assert_eq!(rate.front.access.rate, Some((2.5, 3)));
+    let burst = ["--front-rate-limit", "100", "--front-rate-burst", "10"];
+    assert_eq!(
+        plan(&burst, "127.0.0.1:8080").unwrap().front.access.rate,
+        Some((100.0, 10))
+    );
+    let tokens = plan(
+        &["--front-token-file", "t", "--front-addr", "x"],
+        "127.0.0.1:8080",
+    )
+    .unwrap();
+    assert_eq!(tokens.front.access.token_file, Some("t".into()));
+    // Tokens beside an open peer endpoint on the same port: refused.
+    let beside = plan(&["--front-token-file", "t"], "127.0.0.1:8080").unwrap_err();
+    assert!(
+        matches!(beside, ServerError::TokensBesideOpenPeers),
+        "{beside}"
+    );
+    let signed = ["--front-token-file", "t", "--peer-secret-file", "s"];
+    assert!(plan(&signed, "127.0.0.1:8080").is_ok());
 }
 
 #[test]

@@ -7,8 +7,15 @@
 
 #![allow(dead_code)] // each test file uses a different part
 
+mod keepalive;
+mod tools;
+#[allow(unused_imports)] // each test file uses a different part
+pub use keepalive::KeepAlive;
+#[allow(unused_imports)]
+pub use tools::*;
+
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -131,6 +138,20 @@ pub fn start(
     )
 }
 
+/// Starts `peercache-server args...` as node `name` listening on `addr`,
+/// like [`start`], but ready when `GET /status` answers (it needs no
+/// token, where `/stats` may).
+pub fn start_tokened(name: &str, args: &[String], addr: SocketAddr) -> Result<Proc, String> {
+    start_until(
+        name,
+        &server_binary(),
+        args,
+        addr,
+        format!("http://{addr}"),
+        |addr| matches!(get(addr, "/status"), Ok((200, _))),
+    )
+}
+
 /// Starts `program args...` as node `name` listening on `addr` with base
 /// URL `url`, like [`start`], and waits until `ready(addr)` holds (for a
 /// node that does not answer cleartext HTTP, e.g. HTTPS).
@@ -211,7 +232,8 @@ pub fn server_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_peercache-server"))
 }
 
-/// Arguments of a `peercache-server` node at `addr` in a cluster of `pool`.
+/// Arguments of a `peercache-server` node at `addr` in a cluster of
+/// `pool`, with `--front-writes` unless `extra` gives a token file.
 pub fn server_args(addr: SocketAddr, pool: &[SocketAddr], extra: &[&str]) -> Vec<String> {
     let pool: Vec<String> = pool.iter().map(|a| format!("http://{a}")).collect();
     let mut args = vec![
@@ -222,6 +244,11 @@ pub fn server_args(addr: SocketAddr, pool: &[SocketAddr], extra: &[&str]) -> Vec
     ];
     if !extra.contains(&"--peer-timeout") {
         args.extend(["--peer-timeout".to_owned(), "3s".to_owned()]);
+    }
+    // The tests change the cache through the front API (off by default);
+    // `front.rs` tests the default and the tokens.
+    if !extra.contains(&"--front-token-file") && !extra.contains(&"--front-writes") {
+        args.push("--front-writes".to_owned());
     }
     args.extend(extra.iter().map(|s| s.to_string()));
     args
@@ -390,117 +417,6 @@ pub fn status_bytes(pid: u32, field: &str) -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// A keep-alive HTTP/1.1 connection for many requests in a row (a fresh
-/// connection per request would leave a socket in TIME_WAIT each time).
-/// Reads bodies framed by `Content-Length` or chunked.
-pub struct KeepAlive {
-    addr: SocketAddr,
-    stream: Option<BufReader<TcpStream>>,
-}
-
-impl KeepAlive {
-    /// A connection to `addr`, opened by the first request.
-    pub fn new(addr: SocketAddr) -> Self {
-        KeepAlive { addr, stream: None }
-    }
-
-    /// `GET target`: status and body. A reused connection that the server
-    /// closed meanwhile is opened again once.
-    pub fn get(&mut self, target: &str) -> std::io::Result<(u16, Vec<u8>)> {
-        let reused = self.stream.is_some();
-        match self.try_get(target) {
-            Err(_) if reused => {
-                self.stream = None;
-                self.try_get(target)
-            }
-            outcome => outcome,
-        }
-    }
-
-    fn try_get(&mut self, target: &str) -> std::io::Result<(u16, Vec<u8>)> {
-        let outcome = self.exchange(target);
-        if !matches!(outcome, Ok((_, _, true))) {
-            self.stream = None;
-        }
-        outcome.map(|(status, body, _)| (status, body))
-    }
-
-    /// One exchange: status, body, and whether the connection stays open.
-    fn exchange(&mut self, target: &str) -> std::io::Result<(u16, Vec<u8>, bool)> {
-        if self.stream.is_none() {
-            let stream = TcpStream::connect_timeout(&self.addr, WAIT)?;
-            stream.set_read_timeout(Some(WAIT))?;
-            stream.set_write_timeout(Some(WAIT))?;
-            stream.set_nodelay(true)?;
-            self.stream = Some(BufReader::new(stream));
-        }
-        let reader = self.stream.as_mut().unwrap();
-        let request = format!("GET {target} HTTP/1.1\r\nHost: {}\r\n\r\n", self.addr);
-        reader.get_mut().write_all(request.as_bytes())?;
-        let bad = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidData, what);
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        let status: u16 = line
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| bad(format!("no status in {line:?}")))?;
-        let (mut length, mut chunked, mut keep) = (None, false, true);
-        loop {
-            line.clear();
-            reader.read_line(&mut line)?;
-            let header = line.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            let Some((name, value)) = header.split_once(':') else {
-                return Err(bad(format!("bad header {header:?}")));
-            };
-            let value = value.trim();
-            match name.to_ascii_lowercase().as_str() {
-                "content-length" => length = value.parse::<usize>().ok(),
-                "transfer-encoding" => chunked = value.eq_ignore_ascii_case("chunked"),
-                "connection" => keep = !value.eq_ignore_ascii_case("close"),
-                _ => {}
-            }
-        }
-        let mut body = Vec::new();
-        if chunked {
-            loop {
-                line.clear();
-                reader.read_line(&mut line)?;
-                let size = line.trim_end().split(';').next().unwrap_or("");
-                let size = usize::from_str_radix(size, 16)
-                    .map_err(|_| bad(format!("bad chunk size {line:?}")))?;
-                if size == 0 {
-                    // Trailers, up to the empty line.
-                    loop {
-                        line.clear();
-                        if reader.read_line(&mut line)? == 0 || line.trim_end().is_empty() {
-                            break;
-                        }
-                    }
-                    break;
-                }
-                let start = body.len();
-                body.resize(start + size, 0);
-                reader.read_exact(&mut body[start..])?;
-                line.clear();
-                reader.read_line(&mut line)?;
-            }
-        } else if let Some(length) = length {
-            body.resize(length, 0);
-            reader.read_exact(&mut body)?;
-        } else {
-            reader.read_to_end(&mut body)?;
-            keep = false;
-        }
-        Ok((status, body, keep))
-    }
-}
-
 /// Arguments of the Go node of `interop/go` at `addrs[i]` in a cluster of
 /// `addrs`, serving the server's colour table, with `extra` flags.
 pub fn go_node_args(addrs: &[SocketAddr], i: usize, extra: &[&str]) -> Vec<String> {
@@ -516,168 +432,6 @@ pub fn go_node_args(addrs: &[SocketAddr], i: usize, extra: &[&str]) -> Vec<Strin
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
     args
-}
-
-/// Where Debian's golang/groupcache package puts its GOPATH sources.
-const GOCODE: &str = "/usr/share/gocode";
-
-/// A tool that some tests need beyond a Rust toolchain.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Tool {
-    /// `go` and Debian's golang/groupcache sources, to build `interop/go`.
-    Go,
-    /// Chromium (or Chrome), to render the status page headless.
-    Chromium,
-}
-
-impl Tool {
-    /// The variable that skips the tests needing this tool knowingly.
-    pub fn skip_var(self) -> &'static str {
-        match self {
-            Tool::Go => "PEERCACHE_SKIP_GO_INTEROP",
-            Tool::Chromium => "PEERCACHE_SKIP_BROWSER",
-        }
-    }
-
-    /// What installs the tool (Debian, Ubuntu).
-    pub fn install(self) -> &'static str {
-        match self {
-            Tool::Go => "apt-get install -y golang-go golang-github-golang-groupcache-dev",
-            Tool::Chromium => "apt-get install -y chromium",
-        }
-    }
-
-    /// The tool's binary, or why it is not there (with what installs it).
-    pub fn find(self) -> Result<PathBuf, String> {
-        let install = self.install();
-        match self {
-            Tool::Go => {
-                let go = on_path(&["go"]).ok_or(format!("Go not installed; {install}"))?;
-                let groupcache = Path::new(GOCODE).join("src/github.com/golang/groupcache");
-                if !groupcache.is_dir() {
-                    return Err(format!(
-                        "golang/groupcache not installed (no {}); {install}",
-                        groupcache.display()
-                    ));
-                }
-                Ok(go)
-            }
-            Tool::Chromium => on_path(&["chromium", "chromium-browser", "google-chrome"])
-                .ok_or(format!("Chromium not installed; {install}")),
-        }
-    }
-}
-
-/// The first executable file named one of `names` in a directory of `PATH`.
-fn on_path(names: &[&str]) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    names.iter().find_map(|name| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join(name))
-            .find(|file| {
-                file.metadata()
-                    .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-            })
-    })
-}
-
-/// What a test that needs a tool does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Decision {
-    /// Run it with the tool.
-    Run,
-    /// Pass without running it, saying why in one line.
-    Skip,
-    /// Fail, saying what to install.
-    Fail,
-}
-
-/// The decision of [`require`]: a tool's skip variable skips knowingly;
-/// otherwise the test runs if the tool is there; a missing tool skips the
-/// test, unless `CI` or `PEERCACHE_FULL_TESTS` is set, where it fails.
-pub fn decide(present: bool, ci: bool, full: bool, skip: bool) -> Decision {
-    if skip {
-        Decision::Skip
-    } else if present {
-        Decision::Run
-    } else if ci || full {
-        Decision::Fail
-    } else {
-        Decision::Skip
-    }
-}
-
-/// Whether the environment variable `name` is set and not empty.
-pub fn env_set(name: &str) -> bool {
-    std::env::var_os(name).is_some_and(|value| !value.is_empty())
-}
-
-/// The one gate of every test (or part of one) that needs Go or Chromium:
-/// the tool's binary when `what` runs; `None` when it is skipped, after one
-/// line on the terminal (`skipped WHAT: Go not installed; apt-get ...`,
-/// shown even though the test's output is captured); a panic when the tool
-/// is missing and `CI` or `PEERCACHE_FULL_TESTS` is set.
-pub fn require(tool: Tool, what: &str) -> Option<PathBuf> {
-    let skip = env_set(tool.skip_var());
-    let found = tool.find();
-    let ci = env_set("CI");
-    match decide(found.is_ok(), ci, env_set("PEERCACHE_FULL_TESTS"), skip) {
-        Decision::Run => found.ok(),
-        Decision::Skip => {
-            let why = match found {
-                _ if skip => format!("{} is set", tool.skip_var()),
-                Err(why) => why,
-                Ok(_) => unreachable!("a present tool is skipped only knowingly"),
-            };
-            // Straight to the terminal: libtest captures `println!` and
-            // `eprintln!` of passing tests.
-            let line = format!("skipped {what}: {why}\n");
-            let _ = std::io::stderr().lock().write_all(line.as_bytes());
-            None
-        }
-        Decision::Fail => panic!(
-            "{what}: {}; {} is set, so a missing tool fails the test \
-             ({}=1 skips it knowingly)",
-            found.err().unwrap_or_default(),
-            if ci { "CI" } else { "PEERCACHE_FULL_TESTS" },
-            tool.skip_var()
-        ),
-    }
-}
-
-/// The golang/groupcache node of `interop/go`, built as `name` in the
-/// tests' scratch directory, when [`require`] lets `what` run.
-pub fn go_node(name: &str, what: &str) -> Option<PathBuf> {
-    let go = require(Tool::Go, what)?;
-    Some(build_go_node(&go, name))
-}
-
-/// Builds the golang/groupcache node of `interop/go` with `go` (GOPATH
-/// mode, offline, with Debian's packages) as `name` in the tests' scratch
-/// directory; panics when the build fails.
-pub fn build_go_node(go: &Path, name: &str) -> PathBuf {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let binary = tmp.join(name);
-    let gopath = format!("{}:{GOCODE}", repo.join("interop/go").display());
-    let output = Command::new(go)
-        .args(["build", "-o"])
-        .arg(&binary)
-        .arg("peercache-interop")
-        .env("GO111MODULE", "off")
-        .env("GOPROXY", "off")
-        .env("GOFLAGS", "")
-        .env("GOPATH", gopath)
-        .env("GOCACHE", tmp.join("gocache"))
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", go.display()));
-    assert!(
-        output.status.success(),
-        "building interop/go failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    binary
 }
 
 /// Serves `app` on a free 127.0.0.1 port, on a thread of its own, for the
