@@ -130,12 +130,11 @@ pub fn routers(
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn_with_state(
-            Arc::clone(&access),
+            access::Gate {
+                hosts: hosts.clone(),
+                access: Arc::clone(&access),
+            },
             access::guard,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            hosts.clone(),
-            crate::origin::guard,
         ))
         .with_state(Front {
             node,

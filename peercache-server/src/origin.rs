@@ -106,45 +106,57 @@ fn host_of(authority: &str) -> &str {
 /// The middleware: refuses what the module documentation says, and adds
 /// `nosniff` to every answer.
 pub async fn guard(State(allowed): State<AllowedHosts>, request: Request, next: Next) -> Response {
+    let mut response = match refusal(&allowed, &request) {
+        Some(refused) => refused,
+        None => next.run(request).await,
+    };
+    nosniff(&mut response);
+    response
+}
+
+/// The refusal of `request` by the `Host` and `Origin` checks, if any
+/// (without the `nosniff` header: [`nosniff`] adds it to every answer).
+pub fn refusal(allowed: &AllowedHosts, request: &Request) -> Option<Response> {
     let host = request
         .headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .map(str::to_owned)
         .or_else(|| request.uri().authority().map(|a| a.as_str().to_owned()));
-    let refusal = match &host {
-        Some(host) if !allowed.allows(host) => Some((
+    let (status, mut message) = match &host {
+        Some(host) if !allowed.allows(host) => (
             StatusCode::MISDIRECTED_REQUEST,
             format!(
                 "Host {host:?} is not a name of this node: call it by its IP address, localhost or its --self host, or add the name with --allowed-hosts"
             ),
-        )),
-        _ => foreign_origin(&request, host.as_deref()).map(|origin| {
+        ),
+        _ => {
+            let origin = foreign_origin(request, host.as_deref())?;
             (
                 StatusCode::FORBIDDEN,
                 format!(
                     "cross-origin request refused (Origin {origin:?}): this API is for services, not for web pages of other sites"
                 ),
             )
-        }),
-    };
-    let mut response = match refusal {
-        Some((status, mut message)) => {
-            message.push('\n');
-            (
-                status,
-                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-                message,
-            )
-                .into_response()
         }
-        None => next.run(request).await,
     };
+    message.push('\n');
+    Some(
+        (
+            status,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            message,
+        )
+            .into_response(),
+    )
+}
+
+/// Marks `response` `X-Content-Type-Options: nosniff`.
+pub fn nosniff(response: &mut Response) {
     response.headers_mut().insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    response
 }
 
 /// The request's `Origin` (or `Sec-Fetch-Site`) when it names another

@@ -299,21 +299,46 @@ pub fn need(method: &Method, path: &str) -> Need {
     }
 }
 
-/// The layer: admits a front request or answers its refusal. A refused
-/// request counts against the rate too (by its token's client if the token
-/// was known, else by address): guessing tokens is no faster than asking.
-pub async fn guard(State(access): State<Arc<Access>>, request: Request, next: Next) -> Response {
-    let need = need(request.method(), request.uri().path());
-    let client = request.extensions().get::<ClientAddr>().map(|c| c.0.ip());
-    let (key, admitted) = access.admit(need, request.headers(), client);
-    if let Some(rate) = &access.rate {
-        if let Err(wait) = rate.check(key, Instant::now()) {
-            return access.refuse(Refused::RateLimited(wait));
+/// What the front API's one layer checks: the names it answers to
+/// ([`crate::origin`]), then [`Access`].
+#[derive(Debug, Clone)]
+pub struct Gate {
+    /// The `Host` and `Origin` checks.
+    pub hosts: crate::origin::AllowedHosts,
+    /// Who may call which route.
+    pub access: Arc<Access>,
+}
+
+/// The layer: admits a front request or answers its refusal, after the
+/// `Host` and `Origin` checks (one layer for both: each `from_fn` layer
+/// costs a boxed future per request). A refused request counts against the
+/// rate too (by its token's client if the token was known, else by
+/// address): guessing tokens is no faster than asking.
+pub async fn guard(State(gate): State<Gate>, request: Request, next: Next) -> Response {
+    let mut response = match gate.refusal(&request) {
+        Some(refused) => refused,
+        None => next.run(request).await,
+    };
+    crate::origin::nosniff(&mut response);
+    response
+}
+
+impl Gate {
+    /// The answer refusing `request`, if it is refused.
+    fn refusal(&self, request: &Request) -> Option<Response> {
+        if let Some(refused) = crate::origin::refusal(&self.hosts, request) {
+            return Some(refused);
         }
-    }
-    match admitted {
-        Ok(()) => next.run(request).await,
-        Err(refused) => access.refuse(refused),
+        let access = &self.access;
+        let need = need(request.method(), request.uri().path());
+        let client = request.extensions().get::<ClientAddr>().map(|c| c.0.ip());
+        let (key, admitted) = access.admit(need, request.headers(), client);
+        if let Some(rate) = &access.rate {
+            if let Err(wait) = rate.check(key, Instant::now()) {
+                return Some(access.refuse(Refused::RateLimited(wait)));
+            }
+        }
+        admitted.err().map(|refused| access.refuse(refused))
     }
 }
 
