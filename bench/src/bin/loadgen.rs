@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! loadgen --target http://127.0.0.1:9001[,http://...] -c 16 --duration 10s --warmup 2s \
-//!         --keys 10000 --dist zipf --zipf-s 1.1 [--path /get?key=] [--json]
+//!         --keys 10000 --dist zipf --zipf-s 1.1 [--path /get?key=] [--bearer TOKEN] [--json]
 //! loadgen --target ... -c 1000 --requests 1000 --keys 1 --key-prefix storm-   # a burst
 //! ```
 //!
@@ -73,6 +73,10 @@ struct Args {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// Send a bearer token with every request (a front token of
+    /// peercache-server's --front-token-file).
+    #[arg(long, value_name = "TOKEN")]
+    bearer: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -189,6 +193,12 @@ async fn run(args: Args) -> Result<serde_json::Value, String> {
     let mut workers = Vec::with_capacity(args.concurrency);
     for (i, (target, sender)) in senders.into_iter().enumerate() {
         let worker = Worker {
+            authorization: args
+                .bearer
+                .as_ref()
+                .map(|token| http::HeaderValue::from_str(&format!("Bearer {token}")))
+                .transpose()
+                .map_err(|e| format!("--bearer: {e}"))?,
             target,
             sender,
             paths: Arc::clone(&paths),
@@ -273,6 +283,7 @@ async fn connect(authority: &str) -> std::io::Result<Sender> {
 }
 
 struct Worker {
+    authorization: Option<http::HeaderValue>,
     target: String,
     sender: Sender,
     paths: Arc<Vec<String>>,
@@ -306,10 +317,15 @@ impl Worker {
                 break;
             }
             let key = self.next_key();
-            let request = Request::get(self.paths[key].as_str())
+            let mut request = Request::get(self.paths[key].as_str())
                 .header(http::header::HOST, self.target.as_str())
                 .body(Empty::new())
                 .expect("a valid request");
+            if let Some(authorization) = &self.authorization {
+                request
+                    .headers_mut()
+                    .insert(http::header::AUTHORIZATION, authorization.clone());
+            }
             let began = Instant::now();
             let outcome = self.exchange(request).await;
             let took = began.elapsed();
