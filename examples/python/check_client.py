@@ -39,10 +39,17 @@ def main():
         node.close()
     many = reader.get_many("colors", ["red", "green", "mauve", "red"])
     assert many == {"red": b"#FF0000", "green": b"#00FF00", "mauve": None}, many
-    assert reader.errors == {}, reader.errors
     # Keys that need escaping, through the echo group.
-    for key in ["a b", "x/y/z", "é", "100%", "q?r#s"]:
+    for key in ["a b", "x/y/z", "é", "100%", "q?r#s", ".", "..", "a/../b", "a/./b", "+"]:
         assert reader.get("echo", key) == key.encode("utf-8"), key
+    # A 404 that is not a missing key is an error, not None: a missing
+    # group, and the peer port mistaken for the front.
+    expect_error(404, lambda: reader.get("no-such-group", "k"))
+    peer = Client(os.environ["PEERCACHE_PEER_URL"], token=os.environ["PEERCACHE_READ_TOKEN"])
+    error = expect_error(404, lambda: peer.get("colors", "red"))
+    assert "this is the peer port" in error.message, error.message
+    # A node that does not answer.
+    expect_error(0, lambda: Client("http://127.0.0.1:9", timeout=2).get("colors", "red"))
 
     # Refusals: no token, a reader writing, a writer purging.
     error = expect_error(401, lambda: anonymous.get("colors", "red"))
@@ -50,7 +57,6 @@ def main():
     error = expect_error(403, lambda: reader.set("colors", "red", "#000000"))
     assert "write scope" in error.message, error.message
     expect_error(403, lambda: writer.purge("colors"))
-    expect_error(404, lambda: reader.get("no-such-group", "k"))
 
     # Writes reach every node.
     writer.set("colors", "red", "#123456", ttl="1h")

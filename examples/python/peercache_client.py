@@ -8,13 +8,16 @@ front URL (or several, tried in turn when one cannot be reached).
     cache = Client("http://127.0.0.1:8080", token="...")  # token: --front-token-file
     cache.get("colors", "red")                 # b"#FF0000", or None if not found
     cache.get_many("colors", ["red", "mauve"])  # {"red": b"#FF0000", "mauve": None}
+                                                # (BatchError if a key failed)
     cache.set("colors", "red", b"#123456", ttl="30s")  # on every node (write scope)
     cache.remove("colors", "red")               # from every node (write scope)
     cache.purge("colors")                       # empty the group (admin scope)
 
 Errors are raised as PeercacheError, with the node's message (which names
-the flag, key or peer) and the HTTP status. It uses requests
-(https://pypi.org/project/requests/), with one connection pool per client.
+the flag, key or peer) and the HTTP status; a node that cannot be reached
+or does not answer in time is PeercacheError with status 0. It uses
+requests (https://pypi.org/project/requests/), with one connection pool
+per client.
 """
 
 from urllib.parse import quote
@@ -22,7 +25,7 @@ import base64
 
 import requests
 
-__all__ = ["Client", "PeercacheError"]
+__all__ = ["BatchError", "Client", "PeercacheError"]
 
 
 class PeercacheError(Exception):
@@ -39,6 +42,17 @@ class PeercacheError(Exception):
         self.status = status
         self.message = message
         self.retry_after = retry_after
+
+
+class BatchError(PeercacheError):
+    """Some keys of a get_many failed: values holds the others (bytes, or
+    None for not found), errors each failed key's PeercacheError."""
+
+    def __init__(self, values, errors):
+        first = next(iter(errors.values()))
+        super().__init__(first.status, f"{len(errors)} of the keys failed, e.g. {first.message}")
+        self.values = values
+        self.errors = errors
 
 
 class Client:
@@ -72,18 +86,25 @@ class Client:
                 answer = self.session.request(
                     method, url + path, timeout=self.timeout, **kwargs
                 )
-            except requests.ConnectionError as error:
+            except requests.RequestException as error:
+                # Not reached, or no answer in time: the next node may answer.
                 last = error
                 continue
             return answer
-        raise PeercacheError(0, f"no node could be reached ({', '.join(self.urls)}): {last}")
+        raise PeercacheError(0, f"no node answered ({', '.join(self.urls)}): {last}")
 
     @staticmethod
     def _path(group, key=None):
+        if not group or key == "":
+            raise ValueError("a group and a key must not be empty")
         path = "/" + quote(group, safe="")
         if key is not None:
-            # '/' inside a key stays as it is: the rest of the path is the key.
-            path += "/" + quote(key, safe="/")
+            # '/' inside a key stays as it is (the rest of the path is the
+            # key), but a '.' or '..' segment is escaped: HTTP clients
+            # resolve them (a/../b would be sent as b).
+            segments = [quote(s, safe="") for s in key.split("/")]
+            segments = [s.replace(".", "%2E") if s in (".", "..") else s for s in segments]
+            path += "/" + "/".join(segments)
         return path
 
     @staticmethod
@@ -101,20 +122,24 @@ class Client:
         """The value of key (bytes), read through the cluster; None if the
         group's loader says it does not exist."""
         answer = self._request("GET", self._path(group, key))
-        if answer.status_code == 404 and "no such group" not in answer.text:
+        # Only the node's not-found mark means "no such key" (a 404 for a
+        # missing group, or from a port that is not the front API, is an
+        # error).
+        if answer.status_code == 404 and answer.headers.get("X-Peercache-Not-Found"):
             return None
         return self._check(answer).content
 
     def get_many(self, group, keys):
         """The values of keys (at most 1000) in one request: a dict from
-        each key to its bytes, or None if not found. One key's failure
-        raises PeercacheError for that key only when asked: see errors."""
+        each key to its bytes, or None if not found. If some keys failed
+        (their owner down, a load timeout), raises BatchError, which holds
+        the other values and each failed key's error."""
         keys = list(keys)
         answer = self._check(
             self._request("POST", self._path(group) + "/_get-many", json=keys)
         )
         values = {}
-        self.errors = {}
+        errors = {}
         for key, item in answer.json().items():
             if "value" in item:
                 values[key] = item["value"].encode("utf-8")
@@ -123,8 +148,9 @@ class Client:
             elif item.get("status") == 404:
                 values[key] = None
             else:
-                values[key] = None
-                self.errors[key] = PeercacheError(item.get("status", 0), item.get("error", ""))
+                errors[key] = PeercacheError(item.get("status", 0), item.get("error", ""))
+        if errors:
+            raise BatchError(values, errors)
         return values
 
     def set(self, group, key, value, ttl=None):

@@ -58,8 +58,12 @@ struct Front {
 pub struct FrontSettings {
     /// Largest body of a front `PUT` (`--max-front-body-bytes`).
     pub max_body_bytes: usize,
-    /// The names the node answers to ([`crate::origin`]).
+    /// The names the front port answers to ([`crate::origin`]).
     pub allowed_hosts: crate::origin::AllowedHosts,
+    /// The names the peer port answers to: the same as the front's on one
+    /// port; with `--front-addr`, each port takes the local network's
+    /// names only if it listens beyond loopback.
+    pub peer_hosts: crate::origin::AllowedHosts,
     /// Who may call the front API ([`access`]).
     pub access: access::AccessSettings,
 }
@@ -70,15 +74,22 @@ pub struct Routers {
     /// The front API: client routes, status page, `/stats`, `/metrics`,
     /// `/openapi.json`, behind [`access`].
     pub front: Router,
-    /// The peer endpoint under the base path; anything else is a 404
-    /// pointing at the front port.
-    pub peers: Router,
+    /// The peer endpoint under the base path, without its `Host` and
+    /// `Origin` checks (added last, so they also cover the peer port's
+    /// fallback).
+    peers: Router,
+    /// The names the peer port answers to.
+    peer_hosts: crate::origin::AllowedHosts,
 }
 
 impl Routers {
     /// Both on one port (no `--front-addr`).
     pub fn merged(self) -> Router {
-        self.front.merge(self.peers)
+        let peers = self.peers.layer(axum::middleware::from_fn_with_state(
+            self.peer_hosts,
+            crate::origin::guard,
+        ));
+        self.front.merge(peers)
     }
 
     /// The front API and the peer endpoint on ports of their own
@@ -94,6 +105,10 @@ impl Routers {
                 ),
             )
         });
+        let peers = peers.layer(axum::middleware::from_fn_with_state(
+            self.peer_hosts,
+            crate::origin::guard,
+        ));
         (self.front, peers)
     }
 }
@@ -131,7 +146,7 @@ pub fn routers(
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn_with_state(
             access::Gate {
-                hosts: hosts.clone(),
+                hosts,
                 access: Arc::clone(&access),
             },
             access::guard,
@@ -146,10 +161,8 @@ pub fn routers(
         });
     Routers {
         front,
-        peers: peer_routes.layer(axum::middleware::from_fn_with_state(
-            hosts,
-            crate::origin::guard,
-        )),
+        peers: peer_routes,
+        peer_hosts: settings.peer_hosts,
     }
 }
 
@@ -399,10 +412,9 @@ async fn color(State(front): State<Front>, Query(query): Query<ColorQuery>) -> R
             StatusCode::OK,
             String::from_utf8_lossy(value.as_bytes()).into_owned(),
         ),
-        Err(error) if error.is_not_found() => text(
-            StatusCode::NOT_FOUND,
-            format!("no colour named {name:?}; try red, green, blue, black, white"),
-        ),
+        Err(error) if error.is_not_found() => not_found_key(format!(
+            "no colour named {name:?}; try red, green, blue, black, white"
+        )),
         Err(error) => failure(&error),
     }
 }
@@ -423,9 +435,21 @@ async fn read_through(
             value.into_bytes(),
         )
             .into_response(),
-        Err(error) if error.is_not_found() => text(StatusCode::NOT_FOUND, error.to_string()),
+        Err(error) if error.is_not_found() => not_found_key(error.to_string()),
         Err(error) => failure(&error),
     }
+}
+
+/// 404 for a key the group's loader found nothing for, marked
+/// `x-peercache-not-found: 1` so a client tells it from a 404 for a
+/// missing group or route.
+fn not_found_key(message: String) -> Response {
+    let mut response = text(StatusCode::NOT_FOUND, message);
+    response.headers_mut().insert(
+        "x-peercache-not-found",
+        axum::http::HeaderValue::from_static("1"),
+    );
+    response
 }
 
 /// 503: a get failed. The error names the key, so it is logged only at

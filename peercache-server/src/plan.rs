@@ -235,11 +235,8 @@ impl Plan {
         }
         let front = FrontSettings {
             max_body_bytes: usize::try_from(args.max_front_body_bytes).unwrap_or(usize::MAX),
-            allowed_hosts: AllowedHosts::new(
-                &self_url,
-                &args.allowed_hosts,
-                peers_beyond_loopback || front_beyond_loopback,
-            ),
+            allowed_hosts: AllowedHosts::new(&self_url, &args.allowed_hosts, front_beyond_loopback),
+            peer_hosts: AllowedHosts::new(&self_url, &args.allowed_hosts, peers_beyond_loopback),
             access: args.front.access(),
         };
         Ok(Plan {

@@ -26,7 +26,9 @@ fn the_python_client_works_against_a_cluster() {
     )
     .unwrap();
     let tokens = tokens.display().to_string();
+    let mut peer_ports = Vec::new();
     let nodes = start_cluster(3, |i, addrs| {
+        peer_ports = addrs.to_vec();
         let front = free_addrs(1)[0];
         let extra = ["--front-token-file", &tokens, "--echo-group"];
         let mut args = server_args(addrs[i], addrs, &extra);
@@ -44,7 +46,11 @@ fn the_python_client_works_against_a_cluster() {
         .env("PEERCACHE_READ_TOKEN", read)
         .env("PEERCACHE_WRITE_TOKEN", write)
         .env("PEERCACHE_ADMIN_TOKEN", admin)
+        .env("PEERCACHE_PEER_URL", format!("http://{}", peer_ports[0]))
         .env("PYTHONDONTWRITEBYTECODE", "1")
+        // Straight to the nodes, whatever proxy the environment names.
+        .env("NO_PROXY", "*")
+        .env("no_proxy", "*")
         .output()
         .unwrap();
     let said = format!(

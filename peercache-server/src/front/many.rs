@@ -41,7 +41,7 @@ use std::collections::HashSet;
 /// Most keys in one `_get-many` request: as many as a peer batch takes.
 pub(super) const MAX_KEYS: usize = peercache::http::MAX_GET_MANY_KEYS;
 
-/// What a `POST /<group>/<key>` other than these two is answered (404).
+/// What a `POST /<group>/<key>` other than these two is answered (405).
 pub(super) fn post_routes(group: &str) -> String {
     format!(
         "POST is only for /{group}/_purge (empties the group on every node) \

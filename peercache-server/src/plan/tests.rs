@@ -411,6 +411,11 @@ fn front_flags_and_their_warnings() {
     let writes = [&secret[..], &["--front-open", "--front-writes"]].concat();
     let open_writes = front(&writes, "10.0.0.1:7000", "10.0.0.1:8080");
     assert_eq!(open_writes.warnings, [OPEN_FRONT_WRITES]);
+    // Each port takes the local network's names only beyond loopback.
+    assert!(!quiet.front.allowed_hosts.allows("cache:8080"));
+    assert!(quiet.front.peer_hosts.allows("cache:7000"));
+    let shared = plan(&[], "10.0.0.1:8080").unwrap();
+    assert!(shared.front.allowed_hosts.allows("cache") && shared.front.peer_hosts.allows("cache"));
     // --front-open on a loopback front changes nothing worth a warning.
     assert!(front(&writes, "10.0.0.1:7000", "127.0.0.1:8080")
         .warnings
