@@ -118,6 +118,6 @@ pub(super) fn parse_rate(text: &str) -> Result<f64, String> {
         .ok()
         .filter(|rate| rate.is_finite() && *rate >= 0.001 && *rate <= 1e9)
         .ok_or_else(|| {
-            format!("{text:?} is not a rate: write requests per second, e.g. 100 or 0.5")
+            format!("{text:?} is not a rate: write requests per second, from 0.001 to 1e9, e.g. 100 or 0.5")
         })
 }
