@@ -115,11 +115,22 @@ async fn run(args: Args) -> Result<(), ServerError> {
         options = options.auth(auth);
     }
     let options = options.build().map_err(ServerError::setting)?;
-    let server = Server::new(plan.limits.clone());
-    #[cfg(feature = "tls")]
-    let server = match &tls {
-        Some(tls) if plan.serves_tls() => server.tls(tls).map_err(ServerError::Serve)?,
-        _ => server,
+    // Each listener: the limits, TLS when the node serves it, and each
+    // request's client address (the front's access rules read it). With
+    // --front-addr, the front's server shares the peer server's counters
+    // and body budget.
+    let new_server = || -> Result<Server, ServerError> {
+        let server = Server::new(plan.limits.clone()).with_client_addrs();
+        #[cfg(feature = "tls")]
+        if let (Some(tls), true) = (&tls, plan.serves_tls()) {
+            return server.tls(tls).map_err(ServerError::Serve);
+        }
+        Ok(server)
+    };
+    let server = new_server()?;
+    let front_server = match front_listener.is_some() {
+        true => Some(new_server()?.share_counters(server.counters())),
+        false => None,
     };
     let pool = HttpPool::new(&plan.self_url, options)?;
     pool.set_peers(&plan.peers)?;
@@ -166,26 +177,15 @@ async fn run(args: Args) -> Result<(), ServerError> {
     if args.front.front_token_file.is_some() {
         reload_tokens_on_hangup(std::sync::Arc::clone(&access));
     }
-    let counters = server.counters();
-    let (scheme, limits) = (plan.scheme, plan.limits.clone());
-    #[cfg(feature = "tls")]
-    let serves_tls = plan.serves_tls();
-    let routers = front::routers(node, pool, counters.clone(), metrics, plan.front, access);
-    match (front_listener, front_local) {
-        (Some(front_listener), Some(front_local)) => {
-            // The front port speaks what the peer port speaks (TLS too), and
-            // both share one set of refusal counters and one body budget.
+    let scheme = plan.scheme;
+    let routers = front::routers(node, pool, server.counters(), metrics, plan.front, access);
+    match (front_listener, front_local, front_server) {
+        (Some(front_listener), Some(front_local), Some(front_server)) => {
             let front_at = match front_local.ip().is_unspecified() {
                 true => format!("port {} of this host", front_local.port()),
                 false => format!("{scheme}://{front_local}"),
             };
             let (front_app, peer_app) = routers.split(front_at);
-            let front_server = Server::new(limits).share_counters(counters);
-            #[cfg(feature = "tls")]
-            let front_server = match &tls {
-                Some(tls) if serves_tls => front_server.tls(tls).map_err(ServerError::Serve)?,
-                _ => front_server,
-            };
             let (stop, stopped) = tokio::sync::watch::channel(false);
             tokio::spawn(async move {
                 shutdown_signal().await;

@@ -28,17 +28,30 @@ fn call_from(
     token: Option<&str>,
     body: &[u8],
 ) -> Answer {
-    let mut stream = match from {
+    let stream = match from {
         None => TcpStream::connect_timeout(&addr, WAIT).unwrap(),
         Some(ip) => connect_from(ip, addr),
     };
+    exchange(stream, method, target, &addr.to_string(), token, body)
+}
+
+/// Sends one request on `stream` (`Host: host`) and reads its answer to
+/// the end of the connection.
+fn exchange(
+    mut stream: TcpStream,
+    method: &str,
+    target: &str,
+    host: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> Answer {
     stream.set_read_timeout(Some(WAIT)).unwrap();
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
     write!(
         stream,
-        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {target} HTTP/1.1\r\nHost: {host}\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     )
     .unwrap();
@@ -281,22 +294,8 @@ fn the_front_and_the_peer_ports_are_apart() {
 
 /// `GET target` on `addr` with `Host: host`.
 fn get_as(addr: SocketAddr, target: &str, host: &str) -> Answer {
-    let mut stream = TcpStream::connect_timeout(&addr, WAIT).unwrap();
-    stream.set_read_timeout(Some(WAIT)).unwrap();
-    write!(
-        stream,
-        "GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).unwrap();
-    let answer = String::from_utf8_lossy(&answer).into_owned();
-    let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
-    Answer {
-        status: head.split(' ').nth(1).unwrap().parse().unwrap(),
-        head: head.to_ascii_lowercase(),
-        body: body.to_owned(),
-    }
+    let stream = TcpStream::connect_timeout(&addr, WAIT).unwrap();
+    exchange(stream, "GET", target, host, None, b"")
 }
 
 #[test]

@@ -77,19 +77,25 @@ fn sum(nodes: &[Proc], name: &str) -> u64 {
     nodes.iter().map(|n| counter(n.addr, "pages", name)).sum()
 }
 
-#[test]
-fn expired_pages_are_served_through_every_node_while_the_origin_fails() {
-    let (config, origin) = origin("stale-if-error");
-    let flags = ["--config", &config, "--ttl", "1s", "--stale-if-error", "1h"];
-    let nodes = start_servers(3, &flags);
-    let keys: Vec<String> = (0..12).map(|i| format!("p{i}")).collect();
-    for key in &keys {
+/// Reads every key of `keys` through node 0 (from the origin), then takes
+/// the origin down.
+fn warm_then_take_down(nodes: &[Proc], origin: &Origin, keys: &[String]) {
+    for key in keys {
         assert_eq!(
             get_ok(nodes[0].addr, &format!("/pages/{key}")),
             format!("page {key}")
         );
     }
     origin.down.store(true, Ordering::SeqCst);
+}
+
+#[test]
+fn expired_pages_are_served_through_every_node_while_the_origin_fails() {
+    let (config, origin) = origin("stale-if-error");
+    let flags = ["--config", &config, "--ttl", "1s", "--stale-if-error", "1h"];
+    let nodes = start_servers(3, &flags);
+    let keys: Vec<String> = (0..12).map(|i| format!("p{i}")).collect();
+    warm_then_take_down(&nodes, &origin, &keys);
     // Once the pages expired (after 1 s), every get tries the origin, which
     // fails: each node answers with the expired page, and counts it.
     wait_until("the pages expired and were served stale", || {
@@ -193,13 +199,7 @@ fn the_origin_breaker_stops_asking_a_failing_origin_while_stale_pages_are_served
     ];
     let nodes = start_servers(3, &flags);
     let keys: Vec<String> = (0..12).map(|i| format!("p{i}")).collect();
-    for key in &keys {
-        assert_eq!(
-            get_ok(nodes[0].addr, &format!("/pages/{key}")),
-            format!("page {key}")
-        );
-    }
-    origin.down.store(true, Ordering::SeqCst);
+    warm_then_take_down(&nodes, &origin, &keys);
     // Once the pages expired, each owner's loads fail until its breaker
     // opens (3 in a row); then nothing more reaches the origin.
     wait_until("every owner's breaker opened", || {
@@ -252,13 +252,7 @@ fn the_origins_stale_if_error_is_honoured_when_the_group_sets_none() {
     let (config, origin) = origin("cache-control");
     let nodes = start_servers(3, &["--config", &config]);
     let keys: Vec<String> = (0..6).map(|i| format!("cc-{i}")).collect();
-    for key in &keys {
-        assert_eq!(
-            get_ok(nodes[0].addr, &format!("/pages/{key}")),
-            format!("page {key}")
-        );
-    }
-    origin.down.store(true, Ordering::SeqCst);
+    warm_then_take_down(&nodes, &origin, &keys);
     // `max-age=1`: once expired, each get tries the origin, which fails,
     // and the page is served within its `stale-if-error=3600`.
     wait_until("the pages expired and were served stale", || {

@@ -37,14 +37,26 @@ use std::time::Instant;
 /// The front API's access rules, shared by its handlers.
 #[derive(Debug)]
 pub struct Access {
-    /// The token file's clients, swapped whole on SIGHUP.
-    tokens: Option<RwLock<Arc<Tokens>>>,
-    /// Where they come from.
-    token_file: Option<PathBuf>,
+    /// `--front-token-file` and its clients.
+    tokens: Option<TokenFile>,
     writes: bool,
     open: bool,
     rate: Option<RateLimit>,
     counters: Counters,
+}
+
+/// A token file and the clients it listed when last read.
+#[derive(Debug)]
+struct TokenFile {
+    path: PathBuf,
+    /// Swapped whole on SIGHUP.
+    current: RwLock<Arc<Tokens>>,
+}
+
+impl TokenFile {
+    fn current(&self) -> Arc<Tokens> {
+        Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()))
+    }
 }
 
 #[derive(Debug, Default)]
@@ -84,14 +96,15 @@ impl Access {
     /// The rules of `settings`, reading the token file (an error names it
     /// and the line).
     pub fn new(settings: &AccessSettings) -> Result<Access, super::tokens::TokenFileError> {
-        let tokens = settings
-            .token_file
-            .as_deref()
-            .map(Tokens::load)
-            .transpose()?;
+        let tokens = match &settings.token_file {
+            Some(path) => Some(TokenFile {
+                current: RwLock::new(Arc::new(Tokens::load(path)?)),
+                path: path.clone(),
+            }),
+            None => None,
+        };
         Ok(Access {
-            tokens: tokens.map(|t| RwLock::new(Arc::new(t))),
-            token_file: settings.token_file.clone(),
+            tokens,
             writes: settings.writes,
             open: settings.open,
             rate: settings
@@ -105,12 +118,12 @@ impl Access {
     /// the old ones at once; on failure the old ones stay, and the error
     /// says why. Returns how many clients it lists.
     pub fn reload(&self) -> Result<Option<usize>, super::tokens::TokenFileError> {
-        let (Some(lock), Some(path)) = (&self.tokens, &self.token_file) else {
+        let Some(file) = &self.tokens else {
             return Ok(None);
         };
-        let fresh = Tokens::load(path)?;
+        let fresh = Tokens::load(&file.path)?;
         let count = fresh.len();
-        *lock.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
+        *file.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
         Ok(Some(count))
     }
 
@@ -148,11 +161,11 @@ impl Access {
         headers: &HeaderMap,
         client: Option<IpAddr>,
     ) -> Result<Option<TokenName>, (Option<TokenName>, Refused)> {
-        if let Some(lock) = &self.tokens {
+        if let Some(file) = &self.tokens {
             if need == Need::Public {
                 return Ok(None);
             }
-            let tokens = Arc::clone(&lock.read().unwrap_or_else(|e| e.into_inner()));
+            let tokens = file.current();
             let Some(presented) = bearer(headers) else {
                 let reason = format!(
                     "this node requires a token with the {} scope: send `Authorization: Bearer TOKEN` (--front-token-file)",
@@ -199,8 +212,7 @@ impl Access {
 
     /// How many clients the token file lists, if there is one.
     pub fn token_count(&self) -> Option<usize> {
-        let lock = self.tokens.as_ref()?;
-        Some(lock.read().unwrap_or_else(|e| e.into_inner()).len())
+        Some(self.tokens.as_ref()?.current().len())
     }
 
     fn refuse(&self, refused: Refused) -> Response {

@@ -21,8 +21,9 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
-/// The address of the client that sent a request: [`super::Server`] puts it
-/// in every request's extensions (as axum's `ConnectInfo` would), so a
+/// The address of the client that sent a request: a [`super::Server`]
+/// built [`with_client_addrs`](super::Server::with_client_addrs) puts it in
+/// every request's extensions (as axum's `ConnectInfo` would), so a
 /// service behind it can tell loopback clients from others or limit each
 /// client (`request.extensions().get::<ClientAddr>()`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -108,6 +108,8 @@ pub async fn serve_with_shutdown(
 pub struct Server {
     limits: ServerLimits,
     counters: Arc<LimitCounters>,
+    /// Whether requests carry their client's address.
+    client_addrs: bool,
     #[cfg(feature = "tls")]
     tls: Option<Arc<rustls::ServerConfig>>,
 }
@@ -118,9 +120,20 @@ impl Server {
         Server {
             limits,
             counters: Arc::default(),
+            client_addrs: false,
             #[cfg(feature = "tls")]
             tls: None,
         }
+    }
+
+    /// Puts each request's client address in its extensions, as a
+    /// [`ClientAddr`](super::ClientAddr), for a service that tells
+    /// loopback clients from others or limits each client (as axum's
+    /// `ConnectInfo` would). Off by default: it costs an allocation per
+    /// request that the peer endpoint does not need.
+    pub fn with_client_addrs(mut self) -> Self {
+        self.client_addrs = true;
+        self
     }
 
     /// Serves HTTPS with `config`'s server certificate (and, if it says so,
@@ -170,8 +183,7 @@ impl Server {
 
     /// Serves `service` on `listener` until `shutdown` completes, then stops
     /// accepting and waits for the requests in flight (at most
-    /// [`SHUTDOWN_GRACE`]). Every request carries its client's address as a
-    /// [`ClientAddr`](super::ClientAddr) extension. Accept errors are logged and retried after a
+    /// [`SHUTDOWN_GRACE`]). Accept errors are logged and retried after a
     /// short pause.
     pub async fn serve<S, B>(
         self,
@@ -210,6 +222,7 @@ impl Server {
         let tls = self.tls.map(tokio_rustls::TlsAcceptor::from);
         let slots = Arc::new(Semaphore::new(self.limits.max_connections));
         let counters = Arc::clone(&self.counters);
+        let client_addrs = self.client_addrs;
         let mut guard = Guard::new(service, self.limits);
         guard.share_counters(self.counters);
         let graceful = GracefulShutdown::new();
@@ -244,7 +257,10 @@ impl Server {
             // makes a shutdown wait for it.
             let (builders, guard, watcher) = (
                 Arc::clone(&builders),
-                guard.for_client(client),
+                match client_addrs {
+                    true => guard.for_client(client),
+                    false => guard.clone(),
+                },
                 graceful.watcher(),
             );
             #[cfg(feature = "tls")]
