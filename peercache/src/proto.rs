@@ -276,6 +276,22 @@ pub(crate) fn encode_get_response(value: &[u8], expire: i64) -> Vec<u8> {
     buf
 }
 
+/// [`encode_get_response`] for a value in a buffer of its own, as three
+/// buffers sent one after the other: the framing before the value, the
+/// value itself (shared, not copied), and the expiry field (empty for 0).
+pub(crate) fn get_response_parts(value: Bytes, expire: i64) -> [Bytes; 3] {
+    use prost::encoding::{encode_key, encode_varint, WireType};
+    let mut head = Vec::with_capacity(11);
+    encode_key(1, WireType::LengthDelimited, &mut head);
+    encode_varint(value.len() as u64, &mut head);
+    let mut tail = Vec::new();
+    if expire != 0 {
+        encode_key(3, WireType::Varint, &mut tail);
+        encode_varint(expire as u64, &mut tail);
+    }
+    [Bytes::from(head), value, Bytes::from(tail)]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -349,6 +365,8 @@ mod tests {
                 expire: (expire != 0).then_some(expire),
             };
             proptest::prop_assert_eq!(encode_get_response(&value, expire), message.encode_to_vec());
+            let parts = get_response_parts(Bytes::from(value), expire).concat();
+            proptest::prop_assert_eq!(parts, message.encode_to_vec());
         }
     }
 }

@@ -236,6 +236,19 @@ impl Value {
         Value(block::copied(key, expire_nanos.max(0), bytes))
     }
 
+    /// A value of `bytes` (a buffer of its own, as the network read it:
+    /// kept, not copied, when it is large; small ones are copied into the
+    /// block), in the form a cache keeps under `key`, with the wire's expiry.
+    pub(crate) fn owned_keyed(key: &[u8], bytes: Bytes, expire_nanos: i64) -> Self {
+        Value(block::make(key, expire_nanos.max(0), bytes))
+    }
+
+    /// The value's bytes as a shared handle when they live in a buffer of
+    /// their own (values over 1 KiB): lent without a copy.
+    pub(crate) fn shared_bytes(&self) -> Option<&Bytes> {
+        block::outside(&self.0)
+    }
+
     /// [`Value::keyed`] with the expiry `expire_nanos` (0 for none), in
     /// one step (one block made, at most).
     pub(crate) fn keyed_expiring(self, key: &[u8], expire_nanos: i64) -> Self {

@@ -5,6 +5,7 @@
 //! ```text
 //! bench-node --self URL --peers URL,URL,... --listen ADDR --group NAME
 //!            --cache-bytes N --value-size N --load-delay DURATION [--hot-cache BOOL]
+//!            [--http2]
 //! ```
 //!
 //! Serves `GET /get?key=K` (the raw value), `GET /stats` (JSON, the Go node's
@@ -16,10 +17,9 @@
 //! router: three fixed paths do not need one, and the harness measures the
 //! cache, not a router.
 
-use bytes::Bytes;
 use clap::Parser;
 use http::{header, Request, Response, StatusCode};
-use http_body_util::Full;
+use peercache::http::PeerBody;
 use peercache::http::{HttpOptions, HttpPool, PeerService, Server, ServerLimits};
 use peercache::{batch_loader_fn, CacheStats, Group, HotCachePolicy, Node};
 use peercache_bench::{parse_duration, value_for};
@@ -60,6 +60,10 @@ struct Args {
     /// owned elsewhere crosses to its owner).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     hot_cache: bool,
+    /// Ask peers over HTTP/2 without TLS (h2c) instead of HTTP/1.1 (the
+    /// node answers both either way). Not in the Go node.
+    #[arg(long)]
+    http2: bool,
 }
 
 fn main() {
@@ -76,7 +80,8 @@ fn main() {
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let pool = HttpPool::new(&args.self_url, HttpOptions::default())?;
+    let options = HttpOptions::builder().http2(args.http2).build()?;
+    let pool = HttpPool::new(&args.self_url, options)?;
     pool.set_peers(args.peers.split(','))?;
     let node = Node::with_picker(pool.clone());
     let loads = Arc::new(AtomicU64::new(0));
@@ -145,7 +150,7 @@ struct AppInner {
 #[derive(Clone)]
 struct App(Arc<AppInner>);
 
-type BoxFuture = Pin<Box<dyn Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send>>;
+type BoxFuture = Pin<Box<dyn Future<Output = Result<Response<PeerBody>, Infallible>> + Send>>;
 
 impl<B> tower_service::Service<Request<B>> for App
 where
@@ -153,7 +158,7 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    type Response = Response<Full<Bytes>>;
+    type Response = Response<PeerBody>;
     type Error = Infallible;
     type Future = BoxFuture;
 
@@ -188,14 +193,14 @@ fn key_param(query: &str) -> Option<String> {
     )
 }
 
-async fn get(app: &AppInner, key: Option<String>) -> Response<Full<Bytes>> {
+async fn get(app: &AppInner, key: Option<String>) -> Response<PeerBody> {
     let Some(key) = key else {
         return text(StatusCode::BAD_REQUEST, "missing key parameter");
     };
     match app.group.get(&key).await {
         Ok(value) => Response::builder()
             .header(header::CONTENT_TYPE, "application/octet-stream")
-            .body(Full::new(value.into_bytes()))
+            .body(PeerBody::from(value.into_bytes()))
             .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "response")),
         Err(error) if error.is_not_found() => text(StatusCode::NOT_FOUND, &error.to_string()),
         Err(error) => text(StatusCode::INTERNAL_SERVER_ERROR, &error.to_string()),
@@ -209,7 +214,7 @@ fn cache_json(c: &CacheStats) -> serde_json::Value {
     })
 }
 
-fn stats(app: &AppInner) -> Response<Full<Bytes>> {
+fn stats(app: &AppInner) -> Response<PeerBody> {
     let s = app.group.stats();
     let body = serde_json::json!({
         "self": app.self_url,
@@ -230,12 +235,12 @@ fn stats(app: &AppInner) -> Response<Full<Bytes>> {
     });
     Response::builder()
         .header(header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
+        .body(PeerBody::from(body.to_string()))
         .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "response"))
 }
 
-fn text(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(format!("{message}\n"))));
+fn text(status: StatusCode, message: &str) -> Response<PeerBody> {
+    let mut response = Response::new(PeerBody::from(format!("{message}\n")));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,

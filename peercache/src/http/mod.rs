@@ -49,6 +49,7 @@
 //! ```
 
 mod auth;
+mod body;
 mod client;
 pub mod discovery;
 mod options;
@@ -60,6 +61,7 @@ mod tls;
 pub mod wire;
 
 pub use auth::{AuthError, PeerAuth, Verified, DEFAULT_AUTH_WINDOW, MIN_SECRET_BYTES};
+pub use body::PeerBody;
 pub use client::HttpPeer;
 pub use options::{
     HttpOptions, HttpOptionsBuilder, PlusInPath, DEFAULT_BASE_PATH, DEFAULT_CONNECT_TIMEOUT,

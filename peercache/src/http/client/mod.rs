@@ -47,6 +47,7 @@ pub(crate) use connector::{build_client, PeerClient};
 
 use crate::health::{PeerHealth, Transition};
 use crate::http::auth::PeerAuth;
+use crate::http::body::read_whole;
 use crate::http::options::HttpOptions;
 use crate::http::protocol::{Encoded, PeerRequest, Reply, PROTOBUF_CONTENT_TYPE};
 use crate::loader::{BoxFuture, LoadError};
@@ -58,7 +59,7 @@ use bytes::Bytes;
 use futures_util::future::join_all;
 use http::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
 use http::{Method, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{Full, LengthLimitError};
 use prost::Message;
 use std::sync::Arc;
 use std::time::Duration;
@@ -184,7 +185,7 @@ impl HttpPeer {
             let marked = self.learn_kind(parts.status, &parts.headers);
             // A peer (or whoever is on the path) cannot make this node hold
             // more than the limit: the body is read up to it, then dropped.
-            let body = Limited::new(body, limit).collect().await?.to_bytes();
+            let body = read_whole(body, limit).await?.keepable();
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>((parts, body, marked))
         };
         let outcome = match tokio::time::timeout(self.timeout, exchange).await {
@@ -246,16 +247,22 @@ impl HttpPeer {
             .map_err(|reason| self.unavailable(reason))?;
         match reply {
             Reply::Value(body) => {
+                let body_len = body.len();
                 let response = GetResponse::decode(body).map_err(|e| {
                     self.unavailable(format!("answered a malformed GetResponse: {e}"))
                 })?;
-                // A copy: the decoded value is a slice of hyper's read
-                // buffer, and keeping it (in the hot cache) would keep that
-                // whole buffer (8 KiB or more) alive per entry. Go copies too.
-                // One copy, straight into the form the hot cache keeps.
                 let value = response.value.unwrap_or_default();
                 let expire = response.expire.unwrap_or(0);
-                Ok(Value::copied_keyed(key.as_bytes(), &value, expire))
+                // The body was copied once, into a buffer of its own
+                // (`read_whole`): a large value that is nearly all of it is
+                // kept as a slice of it. A small one, or one a padded answer
+                // would keep a much larger buffer alive for, is copied
+                // (into the block the hot cache keeps).
+                if body_len - value.len() <= ANSWER_FRAMING {
+                    Ok(Value::owned_keyed(key.as_bytes(), value, expire))
+                } else {
+                    Ok(Value::copied_keyed(key.as_bytes(), &value, expire))
+                }
             }
             Reply::Done => Err(self.unavailable(format!(
                 "answered {status} without a GetResponse (content type {PROTOBUF_CONTENT_TYPE}): not a peer endpoint?"

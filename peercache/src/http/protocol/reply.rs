@@ -6,7 +6,7 @@
 //!
 //! | reply | HTTP | the asking node |
 //! | --- | --- | --- |
-//! | `Value` | 200 `application/x-protobuf` `GetResponse` | a get: the value |
+//! | `Value`, `ValueParts` | 200 `application/x-protobuf` `GetResponse` | a get: the value |
 //! | `Done` | 200, empty (not protobuf) | a change: carried out |
 //! | `NotFound` | 404 with `x-peercache-not-found` (any 404 from mailgun) | the owner's loader says not found: no second load |
 //! | `LoadFailed` | 503 without `Retry-After` (peercache, mailgun), 500 (golang) | the owner's loader failed: no second load |
@@ -20,12 +20,12 @@
 
 use super::{ALLOWED_METHODS, NOT_FOUND_HEADER, PROTOBUF_CONTENT_TYPE};
 use crate::http::auth::SCHEME;
+use crate::http::body::PeerBody;
 use bytes::Bytes;
 use http::header::{
     HeaderMap, HeaderName, HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
 };
 use http::{Response, StatusCode};
-use http_body_util::Full;
 
 /// Longest error text from a peer kept in an error message.
 const MAX_ERROR_TEXT: usize = 512;
@@ -36,6 +36,10 @@ const MAX_ERROR_TEXT: usize = 512;
 pub(crate) enum Reply {
     /// A get's answer: an encoded `GetResponse`.
     Value(Bytes),
+    /// A get's answer as the server sends a large value: the
+    /// `GetResponse`'s framing, the value's own bytes and the expiry field,
+    /// written one after the other (`proto::get_response_parts`).
+    ValueParts([Bytes; 3]),
     /// A change carried out.
     Done,
     /// The owner's loader says not found; until when the owner caches
@@ -70,7 +74,7 @@ impl Reply {
     /// The status code the server sends.
     pub(crate) fn status(&self) -> StatusCode {
         match self {
-            Reply::Value(_) | Reply::Done => StatusCode::OK,
+            Reply::Value(_) | Reply::ValueParts(_) | Reply::Done => StatusCode::OK,
             Reply::NotFound(..) | Reply::NoSuchGroup(_) | Reply::NoRoute(_) => {
                 StatusCode::NOT_FOUND
             }
@@ -88,7 +92,7 @@ impl Reply {
     /// The reason, for a refusal; empty for `Value` and `Done`.
     pub(crate) fn reason(&self) -> &str {
         match self {
-            Reply::Value(_) | Reply::Done => "",
+            Reply::Value(_) | Reply::ValueParts(_) | Reply::Done => "",
             Reply::NotFound(reason, _)
             | Reply::LoadFailed(reason)
             | Reply::Busy(reason, _)
@@ -105,11 +109,14 @@ impl Reply {
     }
 
     /// The reply as the server sends it.
-    pub(crate) fn into_response(self) -> Response<Full<Bytes>> {
+    pub(crate) fn into_response(self) -> Response<PeerBody> {
         let status = self.status();
         let (reason, header) = match self {
             Reply::Value(body) => {
-                let mut response = Response::new(Full::new(body));
+                return Reply::ValueParts([body, Bytes::new(), Bytes::new()]).into_response()
+            }
+            Reply::ValueParts(parts) => {
+                let mut response = Response::new(PeerBody::chain(parts));
                 response.headers_mut().insert(
                     CONTENT_TYPE,
                     HeaderValue::from_static(PROTOBUF_CONTENT_TYPE),
@@ -117,7 +124,7 @@ impl Reply {
                 return response;
             }
             // What Go answers a change it carried out.
-            Reply::Done => return Response::new(Full::new(Bytes::new())),
+            Reply::Done => return Response::new(PeerBody::default()),
             Reply::NotFound(reason, until) => (
                 reason,
                 Some((
@@ -209,10 +216,10 @@ fn error_text(body: &[u8]) -> String {
 }
 
 /// A plain-text answer, with the headers Go's `http.Error` sets.
-fn text(message: String) -> Response<Full<Bytes>> {
+fn text(message: String) -> Response<PeerBody> {
     let mut body = message;
     body.push('\n');
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+    let mut response = Response::new(PeerBody::from(body));
     let headers = response.headers_mut();
     headers.insert(
         CONTENT_TYPE,

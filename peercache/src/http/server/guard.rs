@@ -4,13 +4,13 @@
 //! ([`GuardedBody`]). See `limits.rs` for the limits and their answers.
 
 use super::limits::{LimitCounters, ServerLimits};
+use crate::http::body::PeerBody;
 use crate::http::protocol::Reply;
 use bytes::Buf;
-use bytes::Bytes;
 use http::header::CONTENT_LENGTH;
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::{Either, Full};
+use http_body_util::Either;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -157,7 +157,7 @@ impl<S> std::fmt::Debug for Guard<S> {
 
 /// The body of a `Guard`'s answers: a refusal, or the service's own,
 /// holding its request slot until it has been sent.
-pub(crate) type GuardBody<B> = Either<Full<Bytes>, Admitted<B>>;
+pub(crate) type GuardBody<B> = Either<PeerBody, Admitted<B>>;
 
 /// An admitted request's answer body. It holds the request's slot of
 /// [`ServerLimits::max_concurrent_requests`] until it has been sent (or the

@@ -24,16 +24,16 @@ pub use limits::{
 pub use serve::{serve, serve_with_shutdown, Server, SHUTDOWN_GRACE};
 
 use crate::http::auth::{AuthError, PeerAuth};
+use crate::http::body::{read_whole, PeerBody};
 use crate::http::options::HttpOptions;
 use crate::http::protocol::{clipped, PEERCACHE_FEATURES, PEERCACHE_HEADER};
 use crate::http::protocol::{Head, Parsing, PeerRequest, Reply};
-use crate::proto::{encode_get_many_response, encode_get_response, ItemRef};
+use crate::proto::{encode_get_many_response, encode_get_response, get_response_parts, ItemRef};
 use crate::{Error, Node, ServedGroup};
 use bytes::Bytes;
 use http::header::AUTHORIZATION;
 use http::{Request, Response};
 use http_body::Body;
-use http_body_util::{BodyExt, Full, Limited};
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -144,7 +144,7 @@ impl std::fmt::Debug for PeerService {
 
 /// The future a [`PeerService`] returns.
 pub type ResponseFuture =
-    Pin<Box<dyn Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send>>;
+    Pin<Box<dyn Future<Output = Result<Response<PeerBody>, Infallible>> + Send>>;
 
 impl PeerService {
     /// The peer endpoint of a `node` that has no [`crate::http::HttpPool`] of its
@@ -283,8 +283,8 @@ impl ServiceInner {
         B: Body,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        match Limited::new(body, self.max_body_bytes).collect().await {
-            Ok(collected) => Ok(collected.to_bytes()),
+        match read_whole(body, self.max_body_bytes).await {
+            Ok(received) => Ok(received.keepable()),
             Err(error) if error.is::<http_body_util::LengthLimitError>() => {
                 Err(Reply::TooLarge(format!(
                     "request body too large: the limit is {} bytes",
@@ -307,10 +307,17 @@ impl ServiceInner {
 /// A get, answered from this node alone (its cache or its loader).
 async fn get(group: &ServedGroup, key: &str) -> Reply {
     match group.get(key).await {
-        Ok(value) => {
-            let body = encode_get_response(value.as_bytes(), value.expiry_unix_nanos());
-            Reply::Value(Bytes::from(body))
-        }
+        // A large value is sent from its own buffer, behind its framing; a
+        // small one is copied in with it (one buffer, one write).
+        Ok(value) => match value.shared_bytes() {
+            Some(bytes) => {
+                Reply::ValueParts(get_response_parts(bytes.clone(), value.expiry_unix_nanos()))
+            }
+            None => Reply::Value(Bytes::from(encode_get_response(
+                value.as_bytes(),
+                value.expiry_unix_nanos(),
+            ))),
+        },
         Err(error @ Error::NotFound { .. }) => {
             Reply::NotFound(error.to_string(), group.not_found_until(key))
         }
@@ -371,7 +378,7 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    type Response = Response<Full<Bytes>>;
+    type Response = Response<PeerBody>;
     type Error = Infallible;
     type Future = ResponseFuture;
 
@@ -390,7 +397,7 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    type Response = Response<Full<Bytes>>;
+    type Response = Response<PeerBody>;
     type Error = Infallible;
     type Future = ResponseFuture;
 
