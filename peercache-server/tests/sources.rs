@@ -282,26 +282,6 @@ fn normalising_origin_server() -> (std::net::SocketAddr, Seen) {
     let addr = spawn_origin(app);
     (addr, seen)
 }
-
-/// A fresh scratch directory for one test, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[test]
 fn http_keys_cannot_leave_the_url_prefix() {
     let (origin, seen) = normalising_origin_server();
