@@ -34,22 +34,33 @@ fn owner_index(nodes: &[Proc], key: &str) -> usize {
 /// A cluster of 3 nodes serving `blob-0`..`blob-<n>` as group `blobs`
 /// from `scratch`, with `extra` flags.
 fn cluster(scratch: &Scratch, n: u8, extra: &[&str]) -> Vec<Proc> {
-    let files = scratch.0.join("files");
-    std::fs::create_dir_all(&files).unwrap();
-    for i in 0..n {
-        std::fs::write(files.join(format!("blob-{i}")), blob(i)).unwrap();
+    let blobs: Vec<(String, Vec<u8>)> = (0..n).map(|i| (format!("blob-{i}"), blob(i))).collect();
+    cluster_of(scratch, &[("blobs", "512MiB", &blobs)], extra)
+}
+
+/// A cluster of 3 nodes with one `files` group per `(name, cache bytes,
+/// files)` of `groups`, from `scratch`, with `extra` flags.
+fn cluster_of(
+    scratch: &Scratch,
+    groups: &[(&str, &str, &[(String, Vec<u8>)])],
+    extra: &[&str],
+) -> Vec<Proc> {
+    let mut config = String::new();
+    for (group, cache_bytes, files) in groups {
+        let dir = scratch.0.join(group);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, bytes) in files.iter() {
+            std::fs::write(dir.join(name), bytes).unwrap();
+        }
+        config.push_str(&format!(
+            "[[group]]\nname = \"{group}\"\nsource = \"files\"\ndir = {:?}\ncache_bytes = \"{cache_bytes}\"\n\n",
+            dir.display().to_string()
+        ));
     }
-    let config = scratch.0.join("peercache.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[group]]\nname = \"blobs\"\nsource = \"files\"\ndir = {:?}\n",
-            files.display().to_string()
-        ),
-    )
-    .unwrap();
-    let config = config.to_str().unwrap().to_owned();
-    let mut flags = vec!["--config", &config, "--cache-bytes", "512MiB"];
+    let path = scratch.0.join("peercache.toml");
+    std::fs::write(&path, config).unwrap();
+    let path = path.to_str().unwrap().to_owned();
+    let mut flags = vec!["--config", &path];
     flags.extend(extra);
     start_servers(3, &flags)
 }
@@ -174,5 +185,41 @@ fn a_node_holds_about_one_copy_of_a_large_value_per_request_in_flight() {
         let (status, body) = parse_answer(&answer).unwrap();
         assert_eq!(status, 200, "{key}");
         assert!(body.as_bytes() == blob(seed), "{key}: wrong bytes");
+    }
+}
+
+#[test]
+fn a_value_at_the_body_limit_crosses_and_one_over_the_budget_is_served_uncached() {
+    let scratch = Scratch::new("large-limits");
+    // 64 MiB: the default limit of a peer's answer (--max-body-bytes) and
+    // of a file (max_file_bytes).
+    let huge = vec![b'h'; 64 * MIB];
+    // 24 MiB in a group of 16 MiB: served, never cached.
+    let over = vec![b'o'; 24 * MIB];
+    let nodes = cluster_of(
+        &scratch,
+        &[
+            ("blobs", "512MiB", &[("huge".to_owned(), huge.clone())]),
+            ("small", "16MiB", &[("over".to_owned(), over.clone())]),
+        ],
+        &["--hot-cache", "always"],
+    );
+    let owner = owner_index(&nodes, "huge");
+    let other = &nodes[(owner + 1) % 3];
+    expect_blob(other, "/blobs/huge", &huge);
+    assert_eq!(counter(other.addr, "blobs", "peer_loads"), 1);
+    assert_eq!(group_stats(other.addr, "blobs")["hot_cache"]["items"], 1);
+    expect_blob(other, "/blobs/huge", &huge);
+    assert_eq!(counter(other.addr, "blobs", "peer_loads"), 1);
+
+    let owner = &nodes[owner_index(&nodes, "over")];
+    for _ in 0..2 {
+        expect_blob(owner, "/small/over", &over);
+    }
+    assert_eq!(counter(owner.addr, "small", "loads"), 2);
+    let small = group_stats(owner.addr, "small");
+    assert_eq!(small["main_cache"]["items"], 0, "{small}");
+    for node in &nodes {
+        expect_blob(node, "/small/over", &over);
     }
 }
