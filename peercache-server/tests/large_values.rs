@@ -38,13 +38,11 @@ fn cluster(scratch: &Scratch, n: u8, extra: &[&str]) -> Vec<Proc> {
     cluster_of(scratch, &[("blobs", "512MiB", &blobs)], extra)
 }
 
-/// A cluster of 3 nodes with one `files` group per `(name, cache bytes,
-/// files)` of `groups`, from `scratch`, with `extra` flags.
-fn cluster_of(
-    scratch: &Scratch,
-    groups: &[(&str, &str, &[(String, Vec<u8>)])],
-    extra: &[&str],
-) -> Vec<Proc> {
+/// A `files` group: its name, its cache bytes, and its files (name, bytes).
+type FilesGroup<'a> = (&'a str, &'a str, &'a [(String, Vec<u8>)]);
+
+/// A cluster of 3 nodes with `groups`, from `scratch`, with `extra` flags.
+fn cluster_of(scratch: &Scratch, groups: &[FilesGroup<'_>], extra: &[&str]) -> Vec<Proc> {
     let mut config = String::new();
     for (group, cache_bytes, files) in groups {
         let dir = scratch.0.join(group);
