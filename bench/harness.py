@@ -28,6 +28,8 @@ Scenarios (--only picks some, comma-separated):
   memory   one node filling a 256 MiB budget with 1 KiB values: RSS
   hotkeys  Zipf s=1.1 over 3 nodes, same hot-cache bytes: peer fetches per
            1,000 requests
+  large    64 KiB and 1 MiB values, hot cache off and on, Rust's h2c, and
+           one- and two-hop floors at the same body sizes (bench/large.py)
 """
 import argparse
 import json
@@ -40,6 +42,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+
+import large
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench/results"
@@ -112,7 +116,7 @@ def wait_ready(url, proc, what):
 
 
 def start_nodes(side, n, *, cache_bytes=64 << 20, value_size=100, load_delay="0",
-                hot_cache=True):
+                hot_cache=True, extra_args=()):
     ports = free_ports(n)
     urls = [f"http://127.0.0.1:{p}" for p in ports]
     procs = []
@@ -124,6 +128,7 @@ def start_nodes(side, n, *, cache_bytes=64 << 20, value_size=100, load_delay="0"
                     "--load-delay", load_delay]
             if not hot_cache:
                 args += ["--hot-cache=false"]
+            args += list(extra_args)
             proc = Proc(args, f"{side}-node{i}")
             procs.append(proc)
             wait_ready(urls[i] + "/stats", proc, f"{side} node {i}")
@@ -151,9 +156,13 @@ def wait_peers(urls, procs, what):
             time.sleep(0.02)
 
 
-def start_floor(side):
+def start_floor(side, body_size=100, upstream=None):
     port = free_ports(1)[0]
-    proc = Proc([str(SIDES[side]["floor"]), "--listen", f"127.0.0.1:{port}"], f"{side}-floor")
+    args = [str(SIDES[side]["floor"]), "--listen", f"127.0.0.1:{port}",
+            "--body-size", str(body_size)]
+    if upstream:
+        args += ["--upstream", upstream.removeprefix("http://")]
+    proc = Proc(args, f"{side}-floor" + ("-relay" if upstream else ""))
     url = f"http://127.0.0.1:{port}"
     wait_ready(url + "/", proc, f"{side} floor")
     return url, proc
@@ -368,7 +377,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", default="10s")
     ap.add_argument("--warmup", default="3s")
-    ap.add_argument("--only", default="inproc,cluster,peer,storm,memory,hotkeys")
+    ap.add_argument("--only", default="inproc,cluster,peer,storm,memory,hotkeys,large")
     ap.add_argument("--no-groupcache-rs", action="store_true",
                     help="leave out the third contestant (crates.io groupcache) even if built")
     a = ap.parse_args()
@@ -386,7 +395,7 @@ def main():
     if "inproc" in only:
         print("== inproc", flush=True)
         runs["inproc"] = scenario_inproc(a)
-    http = [s for s in ("cluster", "peer", "storm", "memory", "hotkeys") if s in only]
+    http = [s for s in ("cluster", "peer", "storm", "memory", "hotkeys", "large") if s in only]
     sides = ["go", "rust"]
     third = [s for s in http if s in GCRS_SCENARIOS]
     if third and not a.no_groupcache_rs:
@@ -415,6 +424,8 @@ def main():
                     runs["floor"][side].append(scenario_floor(side, a))
                 elif name == "storm":
                     runs[name][side].append(scenario_storm(side, a, round_no))
+                elif name == "large":
+                    runs[name][side].append(large.scenario_large(sys.modules[__name__], side, a))
                 else:
                     runs[name][side].append(globals()[f"scenario_{name}"](side, a))
     summary = summarize(runs)
@@ -514,6 +525,8 @@ def summarize(runs):
         g, r = runs["hotkeys"]["go"], runs["hotkeys"]["rust"]
         row("hotkeys", "peer fetches per 1,000 requests", med(g, "peer_fetches_per_1000"),
             med(r, "peer_fetches_per_1000"), 0.5)
+    if "large" in runs:
+        large.rows(runs["large"], row, ratio)
     for x in rows:  # the rows written out above (inproc floors) have no third contestant
         x.setdefault(GCRS, None)
         x.setdefault(f"{GCRS}_ratio", None)
