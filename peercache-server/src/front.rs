@@ -343,6 +343,10 @@ async fn post(
 }
 
 /// Sets `key` to `body` for the cluster, with an optional `ttl` (e.g. `30s`).
+/// Values up to this long are copied into their cache entry anyway
+/// (`peercache::Value`'s own threshold).
+const KEEP_AS_READ: usize = 1024;
+
 async fn set(group: &Group, key: &str, ttl: Option<&str>, body: Bytes) -> Response {
     let expiry = match ttl.map(crate::args::parse_duration) {
         None => None,
@@ -363,6 +367,14 @@ async fn set(group: &Group, key: &str, ttl: Option<&str>, body: Bytes) -> Respon
                 format!("bad ttl parameter: {reason}"),
             )
         }
+    };
+    // The body may be a slice of the connection's read buffer (a body of
+    // one frame, as axum's extractor hands it): a large value is copied
+    // out, so the cache does not keep the whole buffer alive.
+    let body = if body.len() > KEEP_AS_READ {
+        Bytes::copy_from_slice(&body)
+    } else {
+        body
     };
     match group.set(key, body, expiry).await {
         Ok(()) => {

@@ -39,8 +39,8 @@ pub(crate) enum Received {
 const SMALL_BODY: usize = 1024;
 
 impl Received {
-    /// The body's bytes, whoever owns them: only for reading them now.
-    #[cfg(test)]
+    /// The body's bytes, whoever owns them: for reading them now, not for
+    /// keeping slices of them.
     pub(crate) fn into_bytes(self) -> Bytes {
         match self {
             Received::Shared(bytes) | Received::Own(bytes) => bytes,
@@ -49,8 +49,9 @@ impl Received {
 
     /// The body's bytes in a form whose slices may be kept in a cache: a
     /// body of one frame over 1 KiB is copied out of the read buffer it
-    /// shares, so a kept value never holds a larger buffer alive. Whatever
-    /// the path, a large body is copied once.
+    /// shares, so a kept value never holds a larger buffer alive. Either
+    /// way a large body is copied once (a body read in several frames was
+    /// copied by [`read_whole`]).
     pub(crate) fn keepable(self) -> Bytes {
         match self {
             Received::Shared(bytes) if bytes.len() > SMALL_BODY => Bytes::copy_from_slice(&bytes),
@@ -59,11 +60,33 @@ impl Received {
     }
 }
 
+/// `value`, a slice of a body of `body_len` bytes read whole: as it is when
+/// at most `room` bytes of the body surround it, else copied out. A body
+/// padded with fields the reader skips (unknown ones, a field sent twice)
+/// would otherwise keep megabytes alive behind a value the cache counts as
+/// a few bytes.
+pub(crate) fn kept_slice(value: Bytes, body_len: usize, room: usize) -> Bytes {
+    if body_len.saturating_sub(value.len()) <= room {
+        value
+    } else {
+        Bytes::copy_from_slice(&value)
+    }
+}
+
+/// The buffer of a body of unknown or claimed length starts at most this
+/// large: a peer that announces 64 MiB and sends two bytes does not make
+/// this node reserve 64 MiB. A body this size or less with an honest
+/// `Content-Length` is read into one allocation of exactly its length.
+const FIRST_RESERVE: usize = 256 << 10;
+
 /// Reads all of `body`, at most `limit` bytes (a longer one fails with
 /// `LengthLimitError`). A body of one frame is that frame, uncopied; a
-/// longer one is copied once into one buffer, allocated at its
-/// `Content-Length` when it has one (capped at `limit`, so a false length
-/// costs no more than the limit), grown otherwise and trimmed at the end.
+/// longer one is copied once into one buffer: of its `Content-Length` when
+/// it has one (reserved as the bytes arrive, from [`FIRST_RESERVE`], so a
+/// false length costs no more than the bytes sent), doubling otherwise
+/// (never past `limit`) and trimmed to its length at the end, so no spare
+/// capacity stays behind a kept value. A failed allocation is an error,
+/// not an abort.
 pub(crate) async fn read_whole<B>(body: B, limit: usize) -> Result<Received, BodyError>
 where
     B: Body,
@@ -84,11 +107,16 @@ where
             continue;
         }
         match (&mut own, first.take()) {
-            (Some(buffer), _) => put(buffer, &mut data),
+            (Some(buffer), _) => {
+                grow(buffer, buffer.len() + data.remaining(), expected, limit)?;
+                put(buffer, &mut data);
+            }
             (None, None) => first = Some(data.copy_to_bytes(data.remaining())),
             (None, Some(earlier)) => {
                 let needed = earlier.len() + data.remaining();
-                let mut buffer = Vec::with_capacity(expected.unwrap_or(0).max(needed));
+                let start = expected.map_or(needed, |e| e.min(FIRST_RESERVE.max(needed)));
+                let mut buffer = Vec::new();
+                grow(&mut buffer, start.max(needed), None, usize::MAX)?;
                 buffer.extend_from_slice(&earlier);
                 put(&mut buffer, &mut data);
                 own = Some(buffer);
@@ -97,13 +125,33 @@ where
     }
     Ok(match (own, first) {
         (Some(mut buffer), _) => {
-            if buffer.capacity() - buffer.len() > buffer.len() / 8 {
-                buffer.shrink_to_fit();
-            }
+            // In place, or by `mremap` for a large block: no copy.
+            buffer.shrink_to_fit();
             Received::Own(Bytes::from(buffer))
         }
         (None, first) => Received::Shared(first.unwrap_or_default()),
     })
+}
+
+/// Makes room in `buffer` for `needed` bytes: at least doubling it, but
+/// not past the body's announced length `expected` (when it is at least
+/// `needed`) nor past `limit`.
+fn grow(
+    buffer: &mut Vec<u8>,
+    needed: usize,
+    expected: Option<usize>,
+    limit: usize,
+) -> Result<(), BodyError> {
+    if buffer.capacity() >= needed {
+        return Ok(());
+    }
+    let mut target = (buffer.capacity() * 2).max(needed).min(limit.max(needed));
+    if let Some(expected) = expected.filter(|&e| e >= needed) {
+        target = target.min(expected);
+    }
+    buffer
+        .try_reserve_exact(target - buffer.len())
+        .map_err(|error| format!("cannot hold a body of {needed} bytes: {error}").into())
 }
 
 /// Appends all of `data` to `buffer`.
@@ -273,10 +321,64 @@ mod tests {
     }
 
     #[test]
-    fn a_body_over_the_limit_fails_and_a_false_length_costs_no_more() {
+    fn a_body_over_the_limit_fails() {
         let error = read(frames(&[b"abc", b"def"], true), 5).err().unwrap();
         assert!(error.is::<http_body_util::LengthLimitError>(), "{error}");
         assert!(read(frames(&[b"abc", b"de"], true), 5).is_ok());
+    }
+
+    /// A body that claims more than it sends, or sends without a length,
+    /// leaves a buffer of exactly its bytes.
+    #[test]
+    fn a_false_or_missing_length_leaves_no_spare_capacity() {
+        struct Claimed<B>(B, u64);
+        impl<B: Body + Unpin> Body for Claimed<B> {
+            type Data = B::Data;
+            type Error = B::Error;
+            fn poll_frame(
+                mut self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+            ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+                Pin::new(&mut self.0).poll_frame(cx)
+            }
+            fn size_hint(&self) -> SizeHint {
+                SizeHint::with_exact(self.1)
+            }
+        }
+        let parts: Vec<&'static [u8]> = vec![&[7; 3000]; 5];
+        let claimed = Claimed(frames(&parts, false), 64 << 20);
+        let Ok(Received::Own(bytes)) = read(claimed, 64 << 20) else {
+            panic!("frames should be copied");
+        };
+        assert_eq!(bytes.len(), 15_000);
+        // `Bytes::from(Vec)` keeps the Vec's allocation: trimmed, it is the
+        // body's length. (A `Vec` round trip shows the capacity.)
+        let vec: Vec<u8> = bytes.into();
+        assert_eq!(vec.capacity(), 15_000);
+        let Ok(Received::Own(bytes)) = read(frames(&parts, false), 1 << 20) else {
+            panic!("frames should be copied");
+        };
+        let vec: Vec<u8> = bytes.into();
+        assert_eq!((vec.len(), vec.capacity()), (15_000, 15_000));
+    }
+
+    /// A large body of one frame is copied before it is kept; a small one,
+    /// or one read into a buffer of its own, is not.
+    #[test]
+    fn keepable_copies_only_a_large_shared_frame() {
+        let large = Bytes::from(vec![1u8; 4096]);
+        let kept = Received::Shared(large.clone()).keepable();
+        assert_eq!(kept, large);
+        assert_ne!(kept.as_ptr(), large.as_ptr());
+        let small = Bytes::from(vec![1u8; 1024]);
+        assert_eq!(
+            Received::Shared(small.clone()).keepable().as_ptr(),
+            small.as_ptr()
+        );
+        assert_eq!(
+            Received::Own(large.clone()).keepable().as_ptr(),
+            large.as_ptr()
+        );
     }
 
     proptest::proptest! {

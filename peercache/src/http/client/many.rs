@@ -169,7 +169,7 @@ impl HttpPeer {
         let limit = self
             .max_answer_bytes
             .saturating_add(keys.len().saturating_mul(ITEM_FRAMING));
-        let ((status, reply), marked) = match self.exchange_within(request, limit).await {
+        let ((status, reply), marked) = match self.exchange_within(request, limit, false).await {
             Ok(answer) => answer,
             Err(reason) => return unavailable(reason),
         };

@@ -47,7 +47,7 @@ pub(crate) use connector::{build_client, PeerClient};
 
 use crate::health::{PeerHealth, Transition};
 use crate::http::auth::PeerAuth;
-use crate::http::body::read_whole;
+use crate::http::body::{kept_slice, read_whole};
 use crate::http::options::HttpOptions;
 use crate::http::protocol::{Encoded, PeerRequest, Reply, PROTOBUF_CONTENT_TYPE};
 use crate::loader::{BoxFuture, LoadError};
@@ -76,6 +76,11 @@ const REMOVE_KEYS_PER_REQUEST: usize = 1000;
 /// Room in a peer's answer for the protobuf framing around a value of
 /// `max_body_bytes` (tags, lengths, `expire`: tens of bytes).
 const ANSWER_FRAMING: usize = 1024;
+
+/// Most bytes of an answer beside its value for the value to be kept as a
+/// slice of it: the framing of a `GetResponse` is at most 22 bytes (two
+/// tags, a length, an expiry).
+const KEPT_FRAMING: usize = 64;
 
 /// One peer, reached over HTTP.
 pub struct HttpPeer {
@@ -145,17 +150,21 @@ impl HttpPeer {
     /// One exchange with the peer at `<base URL><base path><path>`, within
     /// the request timeout, reported to the peer's health.
     async fn exchange(&self, request: Encoded) -> Result<Answer, String> {
-        let answer = self.exchange_within(request, self.max_answer_bytes).await;
+        let answer = self
+            .exchange_within(request, self.max_answer_bytes, false)
+            .await;
         answer.map(|(answer, _)| answer)
     }
 
     /// [`HttpPeer::exchange`], reading an answer of at most `limit` bytes;
     /// also says whether the answer came from a peercache endpoint (it
-    /// carried `x-peercache`).
+    /// carried `x-peercache`). With `keep`, the body is one whose slices
+    /// may be kept in a cache (`Received::keepable`).
     async fn exchange_within(
         &self,
         request: Encoded,
         limit: usize,
+        keep: bool,
     ) -> Result<(Answer, bool), String> {
         let Encoded { method, path, body } = request;
         let url = format!("{}{path}", self.prefix);
@@ -185,7 +194,12 @@ impl HttpPeer {
             let marked = self.learn_kind(parts.status, &parts.headers);
             // A peer (or whoever is on the path) cannot make this node hold
             // more than the limit: the body is read up to it, then dropped.
-            let body = read_whole(body, limit).await?.keepable();
+            let body = read_whole(body, limit).await?;
+            let body = if keep {
+                body.keepable()
+            } else {
+                body.into_bytes()
+            };
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>((parts, body, marked))
         };
         let outcome = match tokio::time::timeout(self.timeout, exchange).await {
@@ -241,8 +255,8 @@ impl HttpPeer {
         .encode()
         .map_err(|reason| self.unavailable(reason))?;
         let path = request.path.clone();
-        let (status, reply) = self
-            .exchange(request)
+        let ((status, reply), _) = self
+            .exchange_within(request, self.max_answer_bytes, true)
             .await
             .map_err(|reason| self.unavailable(reason))?;
         match reply {
@@ -255,14 +269,10 @@ impl HttpPeer {
                 let expire = response.expire.unwrap_or(0);
                 // The body was copied once, into a buffer of its own
                 // (`read_whole`): a large value that is nearly all of it is
-                // kept as a slice of it. A small one, or one a padded answer
-                // would keep a much larger buffer alive for, is copied
-                // (into the block the hot cache keeps).
-                if body_len - value.len() <= ANSWER_FRAMING {
-                    Ok(Value::owned_keyed(key.as_bytes(), value, expire))
-                } else {
-                    Ok(Value::copied_keyed(key.as_bytes(), &value, expire))
-                }
+                // kept as a slice of it; a small one is copied into the
+                // block the hot cache keeps.
+                let value = kept_slice(value, body_len, KEPT_FRAMING);
+                Ok(Value::owned_keyed(key.as_bytes(), value, expire))
             }
             Reply::Done => Err(self.unavailable(format!(
                 "answered {status} without a GetResponse (content type {PROTOBUF_CONTENT_TYPE}): not a peer endpoint?"

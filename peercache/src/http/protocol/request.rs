@@ -22,6 +22,7 @@ use super::{
     ALLOWED_METHODS, GET_MANY_PATH, MAX_GET_MANY_KEYS, PROTOBUF_CONTENT_TYPE, PURGE_PATH,
     REMOVE_KEYS_PATH,
 };
+use crate::http::body::kept_slice;
 use crate::http::wire::{escape, parse_peer_path};
 use crate::http::PlusInPath;
 use crate::proto::{
@@ -150,6 +151,11 @@ pub(crate) struct Head<'a> {
     key: Cow<'a, str>,
 }
 
+/// Most bytes of a `SetRequest` beside its key, group and value for the
+/// value to be kept as a slice of the body: four tags, three lengths and
+/// an expiry take at most 31.
+const SET_FRAMING: usize = 64;
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Kind {
     Get,
@@ -233,6 +239,13 @@ impl<'a> Head<'a> {
 
     /// The whole request, with its `body` (empty for a request without
     /// one).
+    /// Whether part of the body is kept once read (a `SetRequest`'s value,
+    /// stored in the cache): the body must then not be a slice of a
+    /// larger read buffer.
+    pub(crate) fn keeps_body(&self) -> bool {
+        matches!(self.kind, Kind::Set)
+    }
+
     pub(crate) fn read(self, body: Bytes, parsing: &Parsing) -> Result<PeerRequest<'a>, Reply> {
         let Head { kind, group, key } = self;
         Ok(match kind {
@@ -247,6 +260,7 @@ impl<'a> Head<'a> {
             Kind::Set => {
                 // The key and value come from the body (the key there is
                 // unambiguous, whatever the path's escaping).
+                let body_len = body.len();
                 let request = SetRequest::decode(body).map_err(|error| {
                     Reply::BadRequest(format!(
                         "bad request: the body is not a SetRequest: {error}"
@@ -265,8 +279,11 @@ impl<'a> Head<'a> {
                 if key.len() > parsing.max_key_bytes {
                     return Err(key_too_long(key.len(), parsing));
                 }
-                let value = Value::new(request.value.unwrap_or_default())
-                    .with_expiry_unix_nanos(request.expire.unwrap_or(0));
+                // The value is a slice of the body: kept as it is only when
+                // it is nearly all of it.
+                let room = key.len() + group.len() + SET_FRAMING;
+                let bytes = kept_slice(request.value.unwrap_or_default(), body_len, room);
+                let value = Value::new(bytes).with_expiry_unix_nanos(request.expire.unwrap_or(0));
                 PeerRequest::Set {
                     group,
                     key: Cow::Owned(key),

@@ -238,7 +238,7 @@ impl ServiceInner {
             return Reply::NoSuchGroup(format!("no such group: {}", head.group()));
         };
         let body = if head.has_body() {
-            match self.read_body(body).await {
+            match self.read_body(body, head.keeps_body()).await {
                 Ok(body)
                     if verified
                         .as_ref()
@@ -277,14 +277,16 @@ impl ServiceInner {
         }
     }
 
-    /// Reads a whole request body, refusing one over the size limit.
-    async fn read_body<B>(&self, body: B) -> Result<Bytes, Reply>
+    /// Reads a whole request body, refusing one over the size limit; with
+    /// `keep`, in a form whose slices may be kept in a cache.
+    async fn read_body<B>(&self, body: B, keep: bool) -> Result<Bytes, Reply>
     where
         B: Body,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         match read_whole(body, self.max_body_bytes).await {
-            Ok(received) => Ok(received.keepable()),
+            Ok(received) if keep => Ok(received.keepable()),
+            Ok(received) => Ok(received.into_bytes()),
             Err(error) if error.is::<http_body_util::LengthLimitError>() => {
                 Err(Reply::TooLarge(format!(
                     "request body too large: the limit is {} bytes",
