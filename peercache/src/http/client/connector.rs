@@ -28,17 +28,21 @@ pub(crate) type PeerClient = Client<PeerConnector, Full<Bytes>>;
 /// racing the server's close with a new request.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(8);
 
-/// The largest HTTP/2 frame this side accepts in a peer's answer (the
-/// protocol's default is 16 KiB): a 1 MiB value crosses in one frame
-/// instead of 64. The client also sizes its flow-control windows from the
-/// measured bandwidth-delay product (`http2_adaptive_window`) instead of
-/// hyper's fixed 2 MiB (stream) and 5 MiB (connection): with both, 1 MiB
-/// values over h2c on loopback cost about 570 µs of CPU per request
-/// against 810 µs with hyper's defaults (BENCHMARKS.md, "Large values").
-/// Only the client's side is raised: it reads every answer at once, up to
-/// the body limit, where a server's receive window holds request bodies
-/// from anyone.
+/// HTTP/2 flow control on the client, which receives the values: frames
+/// of up to 1 MiB (the protocol's default is 16 KiB, so a 1 MiB value took
+/// 64 frames), and receive windows of 4 MiB a stream and 16 MiB a
+/// connection (hyper's are 2 and 5 MiB), so that several large answers
+/// flow at once on the one connection to a peer without waiting for
+/// window updates. Fixed windows rather than hyper's adaptive ones: those
+/// start at 64 KiB and grow by measuring round trips, which costs the
+/// first large answers of every new connection a few round trips on a
+/// real network. The client reads every answer at once (up to the body
+/// limit), so the windows cost no memory it would not spend anyway. The
+/// server keeps hyper's defaults: its receive windows hold request bodies
+/// from anyone. Measured in BENCHMARKS.md, "Large values".
 const H2_MAX_FRAME: u32 = 1 << 20;
+const H2_STREAM_WINDOW: u32 = 4 << 20;
+const H2_CONNECTION_WINDOW: u32 = 16 << 20;
 
 /// The client all peers of a pool share, with `options`' connection
 /// settings: keep-alive pool per peer, h2c or HTTP/1.1, TLS for `https://`
@@ -50,8 +54,9 @@ pub(crate) fn build_client(options: &HttpOptions) -> PeerClient {
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new())
         .http2_only(options.http2)
-        .http2_adaptive_window(true)
         .http2_max_frame_size(H2_MAX_FRAME)
+        .http2_initial_stream_window_size(H2_STREAM_WINDOW)
+        .http2_initial_connection_window_size(H2_CONNECTION_WINDOW)
         .build(connector(options))
 }
 
