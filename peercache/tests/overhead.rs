@@ -391,7 +391,7 @@ fn per_entry_overhead_is_within_the_documented_bound() {
         (2_000, 16, 100),
         (2_000, 1024, 1024),
         (2_000, 16, 4 << 10),
-        (300, 16, 64 << 10),
+        (1_000, 16, 64 << 10),
     ] {
         let (requested, malloc) = runtime.block_on(hot_cache_overhead(n, key_len, value_len));
         println!(
