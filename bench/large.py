@@ -8,7 +8,8 @@ For each size (64 KiB over 3,000 keys with 80 MiB a node, 1 MiB over 300
 keys with 128 MiB a node: every owner holds its keys, and Go's hot cache
 only a fraction of the others):
   hot off   3 nodes, peercache's hot cache off (Go's cannot be turned off;
-            it holds an eighth of the budget), 8 clients on node 0, uniform
+            it takes what the main cache leaves of the budget), 8 clients
+            on node 0, uniform
             keys: two requests in three cross to the owner
   hot on    the same with both hot caches on
   h2c       Rust only: hot off, peers asked over HTTP/2 without TLS
