@@ -76,8 +76,9 @@ pub(crate) fn kept_slice(value: Bytes, body_len: usize, room: usize) -> Bytes {
 /// The buffer of a body of unknown or claimed length starts at most this
 /// large: a peer that announces 64 MiB and sends two bytes does not make
 /// this node reserve 64 MiB. A body this size or less with an honest
-/// `Content-Length` is read into one allocation of exactly its length.
-const FIRST_RESERVE: usize = 256 << 10;
+/// `Content-Length` (a 1 MiB value and its framing) is read into one
+/// allocation of exactly its length; a larger one doubles from here.
+const FIRST_RESERVE: usize = 2 << 20;
 
 /// Reads all of `body`, at most `limit` bytes (a longer one fails with
 /// `LengthLimitError`). A body of one frame is that frame, uncopied; a
