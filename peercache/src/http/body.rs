@@ -267,21 +267,28 @@ mod tests {
             .block_on(future)
     }
 
-    fn frames(parts: &[&'static [u8]], exact: bool) -> impl Body<Data = Bytes, Error = Infallible> {
-        struct Hinted<B>(B, Option<u64>);
-        impl<B: Body + Unpin> Body for Hinted<B> {
-            type Data = B::Data;
-            type Error = B::Error;
-            fn poll_frame(
-                mut self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-            ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
-                Pin::new(&mut self.0).poll_frame(cx)
-            }
-            fn size_hint(&self) -> SizeHint {
-                self.1.map_or_else(SizeHint::new, SizeHint::with_exact)
-            }
+    /// A body with the length it claims (`None`: no length).
+    struct Hinted<B>(B, Option<u64>);
+
+    impl<B: Body + Unpin> Body for Hinted<B> {
+        type Data = B::Data;
+        type Error = B::Error;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+            Pin::new(&mut self.0).poll_frame(cx)
         }
+        fn size_hint(&self) -> SizeHint {
+            self.1.map_or_else(SizeHint::new, SizeHint::with_exact)
+        }
+    }
+
+    /// `parts` as frames, with their total as length when `exact`.
+    fn frames(
+        parts: &[&'static [u8]],
+        exact: bool,
+    ) -> impl Body<Data = Bytes, Error = Infallible> + Unpin {
         let total = parts.iter().map(|p| p.len() as u64).sum();
         let stream = futures_util::stream::iter(
             parts
@@ -332,22 +339,8 @@ mod tests {
     /// leaves a buffer of exactly its bytes.
     #[test]
     fn a_false_or_missing_length_leaves_no_spare_capacity() {
-        struct Claimed<B>(B, u64);
-        impl<B: Body + Unpin> Body for Claimed<B> {
-            type Data = B::Data;
-            type Error = B::Error;
-            fn poll_frame(
-                mut self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-            ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
-                Pin::new(&mut self.0).poll_frame(cx)
-            }
-            fn size_hint(&self) -> SizeHint {
-                SizeHint::with_exact(self.1)
-            }
-        }
         let parts: Vec<&'static [u8]> = vec![&[7; 3000]; 5];
-        let claimed = Claimed(frames(&parts, false), 64 << 20);
+        let claimed = Hinted(frames(&parts, false), Some(64 << 20));
         let Ok(Received::Own(bytes)) = read(claimed, 64 << 20) else {
             panic!("frames should be copied");
         };
