@@ -5,7 +5,6 @@
 
 mod support;
 
-use peercache::ring::{HashMode, Ring};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
@@ -21,14 +20,6 @@ fn blob(seed: u8) -> Vec<u8> {
     (0..SIZE)
         .map(|i| b'a' + ((i / 4099 + seed as usize) % 26) as u8)
         .collect()
-}
-
-/// Index of the node owning `key` on the full ring.
-fn owner_index(nodes: &[Proc], key: &str) -> usize {
-    let urls: Vec<&str> = nodes.iter().map(|n| n.url.as_str()).collect();
-    let ring = Ring::with_peers(HashMode::Golang, 50, &urls).unwrap();
-    let owner = ring.owner(key).unwrap();
-    urls.iter().position(|u| *u == owner).unwrap()
 }
 
 /// A cluster of 3 nodes serving `blob-0`..`blob-<n>` as group `blobs`

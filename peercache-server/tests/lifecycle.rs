@@ -5,7 +5,6 @@
 
 mod support;
 
-use peercache::ring::{HashMode, Ring};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
@@ -26,14 +25,6 @@ fn peer_state(at: SocketAddr, peer: &str) -> String {
 fn send(addr: SocketAddr, method: &str, target: &str, body: &str) -> (u16, String) {
     request(addr, method, target, body.as_bytes())
         .unwrap_or_else(|e| panic!("{method} {target} on {addr}: {e}"))
-}
-
-/// The index of the node that owns `key` on the full ring.
-fn owner_index(nodes: &[Proc], key: &str) -> usize {
-    let urls: Vec<&str> = nodes.iter().map(|n| n.url.as_str()).collect();
-    let ring = Ring::with_peers(HashMode::Golang, 50, &urls).unwrap();
-    let owner = ring.owner(key).unwrap();
-    urls.iter().position(|u| *u == owner).unwrap()
 }
 
 #[test]

@@ -26,6 +26,10 @@
 
 mod block;
 
+/// Values up to this long are copied into their block; longer ones keep
+/// their own buffer.
+pub(crate) use block::MAX_INSIDE;
+
 use bytes::Bytes;
 use std::fmt;
 use std::sync::OnceLock;

@@ -472,3 +472,12 @@ impl Drop for Scratch {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// The index of the node that owns `key` on the full ring.
+pub fn owner_index(nodes: &[Proc], key: &str) -> usize {
+    let urls: Vec<&str> = nodes.iter().map(|n| n.url.as_str()).collect();
+    let ring =
+        peercache::ring::Ring::with_peers(peercache::ring::HashMode::Golang, 50, &urls).unwrap();
+    let owner = ring.owner(key).unwrap();
+    urls.iter().position(|u| *u == owner).unwrap()
+}

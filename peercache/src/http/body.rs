@@ -13,6 +13,7 @@
 //! is the framing and the value's own shared bytes, written by hyper with
 //! vectored writes.
 
+use crate::value::MAX_INSIDE;
 use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Limited};
@@ -34,10 +35,6 @@ pub(crate) enum Received {
     Own(Bytes),
 }
 
-/// Bodies up to this long may stay slices of a read buffer: a value this
-/// small is copied into its block when kept (`Value`'s own threshold).
-const SMALL_BODY: usize = 1024;
-
 impl Received {
     /// The body's bytes, whoever owns them: for reading them now, not for
     /// keeping slices of them.
@@ -54,7 +51,7 @@ impl Received {
     /// copied by [`read_whole`]).
     pub(crate) fn keepable(self) -> Bytes {
         match self {
-            Received::Shared(bytes) if bytes.len() > SMALL_BODY => Bytes::copy_from_slice(&bytes),
+            Received::Shared(bytes) if bytes.len() > MAX_INSIDE => Bytes::copy_from_slice(&bytes),
             Received::Shared(bytes) | Received::Own(bytes) => bytes,
         }
     }
