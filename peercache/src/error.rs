@@ -202,8 +202,42 @@ pub struct PeerFailure {
     /// happen at the source of truth of the cluster's cache
     /// ([`Error::reached_owner`] says it for the whole change).
     pub owner: bool,
+    /// Whether the change is kept for the peer and delivered when it
+    /// answers again (it could not be reached); `false` when the peer
+    /// answered and refused it.
+    pub pending: bool,
     /// What went wrong.
     pub reason: String,
+}
+
+/// A change ([`crate::Group::set`], [`crate::Group::remove`],
+/// [`crate::Group::remove_keys`], [`crate::Group::purge`]) carried out by
+/// the owner and every peer that answered; the peers that did not answer
+/// within the change timeout ([`crate::GroupBuilder::change_timeout`]) are
+/// pending: the change is kept for them and delivered when they answer
+/// again.
+///
+/// ```
+/// # use peercache::{loader_fn, Node};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), peercache::Error> {
+/// # let group = Node::new().new_group("g", 1 << 20, loader_fn(|k: String| async move { Ok(k) }))?;
+/// let applied = group.set("k", "v", None).await?;
+/// assert!(applied.pending().is_empty()); // every node has it
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub(crate) pending: Vec<Arc<str>>,
+}
+
+impl Applied {
+    /// The peers the change waits for (their base URLs for HTTP); empty
+    /// when every node carried it out.
+    pub fn pending(&self) -> &[Arc<str>] {
+        &self.pending
+    }
 }
 
 fn list_failures(failures: &[PeerFailure]) -> String {
@@ -211,7 +245,12 @@ fn list_failures(failures: &[PeerFailure]) -> String {
         .iter()
         .map(|f| {
             let role = if f.owner { " (owner)" } else { "" };
-            format!("{}{role}: {}", f.peer, f.reason)
+            let kept = if f.pending {
+                "; kept for it, delivered when it answers"
+            } else {
+                ""
+            };
+            format!("{}{role}: {}{kept}", f.peer, f.reason)
         })
         .collect();
     listed.join("; ")
@@ -245,12 +284,17 @@ impl Error {
     /// a.new_group("g", 1 << 20, loader_fn(|k: String| async move { Ok(k) }))?;
     /// b.new_group("g", 1 << 20, loader_fn(|k: String| async move { Ok(k) }))?;
     ///
-    /// network.set_down("b", true); // b is unreachable
-    /// let error = a.group("g").unwrap().purge().await.unwrap_err();
+    /// network.set_down("b", true); // b is unreachable, and owns "k"
+    /// # let k = (0..).map(|i| format!("k{i}")).find(|k| {
+    /// #     peercache::ring::Ring::with_peers(peercache::ring::HashMode::Golang, 50, ["a", "b"])
+    /// #         .unwrap().owner(k) == Some("b")
+    /// # }).unwrap();
+    /// let error = a.group("g").unwrap().remove(&k).await.unwrap_err();
     /// assert!(matches!(error, Error::PeersFailed { .. }));
     /// let failed = error.failed_peers();
     /// assert_eq!(&*failed[0].peer, "b");
-    /// assert!(!failed[0].owner); // a purge has no owner
+    /// assert!(failed[0].owner);
+    /// assert!(failed[0].pending); // kept for b, delivered when it answers
     /// # Ok(())
     /// # }
     /// ```
@@ -261,11 +305,12 @@ impl Error {
         }
     }
 
-    /// For a change that did not reach every peer ([`Error::PeersFailed`]),
+    /// For a change that failed at a peer ([`Error::PeersFailed`]),
     /// whether it reached the owner of its key (of every key, for
     /// [`crate::Group::remove_keys`]): `Some(true)` when none of the failed
-    /// peers is an owner, `Some(false)` when one is; `None` for every other
-    /// error.
+    /// peers is an owner (then a peer refused it), `Some(false)` when one
+    /// is; `None` for every other error. (A change that only missed
+    /// non-owners is `Ok`, pending at them: [`crate::Applied`].)
     ///
     /// `Some(true)` after a [`crate::Group::set`] means the owner stored the
     /// value and every node that asks the owner gets it; only the failed
@@ -276,7 +321,7 @@ impl Error {
     /// have been carried out all the same; make the change again. The owner
     /// is the one this node's ring names: an owner out of the ring is not
     /// asked, its keys' new owner is. A [`crate::Group::purge`] has no
-    /// owner, so it is always `Some(true)`: see [`Error::failed_peers`].
+    /// owner: it fails only where a peer refused it, `Some(true)`.
     ///
     /// ```
     /// use peercache::in_process::InProcessNetwork;
@@ -297,15 +342,14 @@ impl Error {
     /// let key = (0..).map(|i| format!("k{i}")).find(|k| ring.owner(k) == Some("b")).unwrap();
     ///
     /// network.set_down("c", true); // a non-owner is down
-    /// let error = on_a.set(&key, "new", None).await.unwrap_err();
-    /// assert!(matches!(error, Error::PeersFailed { .. }));
-    /// assert_eq!(error.reached_owner(), Some(true)); // b stored it
+    /// let applied = on_a.set(&key, "new", None).await?; // b stored it
+    /// assert_eq!(applied.pending(), [std::sync::Arc::from("c")]); // c gets it later
     ///
     /// network.set_down("b", true); // now the owner is down too
     /// let error = on_a.set(&key, "newer", None).await.unwrap_err();
     /// assert_eq!(error.reached_owner(), Some(false)); // stored nowhere: set it again later
     ///
-    /// assert_eq!(on_a.purge().await.unwrap_err().reached_owner(), Some(true)); // no owner
+    /// assert_eq!(on_a.purge().await?.pending().len(), 2); // no owner: pending at b and c
     /// # Ok(())
     /// # }
     /// ```

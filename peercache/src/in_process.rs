@@ -234,8 +234,8 @@ impl InProcessPeer {
         let node = self
             .network
             .reach(&self.id)
-            .map_err(|e| PeerError(e.to_string()))?;
+            .map_err(|e| PeerError::unreachable(e.to_string()))?;
         node.served_group(group)
-            .ok_or_else(|| PeerError(format!("peer {} has no group {group:?}", self.id)))
+            .ok_or_else(|| PeerError::refused(format!("peer {} has no group {group:?}", self.id)))
     }
 }

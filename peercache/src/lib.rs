@@ -112,10 +112,13 @@ mod value;
 pub use batch_loader::{batch_loader_fn, BatchLoaderFn};
 pub use cache::policy::HotCachePolicy;
 pub use cache::stats::{CacheKind, CacheStats};
-pub use error::{Error, PeerFailure};
-pub use group::{Get, Group, ServedGroup};
+pub use error::{Applied, Error, PeerFailure};
+pub use group::{Get, Group, HintLimits, PendingHints, ServedGroup};
 pub use loader::{loader_fn, BoxFuture, LoadError, Loader, LoaderFn, LOAD_MANY_CONCURRENCY};
-pub use node::{GroupBuilder, Node, DEFAULT_CACHE_BYTES, MAX_GROUP_NAME_LEN};
+pub use node::{
+    GroupBuilder, Node, DEFAULT_CACHE_BYTES, DEFAULT_CHANGE_TIMEOUT, DEFAULT_HOT_MAX_AGE,
+    MAX_GROUP_NAME_LEN,
+};
 pub use peers::{FetchError, Peer, PeerError, PeerPicker, FETCH_MANY_CONCURRENCY};
 pub use setting::InvalidSetting;
 pub use stats::GroupStats;

@@ -12,9 +12,10 @@
 //!
 //! | metric | kind | labels |
 //! | --- | --- | --- |
-//! | `groupcache_gets_total`, `groupcache_hits_total`, `groupcache_loads_total`, `groupcache_loads_deduped_total`, `groupcache_local_loads_total`, `groupcache_local_load_errs_total`, `groupcache_peer_loads_total`, `groupcache_peer_errors_total`, `groupcache_server_requests_total`, `peercache_server_batches_total`, `peercache_loads_refused_total`, `peercache_loads_failed_fast_total`, `peercache_stale_served_total`, `peercache_stale_if_error_total`, `peercache_refreshes_total`, `peercache_negative_hits_total` | counter | `group` |
+//! | `groupcache_gets_total`, `groupcache_hits_total`, `groupcache_loads_total`, `groupcache_loads_deduped_total`, `groupcache_local_loads_total`, `groupcache_local_load_errs_total`, `groupcache_peer_loads_total`, `groupcache_peer_errors_total`, `groupcache_server_requests_total`, `peercache_server_batches_total`, `peercache_loads_refused_total`, `peercache_loads_failed_fast_total`, `peercache_stale_served_total`, `peercache_stale_if_error_total`, `peercache_refreshes_total`, `peercache_negative_hits_total`, `peercache_hints_delivered_total`, `peercache_hints_collapsed_total` | counter | `group` |
+//! | `peercache_hints_pending` | gauge | `group` |
 //! | `groupcache_cache_bytes`, `groupcache_cache_items` | gauge | `group`, `type` (`main`, `hot`) |
-//! | `groupcache_cache_gets_total`, `groupcache_cache_hits_total`, `groupcache_cache_evictions_total` | counter | `group`, `type` |
+//! | `groupcache_cache_gets_total`, `groupcache_cache_hits_total`, `groupcache_cache_evictions_total`, `peercache_cache_aged_total` | counter | `group`, `type` |
 //! | `groupcache_load_duration_seconds` | histogram | `group`, `outcome` (`ok`, `not_found`, `error`) |
 //! | `groupcache_peer_fetch_duration_seconds` | histogram | `group`, `outcome` (`ok`, `not_found`, `error`, `unavailable`) |
 //! | `groupcache_peer_up` | gauge (1 in the ring, 0 out of it) | `peer` |
@@ -116,6 +117,14 @@ pub fn describe() {
         "groupcache_cache_evictions_total",
         "Entries evicted to stay within the byte budget."
     );
+    metrics::describe_counter!(
+        "peercache_cache_aged_total",
+        "Hot copies dropped for being older than the hot copies' maximum age."
+    );
+    metrics::describe_gauge!(
+        "peercache_hints_pending",
+        "Changes waiting for peers that did not answer them (keys, and purges)."
+    );
     metrics::describe_histogram!(
         "groupcache_load_duration_seconds",
         metrics::Unit::Seconds,
@@ -206,6 +215,14 @@ const GROUP_COUNTERS: &[(&str, &str)] = &[
         "peercache_negative_hits_total",
         "Gets answered not-found from a cached not-found.",
     ),
+    (
+        "peercache_hints_delivered_total",
+        "Changes delivered to a peer after it missed them (keys, and purges).",
+    ),
+    (
+        "peercache_hints_collapsed_total",
+        "Times the changes kept for a peer went past their bound and became a purge.",
+    ),
 ];
 
 /// Copies the counters of every group of `node` into the installed
@@ -236,6 +253,8 @@ pub fn record_group(stats: &GroupStats) {
         stats.stale_if_error,
         stats.refreshes,
         stats.negative_hits,
+        stats.hints_delivered,
+        stats.hints_collapsed,
     ];
     for ((name, _), count) in GROUP_COUNTERS.iter().zip(counts) {
         metrics::counter!(*name, "group" => group.clone()).absolute(count);
@@ -247,7 +266,9 @@ pub fn record_group(stats: &GroupStats) {
         metrics::counter!("groupcache_cache_gets_total", &labels).absolute(cache.gets);
         metrics::counter!("groupcache_cache_hits_total", &labels).absolute(cache.hits);
         metrics::counter!("groupcache_cache_evictions_total", &labels).absolute(cache.evictions);
+        metrics::counter!("peercache_cache_aged_total", &labels).absolute(cache.aged);
     }
+    metrics::gauge!("peercache_hints_pending", "group" => group).set(stats.hints_pending as f64);
 }
 
 /// Copies the peers' health (as [`crate::http::HttpPool::peer_status`]

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 
 mod builder;
 
-pub use builder::GroupBuilder;
+pub use builder::{GroupBuilder, DEFAULT_CHANGE_TIMEOUT, DEFAULT_HOT_MAX_AGE};
 
 /// Default byte budget of a group made with [`Node::group_builder`]: 64 MiB.
 pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;

@@ -41,10 +41,58 @@ impl FetchError {
 /// Most single fetches [`Peer::fetch_many`]'s default sends at once.
 pub const FETCH_MANY_CONCURRENCY: usize = 32;
 
-/// Why a peer did not carry out a remove, set or purge.
+/// Why a peer did not carry out a remove, set or purge: it could not be
+/// reached ([`PeerError::unreachable`]: the group keeps the change for it
+/// and delivers it when it answers again), or it answered no
+/// ([`PeerError::refused`]: reported, never retried).
+///
+/// ```
+/// use peercache::PeerError;
+///
+/// let down = PeerError::unreachable("connection refused");
+/// assert!(down.is_unreachable());
+/// let no = PeerError::refused("answered DELETE with 405");
+/// assert_eq!((no.is_unreachable(), no.reason()), (false, "answered DELETE with 405"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct PeerError(pub String);
+#[error("{reason}")]
+pub struct PeerError {
+    reason: String,
+    unreachable: bool,
+}
+
+impl PeerError {
+    /// The peer could not be asked or did not answer: a refused
+    /// connection, a timeout, a broken exchange, a 5xx that says the peer
+    /// is not working, or a peer out of the ring. The change is kept for
+    /// the peer (a hint) and delivered when it answers again.
+    pub fn unreachable(reason: impl Into<String>) -> Self {
+        PeerError {
+            reason: reason.into(),
+            unreachable: true,
+        }
+    }
+
+    /// The peer answered and refused the change (it does not know the
+    /// request, or says it is not allowed): asking again would get the same
+    /// answer, so the change is reported and not kept.
+    pub fn refused(reason: impl Into<String>) -> Self {
+        PeerError {
+            reason: reason.into(),
+            unreachable: false,
+        }
+    }
+
+    /// What went wrong.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+
+    /// Whether the peer could not be reached ([`PeerError::unreachable`]).
+    pub fn is_unreachable(&self) -> bool {
+        self.unreachable
+    }
+}
 
 /// A remote peer that can serve keys of any group.
 ///
@@ -160,7 +208,7 @@ pub trait Peer: Send + Sync + 'static {
 ///         Box::pin(async { Ok(()) })
 ///     }
 ///     fn set<'a>(&'a self, _: &'a str, _: &'a str, _: &'a Value) -> BoxFuture<'a, Result<(), PeerError>> {
-///         Box::pin(async { Err(PeerError("read-only peer".into())) })
+///         Box::pin(async { Err(PeerError::refused("read-only peer")) })
 ///     }
 ///     fn purge<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<(), PeerError>> {
 ///         Box::pin(async { Ok(()) })

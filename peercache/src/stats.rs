@@ -97,6 +97,17 @@ pub struct GroupStats {
     /// its keys in `server_requests`).
     #[serde(default)]
     pub server_batches: u64,
+    /// Changes waiting for peers that did not answer them: keys to drop,
+    /// plus one per purge (`Group::pending_hints` has them per peer).
+    #[serde(default)]
+    pub hints_pending: u64,
+    /// Changes delivered to a peer after it missed them (keys, and purges).
+    #[serde(default)]
+    pub hints_delivered: u64,
+    /// Times the changes kept for a peer went past
+    /// [`crate::HintLimits`] and collapsed into a purge of the group there.
+    #[serde(default)]
+    pub hints_collapsed: u64,
     /// The main cache: keys this node owns.
     pub main_cache: CacheStats,
     /// The hot cache: copies of popular keys owned by peers.
@@ -159,6 +170,9 @@ impl Counters {
             negative_hits: get(&self.negative_hits),
             server_requests: get(&self.server_requests),
             server_batches: get(&self.server_batches),
+            hints_pending: 0,
+            hints_delivered: 0,
+            hints_collapsed: 0,
             main_cache,
             hot_cache,
             budget_bytes: 0,

@@ -46,7 +46,7 @@
 //! # }
 //! ```
 
-use crate::{Error, Group, GroupBuilder, GroupStats, LoadError, Loader, Value};
+use crate::{Applied, Error, Group, GroupBuilder, GroupStats, LoadError, Loader, Value};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -224,7 +224,12 @@ impl<T: Send + 'static, C: Codec<T>> TypedGroup<T, C> {
     /// Encodes `value` and stores it for `key` on every node; see
     /// [`Group::set`]. A value the codec cannot encode gives
     /// [`Error::Codec`] and changes nothing.
-    pub async fn set(&self, key: &str, value: &T, expiry: Option<SystemTime>) -> Result<(), Error> {
+    pub async fn set(
+        &self,
+        key: &str,
+        value: &T,
+        expiry: Option<SystemTime>,
+    ) -> Result<Applied, Error> {
         let bytes = self
             .codec
             .encode(value)
@@ -233,12 +238,12 @@ impl<T: Send + 'static, C: Codec<T>> TypedGroup<T, C> {
     }
 
     /// Removes `key` from the whole cluster; see [`Group::remove`].
-    pub async fn remove(&self, key: &str) -> Result<(), Error> {
+    pub async fn remove(&self, key: &str) -> Result<Applied, Error> {
         self.group.remove(key).await
     }
 
     /// Empties the group on every node; see [`Group::purge`].
-    pub async fn purge(&self) -> Result<(), Error> {
+    pub async fn purge(&self) -> Result<Applied, Error> {
         self.group.purge().await
     }
 

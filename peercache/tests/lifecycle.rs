@@ -199,22 +199,31 @@ async fn remove_clears_every_copy_and_the_next_get_loads_again() {
 
 #[tokio::test]
 async fn remove_with_a_peer_down_names_it_and_clears_the_others() {
-    // node-b is down: first as the key's owner, then holding a hot copy.
+    // node-b is down: first as the key's owner (the remove fails), then
+    // holding a hot copy (the remove is pending there); either way it
+    // drops its copy once it is back.
     for (owner, b_owns, b_holds) in [("node-b", true, Main), ("node-c", false, Hot)] {
         let c = Cluster::new(&PEERS);
         let key = c.key_owned_by(owner, "k");
         c.read_everywhere(&key).await;
         c.network.set_down("node-b", true);
-        let remove = c.g("node-a").remove(&key);
-        let error = bounded("remove", remove).await.unwrap_err();
-        assert!(matches!(error, Error::PeersFailed { .. }), "{error:?}");
-        let failed = error.failed_peers();
-        assert_eq!(failed.len(), 1, "{error}");
-        assert_eq!((&*failed[0].peer, failed[0].owner), ("node-b", b_owns));
-        assert!(failed[0].reason.contains("down"), "{:?}", failed[0]);
-        let shown = error.to_string();
-        assert!(shown.contains("node-b") && shown.contains(&key), "{shown}");
+        let remove = bounded("remove", c.g("node-a").remove(&key)).await;
+        if b_owns {
+            let error = remove.unwrap_err();
+            assert!(matches!(error, Error::PeersFailed { .. }), "{error:?}");
+            let failed = error.failed_peers();
+            assert_eq!(failed.len(), 1, "{error}");
+            assert_eq!((&*failed[0].peer, failed[0].owner), ("node-b", true));
+            assert!(failed[0].reason.contains("down"), "{:?}", failed[0]);
+            let shown = error.to_string();
+            assert!(shown.contains("node-b") && shown.contains(&key), "{shown}");
+        } else {
+            assert_eq!(remove.unwrap().pending(), [std::sync::Arc::from("node-b")]);
+        }
         assert_eq!(c.holders(&key), [("node-b", b_holds)], "others cleared");
+        c.network.set_down("node-b", false);
+        wait_until("the removal reaches node-b", || c.holders(&key).is_empty()).await;
+        assert!(c.g("node-a").pending_hints().is_empty());
     }
 }
 

@@ -97,6 +97,13 @@ impl Cache {
             self.count_miss(key, ask);
             return None;
         };
+        // A hot copy past its maximum age (`age.rs`) is asked of the owner
+        // again.
+        if list == List::Hot && self.drop_if_aged(slot, now) {
+            self.hot.gets += 1;
+            self.count_miss(key, ask);
+            return None;
+        }
         // Hot is asked (and counts a get, as groupcache counts) unless main
         // had the key unexpired; a key lives in one cache only.
         let expiry = value.expiry_unix_nanos();

@@ -77,6 +77,7 @@
 //! weights are approximate, quick_cache splits the budget per shard), hence
 //! the hand-written table.
 
+mod age;
 mod climb;
 mod evict;
 mod key;
@@ -106,6 +107,7 @@ struct Counters {
     hits: u64,
     evictions: u64,
     expired: u64,
+    aged: u64,
 }
 
 /// Main and hot cache sharing one byte budget. Changes take `&mut self`: a
@@ -158,6 +160,8 @@ pub struct Cache {
     /// Whether the window, and protected, are still over their shares: the
     /// last change moved as many entries as one change may.
     settling: [bool; 2],
+    /// The hot copies' fetch times and maximum age.
+    ages: age::HotAges,
 }
 
 impl Cache {
@@ -175,6 +179,7 @@ impl Cache {
             climber: Climber::new(),
             recency: recency::RecencyLog::new(),
             settling: [false; 2],
+            ages: age::HotAges::default(),
         }
     }
 
@@ -377,6 +382,7 @@ impl Cache {
         self.replay_hits();
         self.table.clear();
         self.expiring.clear();
+        self.ages.clear();
         self.climber.emptied();
     }
 
@@ -393,6 +399,7 @@ impl Cache {
             hits: counters.hits,
             evictions: counters.evictions,
             expired: counters.expired,
+            aged: counters.aged,
         }
     }
 
@@ -452,6 +459,7 @@ impl Cache {
     fn remove_slot(&mut self, slot: u32) -> Option<(List, Value)> {
         let (list, value) = self.table.remove(slot)?;
         self.unindex(&value, slot);
+        self.ages.forget(list, slot);
         Some((list, value))
     }
 

@@ -62,4 +62,8 @@ pub struct CacheStats {
     /// Entries dropped because their expiry passed.
     #[serde(default)]
     pub expired: u64,
+    /// Hot entries dropped because they were older than the hot copies'
+    /// maximum age ([`crate::GroupBuilder::hot_max_age`]); 0 for main.
+    #[serde(default)]
+    pub aged: u64,
 }

@@ -1,23 +1,19 @@
-//! Changes for the whole cluster: remove, set and purge, the order in
-//! which they reach the owner, this node and the other peers, and the
-//! report of the peers they did not reach.
+//! Changes for the whole cluster, as the application calls them: remove,
+//! set and purge, each traced, each run as its own task (once started, a
+//! change completes even if the caller stops waiting). How they reach the
+//! peers is `reach.rs`.
 //!
 //! A change goes to the owner first, then this node, then every other peer
 //! at once, so a non-owner that refills its hot copy between two steps
-//! refills it from an owner that already changed. A change runs as its own
-//! task: once started it completes even if the caller stops waiting.
+//! refills it from an owner that already changed.
 
-use super::{Group, Inner};
-use crate::error::{Error, PeerFailure};
-use crate::flight::panic_message;
-use crate::peers::{Peer, PeerError};
-use crate::trace::{Escaped, Timed};
+use super::Group;
+#[cfg(doc)]
+use crate::error::PeerFailure;
+use crate::error::{Applied, Error};
+use crate::trace::Timed;
 use crate::Value;
-use futures_util::future::join_all;
-use futures_util::FutureExt;
-use std::collections::HashMap;
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::SystemTime;
 use tracing::field::Empty;
@@ -29,12 +25,19 @@ impl Group {
     /// anywhere loads it again.
     ///
     /// A get racing with the removal may still return the old value; a get
-    /// that starts after `remove` returned `Ok` does not, on any node. On
+    /// that starts after `remove` returned `Ok` does not, on any node but
+    /// the ones [`Applied::pending`] names: peers that did not answer
+    /// within the [change timeout](crate::GroupBuilder::change_timeout).
+    /// The removal is kept for them and delivered when they answer again;
+    /// until then they may serve a copy they hold, a hot copy for at most
+    /// the [hot copies' maximum age](crate::GroupBuilder::hot_max_age). On
     /// `Err(`[`Error::PeersFailed`]`)` every peer named there may still hold
     /// the old value; the others do not. [`Error::reached_owner`] says
     /// whether the owner was among them: `Some(true)`, the owner dropped the
     /// key and loads it again on the next get; `Some(false)`, the owner may
-    /// still serve the old value to every node that asks it.
+    /// still serve the old value to every node that asks it (until the
+    /// removal kept for it reaches it, when [`PeerFailure::pending`] says
+    /// one is kept).
     ///
     /// ```
     /// use peercache::{loader_fn, Node};
@@ -54,7 +57,7 @@ impl Group {
     /// # Ok(())
     /// # }
     /// ```
-    pub async fn remove(&self, key: &str) -> Result<(), Error> {
+    pub async fn remove(&self, key: &str) -> Result<Applied, Error> {
         self.remove_keys([key]).await
     }
 
@@ -75,7 +78,7 @@ impl Group {
     /// # Ok(())
     /// # }
     /// ```
-    pub async fn remove_keys<I, S>(&self, keys: I) -> Result<(), Error>
+    pub async fn remove_keys<I, S>(&self, keys: I) -> Result<Applied, Error>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
@@ -84,7 +87,7 @@ impl Group {
         keys.sort_unstable();
         keys.dedup();
         if keys.is_empty() {
-            return Ok(());
+            return Ok(Applied::default());
         }
         let action = match keys.as_slice() {
             [key] => format!("remove of key {key:?}"),
@@ -127,8 +130,10 @@ impl Group {
     ///
     /// Concurrent sets of one key are never merged: each reaches the owner,
     /// and the one the owner applies last stays. A get that starts after
-    /// `set` returned `Ok` sees this value or a later one, on any node (until
-    /// the value is evicted or expires: then the loader runs again). A set
+    /// `set` returned `Ok` sees this value or a later one, on any node but
+    /// the pending ones ([`Applied::pending`], as for [`Group::remove`])
+    /// (until the value is evicted or expires: then the loader runs
+    /// again). A set
     /// counts as one request for the key: in a full cache, the main cache's
     /// policy keeps it only if the key was asked more often recently than
     /// what it would displace (README "The cache"), else the next get loads
@@ -172,7 +177,7 @@ impl Group {
         key: &str,
         value: impl Into<Value>,
         expiry: Option<SystemTime>,
-    ) -> Result<(), Error> {
+    ) -> Result<Applied, Error> {
         let mut value = value.into();
         if let Some(at) = expiry {
             value = value.with_expiry(at);
@@ -220,7 +225,7 @@ impl Group {
     /// # Ok(())
     /// # }
     /// ```
-    pub async fn purge(&self) -> Result<(), Error> {
+    pub async fn purge(&self) -> Result<Applied, Error> {
         let span = tracing::debug_span!(
             target: "peercache",
             "peercache.purge",
@@ -231,16 +236,7 @@ impl Group {
         );
         let inner = Arc::clone(&self.inner);
         traced_change(span, async move {
-            let mut failures = Vec::new();
-            for _round in 0..2 {
-                inner.purge_here();
-                let peers = inner.others();
-                let name = &inner.name;
-                let sent = peers
-                    .iter()
-                    .map(|peer| async move { (Arc::clone(peer), guard(peer.purge(name)).await) });
-                failures = failed(join_all(sent).await, |_| false);
-            }
+            let failures = inner.purge_everywhere().await;
             inner.outcome("purge".to_owned(), failures)
         })
         .await
@@ -249,9 +245,9 @@ impl Group {
 
 /// Runs `work` as its own task when a tokio runtime is running, so that a
 /// change that has started completes even if the caller stops waiting.
-async fn detached<F>(work: F) -> Result<(), Error>
+async fn detached<F>(work: F) -> Result<Applied, Error>
 where
-    F: Future<Output = Result<(), Error>> + Send + 'static,
+    F: Future<Output = Result<Applied, Error>> + Send + 'static,
 {
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => match runtime.spawn(work).await {
@@ -264,9 +260,9 @@ where
 
 /// Runs a change ([`detached`]) in `span`, recording its outcome and the
 /// peers it did not reach.
-async fn traced_change<F>(span: tracing::Span, work: F) -> Result<(), Error>
+async fn traced_change<F>(span: tracing::Span, work: F) -> Result<Applied, Error>
 where
-    F: Future<Output = Result<(), Error>> + Send + 'static,
+    F: Future<Output = Result<Applied, Error>> + Send + 'static,
 {
     let timed = Timed::start(span);
     let outcome = detached(work.instrument(timed.span().clone())).await;
@@ -276,143 +272,19 @@ where
             .span()
             .record("failed_peers", tracing::field::display(failed.join(",")));
     }
+    if let Ok(applied) = &outcome {
+        if !applied.pending().is_empty() {
+            let pending: Vec<&str> = applied.pending().iter().map(|p| &**p).collect();
+            timed
+                .span()
+                .record("failed_peers", tracing::field::display(pending.join(",")));
+        }
+    }
     timed.finish(match &outcome {
-        Ok(()) => "ok",
+        Ok(applied) if applied.pending().is_empty() => "ok",
+        Ok(_) => "pending",
         Err(Error::PeersFailed { .. }) => "partial",
         Err(_) => "error",
     });
     outcome
-}
-
-/// A peer call whose panic becomes an error.
-async fn guard<F>(call: F) -> Result<(), PeerError>
-where
-    F: Future<Output = Result<(), PeerError>>,
-{
-    AssertUnwindSafe(call)
-        .catch_unwind()
-        .await
-        .unwrap_or_else(|payload| {
-            Err(PeerError(format!(
-                "the transport {}",
-                panic_message(payload.as_ref())
-            )))
-        })
-}
-
-/// The failures among peer answers; `owner` says which peers were owners.
-fn failed(
-    answers: Vec<(Arc<dyn Peer>, Result<(), PeerError>)>,
-    owner: impl Fn(&str) -> bool,
-) -> Vec<PeerFailure> {
-    answers
-        .into_iter()
-        .filter_map(|(peer, answer)| {
-            answer.err().map(|PeerError(reason)| PeerFailure {
-                peer: Arc::from(peer.id()),
-                owner: owner(peer.id()),
-                reason,
-            })
-        })
-        .collect()
-}
-
-impl Inner {
-    fn others(&self) -> Vec<Arc<dyn Peer>> {
-        self.picker.as_ref().map_or_else(Vec::new, |p| p.others())
-    }
-
-    /// Removes `keys` at their owners, here, then at every other peer.
-    async fn remove_everywhere(&self, keys: Vec<String>) -> Vec<PeerFailure> {
-        // Step 1: each remote owner, with the keys it owns.
-        let mut by_owner: HashMap<String, (Arc<dyn Peer>, Vec<String>)> = HashMap::new();
-        for key in &keys {
-            if let Some(owner) = self.picker.as_ref().and_then(|p| p.pick(key)) {
-                by_owner
-                    .entry(owner.id().to_owned())
-                    .or_insert_with(|| (owner, Vec::new()))
-                    .1
-                    .push(key.clone());
-            }
-        }
-        let name = &self.name;
-        let sent = by_owner.values().map(|(peer, owned)| async move {
-            (Arc::clone(peer), guard(peer.remove(name, owned)).await)
-        });
-        let mut failures = failed(join_all(sent).await, |_| true);
-        // Step 2: this node (the owner of the other keys).
-        self.remove_here(&keys);
-        // Step 3: every other peer, with the keys it was not sent as owner
-        // (an owner that failed in step 1 is not asked again).
-        let rest: Vec<(Arc<dyn Peer>, Vec<String>)> = self
-            .others()
-            .into_iter()
-            .filter(|peer| !failures.iter().any(|f| *f.peer == *peer.id()))
-            .filter_map(|peer| {
-                let owned = by_owner.get(peer.id()).map(|(_, owned)| owned);
-                let keys: Vec<String> = match owned {
-                    Some(owned) => keys
-                        .iter()
-                        .filter(|k| !owned.contains(k))
-                        .cloned()
-                        .collect(),
-                    None => keys.clone(),
-                };
-                (!keys.is_empty()).then_some((peer, keys))
-            })
-            .collect();
-        let sent = rest.iter().map(|(peer, keys)| async move {
-            (Arc::clone(peer), guard(peer.remove(name, keys)).await)
-        });
-        failures.extend(failed(join_all(sent).await, |_| false));
-        failures
-    }
-
-    /// Stores `value` at the owner, then drops every other copy.
-    async fn set_everywhere(&self, key: String, value: Value) -> Vec<PeerFailure> {
-        let owner = self.picker.as_ref().and_then(|p| p.pick(&key));
-        let mut failures = Vec::new();
-        match &owner {
-            Some(peer) => {
-                let answer = guard(peer.set(&self.name, &key, &value)).await;
-                failures = failed(vec![(Arc::clone(peer), answer)], |_| true);
-                self.remove_here(&[key.as_str()]);
-            }
-            None => self.set_here(&key, value),
-        }
-        let owner_id = owner.as_ref().map(|p| p.id().to_owned());
-        let keys = [key];
-        let name = &self.name;
-        let rest: Vec<Arc<dyn Peer>> = self
-            .others()
-            .into_iter()
-            .filter(|peer| Some(peer.id()) != owner_id.as_deref())
-            .collect();
-        let sent = rest.iter().map(|peer| {
-            let keys = &keys;
-            async move { (Arc::clone(peer), guard(peer.remove(name, keys)).await) }
-        });
-        failures.extend(failed(join_all(sent).await, |_| false));
-        failures
-    }
-
-    fn outcome(&self, action: String, failures: Vec<PeerFailure>) -> Result<(), Error> {
-        if failures.is_empty() {
-            return Ok(());
-        }
-        let error = Error::PeersFailed {
-            group: self.name.clone(),
-            action,
-            failures,
-        };
-        // The error names the key; the event names only the peers (the
-        // change's span shows the key as `key_in_traces` says).
-        let peers: Vec<String> = error
-            .failed_peers()
-            .iter()
-            .map(|f| format!("{} ({})", f.peer, f.reason))
-            .collect();
-        tracing::warn!(group = %self.name, failed = %Escaped(peers.join("; ")), "change not applied everywhere");
-        Err(error)
-    }
 }

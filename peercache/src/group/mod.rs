@@ -30,8 +30,9 @@
 //!   the loader with its timeout and panics caught;
 //! - `many.rs`: [`Group::get_many`], a batch of gets grouped by owner;
 //!   `load_many.rs`: a batch's one loader call;
-//! - `changes.rs`: remove, set and purge across the cluster, and the report
-//!   of the peers they did not reach;
+//! - `changes.rs`: remove, set and purge across the cluster; `reach.rs`:
+//!   how they reach the peers and the report of the peers they did not
+//!   reach; `hints.rs`: the changes kept for those peers until they answer;
 //! - `admission.rs`: the cap on loader calls at once; `breaker.rs`: loads
 //!   paused while the origin is unreachable;
 //! - `stale.rs`: expired values served while refreshing or when a load
@@ -50,9 +51,11 @@
 mod admission;
 mod breaker;
 mod changes;
+mod hints;
 mod load;
 mod load_many;
 mod many;
+mod reach;
 mod served;
 mod stale;
 mod state;
@@ -60,6 +63,7 @@ mod state;
 pub(crate) use crate::cache::HotCachePolicy;
 pub(crate) use admission::Admission;
 pub(crate) use breaker::BreakerSettings;
+pub use hints::{HintLimits, PendingHints};
 pub use served::ServedGroup;
 pub(crate) use stale::Stale;
 
@@ -135,6 +139,9 @@ struct Inner {
     /// Whether a value with stale windows of its own was ever cached.
     values_have_windows: std::sync::atomic::AtomicBool,
     key_in_traces: KeyInTraces,
+    /// How long a change waits for a peer that does not own its keys.
+    change_timeout: Duration,
+    hints: hints::Hints,
     cache: ReadMostlyLock<Guarded>,
     counters: Counters,
     remote: Flight<Outcome>,
@@ -165,6 +172,10 @@ pub(crate) struct Settings {
     pub stale: Stale,
     pub key_in_traces: KeyInTraces,
     pub clock: Arc<dyn Clock>,
+    pub change_timeout: Duration,
+    pub hint_limits: HintLimits,
+    /// The hot copies' maximum age; zero for none.
+    pub hot_max_age: Duration,
 }
 
 impl Group {
@@ -188,10 +199,13 @@ impl Group {
             admission: settings.admission.map(admission::Places::new),
             breaker: settings.breaker.map(breaker::Breaker::new),
             key_in_traces: settings.key_in_traces,
+            change_timeout: settings.change_timeout,
+            hints: hints::Hints::new(settings.hint_limits),
             cache: ReadMostlyLock::new(Guarded::new(
                 settings.cache_bytes,
                 settings.hot_cache == HotCachePolicy::Frequent,
                 settings.stale.grace(),
+                settings.hot_max_age,
             )),
             stale: settings.stale,
             values_have_windows: std::sync::atomic::AtomicBool::new(false),
@@ -311,7 +325,28 @@ impl Group {
             [main, guarded.cache.stats(CacheKind::Hot)],
         );
         stats.budget_bytes = guarded.cache.budget();
+        drop(guarded);
+        let (pending, delivered, collapsed) = self.inner.hints.status();
+        stats.hints_pending = pending.iter().map(|p| p.keys + u64::from(p.purge)).sum();
+        stats.hints_delivered = delivered;
+        stats.hints_collapsed = collapsed;
         stats
+    }
+
+    /// The changes waiting for peers that did not answer them, per peer
+    /// (README "Updating and removing keys"); empty when every change
+    /// reached every peer.
+    ///
+    /// ```
+    /// # use peercache::{loader_fn, Node};
+    /// # fn main() -> Result<(), peercache::Error> {
+    /// # let group = Node::new().new_group("g", 1 << 20, loader_fn(|k: String| async move { Ok(k) }))?;
+    /// assert!(group.pending_hints().is_empty()); // no peers, nothing waits
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn pending_hints(&self) -> Vec<PendingHints> {
+        self.inner.hints.status().0
     }
 
     /// Keys held in one of the caches, most recently used first (copies

@@ -32,12 +32,19 @@ impl Guarded {
     /// A fresh state with a budget of `cache_bytes`; `count_requests` for
     /// the frequency-based hot-cache admission.
     /// `grace`: how long expired entries are kept for stale serves.
-    pub(super) fn new(cache_bytes: u64, count_requests: bool, grace: Duration) -> Self {
+    /// `hot_max_age`: the hot copies' maximum age (zero for none).
+    pub(super) fn new(
+        cache_bytes: u64,
+        count_requests: bool,
+        grace: Duration,
+        hot_max_age: Duration,
+    ) -> Self {
         let mut cache = Cache::new(cache_bytes);
         if count_requests {
             cache.count_requests();
         }
         cache.keep_expired_for(grace);
+        cache.limit_hot_age(hot_max_age);
         Guarded {
             cache,
             fences: Fences::new(),
@@ -154,7 +161,12 @@ impl Inner {
             return;
         }
         self.note_windows(value);
-        guarded.cache.insert(kind, key, value.clone());
+        if kind == CacheKind::Hot && guarded.cache.hot_age_limited() {
+            let now = now.unwrap_or_else(|| self.clock.now_unix_nanos());
+            guarded.cache.insert_hot_copy(key, value.clone(), now);
+        } else {
+            guarded.cache.insert(kind, key, value.clone());
+        }
     }
 
     pub(super) fn is_expired(&self, value: &Value) -> bool {

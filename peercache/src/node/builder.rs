@@ -8,9 +8,12 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::Error;
 use crate::group::{Admission, BreakerSettings, Group, HotCachePolicy, Settings, Stale};
 
+mod changes;
 mod protection;
+use crate::group::HintLimits;
 use crate::loader::Loader;
 use crate::trace::KeyInTraces;
+pub use changes::{DEFAULT_CHANGE_TIMEOUT, DEFAULT_HOT_MAX_AGE};
 use std::fmt;
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
@@ -57,6 +60,9 @@ pub struct GroupBuilder<'n> {
     stale: Stale,
     key_in_traces: KeyInTraces,
     clock: Option<Arc<dyn Clock>>,
+    change_timeout: Duration,
+    hint_limits: HintLimits,
+    hot_max_age: Duration,
 }
 
 impl<'n> GroupBuilder<'n> {
@@ -74,6 +80,9 @@ impl<'n> GroupBuilder<'n> {
             stale: Stale::default(),
             key_in_traces: KeyInTraces::default(),
             clock: None,
+            change_timeout: DEFAULT_CHANGE_TIMEOUT,
+            hint_limits: HintLimits::default(),
+            hot_max_age: DEFAULT_HOT_MAX_AGE,
         }
     }
 }
@@ -91,6 +100,9 @@ impl fmt::Debug for GroupBuilder<'_> {
             .field("stale", &self.stale)
             .field("key_in_traces", &self.key_in_traces)
             .field("custom_clock", &self.clock.is_some())
+            .field("change_timeout", &self.change_timeout)
+            .field("hint_limits", &self.hint_limits)
+            .field("hot_max_age", &self.hot_max_age)
             .finish()
     }
 }
@@ -235,6 +247,13 @@ impl GroupBuilder<'_> {
                 reason: "it must be greater than zero (leave it unset for no limit)",
             });
         }
+        if self.change_timeout.is_zero() {
+            return Err(Error::InvalidSetting {
+                group: self.name,
+                setting: "change_timeout",
+                reason: "it must be greater than zero",
+            });
+        }
         if self
             .admission
             .is_some_and(|a| a.limit == 0 || a.limit > tokio::sync::Semaphore::MAX_PERMITS)
@@ -278,6 +297,9 @@ impl GroupBuilder<'_> {
             stale: self.stale,
             key_in_traces: self.key_in_traces,
             clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+            change_timeout: self.change_timeout,
+            hint_limits: self.hint_limits,
+            hot_max_age: self.hot_max_age,
         };
         let group = Group::new(
             &self.name,

@@ -47,8 +47,12 @@ async fn a_not_found_is_asked_of_the_origin_once_per_window_cluster_wide() {
 async fn a_hot_copy_past_expiry_is_served_while_the_owner_is_asked_in_the_background() {
     let origin = Arc::new(Origin::default());
     let clock = ManualClock::starting_now();
+    // No maximum age for hot copies: past it, a copy is dropped and asked
+    // of the owner at once, stale window or not.
     let (groups, _nodes, ring) = cluster(&clock, &origin, |b| {
-        b.ttl(TTL).stale_while_revalidate(Duration::from_secs(60))
+        b.ttl(TTL)
+            .stale_while_revalidate(Duration::from_secs(60))
+            .hot_max_age(Duration::ZERO)
     });
     let key = key_of(&ring, "b", "k");
     assert_eq!(text(groups[0].get(&key).await), format!("{key}#1"));

@@ -308,15 +308,18 @@ impl HttpPeer {
     async fn change(&self, request: PeerRequest<'_>) -> Result<(), ChangeError> {
         if !self.health.is_up() {
             let status = self.health.status(&self.id);
-            return Err(ChangeError::Failed(format!(
+            return Err(ChangeError::Unreachable(format!(
                 "out of the ring after {} failures in a row (last: {}); not sent",
                 status.consecutive_failures,
                 status.last_error.unwrap_or_default()
             )));
         }
-        let request = request.encode().map_err(ChangeError::Failed)?;
+        let request = request.encode().map_err(ChangeError::Refused)?;
         let method = request.method.clone();
-        let (status, reply) = self.exchange(request).await.map_err(ChangeError::Failed)?;
+        let (status, reply) = self
+            .exchange(request)
+            .await
+            .map_err(ChangeError::Unreachable)?;
         match reply {
             Reply::Done => Ok(()),
             Reply::Value(_) => Err(ChangeError::NotUnderstood(format!(
@@ -327,10 +330,16 @@ impl HttpPeer {
                     "answered {method} with {status}: {reason}"
                 )))
             }
-            reply => Err(ChangeError::Failed(format!(
-                "answered {method} with {status}: {}",
-                reply.reason()
-            ))),
+            reply => {
+                let reason = format!("answered {method} with {status}: {}", reply.reason());
+                // A peer that is not working, or one shedding load, may
+                // take the change later; any other answer is its last word.
+                if is_failure(status) || status == StatusCode::SERVICE_UNAVAILABLE {
+                    Err(ChangeError::Unreachable(reason))
+                } else {
+                    Err(ChangeError::Refused(reason))
+                }
+            }
         }
     }
 
@@ -375,14 +384,19 @@ impl HttpPeer {
 enum ChangeError {
     /// The peer answered in a way that says it does not know the request.
     NotUnderstood(String),
-    /// Any other failure.
-    Failed(String),
+    /// The peer answered no.
+    Refused(String),
+    /// The peer could not be asked, or did not answer.
+    Unreachable(String),
 }
 
 impl From<ChangeError> for PeerError {
     fn from(error: ChangeError) -> Self {
         match error {
-            ChangeError::NotUnderstood(reason) | ChangeError::Failed(reason) => PeerError(reason),
+            ChangeError::NotUnderstood(reason) | ChangeError::Refused(reason) => {
+                PeerError::refused(reason)
+            }
+            ChangeError::Unreachable(reason) => PeerError::unreachable(reason),
         }
     }
 }

@@ -1,0 +1,298 @@
+//! How a change reaches the peers: the order (owner, this node, the
+//! others), how long it waits for each, the hints kept for the peers it
+//! did not reach (`hints.rs`), and the report.
+//!
+//! A change waits for the key's owner as long as the transport's own
+//! request timeout: a change that did not reach the owner did not happen
+//! where the cluster reads the key, and fails. It waits for the other
+//! peers, which only drop copies, at most the group's change timeout
+//! ([`crate::GroupBuilder::change_timeout`]): a hung non-owner must not
+//! hold every write of the cluster for the full request timeout. A peer it
+//! did not reach is *pending*: the change is kept for it and delivered
+//! when it answers again.
+
+use super::hints::{Delivery, RETRY_INTERVAL};
+use super::Inner;
+use crate::error::{Applied, Error, PeerFailure};
+use crate::flight::panic_message;
+use crate::peers::{Peer, PeerError};
+use crate::trace::Escaped;
+use crate::Value;
+use futures_util::future::join_all;
+use futures_util::FutureExt;
+use std::collections::HashMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+/// One peer's part of a change.
+#[derive(Clone, Copy)]
+enum Change<'a> {
+    Remove(&'a [String]),
+    Set(&'a str, &'a Value),
+    Purge,
+}
+
+impl Change<'_> {
+    /// The keys it drops at the peer, `None` for all of them.
+    fn drops(&self) -> Option<Vec<String>> {
+        match *self {
+            Change::Remove(keys) => Some(keys.to_vec()),
+            Change::Set(key, _) => Some(vec![key.to_owned()]),
+            Change::Purge => None,
+        }
+    }
+}
+
+/// A peer call whose panic becomes an error.
+async fn guard<F>(call: F) -> Result<(), PeerError>
+where
+    F: Future<Output = Result<(), PeerError>>,
+{
+    AssertUnwindSafe(call)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|payload| {
+            Err(PeerError::refused(format!(
+                "the transport {}",
+                panic_message(payload.as_ref())
+            )))
+        })
+}
+
+/// `call`, given up after `limit` (when a tokio runtime runs: the timer
+/// needs one) as an unreachable peer.
+async fn within<F>(limit: Option<Duration>, call: F) -> Result<(), PeerError>
+where
+    F: Future<Output = Result<(), PeerError>>,
+{
+    match limit {
+        Some(limit) if tokio::runtime::Handle::try_current().is_ok() => {
+            tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+                Err(PeerError::unreachable(format!(
+                    "no answer within the change timeout ({limit:?})"
+                )))
+            })
+        }
+        _ => call.await,
+    }
+}
+
+impl Inner {
+    pub(super) fn others(&self) -> Vec<Arc<dyn Peer>> {
+        self.picker.as_ref().map_or_else(Vec::new, |p| p.others())
+    }
+
+    /// Sends `change` to `peer`, waiting at most `limit` (`None`: the
+    /// transport's timeout). A change that reached the peer supersedes its
+    /// older hints; one that did not becomes a hint. `owner`: whether the
+    /// peer owns the keys, for the report.
+    async fn send(
+        self: &Arc<Self>,
+        peer: &Arc<dyn Peer>,
+        change: Change<'_>,
+        limit: Option<Duration>,
+        owner: bool,
+    ) -> Option<PeerFailure> {
+        let generation = self.hints.generation();
+        let name = &*self.name;
+        let call = guard(match change {
+            Change::Remove(keys) => peer.remove(name, keys),
+            Change::Set(key, value) => peer.set(name, key, value),
+            Change::Purge => peer.purge(name),
+        });
+        let drops = change.drops();
+        match within(limit, call).await {
+            Ok(()) => {
+                self.hints
+                    .superseded(peer.id(), drops.as_deref(), generation);
+                None
+            }
+            Err(error) => {
+                let pending = error.is_unreachable();
+                if pending && self.hints.keep(peer, drops.as_deref()) {
+                    self.start_delivery();
+                }
+                Some(PeerFailure {
+                    peer: Arc::from(peer.id()),
+                    owner,
+                    pending,
+                    reason: error.reason().to_owned(),
+                })
+            }
+        }
+    }
+
+    /// Removes `keys` at their owners, here, then at every other peer.
+    pub(super) async fn remove_everywhere(self: &Arc<Self>, keys: Vec<String>) -> Vec<PeerFailure> {
+        // Step 1: each remote owner, with the keys it owns.
+        let mut by_owner: HashMap<String, (Arc<dyn Peer>, Vec<String>)> = HashMap::new();
+        for key in &keys {
+            if let Some(owner) = self.picker.as_ref().and_then(|p| p.pick(key)) {
+                by_owner
+                    .entry(owner.id().to_owned())
+                    .or_insert_with(|| (owner, Vec::new()))
+                    .1
+                    .push(key.clone());
+            }
+        }
+        let sent = by_owner
+            .values()
+            .map(|(peer, owned)| self.send(peer, Change::Remove(owned), None, true));
+        let mut failures: Vec<PeerFailure> = join_all(sent).await.into_iter().flatten().collect();
+        // Step 2: this node (the owner of the other keys).
+        self.remove_here(&keys);
+        // Step 3: every other peer, with the keys it was not sent as owner
+        // (an owner that failed in step 1 is not asked again: it has a hint
+        // or refused).
+        let rest: Vec<(Arc<dyn Peer>, Vec<String>)> = self
+            .others()
+            .into_iter()
+            .filter(|peer| !failures.iter().any(|f| *f.peer == *peer.id()))
+            .filter_map(|peer| {
+                let owned = by_owner.get(peer.id()).map(|(_, owned)| owned);
+                let keys: Vec<String> = match owned {
+                    Some(owned) => keys
+                        .iter()
+                        .filter(|k| !owned.contains(k))
+                        .cloned()
+                        .collect(),
+                    None => keys.clone(),
+                };
+                (!keys.is_empty()).then_some((peer, keys))
+            })
+            .collect();
+        let limit = Some(self.change_timeout);
+        let sent = rest
+            .iter()
+            .map(|(peer, keys)| self.send(peer, Change::Remove(keys), limit, false));
+        failures.extend(join_all(sent).await.into_iter().flatten());
+        failures
+    }
+
+    /// Stores `value` at the owner, then drops every other copy.
+    pub(super) async fn set_everywhere(
+        self: &Arc<Self>,
+        key: String,
+        value: Value,
+    ) -> Vec<PeerFailure> {
+        let owner = self.picker.as_ref().and_then(|p| p.pick(&key));
+        let mut failures = Vec::new();
+        match &owner {
+            Some(peer) => {
+                // An owner not reached gets a hint to drop its old value.
+                failures.extend(self.send(peer, Change::Set(&key, &value), None, true).await);
+                self.remove_here(&[key.as_str()]);
+            }
+            None => self.set_here(&key, value),
+        }
+        let owner_id = owner.as_ref().map(|p| p.id().to_owned());
+        let keys = [key];
+        let rest: Vec<Arc<dyn Peer>> = self
+            .others()
+            .into_iter()
+            .filter(|peer| Some(peer.id()) != owner_id.as_deref())
+            .collect();
+        let limit = Some(self.change_timeout);
+        let sent = rest
+            .iter()
+            .map(|peer| self.send(peer, Change::Remove(&keys), limit, false));
+        failures.extend(join_all(sent).await.into_iter().flatten());
+        failures
+    }
+
+    /// Empties the group here and at every peer, twice over (a hot copy
+    /// refilled from a peer not purged yet is purged by the second round);
+    /// a peer not reached in the first round is not asked again.
+    pub(super) async fn purge_everywhere(self: &Arc<Self>) -> Vec<PeerFailure> {
+        let limit = Some(self.change_timeout);
+        let mut failures: Vec<PeerFailure> = Vec::new();
+        for _round in 0..2 {
+            self.purge_here();
+            let peers: Vec<Arc<dyn Peer>> = self
+                .others()
+                .into_iter()
+                .filter(|peer| !failures.iter().any(|f| *f.peer == *peer.id()))
+                .collect();
+            let sent = peers
+                .iter()
+                .map(|peer| self.send(peer, Change::Purge, limit, false));
+            failures.extend(join_all(sent).await.into_iter().flatten());
+        }
+        failures
+    }
+
+    /// The result of a change: applied (with the peers it waits for), or
+    /// the error naming every peer it did not reach.
+    pub(super) fn outcome(
+        &self,
+        action: String,
+        failures: Vec<PeerFailure>,
+    ) -> Result<Applied, Error> {
+        if failures.iter().all(|f| f.pending && !f.owner) {
+            if !failures.is_empty() {
+                let peers: Vec<&str> = failures.iter().map(|f| &*f.peer).collect();
+                tracing::info!(group = %self.name, pending = %Escaped(peers.join(",")), "change kept for peers not reached; delivered when they answer");
+            }
+            return Ok(Applied {
+                pending: failures.into_iter().map(|f| f.peer).collect(),
+            });
+        }
+        let error = Error::PeersFailed {
+            group: self.name.clone(),
+            action,
+            failures,
+        };
+        // The error names the key; the event names only the peers (the
+        // change's span shows the key as `key_in_traces` says).
+        let peers: Vec<String> = error
+            .failed_peers()
+            .iter()
+            .map(|f| format!("{} ({})", f.peer, f.reason))
+            .collect();
+        tracing::warn!(group = %self.name, failed = %Escaped(peers.join("; ")), "change not applied everywhere");
+        Err(error)
+    }
+
+    /// Starts the task delivering the hints (when a tokio runtime runs).
+    fn start_delivery(self: &Arc<Self>) {
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn(deliver(Arc::downgrade(self)))),
+            Err(_) => self.hints.stopped(),
+        }
+    }
+
+    fn is_peer(&self, id: &str) -> bool {
+        self.others().iter().any(|peer| peer.id() == id)
+    }
+}
+
+/// Sends the hints every [`RETRY_INTERVAL`] until none is left or the
+/// group is gone.
+async fn deliver(group: Weak<Inner>) {
+    loop {
+        tokio::time::sleep(RETRY_INTERVAL).await;
+        let Some(inner) = group.upgrade() else {
+            return;
+        };
+        let deliveries = inner.hints.to_deliver(|id| inner.is_peer(id));
+        if deliveries.is_empty() {
+            return;
+        }
+        let limit = Some(inner.change_timeout);
+        let name = &*inner.name;
+        let inner = &inner;
+        let sent = deliveries.iter().map(|delivery: &Delivery| async move {
+            let peer = &delivery.peer;
+            let call = if delivery.purge {
+                guard(peer.purge(name)).boxed()
+            } else {
+                guard(peer.remove(name, &delivery.keys)).boxed()
+            };
+            let outcome = within(limit, call).await;
+            inner.hints.delivered(delivery, &outcome);
+        });
+        join_all(sent).await;
+    }
+}
