@@ -156,6 +156,19 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub stale_if_error: Option<Duration>,
 
+    /// How long a set, remove or purge waits for a node that does not own
+    /// the key; past it the node is pending (named in the answer's
+    /// `peercache-pending` header) and the change is delivered when it
+    /// answers again. Keep it below --peer-timeout
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub change_timeout: Duration,
+
+    /// Serve a hot copy (another node's key, mirrored here) at most this
+    /// long, then ask its owner again: how long a node can serve a value
+    /// after a change it missed; 0 for no limit
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_wait)]
+    pub hot_max_age: Duration,
+
     /// Cache "not found" answers this long, e.g. 30s, so a missing key is
     /// asked of the origin once per window, cluster-wide [default: never]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]

@@ -28,7 +28,7 @@ use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use peercache::http::HttpPool;
 use peercache::http::LimitCounters;
-use peercache::{Error, Group, Node};
+use peercache::{Applied, Error, Group, Node};
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -334,9 +334,9 @@ async fn post(
         return text(StatusCode::NOT_FOUND, format!("no such group: {group}"));
     };
     match group.purge().await {
-        Ok(()) => text(
-            StatusCode::OK,
+        Ok(applied) => done(
             format!("purged group {:?} on every node", group.name()),
+            &applied,
         ),
         Err(error) => change_failed(&error),
     }
@@ -377,7 +377,7 @@ async fn set(group: &Group, key: &str, ttl: Option<&str>, body: Bytes) -> Respon
         body
     };
     match group.set(key, body, expiry).await {
-        Ok(()) => {
+        Ok(applied) => {
             let lasting = match expiry
                 .or_else(|| group.ttl().and_then(|t| SystemTime::now().checked_add(t)))
             {
@@ -389,10 +389,7 @@ async fn set(group: &Group, key: &str, ttl: Option<&str>, body: Bytes) -> Respon
                 ),
                 None => String::new(),
             };
-            text(
-                StatusCode::OK,
-                format!("stored {key:?}{lasting} on every node"),
-            )
+            done(format!("stored {key:?}{lasting} on every node"), &applied)
         }
         Err(error) => change_failed(&error),
     }
@@ -400,15 +397,39 @@ async fn set(group: &Group, key: &str, ttl: Option<&str>, body: Bytes) -> Respon
 
 async fn remove(group: &Group, key: &str) -> Response {
     match group.remove(key).await {
-        Ok(()) => text(
-            StatusCode::OK,
+        Ok(applied) => done(
             format!("removed {key:?} from every node; the next get loads it again"),
+            &applied,
         ),
         Err(error) => change_failed(&error),
     }
 }
 
-/// 502: a change did not reach every peer (the error names them).
+/// 200 for a change the owner and every reachable node carried out. The
+/// nodes that did not answer within the change timeout are named in the
+/// text and in `peercache-pending` (comma-separated base URLs): the change
+/// is kept for them and delivered when they answer again, so the client has
+/// nothing to retry.
+fn done(message: String, applied: &Applied) -> Response {
+    if applied.pending().is_empty() {
+        return text(StatusCode::OK, message);
+    }
+    let pending = applied.pending().join(",");
+    let mut response = text(
+        StatusCode::OK,
+        format!("{message} but {pending}, which did not answer in time: kept for them, delivered when they answer again"),
+    );
+    if let Ok(value) = header::HeaderValue::from_str(&pending) {
+        response.headers_mut().insert(PENDING, value);
+    }
+    response
+}
+
+/// The header naming the nodes a change is pending at.
+const PENDING: header::HeaderName = header::HeaderName::from_static("peercache-pending");
+
+/// 502: a change did not reach the owner, or a node refused it (the error
+/// names them).
 /// (The library has logged which peers failed.)
 fn change_failed(error: &Error) -> Response {
     text(StatusCode::BAD_GATEWAY, error.to_string())

@@ -110,6 +110,10 @@ pub struct GroupDefaults {
     pub cache_not_found: Option<Duration>,
     /// `--trace-keys`.
     pub key_in_traces: KeyInTraces,
+    /// `--change-timeout`.
+    pub change_timeout: Duration,
+    /// `--hot-max-age`.
+    pub hot_max_age: Duration,
 }
 
 impl GroupDefaults {
@@ -118,7 +122,9 @@ impl GroupDefaults {
         let mut builder = node
             .group_builder(name)
             .cache_bytes(self.cache_bytes)
-            .key_in_traces(self.key_in_traces);
+            .key_in_traces(self.key_in_traces)
+            .change_timeout(self.change_timeout)
+            .hot_max_age(self.hot_max_age);
         if let Some(ttl) = self.ttl {
             builder = builder.ttl(ttl);
         }
@@ -263,6 +269,8 @@ impl Plan {
                 stale_if_error: args.stale_if_error,
                 cache_not_found: args.cache_not_found,
                 key_in_traces: args.trace_keys.into(),
+                change_timeout: args.change_timeout,
+                hot_max_age: args.hot_max_age,
             },
             warnings,
         })

@@ -139,6 +139,18 @@ fn the_status_page_shows_what_stats_says() {
             "{field}"
         );
     }
+    assert_eq!(
+        shown(&dom, "group:colors:hints"),
+        format!(
+            "{} / {}",
+            group["hints_pending"].as_u64().unwrap(),
+            group["hints_delivered"].as_u64().unwrap()
+        )
+    );
+    assert_eq!(
+        shown(&dom, "group:colors:hot_aged"),
+        group["hot_cache"]["aged"].as_u64().unwrap().to_string()
+    );
     let gets = group["gets"].as_u64().unwrap() as f64;
     let hits = group["cache_hits"].as_u64().unwrap() as f64;
     let ratio = percent(shown(&dom, "group:colors:hit_ratio"));

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use peercache::health::PeerStatus;
 use peercache::http::LimitStats;
-use peercache::GroupStats;
+use peercache::{GroupStats, PendingHints};
 use serde::{Deserialize, Serialize};
 
 /// One member's share of the keys.
@@ -41,11 +41,40 @@ pub struct Stats {
     /// off, loopback only, rate limit) since it started.
     #[serde(default)]
     pub front: AccessStats,
+    /// Changes waiting for peers that did not answer them, per group and
+    /// peer (README "Updating and removing keys").
+    #[serde(default)]
+    pub hints: Vec<GroupHints>,
+}
+
+/// The changes of one group waiting for one peer.
+#[derive(Serialize, Deserialize)]
+pub struct GroupHints {
+    /// The group.
+    pub group: String,
+    /// The peer and what waits for it.
+    #[serde(flatten)]
+    pub pending: PendingHints,
 }
 
 pub(super) async fn stats(State(front): State<Front>) -> Json<Stats> {
     let mut groups = front.node.stats();
     groups.sort_by(|a, b| a.name.cmp(&b.name));
+    let hints = groups
+        .iter()
+        .filter(|g| g.hints_pending > 0)
+        .filter_map(|g| front.node.group(&g.name))
+        .flat_map(|group| {
+            let name = group.name().to_owned();
+            group
+                .pending_hints()
+                .into_iter()
+                .map(move |pending| GroupHints {
+                    group: name.clone(),
+                    pending,
+                })
+        })
+        .collect();
     Json(Stats {
         self_url: front.pool.self_url().to_owned(),
         peers: front.pool.peer_status(),
@@ -58,6 +87,7 @@ pub(super) async fn stats(State(front): State<Front>) -> Json<Stats> {
             .collect(),
         limits: front.limits.snapshot(),
         front: front.access.stats(),
+        hints,
     })
 }
 

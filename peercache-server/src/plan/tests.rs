@@ -465,6 +465,10 @@ fn groups_get_the_flags_settings() {
             "10s",
             "--origin-breaker",
             "5",
+            "--change-timeout",
+            "300ms",
+            "--hot-max-age",
+            "0",
         ],
         "127.0.0.1:8080",
     )
@@ -483,6 +487,8 @@ fn groups_get_the_flags_settings() {
             stale_if_error: Some(Duration::from_secs(3600)),
             cache_not_found: Some(Duration::from_secs(10)),
             key_in_traces: KeyInTraces::Hashed,
+            change_timeout: Duration::from_millis(300),
+            hot_max_age: Duration::ZERO,
         }
     );
 }

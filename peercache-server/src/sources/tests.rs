@@ -453,5 +453,7 @@ fn flags_defaults(
         stale_if_error: None,
         cache_not_found: None,
         key_in_traces: peercache::KeyInTraces::Plain,
+        change_timeout: peercache::DEFAULT_CHANGE_TIMEOUT,
+        hot_max_age: peercache::DEFAULT_HOT_MAX_AGE,
     }
 }
