@@ -151,6 +151,24 @@ pub trait Peer: Send + Sync + 'static {
 
     /// Empties the peer's caches of `group`.
     fn purge<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<(), PeerError>>;
+
+    /// Delivers changes the peer missed (hinted handoff, README "Updating
+    /// and removing keys"): `keys` of `group` to drop, or, for `None`, a
+    /// purge of `group`. A group calls it about every 200 ms while changes
+    /// wait for the peer, including while the transport holds the peer out
+    /// of its ring; a transport that sends nothing to such peers should
+    /// send this all the same, so that the delivery doubles as a probe.
+    /// The default calls [`Peer::remove`] or [`Peer::purge`].
+    fn deliver_hints<'a>(
+        &'a self,
+        group: &'a str,
+        keys: Option<&'a [String]>,
+    ) -> BoxFuture<'a, Result<(), PeerError>> {
+        match keys {
+            Some(keys) => self.remove(group, keys),
+            None => self.purge(group),
+        }
+    }
 }
 
 /// Chooses the owner of a key.

@@ -20,6 +20,18 @@
 //! and a delivery or a later change clears only the hints no newer than
 //! itself.
 //!
+//! Hints to several peers land in any order, so a peer that got its hint
+//! may fetch the key again, before another's lands, from a peer that still
+//! holds the old value (a key's owner, or the node that owned it on one
+//! side of a partition), and keep that copy. So once no hint of a key
+//! waits anywhere, the key's copies are dropped once more, here and at
+//! every peer but its owner (a second round, as a purge has two; the owner
+//! is spared, or a value set since would be lost): by then no node holds
+//! the old value to refill from. The second round's own misses become
+//! hints that start no further round. A purge has no second round (it
+//! would empty the owners too, and drop what was set since): a copy
+//! refilled while its hints land lives at most the hot copies' maximum age.
+//!
 //! Bounded per peer ([`HintLimits`]): past the bound, the peer's hints
 //! collapse into one purge of its copies of the group. Hints live in this
 //! node's memory: they survive the peer's restart (a restarted peer is
@@ -68,14 +80,31 @@ pub struct PendingHints {
     pub waiting_ms: u64,
 }
 
+/// Which round of a change a hint belongs to: the change itself, or the
+/// second round after every hint of its keys landed (which starts no
+/// further round).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Round {
+    First,
+    Second,
+}
+
 /// What one delivery sends to a peer.
 pub(super) struct Delivery {
     pub peer: Arc<dyn Peer>,
-    /// A purge (then `keys` is empty: the purge covers them).
-    pub purge: bool,
+    /// A purge (then `keys` is empty: the purge covers them), and whether
+    /// it is of the first round.
+    pub purge: Option<Round>,
     pub keys: Vec<String>,
+    /// The keys of the first round among `keys`.
+    first: Vec<String>,
     /// The newest hint it covers.
     pub generation: u64,
+}
+
+/// The keys whose copies the second round drops.
+pub(super) struct SecondRound {
+    pub keys: Vec<String>,
 }
 
 /// The hints of one group, for every peer.
@@ -92,16 +121,35 @@ struct State {
     delivering: bool,
     delivered: u64,
     collapsed: u64,
+    /// Keys whose every first-round hint landed, for the second round.
+    second: Vec<String>,
 }
 
 struct Pending {
     peer: Arc<dyn Peer>,
-    /// Each key with the generation of its newest hint.
-    keys: HashMap<String, u64>,
+    /// Each key with the generation and round of its newest hint.
+    keys: HashMap<String, (u64, Round)>,
     bytes: usize,
-    /// The generation of a pending purge.
-    purge: Option<u64>,
+    /// The generation and round of a pending purge.
+    purge: Option<(u64, Round)>,
     since: Instant,
+}
+
+impl Pending {
+    /// Whether a first-round hint of `key` (or a purge) waits here.
+    fn waits_first(&self, key: Option<&str>) -> bool {
+        self.purge.is_some_and(|(_, r)| r == Round::First)
+            || key.is_some_and(|k| self.keys.get(k).is_some_and(|(_, r)| *r == Round::First))
+    }
+}
+
+/// The round of a hint that merges two: the first if either is.
+fn merged(a: Round, b: Round) -> Round {
+    if a == Round::First || b == Round::First {
+        Round::First
+    } else {
+        Round::Second
+    }
 }
 
 impl Hints {
@@ -121,9 +169,9 @@ impl Hints {
         self.state().generation
     }
 
-    /// Keeps `keys` to drop at `peer`, or a purge when `keys` is `None`.
-    /// Returns whether the delivery task must be started.
-    pub(super) fn keep(&self, peer: &Arc<dyn Peer>, keys: Option<&[String]>) -> bool {
+    /// Keeps `keys` to drop at `peer`, or a purge when `keys` is `None`,
+    /// for `round`. Returns whether the delivery task must be started.
+    pub(super) fn keep(&self, peer: &Arc<dyn Peer>, keys: Option<&[String]>, round: Round) -> bool {
         let limits = self.limits;
         let mut state = self.state();
         state.generation += 1;
@@ -142,8 +190,12 @@ impl Hints {
             None => true,
             Some(keys) => {
                 for key in keys {
-                    if pending.keys.insert(key.clone(), generation).is_none() {
-                        pending.bytes += key.len();
+                    match pending.keys.get_mut(key) {
+                        Some(hint) => *hint = (generation, merged(hint.1, round)),
+                        None => {
+                            pending.keys.insert(key.clone(), (generation, round));
+                            pending.bytes += key.len();
+                        }
                     }
                 }
                 pending.keys.len() > limits.max_keys || pending.bytes > limits.max_bytes
@@ -152,9 +204,14 @@ impl Hints {
         let mut collapsed = false;
         if collapse {
             collapsed = keys.is_some();
+            let any_first = pending.keys.values().any(|(_, r)| *r == Round::First);
+            let mut purge_round = if any_first { Round::First } else { round };
+            if let Some((_, r)) = pending.purge {
+                purge_round = merged(purge_round, r);
+            }
             pending.keys.clear();
             pending.bytes = 0;
-            pending.purge = Some(generation);
+            pending.purge = Some((generation, purge_round));
         }
         state.collapsed += u64::from(collapsed);
         if collapsed {
@@ -178,16 +235,16 @@ impl Hints {
         match keys {
             Some(keys) => {
                 for key in keys {
-                    if pending.keys.get(key).is_some_and(|&g| g <= generation) {
+                    if pending.keys.get(key).is_some_and(|&(g, _)| g <= generation) {
                         pending.keys.remove(key);
                         pending.bytes -= key.len();
                     }
                 }
             }
             None => {
-                pending.keys.retain(|_, g| *g > generation);
+                pending.keys.retain(|_, (g, _)| *g > generation);
                 pending.bytes = pending.keys.keys().map(String::len).sum();
-                pending.purge = pending.purge.filter(|&g| g > generation);
+                pending.purge = pending.purge.filter(|&(g, _)| g > generation);
             }
         }
         if pending.keys.is_empty() && pending.purge.is_none() {
@@ -197,7 +254,7 @@ impl Hints {
 
     /// What to send now, one delivery per peer with hints; drops the hints
     /// of peers that left the cluster (`is_member` says). Marks the
-    /// delivery task stopped when nothing is left.
+    /// delivery task stopped when nothing is left to send, in either round.
     pub(super) fn to_deliver(&self, is_member: impl Fn(&str) -> bool) -> Vec<Delivery> {
         let mut state = self.state();
         state.peers.retain(|id, _| is_member(id));
@@ -205,17 +262,31 @@ impl Hints {
         let deliveries: Vec<Delivery> = state
             .peers
             .values()
-            .map(|pending| Delivery {
-                peer: Arc::clone(&pending.peer),
-                purge: pending.purge.is_some(),
-                keys: match pending.purge {
+            .map(|pending| {
+                let keys: Vec<String> = match pending.purge {
                     Some(_) => Vec::new(),
                     None => pending.keys.keys().cloned().collect(),
-                },
-                generation,
+                };
+                let first = keys
+                    .iter()
+                    .filter(|k| {
+                        pending
+                            .keys
+                            .get(*k)
+                            .is_some_and(|(_, r)| *r == Round::First)
+                    })
+                    .cloned()
+                    .collect();
+                Delivery {
+                    peer: Arc::clone(&pending.peer),
+                    purge: pending.purge.map(|(_, r)| r),
+                    keys,
+                    first,
+                    generation,
+                }
             })
             .collect();
-        if deliveries.is_empty() {
+        if deliveries.is_empty() && state.second.is_empty() {
             state.delivering = false;
         }
         deliveries
@@ -228,28 +299,57 @@ impl Hints {
 
     /// The outcome of a delivery.
     pub(super) fn delivered(&self, delivery: &Delivery, outcome: &Result<(), PeerError>) {
+        let id = delivery.peer.id();
         match outcome {
             Ok(()) => {
-                let keys = (!delivery.purge).then_some(delivery.keys.as_slice());
-                let count = if delivery.purge {
+                let keys = delivery.purge.is_none().then_some(delivery.keys.as_slice());
+                let count = if delivery.purge.is_some() {
                     1
                 } else {
                     delivery.keys.len()
                 };
-                self.superseded(delivery.peer.id(), keys, delivery.generation);
-                self.state().delivered += count as u64;
+                self.superseded(id, keys, delivery.generation);
+                let mut state = self.state();
+                state.delivered += count as u64;
+                self.queue_second_round(&mut state, delivery);
             }
             Err(error) if !error.is_unreachable() => {
                 // The peer answers but refuses: it would refuse forever.
                 tracing::warn!(
-                    peer = %crate::trace::Escaped(delivery.peer.id()),
+                    peer = %crate::trace::Escaped(id),
                     reason = %crate::trace::Escaped(error.reason()),
                     "a peer refused the changes kept for it; dropping them"
                 );
-                self.superseded(delivery.peer.id(), None, delivery.generation);
+                self.superseded(id, None, delivery.generation);
             }
             Err(_) => {}
         }
+    }
+
+    /// Queues for the second round the first-round keys of a delivery that
+    /// landed, once no first-round hint of them (or purge) waits at any
+    /// peer. Past [`HintLimits::max_keys`] keys, the round is skipped.
+    fn queue_second_round(&self, state: &mut State, delivery: &Delivery) {
+        for key in &delivery.first {
+            if !state.peers.values().any(|p| p.waits_first(Some(key))) {
+                state.second.push(key.clone());
+            }
+        }
+        if state.second.len() > self.limits.max_keys {
+            state.second.clear();
+        }
+    }
+
+    /// The keys the second round drops now, if any.
+    pub(super) fn take_second_round(&self) -> Option<SecondRound> {
+        let mut state = self.state();
+        if state.second.is_empty() {
+            return None;
+        }
+        let mut keys = std::mem::take(&mut state.second);
+        keys.sort_unstable();
+        keys.dedup();
+        Some(SecondRound { keys })
     }
 
     /// The hints waiting, per peer, and the counts of hints delivered and

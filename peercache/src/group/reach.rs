@@ -11,7 +11,7 @@
 //! did not reach is *pending*: the change is kept for it and delivered
 //! when it answers again.
 
-use super::hints::{Delivery, RETRY_INTERVAL};
+use super::hints::{Delivery, Round, SecondRound, RETRY_INTERVAL};
 use super::Inner;
 use crate::error::{Applied, Error, PeerFailure};
 use crate::flight::panic_message;
@@ -95,6 +95,18 @@ impl Inner {
         limit: Option<Duration>,
         owner: bool,
     ) -> Option<PeerFailure> {
+        self.send_in(Round::First, peer, change, limit, owner).await
+    }
+
+    /// [`Inner::send`], for a change of `round`.
+    async fn send_in(
+        self: &Arc<Self>,
+        round: Round,
+        peer: &Arc<dyn Peer>,
+        change: Change<'_>,
+        limit: Option<Duration>,
+        owner: bool,
+    ) -> Option<PeerFailure> {
         let generation = self.hints.generation();
         let name = &*self.name;
         let call = guard(match change {
@@ -111,7 +123,7 @@ impl Inner {
             }
             Err(error) => {
                 let pending = error.is_unreachable();
-                if pending && self.hints.keep(peer, drops.as_deref()) {
+                if pending && self.hints.keep(peer, drops.as_deref(), round) {
                     self.start_delivery();
                 }
                 Some(PeerFailure {
@@ -255,6 +267,43 @@ impl Inner {
         Err(error)
     }
 
+    /// The second round of hints (`hints.rs`): drops the copies of the
+    /// keys once more, here and at every peer but each key's owner.
+    async fn second_round(self: &Arc<Self>, second: SecondRound) {
+        let owner = |key: &str| {
+            (self.picker.as_ref())
+                .and_then(|p| p.pick(key))
+                .map(|peer| peer.id().to_owned())
+        };
+        let owners: Vec<Option<String>> = second.keys.iter().map(|k| owner(k)).collect();
+        let not_owned_by = |id: Option<&str>| -> Vec<String> {
+            (second.keys.iter().zip(&owners))
+                .filter(|(_, owner)| owner.as_deref() != id)
+                .map(|(key, _)| key.clone())
+                .collect()
+        };
+        self.remove_here(&not_owned_by(None));
+        tracing::debug!(
+            group = %self.name,
+            keys = second.keys.len(),
+            "every hint of these keys landed: dropping their copies once more"
+        );
+        let limit = Some(self.change_timeout);
+        let sends: Vec<(Arc<dyn Peer>, Vec<String>)> = self
+            .others()
+            .into_iter()
+            .map(|peer| {
+                let keys = not_owned_by(Some(peer.id()));
+                (peer, keys)
+            })
+            .filter(|(_, keys)| !keys.is_empty())
+            .collect();
+        let sent = sends.iter().map(|(peer, keys)| {
+            self.send_in(Round::Second, peer, Change::Remove(keys), limit, false)
+        });
+        join_all(sent).await;
+    }
+
     /// Starts the task delivering the hints (when a tokio runtime runs).
     fn start_delivery(self: &Arc<Self>) {
         match tokio::runtime::Handle::try_current() {
@@ -277,22 +326,22 @@ async fn deliver(group: Weak<Inner>) {
             return;
         };
         let deliveries = inner.hints.to_deliver(|id| inner.is_peer(id));
-        if deliveries.is_empty() {
-            return;
-        }
         let limit = Some(inner.change_timeout);
         let name = &*inner.name;
-        let inner = &inner;
+        let hints = &inner.hints;
         let sent = deliveries.iter().map(|delivery: &Delivery| async move {
-            let peer = &delivery.peer;
-            let call = if delivery.purge {
-                guard(peer.purge(name)).boxed()
-            } else {
-                guard(peer.remove(name, &delivery.keys)).boxed()
-            };
+            let keys = delivery.purge.is_none().then_some(delivery.keys.as_slice());
+            let call = guard(delivery.peer.deliver_hints(name, keys));
             let outcome = within(limit, call).await;
-            inner.hints.delivered(delivery, &outcome);
+            hints.delivered(delivery, &outcome);
         });
         join_all(sent).await;
+        // At once: a node refilled from a peer whose hint landed last must
+        // not keep that copy longer than it takes.
+        match inner.hints.take_second_round() {
+            Some(second) => inner.second_round(second).await,
+            None if deliveries.is_empty() => return,
+            None => {}
+        }
     }
 }

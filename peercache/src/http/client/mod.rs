@@ -49,7 +49,8 @@ use crate::health::{PeerHealth, Transition};
 use crate::http::auth::PeerAuth;
 use crate::http::body::{kept_slice, read_whole};
 use crate::http::options::HttpOptions;
-use crate::http::protocol::{Encoded, PeerRequest, Reply, PROTOBUF_CONTENT_TYPE};
+use crate::http::protocol::{deadline_after, Encoded, PeerRequest, Reply};
+use crate::http::protocol::{DEADLINE_HEADER, PROTOBUF_CONTENT_TYPE};
 use crate::loader::{BoxFuture, LoadError};
 use crate::peers::{FetchError, Peer, PeerError};
 use crate::proto::GetResponse;
@@ -176,6 +177,10 @@ impl HttpPeer {
             auth.sign(method.as_str(), &self.id, &url[self.base_url_len..], body)
         });
         let mut request = Request::new(Full::new(Bytes::new()));
+        if method == Method::PUT {
+            let deadline = deadline_after(self.timeout);
+            request.headers_mut().insert(DEADLINE_HEADER, deadline);
+        }
         *request.method_mut() = method;
         *request.uri_mut() = uri;
         let headers = request.headers_mut();
@@ -304,9 +309,15 @@ impl HttpPeer {
         FetchError::Unavailable(format!("peer {}: {reason}", self.id))
     }
 
-    /// Sends a change; `Ok` only for a 200 that is not a get's answer.
-    async fn change(&self, request: PeerRequest<'_>) -> Result<(), ChangeError> {
-        if !self.health.is_up() {
+    /// Sends a change; `Ok` only for a 200 that is not a get's answer. A
+    /// peer out of the ring is not asked, unless `even_if_down` (a hint's
+    /// delivery, which doubles as a probe).
+    async fn change(
+        &self,
+        request: PeerRequest<'_>,
+        even_if_down: bool,
+    ) -> Result<(), ChangeError> {
+        if !even_if_down && !self.health.is_up() {
             let status = self.health.status(&self.id);
             return Err(ChangeError::Unreachable(format!(
                 "out of the ring after {} failures in a row (last: {}); not sent",
@@ -345,22 +356,33 @@ impl HttpPeer {
 
     /// Removes `keys` on the peer, at most [`REMOVE_KEYS_PER_REQUEST`] per
     /// request (all requests at once).
-    async fn remove_keys(&self, group: &str, keys: &[String]) -> Result<(), ChangeError> {
+    async fn remove_keys(
+        &self,
+        group: &str,
+        keys: &[String],
+        even_if_down: bool,
+    ) -> Result<(), ChangeError> {
         if keys.len() > REMOVE_KEYS_PER_REQUEST {
             let chunks = keys
                 .chunks(REMOVE_KEYS_PER_REQUEST)
-                .map(|chunk| self.remove_chunk(group, chunk));
+                .map(|chunk| self.remove_chunk(group, chunk, even_if_down));
             return join_all(chunks).await.into_iter().collect();
         }
-        self.remove_chunk(group, keys).await
+        self.remove_chunk(group, keys, even_if_down).await
     }
 
-    async fn remove_chunk(&self, group: &str, keys: &[String]) -> Result<(), ChangeError> {
+    async fn remove_chunk(
+        &self,
+        group: &str,
+        keys: &[String],
+        even_if_down: bool,
+    ) -> Result<(), ChangeError> {
         let remove = |key: &str| {
-            self.change(PeerRequest::Remove {
+            let request = PeerRequest::Remove {
                 group: group.into(),
                 key: key.to_owned().into(),
-            })
+            };
+            self.change(request, even_if_down)
         };
         if let [key] = keys {
             return remove(key).await;
@@ -369,7 +391,7 @@ impl HttpPeer {
             group: group.into(),
             keys: keys.into(),
         };
-        match self.change(request).await {
+        match self.change(request, even_if_down).await {
             // A peer without `_remove-keys` (mailgun v2): one DELETE per key.
             Err(ChangeError::NotUnderstood(_)) => join_all(keys.iter().map(|key| remove(key)))
                 .await
@@ -438,7 +460,7 @@ impl Peer for HttpPeer {
         group: &'a str,
         keys: &'a [String],
     ) -> BoxFuture<'a, Result<(), PeerError>> {
-        Box::pin(async move { Ok(self.remove_keys(group, keys).await?) })
+        Box::pin(async move { Ok(self.remove_keys(group, keys, false).await?) })
     }
 
     fn set<'a>(
@@ -453,7 +475,7 @@ impl Peer for HttpPeer {
                 key: key.into(),
                 value: value.clone(),
             };
-            Ok(self.change(request).await?)
+            Ok(self.change(request, false).await?)
         })
     }
 
@@ -462,7 +484,28 @@ impl Peer for HttpPeer {
             let request = PeerRequest::Purge {
                 group: group.into(),
             };
-            Ok(self.change(request).await?)
+            Ok(self.change(request, false).await?)
+        })
+    }
+
+    /// Sent also while the peer is out of the ring: a delivery that gets
+    /// an answer puts the peer back (as a probe would), within one
+    /// delivery interval of its return rather than at the next probe.
+    fn deliver_hints<'a>(
+        &'a self,
+        group: &'a str,
+        keys: Option<&'a [String]>,
+    ) -> BoxFuture<'a, Result<(), PeerError>> {
+        Box::pin(async move {
+            match keys {
+                Some(keys) => Ok(self.remove_keys(group, keys, true).await?),
+                None => {
+                    let request = PeerRequest::Purge {
+                        group: group.into(),
+                    };
+                    Ok(self.change(request, true).await?)
+                }
+            }
         })
     }
 }

@@ -1,11 +1,14 @@
 //! What both sides of the peer protocol share, so that neither imports the
 //! other: the one request type, encoded by the client and parsed by the
 //! server (`request.rs`); the one table of answers, written by the server
-//! and read by the client (`reply.rs`); and the names on the wire.
+//! and read by the client (`reply.rs`); a set's deadline (`deadline.rs`);
+//! and the names on the wire.
 
+mod deadline;
 mod reply;
 mod request;
 
+pub(crate) use deadline::{deadline_after, past_deadline, DEADLINE_HEADER};
 pub(crate) use reply::Reply;
 pub(crate) use request::{Encoded, Head, Parsing, PeerRequest};
 

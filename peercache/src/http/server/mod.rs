@@ -26,7 +26,7 @@ pub use serve::{serve, serve_with_shutdown, Server, SHUTDOWN_GRACE};
 use crate::http::auth::{AuthError, PeerAuth};
 use crate::http::body::{read_whole, PeerBody};
 use crate::http::options::HttpOptions;
-use crate::http::protocol::{clipped, PEERCACHE_FEATURES, PEERCACHE_HEADER};
+use crate::http::protocol::{clipped, past_deadline, PEERCACHE_FEATURES, PEERCACHE_HEADER};
 use crate::http::protocol::{Head, Parsing, PeerRequest, Reply};
 use crate::proto::{encode_get_many_response, encode_get_response, get_response_parts, ItemRef};
 use crate::{Error, Node, ServedGroup};
@@ -262,10 +262,13 @@ impl ServiceInner {
                 group.remove(&keys);
                 Reply::Done
             }
-            Ok(PeerRequest::Set { key, value, .. }) => {
-                group.set(&key, value);
-                Reply::Done
-            }
+            Ok(PeerRequest::Set { key, value, .. }) => match past_deadline(&parts.headers) {
+                Some(late) => Reply::Timeout(late),
+                None => {
+                    group.set(&key, value);
+                    Reply::Done
+                }
+            },
             Ok(PeerRequest::Purge { .. }) => {
                 group.purge();
                 Reply::Done
