@@ -214,6 +214,26 @@ impl Inner {
         failures
     }
 
+    /// Drops `key` at every peer (this node, its owner, stored it): the
+    /// second half of a set whose writer does not do it
+    /// ([`crate::ServedGroup::set_and_drop_copies`]).
+    pub(super) async fn drop_copies_elsewhere(self: &Arc<Self>, key: String) {
+        let keys = [key];
+        let limit = Some(self.change_timeout);
+        let peers = self.others();
+        let sent = peers
+            .iter()
+            .map(|peer| self.send(peer, Change::Remove(&keys), limit, false));
+        let failures: Vec<PeerFailure> = join_all(sent).await.into_iter().flatten().collect();
+        if !failures.is_empty() {
+            let action = format!(
+                "drop of the copies of key {:?} set by a writer that does not drop them",
+                keys[0]
+            );
+            let _ = self.outcome(action, failures);
+        }
+    }
+
     /// Empties the group here and at every peer, twice over (a hot copy
     /// refilled from a peer not purged yet is purged by the second round);
     /// a peer not reached in the first round is not asked again.

@@ -108,6 +108,23 @@ impl ServedGroup {
         self.inner.set_here(key, value);
     }
 
+    /// [`ServedGroup::set`], then drops every other node's copy of `key`,
+    /// as [`crate::Group::set`] does after storing at the owner (waiting at
+    /// most the change timeout for each node, keeping hints for the ones
+    /// not reached). For a set from a writer that does not drop the copies
+    /// itself: mailgun/groupcache and groupcache-go send their set to the
+    /// owner only, so without this the other nodes would keep serving their
+    /// old copies. Runs in the background (inside a tokio runtime; without
+    /// one, only the set is made).
+    pub fn set_and_drop_copies(&self, key: &str, value: Value) {
+        self.inner.set_here(key, value);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let inner = Arc::clone(&self.inner);
+            let key = key.to_owned();
+            runtime.spawn(async move { inner.drop_copies_elsewhere(key).await });
+        }
+    }
+
     /// Empties this node's caches of the group: a peer's purge request.
     pub fn purge(&self) {
         self.inner.purge_here();

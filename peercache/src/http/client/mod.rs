@@ -50,7 +50,7 @@ use crate::http::auth::PeerAuth;
 use crate::http::body::{kept_slice, read_whole};
 use crate::http::options::HttpOptions;
 use crate::http::protocol::{deadline_after, Encoded, PeerRequest, Reply};
-use crate::http::protocol::{DEADLINE_HEADER, PROTOBUF_CONTENT_TYPE};
+use crate::http::protocol::{DEADLINE_HEADER, PROTOBUF_CONTENT_TYPE, WRITER_HEADER};
 use crate::loader::{BoxFuture, LoadError};
 use crate::peers::{FetchError, Peer, PeerError};
 use crate::proto::GetResponse;
@@ -179,7 +179,9 @@ impl HttpPeer {
         let mut request = Request::new(Full::new(Bytes::new()));
         if method == Method::PUT {
             let deadline = deadline_after(self.timeout);
-            request.headers_mut().insert(DEADLINE_HEADER, deadline);
+            let headers = request.headers_mut();
+            headers.insert(DEADLINE_HEADER, deadline);
+            headers.insert(WRITER_HEADER, HeaderValue::from_static("drops-copies"));
         }
         *request.method_mut() = method;
         *request.uri_mut() = uri;

@@ -41,6 +41,11 @@ pub const MAX_GET_MANY_KEYS: usize = 1000;
 /// for a get of a key); its value lists what the node takes.
 pub(crate) const PEERCACHE_HEADER: &str = "x-peercache";
 
+/// Header a peercache node sets on the sets (`PUT`) it sends: it drops the
+/// other nodes' copies itself, so the owner must not (it does for a set
+/// without it: mailgun and groupcache-go send theirs to the owner only).
+pub(crate) const WRITER_HEADER: &str = "x-peercache-writer";
+
 /// The value of [`PEERCACHE_HEADER`]: the requests beyond Go's.
 pub(crate) const PEERCACHE_FEATURES: &str = "get-many";
 

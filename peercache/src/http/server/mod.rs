@@ -26,6 +26,7 @@ pub use serve::{serve, serve_with_shutdown, Server, SHUTDOWN_GRACE};
 use crate::http::auth::{AuthError, PeerAuth};
 use crate::http::body::{read_whole, PeerBody};
 use crate::http::options::HttpOptions;
+use crate::http::protocol::WRITER_HEADER;
 use crate::http::protocol::{clipped, past_deadline, PEERCACHE_FEATURES, PEERCACHE_HEADER};
 use crate::http::protocol::{Head, Parsing, PeerRequest, Reply};
 use crate::proto::{encode_get_many_response, encode_get_response, get_response_parts, ItemRef};
@@ -264,8 +265,13 @@ impl ServiceInner {
             }
             Ok(PeerRequest::Set { key, value, .. }) => match past_deadline(&parts.headers) {
                 Some(late) => Reply::Timeout(late),
-                None => {
+                // A writer that is not peercache left the other copies.
+                None if parts.headers.contains_key(WRITER_HEADER) => {
                     group.set(&key, value);
+                    Reply::Done
+                }
+                None => {
+                    group.set_and_drop_copies(&key, value);
                     Reply::Done
                 }
             },
