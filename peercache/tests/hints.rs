@@ -200,6 +200,26 @@ async fn an_owner_not_reached_fails_the_change_and_still_gets_a_hint() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_owner_not_reached_is_kept_every_key_of_the_removal() {
+    // a owns one key and may hold a copy of the other: both wait for it.
+    let (group, [a, _, _]) = cluster(HintLimits::default());
+    a.set_mode(Mode::Down);
+    let keys = ["owned-by-a:k", "mine"];
+    assert!(group.remove_keys(keys).await.is_err());
+    assert_eq!(group.pending_hints()[0].keys, 2);
+    a.set_mode(Mode::Up);
+    until("the hint reaches a", || group.pending_hints().is_empty()).await;
+    until("the second round", || {
+        a.seen.lock().unwrap().removed.len() == 3
+    })
+    .await;
+    let mut removed = a.seen.lock().unwrap().removed.clone();
+    removed.sort();
+    // "mine" again in the second round; a owns the other: spared then.
+    assert_eq!(removed, ["mine", "mine", "owned-by-a:k"]);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_refusing_peer_fails_the_change_and_gets_no_hint() {
     let (group, [_, b, _]) = cluster(HintLimits::default());
     b.set_mode(Mode::Refusing);

@@ -64,6 +64,11 @@ struct Args {
     /// node answers both either way). Not in the Go node.
     #[arg(long)]
     http2: bool,
+    /// Serve a hot copy at most this long before asking its owner again
+    /// (Go syntax; 0: no limit) [default: the library's, 10s]. Not in the
+    /// Go node, whose hot copies have no age.
+    #[arg(long, value_parser = parse_duration)]
+    hot_max_age: Option<Duration>,
 }
 
 fn main() {
@@ -97,6 +102,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .group_builder(&args.group)
         .cache_bytes(args.cache_bytes)
         .hot_cache(hot)
+        .hot_max_age(args.hot_max_age.unwrap_or(peercache::DEFAULT_HOT_MAX_AGE))
         .build(batch_loader_fn(move |keys: Vec<String>| {
             let (counted, called) = (Arc::clone(&counted), Arc::clone(&called));
             async move {
@@ -232,6 +238,7 @@ fn stats(app: &AppInner) -> Response<PeerBody> {
         "server_batches": s.server_batches,
         "main_cache": cache_json(&s.main_cache),
         "hot_cache": cache_json(&s.hot_cache),
+        "hot_aged": s.hot_cache.aged,
     });
     Response::builder()
         .header(header::CONTENT_TYPE, "application/json")

@@ -58,8 +58,7 @@ pub fn network(n: usize) -> Option<Topology> {
 }
 
 fn make(n: usize) -> Result<Topology, String> {
-    // SAFETY: geteuid(2) has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !rustix::process::geteuid().is_root() {
         return Err("not root (network namespaces need CAP_SYS_ADMIN and CAP_NET_ADMIN)".into());
     }
     let want = match std::env::var(SPLIT_VAR).as_deref() {

@@ -12,7 +12,7 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -84,10 +84,9 @@ impl Tools {
     /// deletes its interfaces, and so the veth pairs with an end in it.
     pub fn delete_netns(&self, name: &str) -> Result<(), String> {
         if let Ok(pids) = self.ip(&["netns", "pids", name]) {
-            for pid in pids.split_whitespace().filter_map(|p| p.parse().ok()) {
-                // SAFETY: kill(2) with a pid read from the namespace; no
-                // memory is involved.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
+            let pids = pids.split_whitespace().filter_map(|p| p.parse().ok());
+            for pid in pids.filter_map(rustix::process::Pid::from_raw) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
             }
         }
         self.ip(&["netns", "delete", name]).map(drop)
@@ -163,17 +162,10 @@ fn run(program: &Path, args: &[&str]) -> Result<String, String> {
 pub fn enter(name: &str) -> Result<(), String> {
     let path = Path::new(NETNS_DIR).join(name);
     let handle = File::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    // SAFETY: setns(2) on a file descriptor that stays open for the call;
-    // CLONE_NEWNET changes only this thread's network namespace.
-    let rc = unsafe { libc::setns(handle.as_raw_fd(), libc::CLONE_NEWNET) };
-    match rc {
-        0 => Ok(()),
-        _ => Err(format!(
-            "setns({}) failed: {}",
-            path.display(),
-            std::io::Error::last_os_error()
-        )),
-    }
+    // CLONE_NEWNET moves only this thread's network namespace.
+    let network = Some(rustix::thread::LinkNameSpaceType::Network);
+    rustix::thread::move_into_link_name_space(handle.as_fd(), network)
+        .map_err(|e| format!("setns({}) failed: {e}", path.display()))
 }
 
 /// Runs `f` on a new thread inside namespace `ns`, and returns what it

@@ -279,7 +279,8 @@ impl Cache {
 
     /// Like [`Cache::get`], but an entry whose expiry is at or before
     /// `now()` (Unix nanoseconds) is dropped and counted as expired, not as a
-    /// hit. `now` is called only for entries that have an expiry.
+    /// hit. `now` is called only for entries that have an expiry, and for
+    /// hot entries when they have a maximum age ([`Cache::limit_hot_age`]).
     pub fn get_unexpired(&mut self, key: &str, now: &dyn Fn() -> i64) -> Option<Value> {
         self.lookup(key, now, Ask::Request)
     }

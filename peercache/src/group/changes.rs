@@ -209,7 +209,9 @@ impl Group {
     /// What a reader racing with a purge may see: a get that overlaps the
     /// purge may return a value cached before it, from any node; a get that
     /// starts after `purge` returned `Ok` returns a value loaded after the
-    /// purge began. Loads in flight during the purge finish for their
+    /// purge began, on every node but the pending ones
+    /// ([`Applied::pending`]: the purge is kept for them and delivered
+    /// when they answer). Loads in flight during the purge finish for their
     /// waiters but are not cached.
     ///
     /// ```

@@ -7,10 +7,13 @@
 //! lives. So the change is kept here, per peer, as the keys to drop (a set
 //! drops the other copies, so a set's hint is a remove too) or a purge of
 //! the group, and a background task sends it again every
-//! [`RETRY_INTERVAL`] until the peer takes it. A peer out of the ring is
-//! not sent anything by the transport until its health probe finds it
-//! answering, so the retries of a dead peer cost nothing on the network,
-//! and the hint lands within one interval of the peer's return.
+//! [`RETRY_INTERVAL`] (plus the time a round takes: a peer that does not
+//! answer holds it for the change timeout) through
+//! [`crate::Peer::deliver_hints`], until the peer takes it. The HTTP
+//! transport sends a delivery even to a peer out of its ring: one request
+//! at a time per peer and group (a refused connection costs nothing), and
+//! the first answer also puts the peer back in the ring, so the hint lands
+//! within about one interval of the peer's return.
 //!
 //! Only drops are kept, never values: dropping a copy is always safe (the
 //! next get asks the owner or the loader again), while storing an old
@@ -47,7 +50,8 @@ use std::time::{Duration, Instant};
 pub(super) const RETRY_INTERVAL: Duration = Duration::from_millis(200);
 
 /// How many changes may wait for one peer before they collapse into one
-/// purge of the group on that peer ([`crate::GroupBuilder::hint_limits`]).
+/// purge of the group on that peer ([`crate::GroupBuilder::hint_limits`]);
+/// `max_keys: 0` makes every missed change a purge there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HintLimits {
     /// Keys kept for one peer (default 10,000).

@@ -153,6 +153,20 @@ impl Inner {
             .values()
             .map(|(peer, owned)| self.send(peer, Change::Remove(owned), None, true));
         let mut failures: Vec<PeerFailure> = join_all(sent).await.into_iter().flatten().collect();
+        // An owner not reached may also hold copies of the other keys: its
+        // hint covers them too (it is not asked again in step 3).
+        for failure in failures.iter().filter(|f| f.pending) {
+            if let Some((peer, owned)) = by_owner.get(&*failure.peer) {
+                let rest: Vec<String> = keys
+                    .iter()
+                    .filter(|k| !owned.contains(k))
+                    .cloned()
+                    .collect();
+                if !rest.is_empty() && self.hints.keep(peer, Some(&rest), Round::First) {
+                    self.start_delivery();
+                }
+            }
+        }
         // Step 2: this node (the owner of the other keys).
         self.remove_here(&keys);
         // Step 3: every other peer, with the keys it was not sent as owner
@@ -337,9 +351,31 @@ impl Inner {
     }
 }
 
+/// Marks the delivery task stopped if it ends other than by finding
+/// nothing left (a panic, or its runtime shut down), so that the next hint
+/// starts another.
+struct Delivering {
+    group: Weak<Inner>,
+    /// Set when the task ends by finding nothing left (`to_deliver` then
+    /// marked it stopped).
+    done: bool,
+}
+
+impl Drop for Delivering {
+    fn drop(&mut self) {
+        if let (false, Some(inner)) = (self.done, self.group.upgrade()) {
+            inner.hints.stopped();
+        }
+    }
+}
+
 /// Sends the hints every [`RETRY_INTERVAL`] until none is left or the
 /// group is gone.
 async fn deliver(group: Weak<Inner>) {
+    let mut delivering = Delivering {
+        group: group.clone(),
+        done: false,
+    };
     loop {
         tokio::time::sleep(RETRY_INTERVAL).await;
         let Some(inner) = group.upgrade() else {
@@ -360,7 +396,11 @@ async fn deliver(group: Weak<Inner>) {
         // not keep that copy longer than it takes.
         match inner.hints.take_second_round() {
             Some(second) => inner.second_round(second).await,
-            None if deliveries.is_empty() => return,
+            None if deliveries.is_empty() => {
+                // `to_deliver` marked the task stopped.
+                delivering.done = true;
+                return;
+            }
             None => {}
         }
     }
