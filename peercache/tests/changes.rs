@@ -3,6 +3,9 @@
 //! v2 and groupcache-go v3), both as a peercache server reads them and as a
 //! peercache client sends them; and a failing peer leaving the ring.
 
+#[path = "wire/mod.rs"]
+mod wire;
+
 use peercache::http::{HttpOptions, HttpPool};
 use peercache::{loader_fn, Group, Node, PeerPicker, Value};
 use std::collections::HashMap;
@@ -121,12 +124,7 @@ impl Raw {
 
 /// A `SetRequest{group: "ref", key, value, expire: EXPIRE}`, hand-encoded.
 fn set_request(key: &str, value: &str) -> Vec<u8> {
-    let mut bytes = vec![0x0a, 3];
-    bytes.extend_from_slice(b"ref");
-    bytes.extend([0x12, key.len() as u8]);
-    bytes.extend_from_slice(key.as_bytes());
-    bytes.extend([0x1a, value.len() as u8]);
-    bytes.extend_from_slice(value.as_bytes());
+    let mut bytes = wire::set_request("ref", key, value);
     bytes.push(0x20);
     bytes.extend(EXPIRE_VARINT);
     bytes

@@ -5,24 +5,18 @@
 //! value after newer changes; without the header (Go and mailgun nodes) a
 //! set is stored as before.
 
+#[path = "wire/mod.rs"]
+mod wire;
+
 use peercache::http::{HttpOptions, HttpPool};
 use peercache::{loader_fn, CacheKind, Node};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// A mailgun `SetRequest` of `key` = `value` in group `g`.
-fn set_request(key: &str, value: &str) -> Vec<u8> {
-    let mut bytes = vec![0x0a, 1, b'g', 0x12, key.len() as u8];
-    bytes.extend_from_slice(key.as_bytes());
-    bytes.extend([0x1a, value.len() as u8]);
-    bytes.extend_from_slice(value.as_bytes());
-    bytes
-}
-
 /// `PUT` of `key` with an optional deadline header; the status line.
 async fn put(addr: std::net::SocketAddr, key: &str, deadline: Option<u128>) -> String {
-    let body = set_request(key, "new");
+    let body = wire::set_request("g", key, "new");
     let header = deadline.map_or(String::new(), |d| format!("x-peercache-deadline: {d}\r\n"));
     let head = format!(
         "PUT /_groupcache/g/{key} HTTP/1.1\r\nHost: {addr}\r\n{header}Content-Length: {}\r\nConnection: close\r\n\r\n",

@@ -6,6 +6,9 @@
 //! owner does not do it twice. Three HTTP nodes on 127.0.0.1; the sets are
 //! sent as raw requests shaped as mailgun's Go client sends them.
 
+#[path = "wire/mod.rs"]
+mod wire;
+
 use peercache::http::{HttpOptions, HttpPool};
 use peercache::{loader_fn, CacheKind, Group, HotCachePolicy, Node};
 use std::net::SocketAddr;
@@ -40,21 +43,10 @@ async fn cluster() -> Vec<(SocketAddr, Group, std::sync::Arc<HttpPool>)> {
     nodes
 }
 
-/// A `SetRequest` of `key` = `value` in group `ref`.
-fn set_request(key: &str, value: &str) -> Vec<u8> {
-    let mut bytes = vec![0x0a, 3];
-    bytes.extend_from_slice(b"ref");
-    bytes.extend([0x12, key.len() as u8]);
-    bytes.extend_from_slice(key.as_bytes());
-    bytes.extend([0x1a, value.len() as u8]);
-    bytes.extend_from_slice(value.as_bytes());
-    bytes
-}
-
 /// A set as mailgun's Go client sends it (`marked`: with peercache's
 /// writer header); the status line of the answer.
 async fn put(addr: SocketAddr, key: &str, value: &str, marked: bool) -> String {
-    let body = set_request(key, value);
+    let body = wire::set_request("ref", key, value);
     let mark = if marked {
         "x-peercache-writer: drops-copies\r\n"
     } else {

@@ -24,10 +24,9 @@
 //! and writers homed there go through the next node that is up.
 
 use super::store::{Store, GROUP};
-use crate::support::{KeepAlive, WAIT};
+use crate::support::KeepAlive;
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -356,17 +355,7 @@ fn change(
     target: &str,
     body: &[u8],
 ) -> std::io::Result<(u16, Option<String>, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, WAIT)?;
-    stream.set_read_timeout(Some(WAIT))?;
-    stream.set_write_timeout(Some(WAIT))?;
-    write!(
-        stream,
-        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )?;
-    stream.write_all(body)?;
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer)?;
+    let answer = crate::support::exchange(addr, method, target, body)?;
     let pending = String::from_utf8_lossy(&answer)
         .split("\r\n\r\n")
         .next()

@@ -266,6 +266,17 @@ pub fn request(
     target: &str,
     body: &[u8],
 ) -> std::io::Result<(u16, String)> {
+    parse_answer(&exchange(addr, method, target, body)?)
+}
+
+/// `method target` with `body` on a fresh connection: the whole answer,
+/// head and body, as it came.
+pub fn exchange(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    body: &[u8],
+) -> std::io::Result<Vec<u8>> {
     let mut stream = TcpStream::connect_timeout(&addr, WAIT)?;
     stream.set_read_timeout(Some(WAIT))?;
     stream.set_write_timeout(Some(WAIT))?;
@@ -277,7 +288,7 @@ pub fn request(
     stream.write_all(body)?;
     let mut answer = Vec::new();
     stream.read_to_end(&mut answer)?;
-    parse_answer(&answer)
+    Ok(answer)
 }
 
 /// Status and body of a whole HTTP/1.1 answer read to the end of its
