@@ -64,6 +64,12 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub failures_to_down: u32,
 
+    /// How long a peer that answers again waits before it is back in the
+    /// ring: time for the changes it missed to reach it first; keep it
+    /// above --change-timeout (0: at once)
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_wait)]
+    pub rejoin_delay: Duration,
+
     /// Default time-to-live of cached values, e.g. 30s, 10m [default: none,
     /// values live until evicted or removed]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -393,6 +399,7 @@ impl Args {
         };
         let health = HealthPolicy::builder()
             .failures_to_down(self.failures_to_down)
+            .rejoin_delay(self.rejoin_delay)
             .build()
             .map_err(ServerError::setting)?;
         base.to_builder()

@@ -71,6 +71,7 @@ pub struct HealthPolicy {
     failures_to_down: u32,
     probe_backoff_min: Duration,
     probe_backoff_max: Duration,
+    rejoin_delay: Duration,
 }
 
 impl Default for HealthPolicy {
@@ -79,6 +80,7 @@ impl Default for HealthPolicy {
             failures_to_down: 3,
             probe_backoff_min: Duration::from_millis(250),
             probe_backoff_max: Duration::from_secs(2),
+            rejoin_delay: Duration::from_secs(2),
         }
     }
 }
@@ -108,6 +110,12 @@ impl HealthPolicy {
     pub fn probe_backoff_max(&self) -> Duration {
         self.probe_backoff_max
     }
+
+    /// How long a peer that answers again waits before it is back in the
+    /// ring.
+    pub fn rejoin_delay(&self) -> Duration {
+        self.rejoin_delay
+    }
 }
 
 /// Builds a [`HealthPolicy`]; [`HealthPolicyBuilder::build`] checks it.
@@ -136,6 +144,18 @@ impl HealthPolicyBuilder {
     /// in the ring again at most this long (plus one probe) later.
     pub fn probe_backoff_max(mut self, wait: Duration) -> Self {
         self.policy.probe_backoff_max = wait;
+        self
+    }
+
+    /// How long a peer that answers again waits before the transport puts
+    /// it back in the ring (default 2 s; zero: at once). Meanwhile it is
+    /// sent changes but owns no keys: the changes it missed while it was
+    /// away (the hints the other nodes kept for it, sent about every
+    /// 200 ms, each waited for at most the change timeout, 1 s by default)
+    /// land before any node asks it for a key it may hold an old value of.
+    /// Keep it above the groups' change timeout.
+    pub fn rejoin_delay(mut self, delay: Duration) -> Self {
+        self.policy.rejoin_delay = delay;
         self
     }
 
@@ -172,6 +192,9 @@ pub enum PeerState {
     Up,
     /// Out of the ring, being probed.
     Down,
+    /// Answers again, and is back in the ring once the rejoin delay
+    /// ([`HealthPolicyBuilder::rejoin_delay`]) has passed.
+    Rejoining,
 }
 
 /// A snapshot of one peer's health.
@@ -339,6 +362,7 @@ mod tests {
             failures_to_down: 1,
             probe_backoff_min: Duration::from_millis(100),
             probe_backoff_max: Duration::from_millis(350),
+            ..HealthPolicy::default()
         };
         let health = PeerHealth::new(policy);
         health.failed("timeout");

@@ -227,6 +227,24 @@ impl Peer for InProcessPeer {
             Ok(())
         })
     }
+
+    fn drop_all_copies<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<(), PeerError>> {
+        Box::pin(async move {
+            self.group_at(group)?.drop_all_copies();
+            Ok(())
+        })
+    }
+
+    fn drop_copies<'a>(
+        &'a self,
+        group: &'a str,
+        keys: &'a [String],
+    ) -> BoxFuture<'a, Result<(), PeerError>> {
+        Box::pin(async move {
+            self.group_at(group)?.drop_copies(keys);
+            Ok(())
+        })
+    }
 }
 
 impl InProcessPeer {

@@ -152,6 +152,28 @@ pub trait Peer: Send + Sync + 'static {
     /// Empties the peer's caches of `group`.
     fn purge<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<(), PeerError>>;
 
+    /// Drops the peer's copies of `keys` of `group` that other nodes own
+    /// (its hot cache), not a value it owns: the second round of hinted
+    /// handoff, after the changes of `keys` reached every node. The default
+    /// calls [`Peer::remove`] (which also drops what the peer owns: safe,
+    /// at the cost of a load).
+    fn drop_copies<'a>(
+        &'a self,
+        group: &'a str,
+        keys: &'a [String],
+    ) -> BoxFuture<'a, Result<(), PeerError>> {
+        self.remove(group, keys)
+    }
+
+    /// Drops every copy the peer holds of other nodes' keys of `group` (its
+    /// hot cache): the second round after a purge reached every node. The
+    /// default does nothing (the copies then live at most the hot copies'
+    /// maximum age).
+    fn drop_all_copies<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<(), PeerError>> {
+        let _ = group;
+        Box::pin(async { Ok(()) })
+    }
+
     /// Delivers changes the peer missed (hinted handoff, README "Updating
     /// and removing keys"): `keys` of `group` to drop, or, for `None`, a
     /// purge of `group`. A group calls it about every 200 ms while changes
@@ -265,4 +287,15 @@ pub trait PeerPicker: Send + Sync + 'static {
     /// currently out of the ring because they failed): the nodes a remove,
     /// set or purge must reach.
     fn others(&self) -> Vec<Arc<dyn Peer>>;
+
+    /// Whether this node's view of the cluster changed lately (a peer went
+    /// down, came back, or the member list changed), so that other nodes
+    /// may still see it differently and disagree on who owns a key. Then a
+    /// change drops the other nodes' copies a second time once every node
+    /// took it (a node may have refilled its copy, during the change, from
+    /// the owner on its own ring before that owner took the change). The
+    /// default: never.
+    fn settling(&self) -> bool {
+        false
+    }
 }

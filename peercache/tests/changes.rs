@@ -33,10 +33,14 @@ struct TestNode {
 }
 
 async fn node() -> TestNode {
+    node_with(HttpOptions::default()).await
+}
+
+async fn node_with(options: HttpOptions) -> TestNode {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let url = format!("http://{addr}");
-    let pool = HttpPool::new(&url, HttpOptions::default()).unwrap();
+    let pool = HttpPool::new(&url, options).unwrap();
     let node = Node::with_picker(pool.clone());
     let loads = Arc::new(Mutex::new(HashMap::new()));
     let counted = Arc::clone(&loads);
@@ -293,8 +297,24 @@ fn keys_of(pool: &HttpPool, peer: &str, n: usize) -> Vec<String> {
 async fn a_client_sends_changes_as_mailgun_and_v3_do() {
     let golang = Arc::new(AtomicBool::new(false));
     let (peer, seen) = capture_peer(Arc::clone(&golang)).await;
-    let me = node().await;
+    // A view of the cluster that settles at once (no rejoin delay, probes
+    // 1 ms apart), so each change is exactly its requests: no second drop
+    // of copies (`PeerPicker::settling`).
+    let health = peercache::health::HealthPolicy::builder()
+        .probe_backoff_min(Duration::from_millis(1))
+        .probe_backoff_max(Duration::from_millis(1))
+        .rejoin_delay(Duration::ZERO)
+        .build()
+        .unwrap();
+    let me = node_with(HttpOptions::builder().health(health).build().unwrap()).await;
     me.pool.set_peers([me.url.as_str(), peer.as_str()]).unwrap();
+    tokio::time::timeout(WAIT, async {
+        while me.pool.settling() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the pool's view settles within 2 ms");
     let mut owned = keys_of(&me.pool, &peer, 2);
     owned.sort();
     let take = || std::mem::take(&mut *seen.lock().unwrap());

@@ -25,6 +25,10 @@ struct Seen {
     removed: Vec<String>,
     purges: u32,
     sets: Vec<String>,
+    /// Keys whose copies (not owned values) were dropped: the second round.
+    copies_dropped: Vec<String>,
+    /// Times every copy was dropped: the second round of a purge.
+    all_copies_dropped: u32,
 }
 
 struct Scripted {
@@ -91,11 +95,21 @@ impl Peer for Scripted {
     fn purge<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<(), PeerError>> {
         self.change(|seen| seen.purges += 1)
     }
+    fn drop_all_copies<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<(), PeerError>> {
+        self.change(|seen| seen.all_copies_dropped += 1)
+    }
+    fn drop_copies<'a>(
+        &'a self,
+        _: &'a str,
+        keys: &'a [String],
+    ) -> BoxFuture<'a, Result<(), PeerError>> {
+        self.change(move |seen| seen.copies_dropped.extend(keys.iter().cloned()))
+    }
 }
 
 /// Keys starting with `owned-by-<id>` belong to that peer; the rest to
-/// this node.
-struct Picker(Vec<Arc<Scripted>>);
+/// this node. `settling`: what [`PeerPicker::settling`] says.
+struct Picker(Vec<Arc<Scripted>>, bool);
 
 impl PeerPicker for Picker {
     fn pick(&self, key: &str) -> Option<Arc<dyn Peer>> {
@@ -110,12 +124,20 @@ impl PeerPicker for Picker {
             .map(|p| Arc::clone(p) as Arc<dyn Peer>)
             .collect()
     }
+    fn settling(&self) -> bool {
+        self.1
+    }
 }
 
 /// A node whose peers are `a`, `b` and `c`, and its group.
 fn cluster(limits: HintLimits) -> (Group, [Arc<Scripted>; 3]) {
+    cluster_settling(limits, false)
+}
+
+/// [`cluster`], with a picker whose view of the cluster is `settling`.
+fn cluster_settling(limits: HintLimits, settling: bool) -> (Group, [Arc<Scripted>; 3]) {
     let peers = [Scripted::new("a"), Scripted::new("b"), Scripted::new("c")];
-    let node = Node::with_picker(Arc::new(Picker(peers.to_vec())));
+    let node = Node::with_picker(Arc::new(Picker(peers.to_vec(), settling)));
     let group = node
         .group_builder("g")
         .change_timeout(Duration::from_millis(300))
@@ -156,31 +178,27 @@ async fn a_hung_non_owner_is_pending_and_gets_the_change_when_it_answers() {
     );
     assert_eq!(group.stats().hints_pending, 1);
 
-    // b answers again: the removal reaches it; then, every hint of the key
-    // having landed, the second round drops the copies once more at every
-    // node but the owner (a copy b refilled from a stale node goes too).
+    // b answers again: the removal reaches it once; then, every hint of
+    // the key having landed, the second round drops the hot copies once
+    // more everywhere (a copy b refilled from a stale node goes too), and
+    // only copies: the owner keeps the value set.
     b.set_mode(Mode::Up);
     until("the hint reaches b", || group.pending_hints().is_empty()).await;
     let stats = group.stats();
     assert_eq!((stats.hints_pending, stats.hints_delivered), (0, 1));
     until("the second round", || {
-        c.seen.lock().unwrap().removed.len() == 2
+        c.seen.lock().unwrap().copies_dropped.len() == 1
     })
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(
-        b.seen.lock().unwrap().removed,
-        ["owned-by-a:k"; 2],
-        "hint, second round"
-    );
-    assert_eq!(
-        c.seen.lock().unwrap().removed,
-        ["owned-by-a:k"; 2],
-        "change, second round"
-    );
+    for peer in [&a, &b, &c] {
+        let seen = peer.seen.lock().unwrap();
+        assert_eq!(seen.copies_dropped, ["owned-by-a:k"], "{}", peer.id);
+    }
+    assert_eq!(b.seen.lock().unwrap().removed, ["owned-by-a:k"], "once");
     assert!(
         a.seen.lock().unwrap().removed.is_empty(),
-        "the owner keeps the value set"
+        "the owner keeps its value"
     );
 }
 
@@ -209,14 +227,9 @@ async fn an_owner_not_reached_is_kept_every_key_of_the_removal() {
     assert_eq!(group.pending_hints()[0].keys, 2);
     a.set_mode(Mode::Up);
     until("the hint reaches a", || group.pending_hints().is_empty()).await;
-    until("the second round", || {
-        a.seen.lock().unwrap().removed.len() == 3
-    })
-    .await;
     let mut removed = a.seen.lock().unwrap().removed.clone();
     removed.sort();
-    // "mine" again in the second round; a owns the other: spared then.
-    assert_eq!(removed, ["mine", "mine", "owned-by-a:k"]);
+    assert_eq!(removed, ["mine", "owned-by-a:k"]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -242,12 +255,15 @@ async fn a_later_change_that_reaches_the_peer_supersedes_its_hint() {
     assert_eq!(group.pending_hints()[0].keys, 1, "k2 still waits");
     until("k2 reaches b", || group.pending_hints().is_empty()).await;
     until("the second round", || {
-        b.seen.lock().unwrap().removed.len() == 3
+        !b.seen.lock().unwrap().copies_dropped.is_empty()
     })
     .await;
-    let removed = b.seen.lock().unwrap().removed.clone();
-    // k1 was not sent again, and has no second round (no hint of it landed).
-    assert_eq!(removed, ["k1", "k2", "k2"]);
+    {
+        let seen = b.seen.lock().unwrap();
+        assert_eq!(seen.removed, ["k1", "k2"], "k1 was not sent again");
+        // No hint of k1 landed: it has no second round.
+        assert_eq!(seen.copies_dropped, ["k2"]);
+    }
     // A purge that reaches the peer supersedes everything before it.
     b.set_mode(Mode::Down);
     group.remove("k3").await.unwrap();
@@ -299,6 +315,13 @@ async fn a_purge_waits_once_for_a_hung_peer_and_keeps_a_purge_for_it() {
     c.set_mode(Mode::Up);
     until("the purge reaches c", || group.pending_hints().is_empty()).await;
     assert_eq!(c.seen.lock().unwrap().purges, 1);
+    // The purge landed everywhere: every node drops its copies once more.
+    until("the second round", || {
+        [&a, &b, &c]
+            .iter()
+            .all(|p| p.seen.lock().unwrap().all_copies_dropped == 1)
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -310,4 +333,21 @@ async fn a_zero_change_timeout_is_refused() {
         .build(loader_fn(|k: String| async move { Ok(k) }));
     let error = built.unwrap_err();
     assert!(error.to_string().contains("change_timeout"), "{error}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn while_the_view_settles_a_change_drops_the_copies_twice() {
+    // Settled: a set is the owner's set and one removal elsewhere.
+    let (group, [_, b, _]) = cluster(HintLimits::default());
+    group.set("owned-by-a:k", "v", None).await.unwrap();
+    assert!(b.seen.lock().unwrap().copies_dropped.is_empty());
+    // Settling: then every node reached drops its copy once more, and the
+    // owner keeps its value.
+    let (group, [a, b, c]) = cluster_settling(HintLimits::default(), true);
+    group.set("owned-by-a:k", "v", None).await.unwrap();
+    for peer in [&a, &b, &c] {
+        assert_eq!(peer.seen.lock().unwrap().copies_dropped, ["owned-by-a:k"]);
+    }
+    assert_eq!(b.seen.lock().unwrap().removed, ["owned-by-a:k"]);
+    assert!(a.seen.lock().unwrap().removed.is_empty());
 }

@@ -13,10 +13,14 @@
 //! answered with anything but 200 (with or without `peercache-pending`)
 //! or 502 (the key's owner not reached, expected during a partition).
 //!
-//! A get must also never go back in time where the cluster promised it
-//! would not: once a change answered 200, a get that starts afterwards on
-//! any node it did not name as pending returns that version or a later
-//! one (`floors`).
+//! A get must also never go further back in time than the cluster
+//! promises: once a change answered 200, no node serves the value it
+//! replaced longer than the hot copies' maximum age after it
+//! ([`STALE_BOUND`]). Until then a node may (README "Updating and removing
+//! keys"): a node the change is pending at, one that asks such a node for
+//! a key it owns, and, while rings disagree, one that refilled its copy
+//! from the key's owner on its own ring before the change reached that
+//! node.
 //!
 //! A node SIGSTOPped or killed by the test is marked down first, under
 //! its write lock, so no request to it is in flight (each request is
@@ -37,6 +41,9 @@ const GET_PACE: Duration = Duration::from_millis(10);
 const WRITE_PACE: Duration = Duration::from_millis(20);
 /// How many failures are kept for the messages.
 const KEPT: usize = 20;
+/// The longest any node may serve a value after a change replaced it: the
+/// default `--hot-max-age` (the test leaves it).
+const STALE_BOUND: Duration = Duration::from_secs(10);
 
 /// Counters of the clients.
 #[derive(Default)]
@@ -75,11 +82,10 @@ pub struct Traffic {
     failed_gets: AtomicU64,
     /// Each key's last change and its answer, for the failure messages.
     last_change: Mutex<HashMap<String, String>>,
-    /// For each key and node, the newest version a change answered 200
-    /// for without naming the node pending: no get that starts later on
-    /// that node may return an older one.
-    floors: Mutex<HashMap<(String, usize), u64>>,
-    /// Gets that returned a version older than their floor.
+    /// For each key, the versions changes answered 200 for, and when.
+    changed: Mutex<HashMap<String, Vec<(u64, Instant)>>>,
+    /// Gets that returned a version replaced longer than [`STALE_BOUND`]
+    /// before they began.
     went_back: AtomicU64,
 }
 
@@ -101,7 +107,7 @@ impl Traffic {
             failures: Mutex::new(Vec::new()),
             failed_gets: AtomicU64::new(0),
             last_change: Mutex::new(HashMap::new()),
-            floors: Mutex::new(HashMap::new()),
+            changed: Mutex::new(HashMap::new()),
             went_back: AtomicU64::new(0),
         }
     }
@@ -165,7 +171,7 @@ impl Traffic {
     pub fn describe(&self) -> String {
         let c = &self.counts;
         format!(
-            "{} gets ({} failed, {} older than a change that had reached them, slowest {:.2?}), {} writes ({} done, {} pending, {} refused)",
+            "{} gets ({} failed, {} gone back in time, slowest {:.2?}), {} writes ({} done, {} pending, {} refused)",
             c.gets.load(SeqCst),
             self.failed_gets(),
             self.went_back(),
@@ -215,21 +221,12 @@ impl Traffic {
             {
                 let up = self.up[i].read().unwrap();
                 if *up {
-                    let floor = self.floor(key, i);
                     let started = Instant::now();
                     let answer = client.get(&format!("/{GROUP}/{key}"));
                     self.count_get(started.elapsed());
                     match check_value(key, answer) {
                         Err(why) => self.get_failed(format!("get of {key} on node {i}: {why}")),
-                        Ok(value) if version_of(&value) < floor => {
-                            self.went_back.fetch_add(1, SeqCst);
-                            self.record(format!(
-                                "get of {key} on node {i} returned {value:?}, older than v{floor}, \
-                                 which a change had carried to that node before the get began ({})",
-                                self.last_change(key)
-                            ));
-                        }
-                        Ok(_) => {}
+                        Ok(value) => self.check_age(i, key, &value, started),
                     }
                 }
             }
@@ -290,19 +287,13 @@ impl Traffic {
             _ => format!("{method} {target} through node {via} (file {value:?}): {how}"),
         };
         (self.last_change.lock().unwrap()).insert(key.to_owned(), what);
-        if let Ok((200, pending, _)) = &answer {
+        if let Ok((200, _, _)) = &answer {
             let version = version_of(value);
-            let pending = pending.as_deref().unwrap_or_default();
-            let mut floors = self.floors.lock().unwrap();
-            for (i, addr) in self.addrs.iter().enumerate() {
-                if !pending
-                    .split(',')
-                    .any(|url| url == format!("http://{addr}"))
-                {
-                    let floor = floors.entry((key.to_owned(), i)).or_default();
-                    *floor = (*floor).max(version);
-                }
-            }
+            let mut changed = self.changed.lock().unwrap();
+            changed
+                .entry(key.to_owned())
+                .or_default()
+                .push((version, Instant::now()));
         }
         match answer {
             Ok((200, None, _)) => self.counts.writes_done.fetch_add(1, SeqCst),
@@ -317,10 +308,29 @@ impl Traffic {
 }
 
 impl Traffic {
-    /// The version no get of `key` starting now on node `i` may go below.
-    fn floor(&self, key: &str, i: usize) -> u64 {
-        let floors = self.floors.lock().unwrap();
-        floors.get(&(key.to_owned(), i)).copied().unwrap_or(0)
+    /// Records a get of node `i` that began at `started` and returned
+    /// `value`: replaced by a change more than [`STALE_BOUND`] before, it
+    /// went back in time.
+    fn check_age(&self, i: usize, key: &str, value: &str, started: Instant) {
+        let version = version_of(value);
+        let replaced = {
+            let changed = self.changed.lock().unwrap();
+            (changed.get(key).into_iter().flatten())
+                .filter(|(v, at)| *v > version && *at <= started)
+                .map(|(_, at)| *at)
+                .min()
+        };
+        let why = match replaced {
+            Some(at) if started - at > STALE_BOUND => {
+                format!("replaced {:.1?} before the get began", started - at)
+            }
+            _ => return,
+        };
+        self.went_back.fetch_add(1, SeqCst);
+        self.record(format!(
+            "get of {key} on node {i} returned {value:?}, {why} (last change: {})",
+            self.last_change(key)
+        ));
     }
 }
 

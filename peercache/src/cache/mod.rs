@@ -337,6 +337,24 @@ impl Cache {
         self.remove_slot(slot).map(|(_, value)| value)
     }
 
+    /// Removes a key from the hot cache only; returns the value it had
+    /// there, if any (a main entry stays).
+    pub fn remove_hot(&mut self, key: &str) -> Option<Value> {
+        self.replay_hits();
+        let slot = self.table.find(key)?;
+        match self.table.get(slot) {
+            Some((List::Hot, _)) => self.remove_slot(slot).map(|(_, value)| value),
+            _ => None,
+        }
+    }
+
+    /// Empties the hot cache (main entries stay).
+    pub fn clear_hot(&mut self) {
+        for key in self.keys(CacheKind::Hot) {
+            self.remove_hot(&key);
+        }
+    }
+
     /// Drops every entry of both caches whose expiry (plus the time expired
     /// entries are kept, [`Cache::keep_expired_for`]) is at or before `now`
     /// (Unix nanoseconds), giving its bytes back to the budget; returns how

@@ -27,13 +27,13 @@
 //! may fetch the key again, before another's lands, from a peer that still
 //! holds the old value (a key's owner, or the node that owned it on one
 //! side of a partition), and keep that copy. So once no hint of a key
-//! waits anywhere, the key's copies are dropped once more, here and at
-//! every peer but its owner (a second round, as a purge has two; the owner
-//! is spared, or a value set since would be lost): by then no node holds
-//! the old value to refill from. The second round's own misses become
-//! hints that start no further round. A purge has no second round (it
-//! would empty the owners too, and drop what was set since): a copy
-//! refilled while its hints land lives at most the hot copies' maximum age.
+//! waits anywhere, the hot copies of the key are dropped once more, here
+//! and at every peer ([`crate::Peer::drop_copies`]; a second round, as a
+//! purge has two): by then no node holds the old value to refill from.
+//! Only copies: a value a node owns, set since, stays. After a purge
+//! landed everywhere, every copy of the group goes. The second round is
+//! best effort (a peer it misses keeps no hint: its copy lives at most the
+//! hot copies' maximum age).
 //!
 //! Bounded per peer ([`HintLimits`]): past the bound, the peer's hints
 //! collapse into one purge of its copies of the group. Hints live in this
@@ -84,31 +84,21 @@ pub struct PendingHints {
     pub waiting_ms: u64,
 }
 
-/// Which round of a change a hint belongs to: the change itself, or the
-/// second round after every hint of its keys landed (which starts no
-/// further round).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Round {
-    First,
-    Second,
-}
-
 /// What one delivery sends to a peer.
 pub(super) struct Delivery {
     pub peer: Arc<dyn Peer>,
-    /// A purge (then `keys` is empty: the purge covers them), and whether
-    /// it is of the first round.
-    pub purge: Option<Round>,
+    /// A purge (then `keys` is empty: the purge covers them).
+    pub purge: bool,
     pub keys: Vec<String>,
-    /// The keys of the first round among `keys`.
-    first: Vec<String>,
     /// The newest hint it covers.
     pub generation: u64,
 }
 
-/// The keys whose copies the second round drops.
+/// The copies the second round drops: of `keys`, or all of them.
 pub(super) struct SecondRound {
     pub keys: Vec<String>,
+    /// Every copy of the group (a purge landed everywhere).
+    pub all: bool,
 }
 
 /// The hints of one group, for every peer.
@@ -125,34 +115,30 @@ struct State {
     delivering: bool,
     delivered: u64,
     collapsed: u64,
-    /// Keys whose every first-round hint landed, for the second round.
+    /// Keys whose every hint landed, for the second round.
     second: Vec<String>,
+    /// A purge landed everywhere: the second round drops every copy.
+    second_all: bool,
 }
 
 struct Pending {
     peer: Arc<dyn Peer>,
-    /// Each key with the generation and round of its newest hint.
-    keys: HashMap<String, (u64, Round)>,
+    /// Each key with the generation of its newest hint.
+    keys: HashMap<String, u64>,
     bytes: usize,
-    /// The generation and round of a pending purge.
-    purge: Option<(u64, Round)>,
+    /// The generation of a pending purge.
+    purge: Option<u64>,
     since: Instant,
+    /// Whether a delivery to the peer is on its way: one at a time per
+    /// peer, each peer on its own (a peer that does not answer holds only
+    /// its own delivery up).
+    in_flight: bool,
 }
 
 impl Pending {
-    /// Whether a first-round hint of `key` (or a purge) waits here.
-    fn waits_first(&self, key: Option<&str>) -> bool {
-        self.purge.is_some_and(|(_, r)| r == Round::First)
-            || key.is_some_and(|k| self.keys.get(k).is_some_and(|(_, r)| *r == Round::First))
-    }
-}
-
-/// The round of a hint that merges two: the first if either is.
-fn merged(a: Round, b: Round) -> Round {
-    if a == Round::First || b == Round::First {
-        Round::First
-    } else {
-        Round::Second
+    /// Whether a hint of `key` (or a purge) waits here.
+    fn waits(&self, key: &str) -> bool {
+        self.purge.is_some() || self.keys.contains_key(key)
     }
 }
 
@@ -173,9 +159,9 @@ impl Hints {
         self.state().generation
     }
 
-    /// Keeps `keys` to drop at `peer`, or a purge when `keys` is `None`,
-    /// for `round`. Returns whether the delivery task must be started.
-    pub(super) fn keep(&self, peer: &Arc<dyn Peer>, keys: Option<&[String]>, round: Round) -> bool {
+    /// Keeps `keys` to drop at `peer`, or a purge when `keys` is `None`.
+    /// Returns whether the delivery task must be started.
+    pub(super) fn keep(&self, peer: &Arc<dyn Peer>, keys: Option<&[String]>) -> bool {
         let limits = self.limits;
         let mut state = self.state();
         state.generation += 1;
@@ -189,17 +175,14 @@ impl Hints {
                 bytes: 0,
                 purge: None,
                 since: Instant::now(),
+                in_flight: false,
             });
         let collapse = match keys {
             None => true,
             Some(keys) => {
                 for key in keys {
-                    match pending.keys.get_mut(key) {
-                        Some(hint) => *hint = (generation, merged(hint.1, round)),
-                        None => {
-                            pending.keys.insert(key.clone(), (generation, round));
-                            pending.bytes += key.len();
-                        }
+                    if pending.keys.insert(key.clone(), generation).is_none() {
+                        pending.bytes += key.len();
                     }
                 }
                 pending.keys.len() > limits.max_keys || pending.bytes > limits.max_bytes
@@ -208,14 +191,9 @@ impl Hints {
         let mut collapsed = false;
         if collapse {
             collapsed = keys.is_some();
-            let any_first = pending.keys.values().any(|(_, r)| *r == Round::First);
-            let mut purge_round = if any_first { Round::First } else { round };
-            if let Some((_, r)) = pending.purge {
-                purge_round = merged(purge_round, r);
-            }
             pending.keys.clear();
             pending.bytes = 0;
-            pending.purge = Some((generation, purge_round));
+            pending.purge = Some(generation);
         }
         state.collapsed += u64::from(collapsed);
         if collapsed {
@@ -239,16 +217,16 @@ impl Hints {
         match keys {
             Some(keys) => {
                 for key in keys {
-                    if pending.keys.get(key).is_some_and(|&(g, _)| g <= generation) {
+                    if pending.keys.get(key).is_some_and(|&g| g <= generation) {
                         pending.keys.remove(key);
                         pending.bytes -= key.len();
                     }
                 }
             }
             None => {
-                pending.keys.retain(|_, (g, _)| *g > generation);
+                pending.keys.retain(|_, g| *g > generation);
                 pending.bytes = pending.keys.keys().map(String::len).sum();
-                pending.purge = pending.purge.filter(|&(g, _)| g > generation);
+                pending.purge = pending.purge.filter(|&g| g > generation);
             }
         }
         if pending.keys.is_empty() && pending.purge.is_none() {
@@ -256,44 +234,44 @@ impl Hints {
         }
     }
 
-    /// What to send now, one delivery per peer with hints; drops the hints
-    /// of peers that left the cluster (`is_member` says). Marks the
-    /// delivery task stopped when nothing is left to send, in either round.
-    pub(super) fn to_deliver(&self, is_member: impl Fn(&str) -> bool) -> Vec<Delivery> {
+    /// What to send now: one delivery per peer with hints and none on its
+    /// way; drops the hints of peers that left the cluster (`is_member`
+    /// says). `None` when nothing is left to send, in either round: then
+    /// the delivery task is marked stopped.
+    pub(super) fn to_deliver(&self, is_member: impl Fn(&str) -> bool) -> Option<Vec<Delivery>> {
         let mut state = self.state();
         state.peers.retain(|id, _| is_member(id));
+        if state.peers.is_empty() && state.second.is_empty() && !state.second_all {
+            state.delivering = false;
+            return None;
+        }
         let generation = state.generation;
-        let deliveries: Vec<Delivery> = state
+        let deliveries = state
             .peers
-            .values()
+            .values_mut()
+            .filter(|pending| !pending.in_flight)
             .map(|pending| {
-                let keys: Vec<String> = match pending.purge {
-                    Some(_) => Vec::new(),
-                    None => pending.keys.keys().cloned().collect(),
-                };
-                let first = keys
-                    .iter()
-                    .filter(|k| {
-                        pending
-                            .keys
-                            .get(*k)
-                            .is_some_and(|(_, r)| *r == Round::First)
-                    })
-                    .cloned()
-                    .collect();
+                pending.in_flight = true;
                 Delivery {
                     peer: Arc::clone(&pending.peer),
-                    purge: pending.purge.map(|(_, r)| r),
-                    keys,
-                    first,
+                    purge: pending.purge.is_some(),
+                    keys: match pending.purge {
+                        Some(_) => Vec::new(),
+                        None => pending.keys.keys().cloned().collect(),
+                    },
                     generation,
                 }
             })
             .collect();
-        if deliveries.is_empty() && state.second.is_empty() {
-            state.delivering = false;
+        Some(deliveries)
+    }
+
+    /// A delivery to `peer` ended without an outcome (its task was
+    /// dropped): the next round sends it again.
+    pub(super) fn abandoned(&self, peer: &str) {
+        if let Some(pending) = self.state().peers.get_mut(peer) {
+            pending.in_flight = false;
         }
-        deliveries
     }
 
     /// No task can deliver (no tokio runtime): the next hint tries again.
@@ -304,10 +282,11 @@ impl Hints {
     /// The outcome of a delivery.
     pub(super) fn delivered(&self, delivery: &Delivery, outcome: &Result<(), PeerError>) {
         let id = delivery.peer.id();
+        self.abandoned(id);
         match outcome {
             Ok(()) => {
-                let keys = delivery.purge.is_none().then_some(delivery.keys.as_slice());
-                let count = if delivery.purge.is_some() {
+                let keys = (!delivery.purge).then_some(delivery.keys.as_slice());
+                let count = if delivery.purge {
                     1
                 } else {
                     delivery.keys.len()
@@ -330,12 +309,15 @@ impl Hints {
         }
     }
 
-    /// Queues for the second round the first-round keys of a delivery that
-    /// landed, once no first-round hint of them (or purge) waits at any
-    /// peer. Past [`HintLimits::max_keys`] keys, the round is skipped.
+    /// Queues for the second round the keys of a delivery that landed,
+    /// once no hint of them (or purge) waits at any peer. Past
+    /// [`HintLimits::max_keys`] keys, the round is skipped.
     fn queue_second_round(&self, state: &mut State, delivery: &Delivery) {
-        for key in &delivery.first {
-            if !state.peers.values().any(|p| p.waits_first(Some(key))) {
+        if delivery.purge && !state.peers.values().any(|p| p.purge.is_some()) {
+            state.second_all = true;
+        }
+        for key in &delivery.keys {
+            if !state.peers.values().any(|p| p.waits(key)) {
                 state.second.push(key.clone());
             }
         }
@@ -347,13 +329,14 @@ impl Hints {
     /// The keys the second round drops now, if any.
     pub(super) fn take_second_round(&self) -> Option<SecondRound> {
         let mut state = self.state();
-        if state.second.is_empty() {
+        let all = std::mem::take(&mut state.second_all);
+        if state.second.is_empty() && !all {
             return None;
         }
         let mut keys = std::mem::take(&mut state.second);
         keys.sort_unstable();
         keys.dedup();
-        Some(SecondRound { keys })
+        Some(SecondRound { keys, all })
     }
 
     /// The hints waiting, per peer, and the counts of hints delivered and

@@ -11,7 +11,7 @@
 //! did not reach is *pending*: the change is kept for it and delivered
 //! when it answers again.
 
-use super::hints::{Delivery, Round, SecondRound, RETRY_INTERVAL};
+use super::hints::{Delivery, SecondRound, RETRY_INTERVAL};
 use super::Inner;
 use crate::error::{Applied, Error, PeerFailure};
 use crate::flight::panic_message;
@@ -95,18 +95,6 @@ impl Inner {
         limit: Option<Duration>,
         owner: bool,
     ) -> Option<PeerFailure> {
-        self.send_in(Round::First, peer, change, limit, owner).await
-    }
-
-    /// [`Inner::send`], for a change of `round`.
-    async fn send_in(
-        self: &Arc<Self>,
-        round: Round,
-        peer: &Arc<dyn Peer>,
-        change: Change<'_>,
-        limit: Option<Duration>,
-        owner: bool,
-    ) -> Option<PeerFailure> {
         let generation = self.hints.generation();
         let name = &*self.name;
         let call = guard(match change {
@@ -123,7 +111,7 @@ impl Inner {
             }
             Err(error) => {
                 let pending = error.is_unreachable();
-                if pending && self.hints.keep(peer, drops.as_deref(), round) {
+                if pending && self.hints.keep(peer, drops.as_deref()) {
                     self.start_delivery();
                 }
                 Some(PeerFailure {
@@ -162,7 +150,7 @@ impl Inner {
                     .filter(|k| !owned.contains(k))
                     .cloned()
                     .collect();
-                if !rest.is_empty() && self.hints.keep(peer, Some(&rest), Round::First) {
+                if !rest.is_empty() && self.hints.keep(peer, Some(&rest)) {
                     self.start_delivery();
                 }
             }
@@ -194,6 +182,7 @@ impl Inner {
             .iter()
             .map(|(peer, keys)| self.send(peer, Change::Remove(keys), limit, false));
         failures.extend(join_all(sent).await.into_iter().flatten());
+        self.settle(&keys, &failures).await;
         failures
     }
 
@@ -225,6 +214,7 @@ impl Inner {
             .iter()
             .map(|peer| self.send(peer, Change::Remove(&keys), limit, false));
         failures.extend(join_all(sent).await.into_iter().flatten());
+        self.settle(&keys, &failures).await;
         failures
     }
 
@@ -239,6 +229,7 @@ impl Inner {
             .iter()
             .map(|peer| self.send(peer, Change::Remove(&keys), limit, false));
         let failures: Vec<PeerFailure> = join_all(sent).await.into_iter().flatten().collect();
+        self.settle(&keys, &failures).await;
         if !failures.is_empty() {
             let action = format!(
                 "drop of the copies of key {:?} set by a writer that does not drop them",
@@ -301,39 +292,65 @@ impl Inner {
         Err(error)
     }
 
-    /// The second round of hints (`hints.rs`): drops the copies of the
-    /// keys once more, here and at every peer but each key's owner.
+    /// The second round of hints (`hints.rs`): drops the hot copies of the
+    /// keys once more, here and at every peer.
     async fn second_round(self: &Arc<Self>, second: SecondRound) {
-        let owner = |key: &str| {
-            (self.picker.as_ref())
-                .and_then(|p| p.pick(key))
-                .map(|peer| peer.id().to_owned())
-        };
-        let owners: Vec<Option<String>> = second.keys.iter().map(|k| owner(k)).collect();
-        let not_owned_by = |id: Option<&str>| -> Vec<String> {
-            (second.keys.iter().zip(&owners))
-                .filter(|(_, owner)| owner.as_deref() != id)
-                .map(|(key, _)| key.clone())
-                .collect()
-        };
-        self.remove_here(&not_owned_by(None));
         tracing::debug!(
             group = %self.name,
             keys = second.keys.len(),
+            all = second.all,
             "every hint of these keys landed: dropping their copies once more"
         );
-        let limit = Some(self.change_timeout);
-        let sends: Vec<(Arc<dyn Peer>, Vec<String>)> = self
+        if second.all {
+            self.drop_all_copies_everywhere().await;
+        }
+        if !second.keys.is_empty() {
+            self.drop_copies_everywhere(&second.keys, &[]).await;
+        }
+    }
+
+    /// After a change reached every node it could: while this node's view
+    /// of the cluster is settling (`PeerPicker::settling`), others may see
+    /// another owner for a key and have refilled their copy from it before
+    /// it took the change, so the copies are dropped once more.
+    async fn settle(self: &Arc<Self>, keys: &[String], failures: &[PeerFailure]) {
+        if self.picker.as_ref().is_some_and(|p| p.settling()) {
+            self.drop_copies_everywhere(keys, failures).await;
+        }
+    }
+
+    /// Drops every hot copy of the group here and at every peer (best
+    /// effort, as [`Inner::drop_copies_everywhere`]).
+    async fn drop_all_copies_everywhere(self: &Arc<Self>) {
+        self.drop_all_copies_here();
+        let (name, limit) = (&*self.name, Some(self.change_timeout));
+        let peers = self.others();
+        let sent = peers.iter().map(|peer| async move {
+            let _ = within(limit, guard(peer.drop_all_copies(name))).await;
+        });
+        join_all(sent).await;
+    }
+
+    /// Drops the hot copies of `keys` here and at every peer but the ones
+    /// in `skip` (best effort: a peer not reached keeps no hint, its copies
+    /// live at most the hot copies' maximum age).
+    async fn drop_copies_everywhere(self: &Arc<Self>, keys: &[String], skip: &[PeerFailure]) {
+        self.drop_copies_here(keys);
+        let (name, limit) = (&*self.name, Some(self.change_timeout));
+        let peers: Vec<Arc<dyn Peer>> = self
             .others()
             .into_iter()
-            .map(|peer| {
-                let keys = not_owned_by(Some(peer.id()));
-                (peer, keys)
-            })
-            .filter(|(_, keys)| !keys.is_empty())
+            .filter(|peer| !skip.iter().any(|f| *f.peer == *peer.id()))
             .collect();
-        let sent = sends.iter().map(|(peer, keys)| {
-            self.send_in(Round::Second, peer, Change::Remove(keys), limit, false)
+        let sent = peers.iter().map(|peer| async move {
+            let dropped = within(limit, guard(peer.drop_copies(name, keys))).await;
+            if let Err(error) = dropped {
+                tracing::debug!(
+                    peer = %Escaped(peer.id()),
+                    reason = %Escaped(error.reason()),
+                    "copies not dropped a second time"
+                );
+            }
         });
         join_all(sent).await;
     }
@@ -369,8 +386,8 @@ impl Drop for Delivering {
     }
 }
 
-/// Sends the hints every [`RETRY_INTERVAL`] until none is left or the
-/// group is gone.
+/// Sends the hints every [`RETRY_INTERVAL`], each peer's on its own task,
+/// until none is left or the group is gone.
 async fn deliver(group: Weak<Inner>) {
     let mut delivering = Delivering {
         group: group.clone(),
@@ -381,27 +398,50 @@ async fn deliver(group: Weak<Inner>) {
         let Some(inner) = group.upgrade() else {
             return;
         };
-        let deliveries = inner.hints.to_deliver(|id| inner.is_peer(id));
-        let limit = Some(inner.change_timeout);
-        let name = &*inner.name;
-        let hints = &inner.hints;
-        let sent = deliveries.iter().map(|delivery: &Delivery| async move {
-            let keys = delivery.purge.is_none().then_some(delivery.keys.as_slice());
-            let call = guard(delivery.peer.deliver_hints(name, keys));
-            let outcome = within(limit, call).await;
-            hints.delivered(delivery, &outcome);
-        });
-        join_all(sent).await;
-        // At once: a node refilled from a peer whose hint landed last must
-        // not keep that copy longer than it takes.
-        match inner.hints.take_second_round() {
-            Some(second) => inner.second_round(second).await,
-            None if deliveries.is_empty() => {
-                // `to_deliver` marked the task stopped.
-                delivering.done = true;
-                return;
-            }
-            None => {}
+        let Some(deliveries) = inner.hints.to_deliver(|id| inner.is_peer(id)) else {
+            // `to_deliver` marked the task stopped.
+            delivering.done = true;
+            return;
+        };
+        for delivery in deliveries {
+            tokio::spawn(deliver_one(Arc::clone(&inner), delivery));
         }
+        if let Some(second) = inner.hints.take_second_round() {
+            inner.second_round(second).await;
+        }
+    }
+}
+
+/// Clears a delivery's place if its task is dropped before its outcome.
+struct InFlight<'a> {
+    inner: &'a Inner,
+    peer: &'a str,
+    done: bool,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.inner.hints.abandoned(self.peer);
+        }
+    }
+}
+
+/// One peer's delivery, then at once the second round it may complete (a
+/// node refilled from a peer whose hint landed last must not keep that
+/// copy longer than it takes).
+async fn deliver_one(inner: Arc<Inner>, delivery: Delivery) {
+    let mut in_flight = InFlight {
+        inner: &inner,
+        peer: delivery.peer.id(),
+        done: false,
+    };
+    let keys = (!delivery.purge).then_some(delivery.keys.as_slice());
+    let call = guard(delivery.peer.deliver_hints(&inner.name, keys));
+    let outcome = within(Some(inner.change_timeout), call).await;
+    inner.hints.delivered(&delivery, &outcome);
+    in_flight.done = true;
+    if let Some(second) = inner.hints.take_second_round() {
+        inner.second_round(second).await;
     }
 }

@@ -108,6 +108,20 @@ impl ServedGroup {
         self.inner.set_here(key, value);
     }
 
+    /// Drops this node's copies of `keys` that other nodes own (its hot
+    /// cache), and keeps loads in flight from caching them; a value it owns
+    /// stays: a peer's second round of hinted handoff.
+    pub fn drop_copies<S: AsRef<str>>(&self, keys: &[S]) {
+        self.inner.drop_copies_here(keys);
+    }
+
+    /// Drops every copy this node holds of other nodes' keys (its hot
+    /// cache), and keeps loads in flight from caching: a peer's second
+    /// round after a purge.
+    pub fn drop_all_copies(&self) {
+        self.inner.drop_all_copies_here();
+    }
+
     /// [`ServedGroup::set`], then drops every other node's copy of `key`,
     /// as [`crate::Group::set`] does after storing at the owner (waiting at
     /// most the change timeout for each node, keeping hints for the ones

@@ -215,6 +215,34 @@ impl Inner {
         }
     }
 
+    /// Drops the hot copies of `keys` (not main entries), fencing their
+    /// loads in flight and detaching their flights, as a removal does.
+    pub(super) fn drop_copies_here<S: AsRef<str>>(&self, keys: &[S]) {
+        for chunk in keys.chunks(REMOVE_CHUNK) {
+            {
+                let mut guarded = self.lock_cache();
+                for key in chunk {
+                    guarded.cache.remove_hot(key.as_ref());
+                    guarded.fences.invalidate(key.as_ref());
+                }
+            }
+            for key in chunk {
+                self.remote.forget(key.as_ref());
+            }
+        }
+    }
+
+    /// Drops every hot copy (not main entries), fencing every load in
+    /// flight and detaching the fetches in flight.
+    pub(super) fn drop_all_copies_here(&self) {
+        {
+            let mut guarded = self.lock_cache();
+            guarded.cache.clear_hot();
+            guarded.fences.invalidate_all();
+        }
+        self.remote.forget_all();
+    }
+
     pub(super) fn set_here(&self, key: &str, value: Value) {
         let expired = self.is_expired(&value);
         {

@@ -8,8 +8,9 @@
 //! The ring holds the *live* members: a peer that fails
 //! [`crate::health::HealthPolicy::failures_to_down`] times in a row is taken
 //! out (its keys go to the next peers on the ring, so gets stop waiting on
-//! it), probed in the background with back-off, and put back when it
-//! answers. Because a ring is rebuilt from the member list in its order, the
+//! it), probed in the background with back-off, and put back when it has
+//! answered for [`crate::health::HealthPolicyBuilder::rejoin_delay`] (2 s:
+//! time for the changes it missed to reach it first). Because a ring is rebuilt from the member list in its order, the
 //! ring without a peer is exactly the ring every node builds from the list
 //! without it: removing a peer whose points collided with another's leaves
 //! the other's points in place, and only the removed peer's keys move.
@@ -89,8 +90,15 @@ pub struct HttpPool {
     /// This pool, for the probers.
     me: Weak<HttpPool>,
     state: ArcSwap<PoolState>,
-    /// Serialises writers of `state`; readers never take it.
-    writer: Mutex<()>,
+    /// Serialises writers of `state`; readers never take it. It holds the
+    /// peers that answer again but wait out the rejoin delay, each with
+    /// the number of its return (a peer that goes down and comes back
+    /// meanwhile starts a new wait).
+    writer: Mutex<HashMap<Arc<str>, u64>>,
+    /// Numbers the returns of peers.
+    returns: std::sync::atomic::AtomicU64,
+    /// When this node's view of the cluster last changed.
+    changed_at: Mutex<std::time::Instant>,
 }
 
 struct PoolState {
@@ -139,7 +147,9 @@ impl HttpPool {
             },
             me: me.clone(),
             state: ArcSwap::from_pointee(state),
-            writer: Mutex::new(()),
+            writer: Mutex::new(HashMap::new()),
+            returns: std::sync::atomic::AtomicU64::new(0),
+            changed_at: Mutex::new(std::time::Instant::now()),
         }))
     }
 
@@ -189,7 +199,7 @@ impl HttpPool {
                 peers: list,
             });
         }
-        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let rejoining = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let old = self.state.load();
         let mut seen = std::collections::HashSet::with_capacity(list.len());
         let mut peers = HashMap::with_capacity(list.len());
@@ -215,41 +225,46 @@ impl HttpPool {
             };
             peers.insert(peer.0, peer.1);
         }
-        let ring = self.live_ring(&list, &peers)?;
+        let ring = self.live_ring(&list, &peers, &rejoining)?;
         let down: Vec<&str> = peers
             .iter()
             .filter(|(_, p)| !p.health().is_up())
             .map(|(id, _)| &**id)
             .collect();
+        if old.list != list {
+            self.mark_changed();
+        }
         tracing::info!(self_url = %self.self_url, peers = ?list, ?down, "peer list set");
         self.state.store(Arc::new(PoolState { ring, peers, list }));
         Ok(())
     }
 
-    /// The ring over the members that are up, in list order.
+    /// The ring over the members that are up and not waiting to rejoin,
+    /// in list order.
     fn live_ring(
         &self,
         list: &[String],
         peers: &HashMap<Arc<str>, Arc<HttpPeer>>,
+        rejoining: &HashMap<Arc<str>, u64>,
     ) -> Result<Ring, RingError> {
         let mut ring = Ring::new(self.options.hash_mode, self.options.replicas);
         for url in list {
-            if peers.get(url.as_str()).is_none_or(|p| p.health().is_up()) {
+            let live = match peers.get(url.as_str()) {
+                Some(peer) => peer.health().is_up() && !rejoining.contains_key(url.as_str()),
+                None => true,
+            };
+            if live {
                 ring.add(url)?;
             }
         }
         Ok(ring)
     }
 
-    /// A peer went down or came back: rebuild the ring, and start probing a
-    /// peer that went down.
-    pub(crate) fn peer_changed(&self, id: &str, transition: Transition) {
-        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+    /// Rebuilds the ring from the current members (under the writer lock).
+    fn rebuild(&self, rejoining: &HashMap<Arc<str>, u64>) {
+        self.mark_changed();
         let old = self.state.load();
-        let Some(peer) = old.peers.get(id).cloned() else {
-            return;
-        };
-        match self.live_ring(&old.list, &old.peers) {
+        match self.live_ring(&old.list, &old.peers, rejoining) {
             Ok(ring) => self.state.store(Arc::new(PoolState {
                 ring,
                 peers: old.peers.clone(),
@@ -259,6 +274,40 @@ impl HttpPool {
                 tracing::error!(error = %Escaped(&error), "rebuilding the ring failed; keeping the old one")
             }
         }
+    }
+
+    /// A peer went down or came back: rebuild the ring, start probing a
+    /// peer that went down, and put one that came back in the ring after
+    /// the rejoin delay.
+    pub(crate) fn peer_changed(&self, id: &str, transition: Transition) {
+        let mut rejoining = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let old = self.state.load();
+        let Some((id, peer)) = old
+            .peers
+            .get_key_value(id)
+            .map(|(id, peer)| (Arc::clone(id), Arc::clone(peer)))
+        else {
+            return;
+        };
+        let delay = self.options.health.rejoin_delay();
+        let runtime = tokio::runtime::Handle::try_current();
+        match transition {
+            Transition::WentDown => {
+                rejoining.remove(&id);
+            }
+            Transition::CameBack if !delay.is_zero() && runtime.is_ok() => {
+                let turn = self
+                    .returns
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                rejoining.insert(Arc::clone(&id), turn);
+                if let Ok(runtime) = &runtime {
+                    runtime.spawn(rejoin_after(self.me.clone(), Arc::clone(&id), turn, delay));
+                }
+            }
+            _ => {}
+        }
+        self.rebuild(&rejoining);
+        let id = &*id;
         match transition {
             Transition::WentDown => {
                 let status = peer.health().status(id);
@@ -272,11 +321,23 @@ impl HttpPool {
                     runtime.spawn(probe_until_back(self.me.clone(), peer));
                 }
             }
+            Transition::CameBack if rejoining.contains_key(id) => tracing::info!(
+                peer = %Escaped(id),
+                delay_ms = delay.as_millis() as u64,
+                "peer answers again; back in the ring after the rejoin delay"
+            ),
             Transition::CameBack => {
                 tracing::info!(peer = %Escaped(id), "peer answers again; back in the ring")
             }
             Transition::None => {}
         }
+    }
+
+    fn mark_changed(&self) {
+        *self
+            .changed_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = std::time::Instant::now();
     }
 
     /// Each member's state, in list order: this node, then up or down peers.
@@ -295,12 +356,22 @@ impl HttpPool {
     /// # }
     /// ```
     pub fn peer_status(&self) -> Vec<PeerStatus> {
+        let rejoining: Vec<Arc<str>> = {
+            let rejoining = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+            rejoining.keys().cloned().collect()
+        };
         let state = self.state.load();
         state
             .list
             .iter()
             .map(|url| match state.peers.get(url.as_str()) {
-                Some(peer) => peer.health().status(url),
+                Some(peer) => {
+                    let mut status = peer.health().status(url);
+                    if status.state == PeerState::Up && rejoining.iter().any(|r| **r == **url) {
+                        status.state = PeerState::Rejoining;
+                    }
+                    status
+                }
                 None => PeerStatus {
                     peer: url.clone(),
                     state: PeerState::Myself,
@@ -399,6 +470,40 @@ impl PeerPicker for HttpPool {
             .filter_map(|url| state.peers.get(url.as_str()))
             .map(|peer| Arc::clone(peer) as Arc<dyn Peer>)
             .collect()
+    }
+
+    /// Within twice the time other nodes may take to see the same change
+    /// (their slowest probe plus the rejoin delay) of the last change of
+    /// this node's ring or member list, or while a peer is out of it.
+    fn settling(&self) -> bool {
+        let health = self.options.health;
+        let window = 2 * (health.probe_backoff_max() + health.rejoin_delay());
+        let changed_at = *self
+            .changed_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        changed_at.elapsed() < window
+            || self
+                .state
+                .load()
+                .peers
+                .values()
+                .any(|p| !p.health().is_up())
+    }
+}
+
+/// Puts a peer back in the ring `delay` after its return number `turn`,
+/// unless it went down (or returned again) meanwhile.
+async fn rejoin_after(pool: Weak<HttpPool>, id: Arc<str>, turn: u64, delay: std::time::Duration) {
+    tokio::time::sleep(delay).await;
+    let Some(pool) = pool.upgrade() else {
+        return;
+    };
+    let mut rejoining = pool.writer.lock().unwrap_or_else(PoisonError::into_inner);
+    if rejoining.get(&id) == Some(&turn) {
+        rejoining.remove(&id);
+        pool.rebuild(&rejoining);
+        tracing::info!(peer = %Escaped(&id), "peer back in the ring");
     }
 }
 

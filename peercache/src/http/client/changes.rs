@@ -3,21 +3,31 @@
 //! retried) or unreachable (kept as a hint and sent again).
 
 use super::{is_failure, HttpPeer, REMOVE_KEYS_PER_REQUEST};
-use crate::http::protocol::{PeerRequest, Reply};
+use crate::http::protocol::{PeerRequest, Reply, COPIES_ONLY_QUERY};
 use crate::peers::PeerError;
 use futures_util::future::join_all;
 use http::StatusCode;
 
+/// How a change is sent.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct How {
+    /// Also to a peer out of the ring (a hint's delivery, which doubles as
+    /// a probe).
+    pub(super) even_if_down: bool,
+    /// A removal of the peer's copies of other nodes' keys only (the
+    /// second round of hints), not of what it owns.
+    pub(super) copies_only: bool,
+}
+
 impl HttpPeer {
     /// Sends a change; `Ok` only for a 200 that is not a get's answer. A
-    /// peer out of the ring is not asked, unless `even_if_down` (a hint's
-    /// delivery, which doubles as a probe).
+    /// peer out of the ring is not asked, unless `how.even_if_down`.
     pub(super) async fn change(
         &self,
         request: PeerRequest<'_>,
-        even_if_down: bool,
+        how: How,
     ) -> Result<(), ChangeError> {
-        if !even_if_down && !self.health.is_up() {
+        if !how.even_if_down && !self.health.is_up() {
             let status = self.health.status(&self.id);
             return Err(ChangeError::Unreachable(format!(
                 "out of the ring after {} failures in a row (last: {}); not sent",
@@ -25,7 +35,11 @@ impl HttpPeer {
                 status.last_error.unwrap_or_default()
             )));
         }
-        let request = request.encode().map_err(ChangeError::Refused)?;
+        let mut request = request.encode().map_err(ChangeError::Refused)?;
+        if how.copies_only {
+            request.path.push('?');
+            request.path.push_str(COPIES_ONLY_QUERY);
+        }
         let method = request.method.clone();
         let (status, reply) = self
             .exchange(request)
@@ -65,29 +79,29 @@ impl HttpPeer {
         &self,
         group: &str,
         keys: &[String],
-        even_if_down: bool,
+        how: How,
     ) -> Result<(), ChangeError> {
         if keys.len() > REMOVE_KEYS_PER_REQUEST {
             let chunks = keys
                 .chunks(REMOVE_KEYS_PER_REQUEST)
-                .map(|chunk| self.remove_chunk(group, chunk, even_if_down));
+                .map(|chunk| self.remove_chunk(group, chunk, how));
             return join_all(chunks).await.into_iter().collect();
         }
-        self.remove_chunk(group, keys, even_if_down).await
+        self.remove_chunk(group, keys, how).await
     }
 
     async fn remove_chunk(
         &self,
         group: &str,
         keys: &[String],
-        even_if_down: bool,
+        how: How,
     ) -> Result<(), ChangeError> {
         let remove = |key: &str| {
             let request = PeerRequest::Remove {
                 group: group.into(),
                 key: key.to_owned().into(),
             };
-            self.change(request, even_if_down)
+            self.change(request, how)
         };
         if let [key] = keys {
             return remove(key).await;
@@ -96,7 +110,7 @@ impl HttpPeer {
             group: group.into(),
             keys: keys.into(),
         };
-        match self.change(request, even_if_down).await {
+        match self.change(request, how).await {
             // A peer without `_remove-keys` (mailgun v2): one DELETE per key.
             Err(ChangeError::NotUnderstood(_)) => join_all(keys.iter().map(|key| remove(key)))
                 .await

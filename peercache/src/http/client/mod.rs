@@ -42,6 +42,7 @@
 
 mod changes;
 mod connector;
+use changes::How;
 mod many;
 
 pub(crate) use connector::{build_client, PeerClient};
@@ -349,7 +350,7 @@ impl Peer for HttpPeer {
         group: &'a str,
         keys: &'a [String],
     ) -> BoxFuture<'a, Result<(), PeerError>> {
-        Box::pin(async move { Ok(self.remove_keys(group, keys, false).await?) })
+        Box::pin(async move { Ok(self.remove_keys(group, keys, How::default()).await?) })
     }
 
     fn set<'a>(
@@ -364,7 +365,7 @@ impl Peer for HttpPeer {
                 key: key.into(),
                 value: value.clone(),
             };
-            Ok(self.change(request, false).await?)
+            Ok(self.change(request, How::default()).await?)
         })
     }
 
@@ -373,7 +374,30 @@ impl Peer for HttpPeer {
             let request = PeerRequest::Purge {
                 group: group.into(),
             };
-            Ok(self.change(request, false).await?)
+            Ok(self.change(request, How::default()).await?)
+        })
+    }
+
+    fn drop_copies<'a>(
+        &'a self,
+        group: &'a str,
+        keys: &'a [String],
+    ) -> BoxFuture<'a, Result<(), PeerError>> {
+        Box::pin(self.copies_only(group, keys))
+    }
+
+    /// A purge marked `?copies-only` (a Go server has no purge: it answers
+    /// as a get, reported as refused).
+    fn drop_all_copies<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<(), PeerError>> {
+        let how = How {
+            copies_only: true,
+            ..How::default()
+        };
+        Box::pin(async move {
+            let request = PeerRequest::Purge {
+                group: group.into(),
+            };
+            Ok(self.change(request, how).await?)
         })
     }
 
@@ -385,14 +409,18 @@ impl Peer for HttpPeer {
         group: &'a str,
         keys: Option<&'a [String]>,
     ) -> BoxFuture<'a, Result<(), PeerError>> {
+        let down = How {
+            even_if_down: true,
+            ..How::default()
+        };
         Box::pin(async move {
             match keys {
-                Some(keys) => Ok(self.remove_keys(group, keys, true).await?),
+                Some(keys) => Ok(self.remove_keys(group, keys, down).await?),
                 None => {
                     let request = PeerRequest::Purge {
                         group: group.into(),
                     };
-                    Ok(self.change(request, true).await?)
+                    Ok(self.change(request, down).await?)
                 }
             }
         })
@@ -400,6 +428,17 @@ impl Peer for HttpPeer {
 }
 
 impl HttpPeer {
+    /// [`Peer::drop_copies`]: a remove marked `?copies-only`, which a
+    /// peercache server applies to its hot cache only (a Go server ignores
+    /// the query and removes the keys).
+    async fn copies_only(&self, group: &str, keys: &[String]) -> Result<(), PeerError> {
+        let how = How {
+            copies_only: true,
+            ..How::default()
+        };
+        Ok(self.remove_keys(group, keys, how).await?)
+    }
+
     /// Asks the peer whether it is alive: a `GET` of the bare base path,
     /// which every groupcache server answers at once (400) without loading
     /// anything. Reported to the peer's health like any exchange.

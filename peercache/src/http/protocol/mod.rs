@@ -46,6 +46,11 @@ pub(crate) const PEERCACHE_HEADER: &str = "x-peercache";
 /// without it: mailgun and groupcache-go send theirs to the owner only).
 pub(crate) const WRITER_HEADER: &str = "x-peercache-writer";
 
+/// The query of a remove (`DELETE`, `_remove-keys`) that drops only the
+/// peer's copies of other nodes' keys (its hot cache), not what it owns:
+/// the second round of hinted handoff. Go servers ignore queries.
+pub(crate) const COPIES_ONLY_QUERY: &str = "copies-only";
+
 /// The value of [`PEERCACHE_HEADER`]: the requests beyond Go's.
 pub(crate) const PEERCACHE_FEATURES: &str = "get-many";
 

@@ -26,9 +26,9 @@ pub use serve::{serve, serve_with_shutdown, Server, SHUTDOWN_GRACE};
 use crate::http::auth::{AuthError, PeerAuth};
 use crate::http::body::{read_whole, PeerBody};
 use crate::http::options::HttpOptions;
-use crate::http::protocol::WRITER_HEADER;
 use crate::http::protocol::{clipped, past_deadline, PEERCACHE_FEATURES, PEERCACHE_HEADER};
 use crate::http::protocol::{Head, Parsing, PeerRequest, Reply};
+use crate::http::protocol::{COPIES_ONLY_QUERY, WRITER_HEADER};
 use crate::proto::{encode_get_many_response, encode_get_response, get_response_parts, ItemRef};
 use crate::{Error, Node, ServedGroup};
 use bytes::Bytes;
@@ -253,10 +253,19 @@ impl ServiceInner {
         } else {
             Bytes::new()
         };
+        let copies_only = parts.uri.query() == Some(COPIES_ONLY_QUERY);
         match head.read(body, &self.parsing) {
             Ok(PeerRequest::Get { key, .. }) => get(&group, &key).await,
+            Ok(PeerRequest::Remove { key, .. }) if copies_only => {
+                group.drop_copies(&[&*key]);
+                Reply::Done
+            }
             Ok(PeerRequest::Remove { key, .. }) => {
                 group.remove(&[&*key]);
+                Reply::Done
+            }
+            Ok(PeerRequest::RemoveKeys { keys, .. }) if copies_only => {
+                group.drop_copies(&keys);
                 Reply::Done
             }
             Ok(PeerRequest::RemoveKeys { keys, .. }) => {
@@ -275,6 +284,10 @@ impl ServiceInner {
                     Reply::Done
                 }
             },
+            Ok(PeerRequest::Purge { .. }) if copies_only => {
+                group.drop_all_copies();
+                Reply::Done
+            }
             Ok(PeerRequest::Purge { .. }) => {
                 group.purge();
                 Reply::Done
