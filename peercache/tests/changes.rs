@@ -297,16 +297,7 @@ fn keys_of(pool: &HttpPool, peer: &str, n: usize) -> Vec<String> {
 async fn a_client_sends_changes_as_mailgun_and_v3_do() {
     let golang = Arc::new(AtomicBool::new(false));
     let (peer, seen) = capture_peer(Arc::clone(&golang)).await;
-    // A view of the cluster that settles at once (no rejoin delay, probes
-    // 1 ms apart), so each change is exactly its requests: no second drop
-    // of copies (`PeerPicker::settling`).
-    let health = peercache::health::HealthPolicy::builder()
-        .probe_backoff_min(Duration::from_millis(1))
-        .probe_backoff_max(Duration::from_millis(1))
-        .rejoin_delay(Duration::ZERO)
-        .build()
-        .unwrap();
-    let me = node_with(HttpOptions::builder().health(health).build().unwrap()).await;
+    let me = node_with(wire::settling_at_once()).await;
     me.pool.set_peers([me.url.as_str(), peer.as_str()]).unwrap();
     tokio::time::timeout(WAIT, async {
         while me.pool.settling() {

@@ -11,7 +11,7 @@
 #[path = "wire/mod.rs"]
 mod wire;
 
-use peercache::http::{HttpOptions, HttpPool};
+use peercache::http::HttpPool;
 use peercache::{loader_fn, CacheKind, Group, HotCachePolicy, Node, PeerPicker};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -32,14 +32,7 @@ async fn cluster() -> Vec<(SocketAddr, Group, std::sync::Arc<HttpPool>)> {
     let mut nodes = Vec::new();
     for (listener, url) in listeners.into_iter().zip(&urls) {
         let addr = listener.local_addr().unwrap();
-        let health = peercache::health::HealthPolicy::builder()
-            .probe_backoff_min(Duration::from_millis(1))
-            .probe_backoff_max(Duration::from_millis(1))
-            .rejoin_delay(Duration::ZERO)
-            .build()
-            .unwrap();
-        let options = HttpOptions::builder().health(health).build().unwrap();
-        let pool = HttpPool::new(url, options).unwrap();
+        let pool = HttpPool::new(url, wire::settling_at_once()).unwrap();
         pool.set_peers(&urls).unwrap();
         let node = Node::with_picker(pool.clone());
         let group = node

@@ -27,10 +27,9 @@ use super::client::{build_client, PeerClient};
 use super::client::{HealthReport, HttpPeer};
 use super::options::HttpOptions;
 use super::server::PeerService;
-use crate::health::{PeerHealth, PeerState, PeerStatus, Transition};
+use crate::health::{PeerHealth, PeerState, PeerStatus};
 use crate::peers::{Peer, PeerPicker};
 use crate::ring::{Ring, RingError};
-use crate::trace::Escaped;
 use crate::Node;
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
@@ -260,86 +259,6 @@ impl HttpPool {
         Ok(ring)
     }
 
-    /// Rebuilds the ring from the current members (under the writer lock).
-    fn rebuild(&self, rejoining: &HashMap<Arc<str>, u64>) {
-        self.mark_changed();
-        let old = self.state.load();
-        match self.live_ring(&old.list, &old.peers, rejoining) {
-            Ok(ring) => self.state.store(Arc::new(PoolState {
-                ring,
-                peers: old.peers.clone(),
-                list: old.list.clone(),
-            })),
-            Err(error) => {
-                tracing::error!(error = %Escaped(&error), "rebuilding the ring failed; keeping the old one")
-            }
-        }
-    }
-
-    /// A peer went down or came back: rebuild the ring, start probing a
-    /// peer that went down, and put one that came back in the ring after
-    /// the rejoin delay.
-    pub(crate) fn peer_changed(&self, id: &str, transition: Transition) {
-        let mut rejoining = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        let old = self.state.load();
-        let Some((id, peer)) = old
-            .peers
-            .get_key_value(id)
-            .map(|(id, peer)| (Arc::clone(id), Arc::clone(peer)))
-        else {
-            return;
-        };
-        let delay = self.options.health.rejoin_delay();
-        let runtime = tokio::runtime::Handle::try_current();
-        match transition {
-            Transition::WentDown => {
-                rejoining.remove(&id);
-            }
-            Transition::CameBack if !delay.is_zero() && runtime.is_ok() => {
-                let turn = self
-                    .returns
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                rejoining.insert(Arc::clone(&id), turn);
-                if let Ok(runtime) = &runtime {
-                    runtime.spawn(rejoin_after(self.me.clone(), Arc::clone(&id), turn, delay));
-                }
-            }
-            _ => {}
-        }
-        self.rebuild(&rejoining);
-        let id = &*id;
-        match transition {
-            Transition::WentDown => {
-                let status = peer.health().status(id);
-                tracing::warn!(
-                    peer = %Escaped(id),
-                    failures = status.consecutive_failures,
-                    last_error = %Escaped(status.last_error.as_deref().unwrap_or("")),
-                    "peer taken out of the ring; probing it until it answers"
-                );
-                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                    runtime.spawn(probe_until_back(self.me.clone(), peer));
-                }
-            }
-            Transition::CameBack if rejoining.contains_key(id) => tracing::info!(
-                peer = %Escaped(id),
-                delay_ms = delay.as_millis() as u64,
-                "peer answers again; back in the ring after the rejoin delay"
-            ),
-            Transition::CameBack => {
-                tracing::info!(peer = %Escaped(id), "peer answers again; back in the ring")
-            }
-            Transition::None => {}
-        }
-    }
-
-    fn mark_changed(&self) {
-        *self
-            .changed_at
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = std::time::Instant::now();
-    }
-
     /// Each member's state, in list order: this node, then up or down peers.
     ///
     /// ```
@@ -492,37 +411,8 @@ impl PeerPicker for HttpPool {
     }
 }
 
-/// Puts a peer back in the ring `delay` after its return number `turn`,
-/// unless it went down (or returned again) meanwhile.
-async fn rejoin_after(pool: Weak<HttpPool>, id: Arc<str>, turn: u64, delay: std::time::Duration) {
-    tokio::time::sleep(delay).await;
-    let Some(pool) = pool.upgrade() else {
-        return;
-    };
-    let mut rejoining = pool.writer.lock().unwrap_or_else(PoisonError::into_inner);
-    if rejoining.get(&id) == Some(&turn) {
-        rejoining.remove(&id);
-        pool.rebuild(&rejoining);
-        tracing::info!(peer = %Escaped(&id), "peer back in the ring");
-    }
-}
-
-/// Probes a peer that went down until it answers (which puts it back in the
-/// ring), it leaves the member list, or the pool is dropped.
-async fn probe_until_back(pool: Weak<HttpPool>, peer: Arc<HttpPeer>) {
-    loop {
-        tokio::time::sleep(peer.health().next_probe_delay()).await;
-        match pool.upgrade() {
-            Some(pool) if pool.is_member(peer.id()) => {}
-            _ => return,
-        }
-        if peer.health().is_up() || peer.probe().await {
-            return;
-        }
-    }
-}
-
 mod error;
+mod health;
 
 #[cfg(test)]
 mod tests;
