@@ -155,14 +155,16 @@ pub trait Peer: Send + Sync + 'static {
     /// Drops the peer's copies of `keys` of `group` that other nodes own
     /// (its hot cache), not a value it owns: the second round of hinted
     /// handoff, after the changes of `keys` reached every node. The default
-    /// calls [`Peer::remove`] (which also drops what the peer owns: safe,
-    /// at the cost of a load).
+    /// does nothing (the copies then live at most the hot copies' maximum
+    /// age): a plain [`Peer::remove`] would also drop a value the peer owns,
+    /// one just set included.
     fn drop_copies<'a>(
         &'a self,
         group: &'a str,
         keys: &'a [String],
     ) -> BoxFuture<'a, Result<(), PeerError>> {
-        self.remove(group, keys)
+        let _ = (group, keys);
+        Box::pin(async { Ok(()) })
     }
 
     /// Drops every copy the peer holds of other nodes' keys of `group` (its

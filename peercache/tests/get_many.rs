@@ -377,7 +377,10 @@ async fn the_batch_endpoint_answers_per_key_and_refuses_bad_batches() {
         keys: vec!["cached".into(), "missing-x".into(), "new".into()],
     };
     let (status, marker, body) = post(nodes[0].addr, at, &request.encode_to_vec()).await;
-    assert_eq!((status, marker.as_deref()), (200, Some("get-many")));
+    assert_eq!(
+        (status, marker.as_deref()),
+        (200, Some("get-many, copies-only"))
+    );
     let answer = GetManyResponse::decode(&body[..]).unwrap();
     let statuses: Vec<_> = answer.items.iter().map(|i| i.status()).collect();
     assert_eq!(
@@ -434,7 +437,7 @@ async fn batches_are_signed_in_a_cluster_with_a_secret_and_unsigned_ones_refused
     )
     .await;
     assert_eq!(status, 401, "{}", String::from_utf8_lossy(&body));
-    assert_eq!(marker.as_deref(), Some("get-many"));
+    assert_eq!(marker.as_deref(), Some("get-many, copies-only"));
     assert_eq!(nodes[1].node.group("g").unwrap().stats().server_batches, 1);
 }
 

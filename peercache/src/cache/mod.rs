@@ -350,8 +350,9 @@ impl Cache {
 
     /// Empties the hot cache (main entries stay).
     pub fn clear_hot(&mut self) {
-        for key in self.keys(CacheKind::Hot) {
-            self.remove_hot(&key);
+        self.replay_hits();
+        while let Some(slot) = self.table.oldest(List::Hot) {
+            self.remove_slot(slot);
         }
     }
 

@@ -210,28 +210,7 @@ impl Hints {
     /// A change of `keys` (a purge when `None`) that started at
     /// `generation` reached `peer`: it supersedes the hints no newer.
     pub(super) fn superseded(&self, peer: &str, keys: Option<&[String]>, generation: u64) {
-        let mut state = self.state();
-        let Some(pending) = state.peers.get_mut(peer) else {
-            return;
-        };
-        match keys {
-            Some(keys) => {
-                for key in keys {
-                    if pending.keys.get(key).is_some_and(|&g| g <= generation) {
-                        pending.keys.remove(key);
-                        pending.bytes -= key.len();
-                    }
-                }
-            }
-            None => {
-                pending.keys.retain(|_, g| *g > generation);
-                pending.bytes = pending.keys.keys().map(String::len).sum();
-                pending.purge = pending.purge.filter(|&g| g > generation);
-            }
-        }
-        if pending.keys.is_empty() && pending.purge.is_none() {
-            state.peers.remove(peer);
-        }
+        superseded_in(&mut self.state(), peer, keys, generation);
     }
 
     /// What to send now: one delivery per peer with hints and none on its
@@ -282,7 +261,12 @@ impl Hints {
     /// The outcome of a delivery.
     pub(super) fn delivered(&self, delivery: &Delivery, outcome: &Result<(), PeerError>) {
         let id = delivery.peer.id();
-        self.abandoned(id);
+        // One taking of the lock: no other delivery to the peer can start
+        // between freeing its place and clearing what this one carried.
+        let mut state = self.state();
+        if let Some(pending) = state.peers.get_mut(id) {
+            pending.in_flight = false;
+        }
         match outcome {
             Ok(()) => {
                 let keys = (!delivery.purge).then_some(delivery.keys.as_slice());
@@ -291,8 +275,7 @@ impl Hints {
                 } else {
                     delivery.keys.len()
                 };
-                self.superseded(id, keys, delivery.generation);
-                let mut state = self.state();
+                superseded_in(&mut state, id, keys, delivery.generation);
                 state.delivered += count as u64;
                 self.queue_second_round(&mut state, delivery);
             }
@@ -303,7 +286,7 @@ impl Hints {
                     reason = %crate::trace::Escaped(error.reason()),
                     "a peer refused the changes kept for it; dropping them"
                 );
-                self.superseded(id, None, delivery.generation);
+                superseded_in(&mut state, id, None, delivery.generation);
             }
             Err(_) => {}
         }
@@ -355,5 +338,30 @@ impl Hints {
             .collect();
         pending.sort_by(|a, b| a.peer.cmp(&b.peer));
         (pending, state.delivered, state.collapsed)
+    }
+}
+
+/// [`Hints::superseded`], under the lock already taken.
+fn superseded_in(state: &mut State, peer: &str, keys: Option<&[String]>, generation: u64) {
+    let Some(pending) = state.peers.get_mut(peer) else {
+        return;
+    };
+    match keys {
+        Some(keys) => {
+            for key in keys {
+                if pending.keys.get(key).is_some_and(|&g| g <= generation) {
+                    pending.keys.remove(key);
+                    pending.bytes -= key.len();
+                }
+            }
+        }
+        None => {
+            pending.keys.retain(|_, g| *g > generation);
+            pending.bytes = pending.keys.keys().map(String::len).sum();
+            pending.purge = pending.purge.filter(|&g| g > generation);
+        }
+    }
+    if pending.keys.is_empty() && pending.purge.is_none() {
+        state.peers.remove(peer);
     }
 }

@@ -404,7 +404,12 @@ async fn deliver(group: Weak<Inner>) {
             return;
         };
         for delivery in deliveries {
-            tokio::spawn(deliver_one(Arc::clone(&inner), delivery));
+            let in_flight = InFlight {
+                inner: Arc::clone(&inner),
+                peer: Arc::from(delivery.peer.id()),
+                done: false,
+            };
+            tokio::spawn(deliver_one(in_flight, delivery));
         }
         if let Some(second) = inner.hints.take_second_round() {
             inner.second_round(second).await;
@@ -412,17 +417,18 @@ async fn deliver(group: Weak<Inner>) {
     }
 }
 
-/// Clears a delivery's place if its task is dropped before its outcome.
-struct InFlight<'a> {
-    inner: &'a Inner,
-    peer: &'a str,
+/// Clears a delivery's place if its task is dropped before its outcome
+/// (also before it first ran: made before the task is spawned).
+struct InFlight {
+    inner: Arc<Inner>,
+    peer: Arc<str>,
     done: bool,
 }
 
-impl Drop for InFlight<'_> {
+impl Drop for InFlight {
     fn drop(&mut self) {
         if !self.done {
-            self.inner.hints.abandoned(self.peer);
+            self.inner.hints.abandoned(&self.peer);
         }
     }
 }
@@ -430,12 +436,8 @@ impl Drop for InFlight<'_> {
 /// One peer's delivery, then at once the second round it may complete (a
 /// node refilled from a peer whose hint landed last must not keep that
 /// copy longer than it takes).
-async fn deliver_one(inner: Arc<Inner>, delivery: Delivery) {
-    let mut in_flight = InFlight {
-        inner: &inner,
-        peer: delivery.peer.id(),
-        done: false,
-    };
+async fn deliver_one(mut in_flight: InFlight, delivery: Delivery) {
+    let inner = Arc::clone(&in_flight.inner);
     let keys = (!delivery.purge).then_some(delivery.keys.as_slice());
     let call = guard(delivery.peer.deliver_hints(&inner.name, keys));
     let outcome = within(Some(inner.change_timeout), call).await;

@@ -8,9 +8,9 @@
 //! The ring holds the *live* members: a peer that fails
 //! [`crate::health::HealthPolicy::failures_to_down`] times in a row is taken
 //! out (its keys go to the next peers on the ring, so gets stop waiting on
-//! it), probed in the background with back-off, and put back when it has
-//! answered for [`crate::health::HealthPolicyBuilder::rejoin_delay`] (2 s:
-//! time for the changes it missed to reach it first). Because a ring is rebuilt from the member list in its order, the
+//! it), probed in the background with back-off, and put back
+//! [`crate::health::HealthPolicyBuilder::rejoin_delay`] (2 s) after it
+//! first answers again: time for the changes it missed to reach it first. Because a ring is rebuilt from the member list in its order, the
 //! ring without a peer is exactly the ring every node builds from the list
 //! without it: removing a peer whose points collided with another's leaves
 //! the other's points in place, and only the removed peer's keys move.
@@ -93,7 +93,7 @@ pub struct HttpPool {
     /// peers that answer again but wait out the rejoin delay, each with
     /// the number of its return (a peer that goes down and comes back
     /// meanwhile starts a new wait).
-    writer: Mutex<HashMap<Arc<str>, u64>>,
+    writer: Mutex<HashMap<Arc<str>, (u64, std::time::Instant)>>,
     /// Numbers the returns of peers.
     returns: std::sync::atomic::AtomicU64,
     /// When this node's view of the cluster last changed.
@@ -244,12 +244,17 @@ impl HttpPool {
         &self,
         list: &[String],
         peers: &HashMap<Arc<str>, Arc<HttpPeer>>,
-        rejoining: &HashMap<Arc<str>, u64>,
+        rejoining: &HashMap<Arc<str>, (u64, std::time::Instant)>,
     ) -> Result<Ring, RingError> {
         let mut ring = Ring::new(self.options.hash_mode, self.options.replicas);
         for url in list {
+            // A rejoin whose timer was lost (its runtime shut down) ends at
+            // its deadline all the same.
+            let waiting = rejoining
+                .get(url.as_str())
+                .is_some_and(|&(_, until)| until > std::time::Instant::now());
             let live = match peers.get(url.as_str()) {
-                Some(peer) => peer.health().is_up() && !rejoining.contains_key(url.as_str()),
+                Some(peer) => peer.health().is_up() && !waiting,
                 None => true,
             };
             if live {
@@ -259,7 +264,8 @@ impl HttpPool {
         Ok(ring)
     }
 
-    /// Each member's state, in list order: this node, then up or down peers.
+    /// Each member's state, in list order: this node, then up, down or
+    /// rejoining peers.
     ///
     /// ```
     /// use peercache::health::PeerState;
@@ -393,7 +399,8 @@ impl PeerPicker for HttpPool {
 
     /// Within twice the time other nodes may take to see the same change
     /// (their slowest probe plus the rejoin delay) of the last change of
-    /// this node's ring or member list, or while a peer is out of it.
+    /// this node's ring or member list. (A peer down for long is no reason:
+    /// every node has long seen it so.)
     fn settling(&self) -> bool {
         let health = self.options.health;
         let window = 2 * (health.probe_backoff_max() + health.rejoin_delay());
@@ -402,12 +409,6 @@ impl PeerPicker for HttpPool {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         changed_at.elapsed() < window
-            || self
-                .state
-                .load()
-                .peers
-                .values()
-                .any(|p| !p.health().is_up())
     }
 }
 

@@ -70,10 +70,16 @@ impl HttpPeer {
     /// say nothing either way.
     /// Returns whether this answer came from a peercache endpoint.
     pub(super) fn learn_kind(&self, status: StatusCode, headers: &HeaderMap) -> bool {
-        let marked = headers
+        let features = headers
             .get(PEERCACHE_HEADER)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|features| features.split(',').any(|f| f.trim() == "get-many"));
+            .unwrap_or_default();
+        let has = |feature: &str| features.split(',').any(|f| f.trim() == feature);
+        let marked = has("get-many");
+        if marked {
+            self.drops_copies
+                .store(has("copies-only"), Ordering::Relaxed);
+        }
         let kind = if marked {
             PeerKind::Peercache
         } else if status.is_success()

@@ -109,6 +109,9 @@ pub struct HttpPeer {
     /// What the peer is, as its answers tell (`many::PeerKind`): whether it
     /// takes batch gets.
     kind: std::sync::atomic::AtomicU8,
+    /// Whether its answers say it takes removals of copies only
+    /// (`x-peercache: ..., copies-only`); until then none is sent.
+    drops_copies: std::sync::atomic::AtomicBool,
 }
 
 /// A peer's answer: its status, read by the protocol's table.
@@ -141,6 +144,7 @@ impl HttpPeer {
             max_answer_bytes: options.max_body_bytes.saturating_add(ANSWER_FRAMING),
             max_key_bytes: options.max_key_bytes,
             kind: std::sync::atomic::AtomicU8::new(many::PeerKind::Unknown as u8),
+            drops_copies: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -386,14 +390,17 @@ impl Peer for HttpPeer {
         Box::pin(self.copies_only(group, keys))
     }
 
-    /// A purge marked `?copies-only` (a Go server has no purge: it answers
-    /// as a get, reported as refused).
+    /// A purge marked `?copies-only`, sent only to a peer that takes it
+    /// (as [`Peer::drop_copies`]).
     fn drop_all_copies<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<(), PeerError>> {
         let how = How {
             copies_only: true,
             ..How::default()
         };
         Box::pin(async move {
+            if !self.drops_copies.load(std::sync::atomic::Ordering::Relaxed) {
+                return Ok(());
+            }
             let request = PeerRequest::Purge {
                 group: group.into(),
             };
@@ -429,9 +436,15 @@ impl Peer for HttpPeer {
 
 impl HttpPeer {
     /// [`Peer::drop_copies`]: a remove marked `?copies-only`, which a
-    /// peercache server applies to its hot cache only (a Go server ignores
-    /// the query and removes the keys).
+    /// peercache server applies to its hot cache only. Sent only to a peer
+    /// whose answers say it takes it: a Go server, or an older peercache
+    /// one, would remove the keys altogether, a value just set at its owner
+    /// included. Other peers' copies live at most the hot copies' maximum
+    /// age.
     async fn copies_only(&self, group: &str, keys: &[String]) -> Result<(), PeerError> {
+        if !self.drops_copies.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(());
+        }
         let how = How {
             copies_only: true,
             ..How::default()

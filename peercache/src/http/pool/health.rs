@@ -10,10 +10,11 @@ use crate::peers::Peer;
 use crate::trace::Escaped;
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, Weak};
+use std::time::Instant;
 
 impl HttpPool {
     /// Rebuilds the ring from the current members (under the writer lock).
-    fn rebuild(&self, rejoining: &HashMap<Arc<str>, u64>) {
+    fn rebuild(&self, rejoining: &HashMap<Arc<str>, (u64, Instant)>) {
         self.mark_changed();
         let old = self.state.load();
         match self.live_ring(&old.list, &old.peers, rejoining) {
@@ -43,15 +44,18 @@ impl HttpPool {
         };
         let delay = self.options.health.rejoin_delay();
         let runtime = tokio::runtime::Handle::try_current();
+        // Reports may be handled out of order (each is sent after the
+        // health lock is released): act on the peer's state now.
+        let up = peer.health().is_up();
         match transition {
-            Transition::WentDown => {
+            Transition::WentDown if !up => {
                 rejoining.remove(&id);
             }
-            Transition::CameBack if !delay.is_zero() && runtime.is_ok() => {
+            Transition::CameBack if up && !delay.is_zero() && runtime.is_ok() => {
                 let turn = self
                     .returns
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                rejoining.insert(Arc::clone(&id), turn);
+                rejoining.insert(Arc::clone(&id), (turn, Instant::now() + delay));
                 if let Ok(runtime) = &runtime {
                     runtime.spawn(rejoin_after(self.me.clone(), Arc::clone(&id), turn, delay));
                 }
@@ -61,7 +65,7 @@ impl HttpPool {
         self.rebuild(&rejoining);
         let id = &*id;
         match transition {
-            Transition::WentDown => {
+            Transition::WentDown if !up => {
                 let status = peer.health().status(id);
                 tracing::warn!(
                     peer = %Escaped(id),
@@ -73,15 +77,16 @@ impl HttpPool {
                     runtime.spawn(probe_until_back(self.me.clone(), peer));
                 }
             }
-            Transition::CameBack if rejoining.contains_key(id) => tracing::info!(
+            Transition::CameBack if up && rejoining.contains_key(id) => tracing::info!(
                 peer = %Escaped(id),
                 delay_ms = delay.as_millis() as u64,
                 "peer answers again; back in the ring after the rejoin delay"
             ),
-            Transition::CameBack => {
+            Transition::CameBack if up => {
                 tracing::info!(peer = %Escaped(id), "peer answers again; back in the ring")
             }
-            Transition::None => {}
+            // A report overtaken by a newer one: nothing to say.
+            Transition::WentDown | Transition::CameBack | Transition::None => {}
         }
     }
 
@@ -101,7 +106,7 @@ async fn rejoin_after(pool: Weak<HttpPool>, id: Arc<str>, turn: u64, delay: std:
         return;
     };
     let mut rejoining = pool.writer.lock().unwrap_or_else(PoisonError::into_inner);
-    if rejoining.get(&id) == Some(&turn) {
+    if rejoining.get(&id).is_some_and(|&(t, _)| t == turn) {
         rejoining.remove(&id);
         pool.rebuild(&rejoining);
         tracing::info!(peer = %Escaped(&id), "peer back in the ring");

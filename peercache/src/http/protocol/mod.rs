@@ -52,7 +52,7 @@ pub(crate) const WRITER_HEADER: &str = "x-peercache-writer";
 pub(crate) const COPIES_ONLY_QUERY: &str = "copies-only";
 
 /// The value of [`PEERCACHE_HEADER`]: the requests beyond Go's.
-pub(crate) const PEERCACHE_FEATURES: &str = "get-many";
+pub(crate) const PEERCACHE_FEATURES: &str = "get-many, copies-only";
 
 /// Longest error text in one item of a batch answer, as written by the
 /// owner and as kept by the asker.

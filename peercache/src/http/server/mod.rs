@@ -53,7 +53,7 @@ use std::task::{Context, Poll};
 /// | `POST <base><group>/_remove-keys/`, body JSON `{"group":..,"keys":[..]}` (groupcache-go v3) | removes those keys here; 200, empty body; 413 over [`crate::http::HttpOptions::max_remove_keys`] keys |
 /// | `POST <base><group>/_purge/` (peercache) | empties the group here; 200, empty body |
 /// | `POST <base><group>/_get-many/`, body a `GetManyRequest` (peercache) | each key as a get serves it; 200 `application/x-protobuf` `GetManyResponse`, one item per key; 413 over 1,000 keys |
-/// | any request | the answer carries `x-peercache: get-many`, which tells peercache clients that this node takes batch gets |
+/// | any request | the answer carries `x-peercache: get-many, copies-only`, which tells peercache clients that this node takes batch gets and removals of copies only |
 /// | no valid proof, when the node has a cluster secret ([`crate::http::PeerAuth`]) | 401 with the reason |
 /// | a body over the body read timeout ([`ServerLimits`]) | 408 |
 /// | a body that would pass the server's body budget ([`ServerLimits::max_body_bytes_in_flight`]) | 503, `Retry-After` |
