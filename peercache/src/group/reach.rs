@@ -302,10 +302,10 @@ impl Inner {
             "every hint of these keys landed: dropping their copies once more"
         );
         if second.all {
-            self.drop_all_copies_everywhere().await;
+            self.drop_copies_everywhere(None, &[]).await;
         }
         if !second.keys.is_empty() {
-            self.drop_copies_everywhere(&second.keys, &[]).await;
+            self.drop_copies_everywhere(Some(&second.keys), &[]).await;
         }
     }
 
@@ -315,27 +315,23 @@ impl Inner {
     /// it took the change, so the copies are dropped once more.
     async fn settle(self: &Arc<Self>, keys: &[String], failures: &[PeerFailure]) {
         if self.picker.as_ref().is_some_and(|p| p.settling()) {
-            self.drop_copies_everywhere(keys, failures).await;
+            self.drop_copies_everywhere(Some(keys), failures).await;
         }
     }
 
-    /// Drops every hot copy of the group here and at every peer (best
-    /// effort, as [`Inner::drop_copies_everywhere`]).
-    async fn drop_all_copies_everywhere(self: &Arc<Self>) {
-        self.drop_all_copies_here();
-        let (name, limit) = (&*self.name, Some(self.change_timeout));
-        let peers = self.others();
-        let sent = peers.iter().map(|peer| async move {
-            let _ = within(limit, guard(peer.drop_all_copies(name))).await;
-        });
-        join_all(sent).await;
-    }
-
-    /// Drops the hot copies of `keys` here and at every peer but the ones
-    /// in `skip` (best effort: a peer not reached keeps no hint, its copies
-    /// live at most the hot copies' maximum age).
-    async fn drop_copies_everywhere(self: &Arc<Self>, keys: &[String], skip: &[PeerFailure]) {
-        self.drop_copies_here(keys);
+    /// Drops the hot copies of `keys` (every hot copy for `None`) here and
+    /// at every peer but the ones in `skip` (best effort: a peer not
+    /// reached keeps no hint, its copies live at most the hot copies'
+    /// maximum age).
+    async fn drop_copies_everywhere(
+        self: &Arc<Self>,
+        keys: Option<&[String]>,
+        skip: &[PeerFailure],
+    ) {
+        match keys {
+            Some(keys) => self.drop_copies_here(keys),
+            None => self.drop_all_copies_here(),
+        }
         let (name, limit) = (&*self.name, Some(self.change_timeout));
         let peers: Vec<Arc<dyn Peer>> = self
             .others()
@@ -343,7 +339,11 @@ impl Inner {
             .filter(|peer| !skip.iter().any(|f| *f.peer == *peer.id()))
             .collect();
         let sent = peers.iter().map(|peer| async move {
-            let dropped = within(limit, guard(peer.drop_copies(name, keys))).await;
+            let call = match keys {
+                Some(keys) => peer.drop_copies(name, keys),
+                None => peer.drop_all_copies(name),
+            };
+            let dropped = within(limit, guard(call)).await;
             if let Err(error) = dropped {
                 tracing::debug!(
                     peer = %Escaped(peer.id()),
@@ -361,10 +361,6 @@ impl Inner {
             Ok(runtime) => drop(runtime.spawn(deliver(Arc::downgrade(self)))),
             Err(_) => self.hints.stopped(),
         }
-    }
-
-    fn is_peer(&self, id: &str) -> bool {
-        self.others().iter().any(|peer| peer.id() == id)
     }
 }
 
@@ -398,7 +394,10 @@ async fn deliver(group: Weak<Inner>) {
         let Some(inner) = group.upgrade() else {
             return;
         };
-        let Some(deliveries) = inner.hints.to_deliver(|id| inner.is_peer(id)) else {
+        // The members, once a round (not once per peer with hints).
+        let members = inner.others();
+        let is_member = |id: &str| members.iter().any(|peer| peer.id() == id);
+        let Some(deliveries) = inner.hints.to_deliver(is_member) else {
             // `to_deliver` marked the task stopped.
             delivering.done = true;
             return;

@@ -198,35 +198,37 @@ impl Inner {
     }
 
     pub(super) fn remove_here<S: AsRef<str>>(&self, keys: &[S]) {
+        self.drop_here(keys, false);
+    }
+
+    /// Drops the hot copies of `keys` (not main entries), fencing their
+    /// loads in flight and detaching their fetches, as a removal does.
+    pub(super) fn drop_copies_here<S: AsRef<str>>(&self, keys: &[S]) {
+        self.drop_here(keys, true);
+    }
+
+    /// Drops `keys` (only their hot copies with `copies_only`), fences
+    /// their loads in flight and detaches their flights (the loads here
+    /// only when main entries go too).
+    fn drop_here<S: AsRef<str>>(&self, keys: &[S], copies_only: bool) {
         // The lock is taken per chunk, not for the whole list: gets wait
         // for at most one chunk of a long removal.
         for chunk in keys.chunks(REMOVE_CHUNK) {
             {
                 let mut guarded = self.lock_cache();
                 for key in chunk {
-                    guarded.cache.remove(key.as_ref());
+                    if copies_only {
+                        guarded.cache.remove_hot(key.as_ref());
+                    } else {
+                        guarded.cache.remove(key.as_ref());
+                    }
                     guarded.fences.invalidate(key.as_ref());
                 }
             }
             for key in chunk {
-                self.local.forget(key.as_ref());
-                self.remote.forget(key.as_ref());
-            }
-        }
-    }
-
-    /// Drops the hot copies of `keys` (not main entries), fencing their
-    /// loads in flight and detaching their flights, as a removal does.
-    pub(super) fn drop_copies_here<S: AsRef<str>>(&self, keys: &[S]) {
-        for chunk in keys.chunks(REMOVE_CHUNK) {
-            {
-                let mut guarded = self.lock_cache();
-                for key in chunk {
-                    guarded.cache.remove_hot(key.as_ref());
-                    guarded.fences.invalidate(key.as_ref());
+                if !copies_only {
+                    self.local.forget(key.as_ref());
                 }
-            }
-            for key in chunk {
                 self.remote.forget(key.as_ref());
             }
         }
