@@ -78,11 +78,13 @@
 //! the hand-written table.
 
 mod age;
+mod borrowed;
 mod climb;
 mod evict;
 mod key;
 mod lookup;
 pub(crate) mod policy;
+mod rank;
 mod recency;
 mod sketch;
 pub(crate) mod stats;
@@ -162,6 +164,8 @@ pub struct Cache {
     settling: [bool; 2],
     /// The hot copies' fetch times and maximum age.
     ages: age::HotAges,
+    /// Main entries borrowed from another node (`borrowed.rs`).
+    borrowed: borrowed::Borrowed,
 }
 
 impl Cache {
@@ -180,6 +184,7 @@ impl Cache {
             recency: recency::RecencyLog::new(),
             settling: [false; 2],
             ages: age::HotAges::default(),
+            borrowed: borrowed::Borrowed::default(),
         }
     }
 
@@ -295,6 +300,7 @@ impl Cache {
         let cost = cost(key, &value);
         let expiry = value.expiry_unix_nanos();
         if let Some(slot) = self.table.find(key) {
+            self.borrowed.forget(slot);
             let same = self
                 .table
                 .get(slot)
@@ -337,21 +343,29 @@ impl Cache {
         self.remove_slot(slot).map(|(_, value)| value)
     }
 
-    /// Removes a key from the hot cache only; returns the value it had
-    /// there, if any (a main entry stays).
+    /// Removes a key's copy: its hot entry, or a main entry borrowed from
+    /// another node ([`Cache::insert_borrowed`]); returns the value, if
+    /// any (a main entry of this node's own stays).
     pub fn remove_hot(&mut self, key: &str) -> Option<Value> {
         self.replay_hits();
         let slot = self.table.find(key)?;
         match self.table.get(slot) {
             Some((List::Hot, _)) => self.remove_slot(slot).map(|(_, value)| value),
+            Some(_) if self.borrowed.contains(slot) => {
+                self.remove_slot(slot).map(|(_, value)| value)
+            }
             _ => None,
         }
     }
 
-    /// Empties the hot cache (main entries stay).
+    /// Empties the hot cache, and drops the main entries borrowed from
+    /// other nodes (this node's own stay).
     pub fn clear_hot(&mut self) {
         self.replay_hits();
         while let Some(slot) = self.table.oldest(List::Hot) {
+            self.remove_slot(slot);
+        }
+        for slot in self.borrowed.take() {
             self.remove_slot(slot);
         }
     }
@@ -396,6 +410,15 @@ impl Cache {
         self.table.find(key).is_some()
     }
 
+    /// True if the main cache holds the key (unexpired or not); does not
+    /// count as a get.
+    pub fn contains_main(&self, key: &str) -> bool {
+        self.table
+            .find(key)
+            .and_then(|slot| self.table.get(slot))
+            .is_some_and(|(list, _)| list.is_main())
+    }
+
     /// Empties both caches. Counters other than bytes and items are kept,
     /// and so are the request counts the policy learned.
     pub fn clear(&mut self) {
@@ -403,6 +426,7 @@ impl Cache {
         self.table.clear();
         self.expiring.clear();
         self.ages.clear();
+        self.borrowed.clear();
         self.climber.emptied();
     }
 
@@ -480,6 +504,7 @@ impl Cache {
         let (list, value) = self.table.remove(slot)?;
         self.unindex(&value, slot);
         self.ages.forget(list, slot);
+        self.borrowed.forget(slot);
         Some((list, value))
     }
 

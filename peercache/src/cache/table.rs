@@ -283,6 +283,12 @@ impl Table {
         (oldest != NIL).then_some(oldest)
     }
 
+    /// The entry used just before `slot` in its list (towards the oldest).
+    pub(crate) fn older(&self, slot: u32) -> Option<u32> {
+        let older = self.slots.get(slot as usize)?.older();
+        (older != NIL).then_some(older)
+    }
+
     /// The entry used just after `slot` in its list (towards the newest).
     pub(crate) fn newer(&self, slot: u32) -> Option<u32> {
         let newer = self.slots.get(slot as usize)?.newer;
