@@ -295,6 +295,22 @@ impl PeerHealth {
         }
     }
 
+    /// Records that the peer said it is leaving the cluster: down at once,
+    /// whatever the threshold, and probed until it answers as a member
+    /// that stays.
+    pub fn left(&self, reason: &str) -> Transition {
+        let mut state = self.lock();
+        state.last_error = Some(reason.to_owned());
+        if state.down.is_some() {
+            return Transition::None;
+        }
+        state.down = Some(Instant::now());
+        state.times_down += 1;
+        state.next_backoff = self.policy.probe_backoff_min;
+        self.down.store(true, Ordering::Release);
+        Transition::WentDown
+    }
+
     /// How long to wait before the next probe; each call doubles the next
     /// wait, up to the policy's maximum.
     pub fn next_probe_delay(&self) -> Duration {

@@ -116,8 +116,8 @@ pub use error::{Applied, Error, PeerFailure};
 pub use group::{Get, Group, HintLimits, PendingHints, ServedGroup};
 pub use loader::{loader_fn, BoxFuture, LoadError, Loader, LoaderFn, LOAD_MANY_CONCURRENCY};
 pub use node::{
-    GroupBuilder, Node, DEFAULT_CACHE_BYTES, DEFAULT_CHANGE_TIMEOUT, DEFAULT_HOT_MAX_AGE,
-    MAX_GROUP_NAME_LEN,
+    GroupBuilder, Handoff, LeaveReport, Node, DEFAULT_CACHE_BYTES, DEFAULT_CHANGE_TIMEOUT,
+    DEFAULT_HOT_MAX_AGE, MAX_GROUP_NAME_LEN,
 };
 pub use peers::{FetchError, Peer, PeerError, PeerPicker, FETCH_MANY_CONCURRENCY};
 pub use setting::InvalidSetting;

@@ -12,7 +12,7 @@
 //!
 //! | metric | kind | labels |
 //! | --- | --- | --- |
-//! | `groupcache_gets_total`, `groupcache_hits_total`, `groupcache_loads_total`, `groupcache_loads_deduped_total`, `groupcache_local_loads_total`, `groupcache_local_load_errs_total`, `groupcache_peer_loads_total`, `groupcache_peer_errors_total`, `groupcache_server_requests_total`, `peercache_server_batches_total`, `peercache_loads_refused_total`, `peercache_loads_failed_fast_total`, `peercache_stale_served_total`, `peercache_stale_if_error_total`, `peercache_refreshes_total`, `peercache_negative_hits_total`, `peercache_hints_delivered_total`, `peercache_hints_collapsed_total` | counter | `group` |
+//! | `groupcache_gets_total`, `groupcache_hits_total`, `groupcache_loads_total`, `groupcache_loads_deduped_total`, `groupcache_local_loads_total`, `groupcache_local_load_errs_total`, `groupcache_peer_loads_total`, `groupcache_peer_errors_total`, `groupcache_server_requests_total`, `peercache_server_batches_total`, `peercache_loads_refused_total`, `peercache_loads_failed_fast_total`, `peercache_stale_served_total`, `peercache_stale_if_error_total`, `peercache_refreshes_total`, `peercache_negative_hits_total`, `peercache_hints_delivered_total`, `peercache_hints_collapsed_total`, `peercache_peeks_total`, `peercache_peek_hits_total`, `peercache_peek_misses_total`, `peercache_peeks_served_total`, `peercache_handed_over_total`, `peercache_handoff_received_total` | counter | `group` |
 //! | `peercache_hints_pending` | gauge | `group` |
 //! | `groupcache_cache_bytes`, `groupcache_cache_items` | gauge | `group`, `type` (`main`, `hot`) |
 //! | `groupcache_cache_gets_total`, `groupcache_cache_hits_total`, `groupcache_cache_evictions_total`, `peercache_cache_aged_total` | counter | `group`, `type` |
@@ -223,6 +223,30 @@ const GROUP_COUNTERS: &[(&str, &str)] = &[
         "peercache_hints_collapsed_total",
         "Times the changes kept for a peer went past their bound and became a purge.",
     ),
+    (
+        "peercache_peeks_total",
+        "Peeks sent: a key's previous owner asked for its cached value before a load.",
+    ),
+    (
+        "peercache_peek_hits_total",
+        "Peeks answered with a value: origin loads saved.",
+    ),
+    (
+        "peercache_peek_misses_total",
+        "Peeks that brought no value (not held there, or the peer failed).",
+    ),
+    (
+        "peercache_peeks_served_total",
+        "Peers' peeks this node answered with a value.",
+    ),
+    (
+        "peercache_handed_over_total",
+        "Values this node handed to their new owners as it left, and they kept.",
+    ),
+    (
+        "peercache_handoff_received_total",
+        "Values a leaving peer handed over that this node kept.",
+    ),
 ];
 
 /// Copies the counters of every group of `node` into the installed
@@ -255,6 +279,12 @@ pub fn record_group(stats: &GroupStats) {
         stats.negative_hits,
         stats.hints_delivered,
         stats.hints_collapsed,
+        stats.peeks,
+        stats.peek_hits,
+        stats.peek_misses,
+        stats.peeks_served,
+        stats.handed_over,
+        stats.handoff_received,
     ];
     for ((name, _), count) in GROUP_COUNTERS.iter().zip(counts) {
         metrics::counter!(*name, "group" => group.clone()).absolute(count);

@@ -15,8 +15,10 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 
 mod builder;
+mod leave;
 
 pub use builder::{GroupBuilder, DEFAULT_CHANGE_TIMEOUT, DEFAULT_HOT_MAX_AGE};
+pub use leave::{Handoff, LeaveReport};
 
 /// Default byte budget of a group made with [`Node::group_builder`]: 64 MiB.
 pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
@@ -61,6 +63,8 @@ struct NodeInner {
     groups: RwLock<HashMap<String, Group>>,
     /// The hot-cache policy of groups that do not set their own.
     hot_cache: Mutex<HotCachePolicy>,
+    /// Whether [`Node::leave`] was called.
+    leaving: std::sync::atomic::AtomicBool,
 }
 
 /// A non-owning handle on a [`Node`] (used by transports that must not keep

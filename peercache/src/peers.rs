@@ -193,6 +193,41 @@ pub trait Peer: Send + Sync + 'static {
             None => self.purge(group),
         }
     }
+
+    /// Asks the peer for `key` of `group` **from its caches only** (a
+    /// peek): it never loads or forwards. `Ok(None)` when it does not hold
+    /// the key. A group sends it, before loading a key it has just come to
+    /// own, to the key's owner on an earlier ring
+    /// ([`PeerPicker::previous_owner`]), so that a key that moved is not
+    /// loaded from the origin again. The default answers `Ok(None)`: a
+    /// transport that cannot peek makes every peek a miss.
+    fn peek<'a>(
+        &'a self,
+        group: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Value>, FetchError>> {
+        let _ = (group, key);
+        Box::pin(async { Ok(None) })
+    }
+
+    /// Hands `entries` of `group` over to the peer, which keeps in its main
+    /// cache those it owns on its own ring (and drops the rest): what a
+    /// node that leaves the cluster sends the new owners of its keys
+    /// ([`crate::Node::leave`]). Returns how many the peer kept. The
+    /// default refuses: the entries are then loaded again by their new
+    /// owners when asked.
+    fn hand_over<'a>(
+        &'a self,
+        group: &'a str,
+        entries: &'a [(String, Value)],
+    ) -> BoxFuture<'a, Result<u64, PeerError>> {
+        let _ = (group, entries);
+        Box::pin(async {
+            Err(PeerError::refused(
+                "the transport does not hand values over",
+            ))
+        })
+    }
 }
 
 /// Chooses the owner of a key.
@@ -298,6 +333,35 @@ pub trait PeerPicker: Send + Sync + 'static {
     /// the owner on its own ring before that owner took the change). The
     /// default: never.
     fn settling(&self) -> bool {
+        false
+    }
+
+    /// The peer to peek for `key` ([`Peer::peek`]) before this node loads
+    /// it: shortly after a planned change of this node's ring (the pool's
+    /// peek window), the key's owner on an earlier ring, if that is another
+    /// node than this one and than the key's owner now, it is up, and it
+    /// can answer a peek (never a Go node, which would load the key). The
+    /// default: none.
+    fn previous_owner(&self, key: &str) -> Option<Arc<dyn Peer>> {
+        let _ = key;
+        None
+    }
+
+    /// Tells the other members that this node is leaving, so that they
+    /// take it out of their rings at once, and takes it out of its own:
+    /// from then on [`PeerPicker::pick`] names the key's owner without
+    /// this node, which is where [`crate::Node::leave`] hands its values
+    /// over. The default does nothing.
+    fn leave(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+
+    /// The member `id` said it is leaving ([`PeerPicker::leave`] on its
+    /// node): take it out of the ring now, as if it were down, until it
+    /// answers again as a member that stays. Says whether `id` is a
+    /// member. The default does nothing.
+    fn peer_left(&self, id: &str) -> bool {
+        let _ = id;
         false
     }
 }

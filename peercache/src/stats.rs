@@ -108,6 +108,26 @@ pub struct GroupStats {
     /// [`crate::HintLimits`] and collapsed into a purge of the group there.
     #[serde(default)]
     pub hints_collapsed: u64,
+    /// Peeks this node sent before loading a key it came to own: asks of
+    /// the key's owner on an earlier ring for its cached value
+    /// (README "Deploys and scaling").
+    #[serde(default)]
+    pub peeks: u64,
+    /// Peeks answered with a value (one origin load saved each).
+    #[serde(default)]
+    pub peek_hits: u64,
+    /// Peeks that brought no value (not held there, or the peer failed).
+    #[serde(default)]
+    pub peek_misses: u64,
+    /// Peers' peeks this node answered with a value.
+    #[serde(default)]
+    pub peeks_served: u64,
+    /// Values this node handed over as it left, and their new owners kept.
+    #[serde(default)]
+    pub handed_over: u64,
+    /// Values a leaving peer handed over that this node kept.
+    #[serde(default)]
+    pub handoff_received: u64,
     /// The main cache: keys this node owns.
     pub main_cache: CacheStats,
     /// The hot cache: copies of popular keys owned by peers.
@@ -135,6 +155,12 @@ pub(crate) struct Counters {
     pub negative_hits: AtomicU64,
     pub server_requests: AtomicU64,
     pub server_batches: AtomicU64,
+    pub peeks: AtomicU64,
+    pub peek_hits: AtomicU64,
+    pub peek_misses: AtomicU64,
+    pub peeks_served: AtomicU64,
+    pub handed_over: AtomicU64,
+    pub handoff_received: AtomicU64,
 }
 
 /// Adds one to a counter (relaxed: counters order nothing).
@@ -173,6 +199,12 @@ impl Counters {
             hints_pending: 0,
             hints_delivered: 0,
             hints_collapsed: 0,
+            peeks: get(&self.peeks),
+            peek_hits: get(&self.peek_hits),
+            peek_misses: get(&self.peek_misses),
+            peeks_served: get(&self.peeks_served),
+            handed_over: get(&self.handed_over),
+            handoff_received: get(&self.handoff_received),
             main_cache,
             hot_cache,
             budget_bytes: 0,

@@ -154,6 +154,13 @@ impl Hints {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Whether a change of `key` (or a purge) waits for `peer`: then its
+    /// value of `key` may be stale, and is neither peeked nor taken from
+    /// it (`handoff.rs`).
+    pub(super) fn waits_for(&self, peer: &str, key: &str) -> bool {
+        self.state().peers.get(peer).is_some_and(|p| p.waits(key))
+    }
+
     /// The generation a change starting now is newer than or equal to.
     pub(super) fn generation(&self) -> u64 {
         self.state().generation

@@ -161,6 +161,10 @@ impl Inner {
             Ok(cached) => return cached,
             Err(ticket) => ticket,
         };
+        // A key that just moved here may still be cached where it was.
+        if let Some(value) = self.peek_previous(&key, ticket).await {
+            return Ok(value);
+        }
         let _place = match self.admit(&[&key]).await {
             Ok(place) => place,
             Err(mut refused) => return Err(refused.remove(0)),

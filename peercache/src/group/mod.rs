@@ -51,6 +51,7 @@
 mod admission;
 mod breaker;
 mod changes;
+mod handoff;
 mod hints;
 mod load;
 mod load_many;
@@ -142,6 +143,9 @@ struct Inner {
     /// How long a change waits for a peer that does not own its keys.
     change_timeout: Duration,
     hints: hints::Hints,
+    /// Nodes that said they leave, each with the fence ticket of that
+    /// moment (`handoff.rs`).
+    leavers: std::sync::Mutex<Vec<(Arc<str>, u64)>>,
     cache: ReadMostlyLock<Guarded>,
     counters: Counters,
     remote: Flight<Outcome>,
@@ -201,6 +205,7 @@ impl Group {
             key_in_traces: settings.key_in_traces,
             change_timeout: settings.change_timeout,
             hints: hints::Hints::new(settings.hint_limits),
+            leavers: std::sync::Mutex::new(Vec::new()),
             cache: ReadMostlyLock::new(Guarded::new(
                 settings.cache_bytes,
                 settings.hot_cache == HotCachePolicy::Frequent,

@@ -38,7 +38,7 @@ use std::sync::Arc;
 /// ```
 #[derive(Clone)]
 pub struct ServedGroup {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for ServedGroup {
@@ -108,16 +108,17 @@ impl ServedGroup {
         self.inner.set_here(key, value);
     }
 
-    /// Drops this node's copies of `keys` that other nodes own (its hot
-    /// cache), and keeps loads in flight from caching them; a value it owns
-    /// stays: a peer's second round of hinted handoff.
+    /// Drops this node's copies of `keys` (its hot cache, and values it
+    /// borrowed from another node by a peek or a handoff), and keeps loads
+    /// in flight from caching them; a value of its own stays: a peer's
+    /// second round of hinted handoff.
     pub fn drop_copies<S: AsRef<str>>(&self, keys: &[S]) {
         self.inner.drop_copies_here(keys);
     }
 
-    /// Drops every copy this node holds of other nodes' keys (its hot
-    /// cache), and keeps loads in flight from caching: a peer's second
-    /// round after a purge.
+    /// Drops every copy this node holds (its hot cache, and the values it
+    /// borrowed from other nodes), and keeps loads in flight from caching:
+    /// a peer's second round after a purge.
     pub fn drop_all_copies(&self) {
         self.inner.drop_all_copies_here();
     }

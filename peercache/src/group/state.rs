@@ -128,8 +128,19 @@ impl Inner {
     }
 
     /// Caches a loaded or fetched value, unless the key was removed, set or
-    /// purged after the load began (`ticket`) or the value already expired.
-    pub(super) fn store(&self, kind: CacheKind, key: &str, value: &Value, ticket: u64) {
+    /// purged after the load began (`ticket`) or the value already expired;
+    /// says whether it was kept.
+    pub(super) fn store(&self, kind: CacheKind, key: &str, value: &Value, ticket: u64) -> bool {
+        self.keep(kind, false, key, value, ticket)
+    }
+
+    /// [`Inner::store`] of a value borrowed from another node (a peek, a
+    /// handoff) into the main cache, marked as such (`cache/borrowed.rs`).
+    pub(super) fn store_borrowed(&self, key: &str, value: &Value, ticket: u64) -> bool {
+        self.keep(CacheKind::Main, true, key, value, ticket)
+    }
+
+    fn keep(&self, kind: CacheKind, borrowed: bool, key: &str, value: &Value, ticket: u64) -> bool {
         // The clock is read only when something has an expiry: the value,
         // or an entry of the cache (a miss's insert is a hot path too).
         let expiry = value.expiry_unix_nanos();
@@ -147,10 +158,10 @@ impl Inner {
                 key = %self.key_in_traces.show(key),
                 "not caching a value loaded before the key changed"
             );
-            return;
+            return false;
         }
         if now.is_some_and(|now| expiry != 0 && expiry <= now) {
-            return;
+            return false;
         }
         // A hot copy already held (stale, or a not-found) is replaced
         // whatever the admission, or it would be served stale again.
@@ -158,14 +169,16 @@ impl Inner {
             && !guarded.cache.contains(key)
             && !guarded.cache.admits_hot(key, cost(key, value))
         {
-            return;
+            return false;
         }
         self.note_windows(value);
         if kind == CacheKind::Hot && guarded.cache.hot_age_limited() {
             let now = now.unwrap_or_else(|| self.clock.now_unix_nanos());
-            guarded.cache.insert_hot_copy(key, value.clone(), now);
+            guarded.cache.insert_hot_copy(key, value.clone(), now)
+        } else if borrowed {
+            guarded.cache.insert_borrowed(key, value.clone())
         } else {
-            guarded.cache.insert(kind, key, value.clone());
+            guarded.cache.insert(kind, key, value.clone())
         }
     }
 
