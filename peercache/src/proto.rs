@@ -32,9 +32,11 @@
 use bytes::Bytes;
 
 mod batch;
+mod handoff;
 
 pub(crate) use batch::{encode_get_many_response, ItemRef};
 pub use batch::{BatchDecodeError, GetManyItem, GetManyRequest, GetManyResponse, ItemStatus};
+pub use handoff::{HandOverRequest, HandOverResponse};
 
 /// A request for one key (part of groupcache.proto; Go's HTTP transport puts
 /// group and key in the URL instead and never sends it).

@@ -31,6 +31,16 @@ pub enum PlusInPath {
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default time for a whole peer request, the owner's load included.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default time after a planned ring change (a start, a new member list, a
+/// leave) during which a node peeks a key's previous owner before loading
+/// it (README "Deploys and scaling"). Long
+/// enough for the keys of a working set to be asked again, measured by
+/// `bench/deploys.py`; a peek costs one short request, and only for a key
+/// that moved.
+pub const DEFAULT_PEEK_WINDOW: Duration = Duration::from_secs(60);
+/// Default time a peek may take: it is answered from memory, so a slower
+/// answer means a node in trouble, whose keys are then loaded.
+pub const DEFAULT_PEEK_TIMEOUT: Duration = Duration::from_millis(250);
 /// Default number of idle keep-alive connections kept per peer.
 pub const DEFAULT_MAX_IDLE_PER_PEER: usize = 32;
 /// Default longest key the peer endpoint accepts, in bytes once decoded.
@@ -88,6 +98,8 @@ pub struct HttpOptions {
     pub(crate) plus_in_path: Option<PlusInPath>,
     pub(crate) connect_timeout: Duration,
     pub(crate) request_timeout: Duration,
+    pub(crate) peek_window: Duration,
+    pub(crate) peek_timeout: Duration,
     pub(crate) max_idle_per_peer: usize,
     pub(crate) http2: bool,
     pub(crate) max_key_bytes: usize,
@@ -108,6 +120,8 @@ impl Default for HttpOptions {
             plus_in_path: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            peek_window: DEFAULT_PEEK_WINDOW,
+            peek_timeout: DEFAULT_PEEK_TIMEOUT,
             max_idle_per_peer: DEFAULT_MAX_IDLE_PER_PEER,
             http2: false,
             max_key_bytes: DEFAULT_MAX_KEY_BYTES,
@@ -177,6 +191,16 @@ impl HttpOptions {
     /// Time allowed for a whole peer request, the owner's load included.
     pub fn request_timeout(&self) -> Duration {
         self.request_timeout
+    }
+
+    /// How long after a ring change a node peeks a key's previous owner.
+    pub fn peek_window(&self) -> Duration {
+        self.peek_window
+    }
+
+    /// Time allowed for a peek.
+    pub fn peek_timeout(&self) -> Duration {
+        self.peek_timeout
     }
 
     /// Idle keep-alive connections kept per peer.
@@ -274,6 +298,12 @@ impl HttpOptions {
                 "must be greater than zero (default 5 s)",
             ));
         }
+        if self.peek_timeout.is_zero() {
+            return Err(InvalidSetting::new(
+                "peek_timeout",
+                "must be greater than zero (default 250 ms); turn peeks off with a peek window of zero",
+            ));
+        }
         if self.max_remove_keys < MIN_MAX_REMOVE_KEYS {
             return Err(InvalidSetting::new(
                 "max_remove_keys",
@@ -337,6 +367,22 @@ impl HttpOptionsBuilder {
     /// a slow key. The README's "Peer timeout" measures the choice.
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.options.request_timeout = timeout;
+        self
+    }
+
+    /// How long after a planned change of this node's ring (its start, a
+    /// new member list, a member's leave notice; not a failure) it asks a
+    /// key's owner on an earlier ring for the key's cached value before
+    /// loading it (default 60 s; zero turns peeks off). README "Deploys and
+    /// scaling".
+    pub fn peek_window(mut self, window: Duration) -> Self {
+        self.options.peek_window = window;
+        self
+    }
+
+    /// Time allowed for a peek (default 250 ms); past it the key is loaded.
+    pub fn peek_timeout(mut self, timeout: Duration) -> Self {
+        self.options.peek_timeout = timeout;
         self
     }
 

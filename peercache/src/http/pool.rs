@@ -98,11 +98,17 @@ pub struct HttpPool {
     returns: std::sync::atomic::AtomicU64,
     /// When this node's view of the cluster last changed.
     changed_at: Mutex<std::time::Instant>,
+    /// Whether this node left the cluster (`PeerPicker::leave`): its own
+    /// ring no longer holds it.
+    left: std::sync::atomic::AtomicBool,
 }
 
 struct PoolState {
     /// The ring over the members that are up.
-    ring: Ring,
+    ring: Arc<Ring>,
+    /// Rings this one replaced within the peek window, newest first, each
+    /// with when it was replaced (`handoff.rs`).
+    earlier: Vec<(Arc<Ring>, std::time::Instant)>,
     /// Every member but this node, by base URL.
     peers: HashMap<Arc<str>, Arc<HttpPeer>>,
     /// The members, this node included, in the order given.
@@ -128,7 +134,8 @@ impl HttpPool {
         let mut ring = Ring::new(options.hash_mode, options.replicas);
         ring.add(self_url)?;
         let state = PoolState {
-            ring,
+            ring: Arc::new(ring),
+            earlier: Vec::new(),
             peers: HashMap::new(),
             list: vec![self_url.to_owned()],
         };
@@ -149,6 +156,7 @@ impl HttpPool {
             writer: Mutex::new(HashMap::new()),
             returns: std::sync::atomic::AtomicU64::new(0),
             changed_at: Mutex::new(std::time::Instant::now()),
+            left: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -214,6 +222,7 @@ impl HttpPool {
                 None => {
                     let peer = Arc::new(HttpPeer::new(
                         url,
+                        &self.self_url,
                         &self.options,
                         self.client.clone(),
                         Arc::new(PeerHealth::new(self.options.health)),
@@ -234,7 +243,13 @@ impl HttpPool {
             self.mark_changed();
         }
         tracing::info!(self_url = %self.self_url, peers = ?list, ?down, "peer list set");
-        self.state.store(Arc::new(PoolState { ring, peers, list }));
+        let earlier = self.earlier_rings(&old, &ring, &list, old.list != list)?;
+        self.state.store(Arc::new(PoolState {
+            ring: Arc::new(ring),
+            earlier,
+            peers,
+            list,
+        }));
         Ok(())
     }
 
@@ -255,7 +270,7 @@ impl HttpPool {
                 .is_some_and(|&(_, until)| until > std::time::Instant::now());
             let live = match peers.get(url.as_str()) {
                 Some(peer) => peer.health().is_up() && !waiting,
-                None => true,
+                None => !self.left.load(std::sync::atomic::Ordering::Relaxed),
             };
             if live {
                 ring.add(url)?;
@@ -401,6 +416,18 @@ impl PeerPicker for HttpPool {
     /// (their slowest probe plus the rejoin delay) of the last change of
     /// this node's ring or member list. (A peer down for long is no reason:
     /// every node has long seen it so.)
+    fn previous_owner(&self, key: &str) -> Option<Arc<dyn Peer>> {
+        self.peek_target(key)
+    }
+
+    fn leave(&self) -> crate::BoxFuture<'_, ()> {
+        Box::pin(self.leave_cluster())
+    }
+
+    fn peer_left(&self, id: &str) -> bool {
+        self.member_left(id)
+    }
+
     fn settling(&self) -> bool {
         let health = self.options.health;
         let window = 2 * (health.probe_backoff_max() + health.rejoin_delay());
@@ -413,6 +440,7 @@ impl PeerPicker for HttpPool {
 }
 
 mod error;
+mod handoff;
 mod health;
 
 #[cfg(test)]

@@ -57,7 +57,7 @@ type Results = Vec<Result<Value, FetchError>>;
 
 impl HttpPeer {
     /// What the peer is, from what it answered last.
-    fn kind(&self) -> PeerKind {
+    pub(super) fn kind(&self) -> PeerKind {
         match self.kind.load(Ordering::Relaxed) {
             1 => PeerKind::Peercache,
             2 => PeerKind::Other,
@@ -79,7 +79,12 @@ impl HttpPeer {
         if marked {
             self.drops_copies
                 .store(has("copies-only"), Ordering::Relaxed);
+            self.takes.peek.store(has("peek"), Ordering::Relaxed);
+            self.takes
+                .hand_over
+                .store(has("hand-over"), Ordering::Relaxed);
         }
+        self.takes.leaving.store(has("leaving"), Ordering::Relaxed);
         let kind = if marked {
             PeerKind::Peercache
         } else if status.is_success()

@@ -43,6 +43,7 @@
 mod changes;
 mod connector;
 use changes::How;
+mod handoff;
 mod many;
 
 pub(crate) use connector::{build_client, PeerClient};
@@ -112,6 +113,8 @@ pub struct HttpPeer {
     /// Whether its answers say it takes removals of copies only
     /// (`x-peercache: ..., copies-only`); until then none is sent.
     drops_copies: std::sync::atomic::AtomicBool,
+    /// What its answers say about peeks, handoffs and its leaving.
+    takes: handoff::Takes,
 }
 
 /// A peer's answer: its status, read by the protocol's table.
@@ -126,6 +129,7 @@ impl std::fmt::Debug for HttpPeer {
 impl HttpPeer {
     pub(crate) fn new(
         id: &str,
+        self_url: &Arc<str>,
         options: &HttpOptions,
         client: PeerClient,
         health: Arc<PeerHealth>,
@@ -145,6 +149,7 @@ impl HttpPeer {
             max_key_bytes: options.max_key_bytes,
             kind: std::sync::atomic::AtomicU8::new(many::PeerKind::Unknown as u8),
             drops_copies: std::sync::atomic::AtomicBool::new(false),
+            takes: handoff::Takes::new(self_url, options),
         }
     }
 
@@ -240,6 +245,10 @@ impl HttpPeer {
             )),
         };
         match &outcome {
+            // Answered, but going away: kept out of the ring.
+            Ok(_) if self.takes.is_leaving() => {
+                self.report(self.health.failed("is leaving the cluster"));
+            }
             Ok(((status, reply), _)) if is_failure(*status) => {
                 self.report(
                     self.health
@@ -247,7 +256,13 @@ impl HttpPeer {
                 );
             }
             Ok(_) => self.report(self.health.succeeded()),
-            Err(reason) => self.report(self.health.failed(reason)),
+            Err(reason) => {
+                // Gone: no longer a leaving node to peek.
+                self.takes
+                    .leaving
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
+                self.report(self.health.failed(reason))
+            }
         }
         outcome
     }
@@ -272,20 +287,7 @@ impl HttpPeer {
             .await
             .map_err(|reason| self.unavailable(reason))?;
         match reply {
-            Reply::Value(body) => {
-                let body_len = body.len();
-                let response = GetResponse::decode(body).map_err(|e| {
-                    self.unavailable(format!("answered a malformed GetResponse: {e}"))
-                })?;
-                let value = response.value.unwrap_or_default();
-                let expire = response.expire.unwrap_or(0);
-                // The body was copied once, into a buffer of its own
-                // (`read_whole`): a large value that is nearly all of it is
-                // kept as a slice of it; a small one is copied into the
-                // block the hot cache keeps.
-                let value = kept_slice(value, body_len, KEPT_FRAMING);
-                Ok(Value::owned_keyed(key.as_bytes(), value, expire))
-            }
+            Reply::Value(body) => self.value_of(key, body),
             Reply::Done => Err(self.unavailable(format!(
                 "answered {status} without a GetResponse (content type {PROTOBUF_CONTENT_TYPE}): not a peer endpoint?"
             ))),
@@ -310,6 +312,20 @@ impl HttpPeer {
             ))),
             reply => Err(self.unavailable(format!("answered {status}: {}", reply.reason()))),
         }
+    }
+
+    /// The value in a `GetResponse` answered for `key`.
+    fn value_of(&self, key: &str, body: Bytes) -> Result<Value, FetchError> {
+        let body_len = body.len();
+        let response = GetResponse::decode(body)
+            .map_err(|e| self.unavailable(format!("answered a malformed GetResponse: {e}")))?;
+        let value = response.value.unwrap_or_default();
+        let expire = response.expire.unwrap_or(0);
+        // The body was copied once, into a buffer of its own (`read_whole`):
+        // a large value that is nearly all of it is kept as a slice of it; a
+        // small one is copied into the block the cache keeps.
+        let value = kept_slice(value, body_len, KEPT_FRAMING);
+        Ok(Value::owned_keyed(key.as_bytes(), value, expire))
     }
 
     fn unavailable(&self, reason: String) -> FetchError {
@@ -408,6 +424,22 @@ impl Peer for HttpPeer {
         })
     }
 
+    fn peek<'a>(
+        &'a self,
+        group: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Value>, FetchError>> {
+        Box::pin(self.peek_key(group, key))
+    }
+
+    fn hand_over<'a>(
+        &'a self,
+        group: &'a str,
+        entries: &'a [(String, Value)],
+    ) -> BoxFuture<'a, Result<u64, PeerError>> {
+        Box::pin(self.hand_over_entries(group, entries))
+    }
+
     /// Sent also while the peer is out of the ring: a delivery that gets
     /// an answer puts the peer back (as a probe would), within one
     /// delivery interval of its return rather than at the next probe.
@@ -461,7 +493,8 @@ impl HttpPeer {
             path: String::new(),
             body: None,
         };
-        matches!(self.exchange(probe).await, Ok((status, _)) if !is_failure(status))
+        let answered = matches!(self.exchange(probe).await, Ok((status, _)) if !is_failure(status));
+        answered && !self.takes.is_leaving()
     }
 }
 

@@ -13,16 +13,24 @@ use std::sync::{Arc, PoisonError, Weak};
 use std::time::Instant;
 
 impl HttpPool {
-    /// Rebuilds the ring from the current members (under the writer lock).
-    fn rebuild(&self, rejoining: &HashMap<Arc<str>, (u64, Instant)>) {
+    /// Rebuilds the ring from the current members (under the writer lock);
+    /// `planned`: for a leave, so that peeks look back on the ring it
+    /// replaces (`handoff.rs`).
+    pub(super) fn rebuild(&self, rejoining: &HashMap<Arc<str>, (u64, Instant)>, planned: bool) {
         self.mark_changed();
         let old = self.state.load();
         match self.live_ring(&old.list, &old.peers, rejoining) {
-            Ok(ring) => self.state.store(Arc::new(PoolState {
-                ring,
-                peers: old.peers.clone(),
-                list: old.list.clone(),
-            })),
+            Ok(ring) => match self.earlier_rings(&old, &ring, &old.list, planned) {
+                Ok(earlier) => self.state.store(Arc::new(PoolState {
+                    ring: Arc::new(ring),
+                    earlier,
+                    peers: old.peers.clone(),
+                    list: old.list.clone(),
+                })),
+                Err(error) => {
+                    tracing::error!(error = %Escaped(&error), "rebuilding the ring failed; keeping the old one")
+                }
+            },
             Err(error) => {
                 tracing::error!(error = %Escaped(&error), "rebuilding the ring failed; keeping the old one")
             }
@@ -33,6 +41,12 @@ impl HttpPool {
     /// peer that went down, and put one that came back in the ring after
     /// the rejoin delay.
     pub(crate) fn peer_changed(&self, id: &str, transition: Transition) {
+        self.peer_changed_for(id, transition, false);
+    }
+
+    /// [`HttpPool::peer_changed`]; `planned` for a peer that said it
+    /// leaves.
+    pub(super) fn peer_changed_for(&self, id: &str, transition: Transition, planned: bool) {
         let mut rejoining = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let old = self.state.load();
         let Some((id, peer)) = old
@@ -62,7 +76,7 @@ impl HttpPool {
             }
             _ => {}
         }
-        self.rebuild(&rejoining);
+        self.rebuild(&rejoining, planned);
         let id = &*id;
         match transition {
             Transition::WentDown if !up => {
@@ -108,7 +122,7 @@ async fn rejoin_after(pool: Weak<HttpPool>, id: Arc<str>, turn: u64, delay: std:
     let mut rejoining = pool.writer.lock().unwrap_or_else(PoisonError::into_inner);
     if rejoining.get(&id).is_some_and(|&(t, _)| t == turn) {
         rejoining.remove(&id);
-        pool.rebuild(&rejoining);
+        pool.rebuild(&rejoining, false);
         tracing::info!(peer = %Escaped(&id), "peer back in the ring");
     }
 }

@@ -51,8 +51,29 @@ pub(crate) const WRITER_HEADER: &str = "x-peercache-writer";
 /// the second round of hinted handoff. Go servers ignore queries.
 pub(crate) const COPIES_ONLY_QUERY: &str = "copies-only";
 
+/// The key (after the group) of peercache's handoff `POST`: values a
+/// leaving node sends their new owners.
+pub(crate) const HAND_OVER_PATH: &str = "_hand-over/";
+
+/// Most values in one handoff request, on both sides.
+pub(crate) const MAX_HAND_OVER_ITEMS: usize = 1000;
+
+/// The query of a get that asks the node's caches only (a peek): answered
+/// 204 when it does not hold the key, never loaded. Sent only to nodes
+/// that say they take it: a Go server ignores queries and would load.
+pub(crate) const PEEK_QUERY: &str = "peek";
+
+/// The path (under the base path, no group) of a leave notice: a `POST`
+/// whose body is the leaving node's base URL.
+pub(crate) const LEAVE_PATH: &str = "_leave";
+
 /// The value of [`PEERCACHE_HEADER`]: the requests beyond Go's.
-pub(crate) const PEERCACHE_FEATURES: &str = "get-many, copies-only";
+pub(crate) const PEERCACHE_FEATURES: &str = "get-many, copies-only, peek, hand-over";
+
+/// [`PEERCACHE_FEATURES`] from a node that is leaving the cluster: its
+/// answers still count, but it is not to be put back in a ring.
+pub(crate) const PEERCACHE_FEATURES_LEAVING: &str =
+    "get-many, copies-only, peek, hand-over, leaving";
 
 /// Longest error text in one item of a batch answer, as written by the
 /// owner and as kept by the asker.

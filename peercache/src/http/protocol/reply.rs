@@ -42,6 +42,8 @@ pub(crate) enum Reply {
     ValueParts([Bytes; 3]),
     /// A change carried out.
     Done,
+    /// A peek's answer: the node does not hold the key (204).
+    Missing,
     /// The owner's loader says not found; until when the owner caches
     /// that answer (Unix nanoseconds), if it does.
     NotFound(String, Option<i64>),
@@ -75,6 +77,7 @@ impl Reply {
     pub(crate) fn status(&self) -> StatusCode {
         match self {
             Reply::Value(_) | Reply::ValueParts(_) | Reply::Done => StatusCode::OK,
+            Reply::Missing => StatusCode::NO_CONTENT,
             Reply::NotFound(..) | Reply::NoSuchGroup(_) | Reply::NoRoute(_) => {
                 StatusCode::NOT_FOUND
             }
@@ -92,7 +95,7 @@ impl Reply {
     /// The reason, for a refusal; empty for `Value` and `Done`.
     pub(crate) fn reason(&self) -> &str {
         match self {
-            Reply::Value(_) | Reply::ValueParts(_) | Reply::Done => "",
+            Reply::Value(_) | Reply::ValueParts(_) | Reply::Done | Reply::Missing => "",
             Reply::NotFound(reason, _)
             | Reply::LoadFailed(reason)
             | Reply::Busy(reason, _)
@@ -125,6 +128,11 @@ impl Reply {
             }
             // What Go answers a change it carried out.
             Reply::Done => return Response::new(PeerBody::default()),
+            Reply::Missing => {
+                let mut response = Response::new(PeerBody::default());
+                *response.status_mut() = StatusCode::NO_CONTENT;
+                return response;
+            }
             Reply::NotFound(reason, until) => (
                 reason,
                 Some((
@@ -171,6 +179,9 @@ impl Reply {
             } else {
                 Reply::Done
             };
+        }
+        if status == StatusCode::NO_CONTENT {
+            return Reply::Missing;
         }
         let reason = error_text(&body);
         match status {

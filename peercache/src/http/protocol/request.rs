@@ -12,6 +12,8 @@
 //! | [`PeerRequest::Set`] | `PUT <group>/<key>`, a protobuf `SetRequest` (mailgun) |
 //! | [`PeerRequest::Purge`] | `POST <group>/_purge/` (peercache) |
 //! | [`PeerRequest::GetMany`] | `POST <group>/_get-many/`, a protobuf `GetManyRequest` (peercache) |
+//! | [`PeerRequest::Peek`] | `GET <group>/<key>?peek` (peercache; parsed as a get, the server reads the query) |
+//! | [`PeerRequest::HandOver`] | `POST <group>/_hand-over/`, a protobuf `HandOverRequest` (peercache) |
 //!
 //! Parsing checks what the request itself can get wrong (its method, path,
 //! escapes, key length, body); what the node makes of it (the group, the
@@ -19,14 +21,15 @@
 
 use super::reply::Reply;
 use super::{
-    ALLOWED_METHODS, GET_MANY_PATH, MAX_GET_MANY_KEYS, PROTOBUF_CONTENT_TYPE, PURGE_PATH,
-    REMOVE_KEYS_PATH,
+    ALLOWED_METHODS, GET_MANY_PATH, HAND_OVER_PATH, MAX_GET_MANY_KEYS, MAX_HAND_OVER_ITEMS,
+    PEEK_QUERY, PROTOBUF_CONTENT_TYPE, PURGE_PATH, REMOVE_KEYS_PATH,
 };
 use crate::http::body::kept_slice;
 use crate::http::wire::{escape, parse_peer_path};
 use crate::http::PlusInPath;
 use crate::proto::{
-    BatchDecodeError, GetManyRequest, RemoveKeysError, RemoveKeysRequest, SetRequest,
+    BatchDecodeError, GetManyRequest, HandOverRequest, RemoveKeysError, RemoveKeysRequest,
+    SetRequest,
 };
 use crate::Value;
 use bytes::Bytes;
@@ -64,6 +67,17 @@ pub(crate) enum PeerRequest<'a> {
     GetMany {
         group: Cow<'a, str>,
         keys: Cow<'a, [String]>,
+    },
+    /// The value of `key` from the node's caches only.
+    Peek {
+        group: Cow<'a, str>,
+        key: Cow<'a, str>,
+    },
+    /// Values a leaving node (`from`, its base URL) hands over.
+    HandOver {
+        group: Cow<'a, str>,
+        from: Cow<'a, str>,
+        items: Cow<'a, [(String, Value)]>,
     },
 }
 
@@ -118,6 +132,35 @@ impl PeerRequest<'_> {
                 format!("{}/{PURGE_PATH}", escape(group)),
                 None,
             ),
+            PeerRequest::Peek { group, key } => encoded(
+                Method::GET,
+                format!("{}?{PEEK_QUERY}", at_key(group, key)),
+                None,
+            ),
+            PeerRequest::HandOver { group, from, items } => {
+                let items = items
+                    .iter()
+                    .map(|(key, value)| {
+                        let expire = value.expiry_unix_nanos();
+                        SetRequest {
+                            group: None,
+                            key: Some(key.clone()),
+                            value: Some(value.bytes()),
+                            expire: (expire != 0).then_some(expire),
+                        }
+                    })
+                    .collect();
+                let body = HandOverRequest {
+                    from: Some(from.to_string()),
+                    items,
+                }
+                .encode_to_vec();
+                encoded(
+                    Method::POST,
+                    format!("{}/{HAND_OVER_PATH}", escape(group)),
+                    Some((PROTOBUF_CONTENT_TYPE, Bytes::from(body))),
+                )
+            }
             PeerRequest::GetMany { group, keys } => {
                 let body = GetManyRequest {
                     keys: keys.to_vec(),
@@ -164,6 +207,7 @@ enum Kind {
     RemoveKeys,
     Purge,
     GetMany,
+    HandOver,
     /// A `POST` to a path the endpoint lacks: refused once its body is
     /// read and checked, as any other `POST`.
     Unrouted,
@@ -215,6 +259,7 @@ impl<'a> Head<'a> {
             _ if parsed.key == REMOVE_KEYS_PATH => Kind::RemoveKeys,
             _ if parsed.key == PURGE_PATH => Kind::Purge,
             _ if parsed.key == GET_MANY_PATH => Kind::GetMany,
+            _ if parsed.key == HAND_OVER_PATH => Kind::HandOver,
             _ => Kind::Unrouted,
         };
         Ok(Head {
@@ -233,7 +278,12 @@ impl<'a> Head<'a> {
     pub(crate) fn has_body(&self) -> bool {
         matches!(
             self.kind,
-            Kind::Set | Kind::RemoveKeys | Kind::Purge | Kind::GetMany | Kind::Unrouted
+            Kind::Set
+                | Kind::RemoveKeys
+                | Kind::Purge
+                | Kind::GetMany
+                | Kind::HandOver
+                | Kind::Unrouted
         )
     }
 
@@ -243,7 +293,7 @@ impl<'a> Head<'a> {
     /// stored in the cache): the body must then not be a slice of a
     /// larger read buffer.
     pub(crate) fn keeps_body(&self) -> bool {
-        matches!(self.kind, Kind::Set)
+        matches!(self.kind, Kind::Set | Kind::HandOver)
     }
 
     pub(crate) fn read(self, body: Bytes, parsing: &Parsing) -> Result<PeerRequest<'a>, Reply> {
@@ -254,7 +304,7 @@ impl<'a> Head<'a> {
             Kind::Purge => PeerRequest::Purge { group },
             Kind::Unrouted => {
                 return Err(Reply::NoRoute(format!(
-                    "invalid path for POST: the peer endpoint takes POST only at <group>/{REMOVE_KEYS_PATH}, <group>/{PURGE_PATH} and <group>/{GET_MANY_PATH}"
+                    "invalid path for POST: the peer endpoint takes POST only at <group>/{REMOVE_KEYS_PATH}, <group>/{PURGE_PATH}, <group>/{GET_MANY_PATH} and <group>/{HAND_OVER_PATH}"
                 )))
             }
             Kind::Set => {
@@ -305,6 +355,42 @@ impl<'a> Head<'a> {
                 PeerRequest::GetMany {
                     group,
                     keys: Cow::Owned(request.keys),
+                }
+            }
+            Kind::HandOver => {
+                let body_len = body.len();
+                let request = HandOverRequest::decode_bounded(body, MAX_HAND_OVER_ITEMS)
+                    .map_err(|error| match error {
+                        BatchDecodeError::TooMany { .. } => Reply::TooLarge(format!(
+                            "handoff too large: {error} (the limit of the peer protocol)"
+                        )),
+                        error => Reply::BadRequest(format!(
+                            "bad request: the body is not a HandOverRequest: {error}"
+                        )),
+                    })?;
+                let mut items = Vec::with_capacity(request.items.len());
+                for item in request.items {
+                    let Some(key) = item.key else {
+                        return Err(Reply::BadRequest(
+                            "bad request: a handed-over value has no key (field 2)".to_owned(),
+                        ));
+                    };
+                    if key.len() > parsing.max_key_bytes {
+                        return Err(key_too_long(key.len(), parsing));
+                    }
+                    // A slice of the body only when it is nearly all of it:
+                    // a small value must not keep a large body alive.
+                    let from_len = request.from.as_ref().map_or(0, String::len);
+                    let room = key.len() + group.len() + from_len + SET_FRAMING;
+                    let bytes = kept_slice(item.value.unwrap_or_default(), body_len, room);
+                    let value = Value::owned_keyed(key.as_bytes(), bytes, item.expire.unwrap_or(0));
+                    items.push((key, value));
+                }
+                let from = request.from.unwrap_or_default();
+                PeerRequest::HandOver {
+                    group,
+                    from: Cow::Owned(from),
+                    items: Cow::Owned(items),
                 }
             }
             Kind::RemoveKeys => {

@@ -11,6 +11,7 @@
 
 mod conn;
 mod guard;
+mod handoff;
 mod limits;
 mod serve;
 
@@ -26,7 +27,7 @@ pub use serve::{serve, serve_with_shutdown, Server, SHUTDOWN_GRACE};
 use crate::http::auth::{AuthError, PeerAuth};
 use crate::http::body::{read_whole, PeerBody};
 use crate::http::options::HttpOptions;
-use crate::http::protocol::{clipped, past_deadline, PEERCACHE_FEATURES, PEERCACHE_HEADER};
+use crate::http::protocol::{clipped, past_deadline, PEEK_QUERY, PEERCACHE_HEADER};
 use crate::http::protocol::{Head, Parsing, PeerRequest, Reply};
 use crate::http::protocol::{COPIES_ONLY_QUERY, WRITER_HEADER};
 use crate::proto::{encode_get_many_response, encode_get_response, get_response_parts, ItemRef};
@@ -53,7 +54,10 @@ use std::task::{Context, Poll};
 /// | `POST <base><group>/_remove-keys/`, body JSON `{"group":..,"keys":[..]}` (groupcache-go v3) | removes those keys here; 200, empty body; 413 over [`crate::http::HttpOptions::max_remove_keys`] keys |
 /// | `POST <base><group>/_purge/` (peercache) | empties the group here; 200, empty body |
 /// | `POST <base><group>/_get-many/`, body a `GetManyRequest` (peercache) | each key as a get serves it; 200 `application/x-protobuf` `GetManyResponse`, one item per key; 413 over 1,000 keys |
-/// | any request | the answer carries `x-peercache: get-many, copies-only`, which tells peercache clients that this node takes batch gets and removals of copies only |
+/// | `GET <base><group>/<key>?peek` (peercache) | from this node's caches only: 200 GetResponse, or 204 when it does not hold the key; never loaded |
+/// | `POST <base><group>/_hand-over/`, body a `HandOverRequest` (peercache) | keeps the values whose keys this node owns (`ServedGroup::take_handed_over`); 200 `HandOverResponse` with how many; 413 over 1,000 values |
+/// | `POST <base>_leave`, body the leaving node's base URL (peercache) | takes that member out of the ring until it answers again as one that stays ([`crate::Node::peer_leaving`]); 200, empty body; 404 for a URL that is not a member |
+/// | any request | the answer carries `x-peercache: get-many, copies-only, peek, hand-over` (and `, leaving` once this node leaves), which tells peercache clients what this node takes |
 /// | no valid proof, when the node has a cluster secret ([`crate::http::PeerAuth`]) | 401 with the reason |
 /// | a body over the body read timeout ([`ServerLimits`]) | 408 |
 /// | a body that would pass the server's body budget ([`ServerLimits::max_body_bytes_in_flight`]) | 503, `Retry-After` |
@@ -197,7 +201,7 @@ impl PeerService {
             let mut response = inner.answer(request).await.into_response();
             response.headers_mut().insert(
                 http::header::HeaderName::from_static(PEERCACHE_HEADER),
-                http::HeaderValue::from_static(PEERCACHE_FEATURES),
+                handoff::features(&inner.node),
             );
             Ok(response)
         })
@@ -231,6 +235,19 @@ impl ServiceInner {
                 }
             }
         };
+        if handoff::is_leave_notice(method, path, &self.parsing) {
+            return match self.read_body(body, false).await {
+                Ok(body)
+                    if verified
+                        .as_ref()
+                        .is_some_and(|v| v.check_body(&body).is_err()) =>
+                {
+                    refused(&AuthError::BodyMismatch)
+                }
+                Ok(body) => handoff::leave_notice(&self.node, &body),
+                Err(refused) => refused,
+            };
+        }
         let head = match Head::parse(method, path, &self.parsing) {
             Ok(head) => head,
             Err(refused) => return refused,
@@ -254,8 +271,15 @@ impl ServiceInner {
             Bytes::new()
         };
         let copies_only = parts.uri.query() == Some(COPIES_ONLY_QUERY);
+        let peek = parts.uri.query() == Some(PEEK_QUERY);
         match head.read(body, &self.parsing) {
+            Ok(PeerRequest::Get { key, .. }) if peek => handoff::peek(&group, &key),
             Ok(PeerRequest::Get { key, .. }) => get(&group, &key).await,
+            Ok(PeerRequest::HandOver { from, items, .. }) => {
+                handoff::hand_over(&group, &from, &items)
+            }
+            // Encoded by clients only: a peek arrives as a get with a query.
+            Ok(PeerRequest::Peek { key, .. }) => handoff::peek(&group, &key),
             Ok(PeerRequest::Remove { key, .. }) if copies_only => {
                 group.drop_copies(&[&*key]);
                 Reply::Done

@@ -47,7 +47,50 @@ fn round_trip(request: &PeerRequest<'_>) -> Result<PeerRequest<'static>, Reply> 
             group: Cow::Owned(group.into_owned()),
             keys: Cow::Owned(keys.into_owned()),
         },
+        PeerRequest::HandOver { group, from, items } => PeerRequest::HandOver {
+            group: Cow::Owned(group.into_owned()),
+            from: Cow::Owned(from.into_owned()),
+            items: Cow::Owned(items.into_owned()),
+        },
+        PeerRequest::Peek { .. } => unreachable!("a peek is parsed as a get"),
     })
+}
+
+#[test]
+fn a_peek_is_a_get_with_a_query() {
+    let peek = PeerRequest::Peek {
+        group: "g".into(),
+        key: "a b".into(),
+    };
+    let encoded = peek.encode().unwrap();
+    assert_eq!(
+        (encoded.method, encoded.path.as_str()),
+        (Method::GET, "g/a%20b?peek")
+    );
+    let get = PeerRequest::Get {
+        group: "g".into(),
+        key: "a b".into(),
+    };
+    assert_eq!(round_trip(&get).unwrap(), get);
+}
+
+#[test]
+fn a_hand_over_of_too_many_values_is_refused() {
+    let items: Vec<(String, Value)> = (0..=MAX_HAND_OVER_ITEMS)
+        .map(|i| (format!("k{i}"), Value::from("v")))
+        .collect();
+    let request = PeerRequest::HandOver {
+        group: "g".into(),
+        from: "http://a:1".into(),
+        items: Cow::Borrowed(&items),
+    };
+    assert_eq!(round_trip(&request).unwrap_err().status(), 413);
+    let within = PeerRequest::HandOver {
+        group: "g".into(),
+        from: "http://a:1".into(),
+        items: Cow::Borrowed(&items[..MAX_HAND_OVER_ITEMS]),
+    };
+    assert_eq!(round_trip(&within).unwrap(), within);
 }
 
 #[test]
@@ -209,6 +252,11 @@ proptest! {
             PeerRequest::Set { group: group.as_str().into(), key: key.as_str().into(), value: value.clone() },
             PeerRequest::Purge { group: group.as_str().into() },
             PeerRequest::GetMany { group: group.as_str().into(), keys: Cow::Borrowed(&keys) },
+            PeerRequest::HandOver {
+                group: group.as_str().into(),
+                from: key.as_str().into(),
+                items: Cow::Owned(keys.iter().map(|k| (k.clone(), value.clone())).collect()),
+            },
         ] {
             prop_assert_eq!(round_trip(&request).unwrap(), request);
         }
