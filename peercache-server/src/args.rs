@@ -11,9 +11,11 @@ use peercache::HotCachePolicy;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod deploys;
 mod front;
 mod parse;
 
+pub use deploys::DeployArgs;
 pub use front::FrontArgs;
 #[cfg(test)]
 use parse::MAX_DURATION;
@@ -299,6 +301,9 @@ pub struct Args {
     /// The front API's port and access.
     #[command(flatten)]
     pub front: FrontArgs,
+
+    #[command(flatten)]
+    pub deploys: DeployArgs,
 }
 
 /// The ring hash, as a flag value.
@@ -411,6 +416,8 @@ impl Args {
             .max_key_bytes(usize::try_from(self.max_key_bytes).unwrap_or(usize::MAX))
             .max_body_bytes(usize::try_from(self.max_body_bytes).unwrap_or(usize::MAX))
             .max_remove_keys(self.max_remove_keys)
+            .peek_window(self.deploys.peek_window)
+            .peek_timeout(self.deploys.peek_timeout)
             .health(health)
             .build()
             .map_err(ServerError::setting)

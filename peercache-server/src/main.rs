@@ -178,6 +178,7 @@ async fn run(args: Args) -> Result<(), ServerError> {
         reload_tokens_on_hangup(std::sync::Arc::clone(&access));
     }
     let scheme = plan.scheme;
+    let stopping = leave_on_signal(node.clone(), args.deploys.handoff());
     let routers = front::routers(node, pool, server.counters(), metrics, plan.front, access);
     match (front_listener, front_local, front_server) {
         (Some(front_listener), Some(front_local), Some(front_server)) => {
@@ -188,7 +189,7 @@ async fn run(args: Args) -> Result<(), ServerError> {
             let (front_app, peer_app) = routers.split(front_at);
             let (stop, stopped) = tokio::sync::watch::channel(false);
             tokio::spawn(async move {
-                shutdown_signal().await;
+                stopping.await;
                 let _ = stop.send(true);
             });
             let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
@@ -201,7 +202,7 @@ async fn run(args: Args) -> Result<(), ServerError> {
             peers.and(front).map_err(ServerError::Serve)?;
         }
         _ => server
-            .serve(listener, routers.merged(), shutdown_signal())
+            .serve(listener, routers.merged(), stopping)
             .await
             .map_err(ServerError::Serve)?,
     }
@@ -316,6 +317,16 @@ fn warn_if_readable_by_others(path: &std::path::Path, what: &str) {
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+/// Ends when the node has left the cluster after SIGTERM or Ctrl-C: the
+/// other nodes told, the most valuable values handed over within
+/// `handoff` (README "Deploys and scaling"). The servers go on answering
+/// until then, and drain their requests in flight after.
+async fn leave_on_signal(node: Node, handoff: peercache::Handoff) {
+    shutdown_signal().await;
+    node.leave(handoff).await;
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
 async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -335,5 +346,5 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = interrupt.await;
-    tracing::info!("shutting down: finishing requests in flight");
+    tracing::info!("shutting down: leaving the cluster");
 }
