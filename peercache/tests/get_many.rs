@@ -379,7 +379,7 @@ async fn the_batch_endpoint_answers_per_key_and_refuses_bad_batches() {
     let (status, marker, body) = post(nodes[0].addr, at, &request.encode_to_vec()).await;
     assert_eq!(
         (status, marker.as_deref()),
-        (200, Some("get-many, copies-only"))
+        (200, Some("get-many, copies-only, peek, hand-over"))
     );
     let answer = GetManyResponse::decode(&body[..]).unwrap();
     let statuses: Vec<_> = answer.items.iter().map(|i| i.status()).collect();
@@ -437,7 +437,10 @@ async fn batches_are_signed_in_a_cluster_with_a_secret_and_unsigned_ones_refused
     )
     .await;
     assert_eq!(status, 401, "{}", String::from_utf8_lossy(&body));
-    assert_eq!(marker.as_deref(), Some("get-many, copies-only"));
+    assert_eq!(
+        marker.as_deref(),
+        Some("get-many, copies-only, peek, hand-over")
+    );
     assert_eq!(nodes[1].node.group("g").unwrap().stats().server_batches, 1);
 }
 
