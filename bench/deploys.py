@@ -9,6 +9,9 @@ an HTTP origin that counts its loads. Each scenario runs in a fresh cluster:
   every node has it in its ring;
 - scale-out: a 4th node joins a warm 3-node cluster;
 - scale-in: the 4th node of a warm 4-node cluster leaves on SIGTERM.
+- churn (only with --churn SECONDS): a 4th node joins a 3-node cluster and
+  leaves it on SIGTERM again and again for that long, under the load; the
+  three steady nodes' RSS is sampled every 10 s (a leak shows as a slope).
 
 Clients keep a Zipf load (s = 1.0 over --keys keys, 100-byte values) on the
 nodes in rotation throughout. After a warm-up (every key read once, then
@@ -250,12 +253,44 @@ def read_every_key(ports, keys):
     return failed
 
 
+def rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS"):
+                return round(int(line.split()[1]) / 1024, 1)
+
+
+def churn(cluster, load, members, extra, seconds):
+    """A 4th node joins and leaves until `seconds` pass; the steady nodes'
+    RSS (MiB) every 10 s, as [seconds, [rss...]]."""
+    samples, start, next_sample = [], time.monotonic(), 0.0
+    while time.monotonic() - start < seconds:
+        cluster.start(extra, members + [extra])
+        for p in members:
+            cluster.write_peers(p, members + [extra])
+        cluster.settled(members + [extra])
+        load.set_rotation(members + [extra])
+        time.sleep(1)
+        load.set_rotation(members)
+        time.sleep(0.2)
+        cluster.stop(extra)
+        for p in members:
+            cluster.write_peers(p, members)
+        cluster.settled(members)
+        elapsed = time.monotonic() - start
+        if elapsed >= next_sample:
+            samples.append([round(elapsed), [rss_mib(cluster.procs[p].pid) for p in members]])
+            print(f"churn t={elapsed:.0f}s RSS MiB {samples[-1][1]}", flush=True)
+            next_sample += 10
+    return samples
+
+
 def scenario(name, args, mode):
     origin = Origin()
     extra = args.flags.split() if mode == "on" else ["--peek-window", "0", "--handoff-bytes", "0"]
     work = tempfile.mkdtemp(prefix=f"deploys-{name}-")
     cluster = Cluster(args.bin, work, origin, extra)
-    size = {"rolling": args.nodes, "scale-out": 3, "scale-in": 4}[name]
+    size = {"rolling": args.nodes, "scale-out": 3, "scale-in": 4, "churn": 3}[name]
     ports = free_ports(size + 1)
     members = ports[:size]
     load = Load(args.keys, args.clients, seed=len(name))
@@ -281,6 +316,8 @@ def scenario(name, args, mode):
                 cluster.settled(members)
                 load.set_rotation(members)
                 time.sleep(args.gap)
+        elif name == "churn":
+            rss = churn(cluster, load, members, ports[size], args.churn)
         elif name == "scale-out":
             new = ports[size]
             cluster.start(new, members + [new])
@@ -309,7 +346,8 @@ def scenario(name, args, mode):
         result = {
             "scenario": name, "mode": mode if mode == "off" or not args.flags else f"on {args.flags}",
             "keys": args.keys,
-            "nodes": {"rolling": f"{size}", "scale-out": "3 to 4", "scale-in": "4 to 3"}[name],
+            "nodes": {"rolling": f"{size}", "scale-out": "3 to 4", "scale-in": "4 to 3",
+                      "churn": "3 + 1 joining and leaving"}[name],
             "extra_origin_loads": extra_loads,
             "percent_of_working_set": round(100.0 * extra_loads / args.keys, 2),
             "failed_requests": sum(load.failures.values()) + unreadable,
@@ -318,6 +356,8 @@ def scenario(name, args, mode):
             "p99_change_ms": round(load.p99("change"), 2),
             "change_seconds": round(took, 1),
         }
+        if name == "churn":
+            result["rss_mib"] = rss
         return result
     finally:
         load.running = False
@@ -338,6 +378,8 @@ def main():
     ap.add_argument("--steady", type=float, default=10, help="seconds of load before the change")
     ap.add_argument("--settle", type=float, default=10, help="seconds of load after it")
     ap.add_argument("--gap", type=float, default=1, help="seconds between two restarts")
+    ap.add_argument("--churn", type=float, default=0,
+                    help="seconds of the churn scenario (joins and leaves, RSS sampled); 0: not run")
     ap.add_argument("--flags", default="", help="more peercache-server flags in mode on, e.g. '--peek-window 10s'")
     args = ap.parse_args()
     if not args.bin:
@@ -347,7 +389,8 @@ def main():
     modes = ["off", "on"] if args.mode == "both" else [args.mode]
     results = []
     for _ in range(args.rounds):
-        for name in args.only.split(","):
+        names = [n for n in args.only.split(",") if n] + (["churn"] if args.churn else [])
+        for name in names:
             for mode in modes:
                 r = scenario(name, args, mode)
                 print(json.dumps(r), flush=True)

@@ -316,7 +316,6 @@ fn warn_if_readable_by_others(path: &std::path::Path, what: &str) {
     let _ = path;
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
 /// Ends when the node has left the cluster after SIGTERM or Ctrl-C: the
 /// other nodes told, the most valuable values handed over within
 /// `handoff` (README "Deploys and scaling"). The servers go on answering
@@ -327,6 +326,7 @@ async fn leave_on_signal(node: Node, handoff: peercache::Handoff) {
     tracing::info!("shutting down: finishing requests in flight");
 }
 
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
 async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]

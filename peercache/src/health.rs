@@ -225,6 +225,9 @@ pub enum Transition {
     WentDown,
     /// The peer just came back: put it in the ring again.
     CameBack,
+    /// The peer said it is leaving the cluster ([`PeerHealth::left`]):
+    /// take it out of the ring, as a planned change, and probe it.
+    Left,
 }
 
 /// The health of one peer; shared by the transport's client and its prober.
@@ -300,6 +303,9 @@ impl PeerHealth {
     /// that stays.
     pub fn left(&self, reason: &str) -> Transition {
         let mut state = self.lock();
+        // Each answer that says so counts as a failure to serve as a member.
+        state.consecutive_failures = state.consecutive_failures.saturating_add(1);
+        state.failures += 1;
         state.last_error = Some(reason.to_owned());
         if state.down.is_some() {
             return Transition::None;
@@ -308,7 +314,7 @@ impl PeerHealth {
         state.times_down += 1;
         state.next_backoff = self.policy.probe_backoff_min;
         self.down.store(true, Ordering::Release);
-        Transition::WentDown
+        Transition::Left
     }
 
     /// How long to wait before the next probe; each call doubles the next

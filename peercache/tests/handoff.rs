@@ -181,6 +181,13 @@ async fn a_leaving_node_hands_its_values_over_and_stays_out_while_it_drains() {
     }
     assert_eq!(loads(&[&members[0], &members[1]]), before);
 
+    // While it drains it still takes changes (it may be peeked).
+    let removed = &its_keys[0];
+    assert!(leaver.group.cached_keys(CacheKind::Main).contains(removed));
+    let applied = members[0].group.remove(removed).await.unwrap();
+    assert!(applied.pending().is_empty(), "{:?}", applied.pending());
+    assert!(!leaver.group.cached_keys(CacheKind::Main).contains(removed));
+
     // While it drains, it answers probes, saying it leaves: it stays out.
     let status = |m: &Member| {
         let all = m.pool.peer_status();

@@ -69,6 +69,18 @@ impl Cache {
         stored
     }
 
+    /// The main cache's value of `key` if it holds one unexpired at
+    /// `now_unix_nanos` (not a cached not-found), without counting a get or
+    /// a request: what a peer's peek is answered with. A hot copy is not
+    /// answered: it would become a main entry at the asking node, where
+    /// its maximum age no longer applies.
+    pub fn peek_main(&self, key: &str, now_unix_nanos: i64) -> Option<Value> {
+        let (list, value) = self.table.get(self.table.find(key)?)?;
+        let expiry = value.expiry_unix_nanos();
+        let live = expiry == 0 || (!value.is_negative() && expiry > now_unix_nanos);
+        (list.is_main() && live).then(|| value.clone())
+    }
+
     /// Whether the main entry of `key` was borrowed from another node and
     /// not replaced since.
     pub fn is_borrowed(&self, key: &str) -> bool {
@@ -97,5 +109,19 @@ mod tests {
         cache.insert(CacheKind::Main, "c", Value::from("new"));
         assert!(!cache.is_borrowed("c"), "a reused slot carries no mark");
         cache.check(false);
+    }
+
+    #[test]
+    fn a_peek_is_answered_from_the_main_cache_only() {
+        let mut cache = Cache::new(1 << 20);
+        cache.insert(CacheKind::Main, "own", Value::from("v"));
+        cache.insert(CacheKind::Hot, "copy", Value::from("v"));
+        let old = Value::from("v").keyed_expiring(b"old", 10);
+        cache.insert(CacheKind::Main, "old", old);
+        assert!(cache.peek_main("own", 20).is_some());
+        assert!(cache.peek_main("copy", 20).is_none(), "a hot copy is not lent");
+        assert!(cache.peek_main("old", 20).is_none(), "expired");
+        assert!(cache.peek_main("absent", 20).is_none());
+        assert_eq!(cache.stats(CacheKind::Main).gets, 0, "no get counted");
     }
 }

@@ -11,14 +11,25 @@
 use super::table::List;
 use super::Cache;
 use crate::Value;
-use std::cmp::Reverse;
+
+/// The lists of the main cache, in the order their entries rank at equal
+/// counts.
+const ORDER: [List; 3] = [List::Protected, List::Window, List::Probation];
+
+/// One rank: a sketch count (0 to 255) and a list.
+const RANKS: usize = 256 * ORDER.len();
 
 impl Cache {
     /// The main cache's unexpired values, most valuable first, as many as
-    /// fit in `max_bytes` (each costs its key and value, as in the budget;
-    /// one that does not fit is skipped and smaller ones after it may
-    /// still go). `now_unix_nanos` decides expiry. Cached not-found
-    /// answers are left out. It copies each key taken.
+    /// fit in `max_bytes` (each costs its key and value, as in the budget):
+    /// whole ranks while they fit, then the entries of the first rank
+    /// that does not, most recently used first, each that still fits.
+    /// `now_unix_nanos` decides expiry. Cached not-found answers are left
+    /// out. It copies each key taken.
+    ///
+    /// Two walks of the main lists, without sorting or a copy of the
+    /// entries not taken: a node with millions of entries holds its lock
+    /// for two passes over them, and allocates for what it hands over only.
     ///
     /// ```
     /// use peercache::cache::Cache;
@@ -35,44 +46,51 @@ impl Cache {
     /// assert_eq!(cache.most_valuable(8, 0).len(), 1); // "popular" + "2" = 8 bytes
     /// ```
     pub fn most_valuable(&self, max_bytes: u64, now_unix_nanos: i64) -> Vec<(String, Value)> {
-        let mut ranked: Vec<(Reverse<u8>, u8, usize, u32)> = Vec::new();
-        for (order, list) in [List::Protected, List::Window, List::Probation]
-            .into_iter()
-            .enumerate()
-        {
+        // First walk: the bytes of each rank.
+        let mut bytes = vec![0u64; RANKS];
+        self.each_live(now_unix_nanos, |rank, cost, _| bytes[rank] += cost);
+        // The ranks taken whole, and the one taken in part.
+        let mut room = max_bytes;
+        let mut last = RANKS;
+        for (rank, &cost) in bytes.iter().enumerate() {
+            if cost > room {
+                last = rank;
+                break;
+            }
+            room -= cost;
+        }
+        // Second walk: the values of those ranks, in rank order.
+        let mut taken: Vec<Vec<(String, Value)>> = vec![Vec::new(); RANKS.min(last + 1)];
+        self.each_live(now_unix_nanos, |rank, cost, value| {
+            if rank < last || (rank == last && cost <= room) {
+                if rank == last {
+                    room -= cost;
+                }
+                let key = String::from_utf8_lossy(value.key_bytes()).into_owned();
+                taken[rank].push((key, value.clone()));
+            }
+        });
+        taken.into_iter().flatten().collect()
+    }
+
+    /// Calls `each(rank, cost, value)` for every unexpired main value that
+    /// is not a cached not-found: the lists in [`ORDER`], each from its
+    /// most recently used entry.
+    fn each_live(&self, now: i64, mut each: impl FnMut(usize, u64, &Value)) {
+        for (order, list) in ORDER.into_iter().enumerate() {
             let mut at = self.table.newest(list);
-            let mut position = 0;
             while let Some(slot) = at {
                 if let Some((_, value)) = self.table.get(slot) {
                     let expiry = value.expiry_unix_nanos();
-                    let live = expiry == 0 || (!value.is_negative() && expiry > now_unix_nanos);
-                    if live {
-                        let count = self.sketch.estimate(value.key_bytes());
-                        ranked.push((Reverse(count), order as u8, position, slot));
+                    if expiry == 0 || (!value.is_negative() && expiry > now) {
+                        let count = usize::from(self.sketch.estimate(value.key_bytes()));
+                        let rank = (255 - count) * ORDER.len() + order;
+                        each(rank, self.table.cost(slot), value);
                     }
                 }
-                position += 1;
                 at = self.table.older(slot);
             }
         }
-        ranked.sort_unstable();
-        let mut room = max_bytes;
-        let mut taken = Vec::new();
-        for (_, _, _, slot) in ranked {
-            let cost = self.table.cost(slot);
-            if cost > room {
-                continue;
-            }
-            if let Some((_, value)) = self.table.get(slot) {
-                room -= cost;
-                let key = String::from_utf8_lossy(value.key_bytes()).into_owned();
-                taken.push((key, value.clone()));
-            }
-            if room == 0 {
-                break;
-            }
-        }
-        taken
     }
 }
 
@@ -97,6 +115,28 @@ mod tests {
             .map(|(key, _)| key)
             .collect();
         assert_eq!(keys, ["live"]);
+    }
+
+    #[test]
+    fn a_rank_that_does_not_fit_whole_gives_what_fits_and_no_later_rank_goes() {
+        let mut cache = Cache::new(1 << 20);
+        for key in ["a", "b", "c"] {
+            cache.insert(CacheKind::Main, key, Value::from("1234")); // 5 bytes each
+        }
+        cache.insert(CacheKind::Main, "r", Value::from("1"));
+        for _ in 0..2 {
+            for key in ["a", "b", "c"] {
+                cache.get(key);
+            }
+        }
+        let keys = |max| -> Vec<String> {
+            let taken = cache.most_valuable(max, 0);
+            taken.into_iter().map(|(k, _)| k).collect()
+        };
+        assert_eq!(keys(15).len(), 3);
+        assert_eq!(keys(12).len(), 2, "two of the three fit");
+        assert!(!keys(12).contains(&"r".to_owned()), "a later rank waits");
+        assert_eq!(keys(17), [keys(15), vec!["r".to_owned()]].concat());
     }
 
     #[test]

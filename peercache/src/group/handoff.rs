@@ -33,7 +33,6 @@
 //! gap between a change's arrival at two nodes (README says so).
 
 use super::{Inner, ServedGroup};
-use crate::cache::Ask;
 use crate::flight::panic_message;
 use crate::stats::bump;
 use crate::trace::Escaped;
@@ -104,15 +103,13 @@ impl Inner {
 
 impl ServedGroup {
     /// Serves a peer's peek ([`crate::Peer::peek`]): `key`'s value if this
-    /// node's main or hot cache holds it unexpired, else `None`; never
-    /// loads, never forwards, and counts no get.
+    /// node's main cache holds it unexpired, else `None` (a hot copy is not
+    /// lent: at the asker it would outlive its maximum age); never loads,
+    /// never forwards, and counts no get and no hit.
     pub fn peek(&self, key: &str) -> Option<Value> {
         let inner = &self.inner;
-        let value = {
-            let mut guarded = inner.lock_cache();
-            inner.lookup_locked(&mut guarded, key, Ask::Recheck)?
-        };
-        let value = inner.answer(key, value).ok()?;
+        let now = inner.clock.now_unix_nanos();
+        let value = inner.cache.read().cache.peek_main(key, now)?;
         bump(&inner.counters.peeks_served);
         Some(value)
     }

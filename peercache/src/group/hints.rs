@@ -226,7 +226,21 @@ impl Hints {
     /// the delivery task is marked stopped.
     pub(super) fn to_deliver(&self, is_member: impl Fn(&str) -> bool) -> Option<Vec<Delivery>> {
         let mut state = self.state();
-        state.peers.retain(|id, _| is_member(id));
+        // A peer that left the member list is sent nothing more; the
+        // copies others may have taken from it meanwhile go in a second
+        // round, as if its hints had landed.
+        let gone: Vec<Arc<str>> = (state.peers.keys())
+            .filter(|id| !is_member(id))
+            .cloned()
+            .collect();
+        for id in gone {
+            if let Some(pending) = state.peers.remove(&id) {
+                match pending.purge {
+                    Some(_) => state.second_all = true,
+                    None => state.second.extend(pending.keys.into_keys()),
+                }
+            }
+        }
         if state.peers.is_empty() && state.second.is_empty() && !state.second_all {
             state.delivering = false;
             return None;

@@ -101,6 +101,8 @@ pub struct HttpPool {
     /// Whether this node left the cluster (`PeerPicker::leave`): its own
     /// ring no longer holds it.
     left: std::sync::atomic::AtomicBool,
+    /// When the pool was made.
+    born: std::time::Instant,
 }
 
 struct PoolState {
@@ -157,6 +159,7 @@ impl HttpPool {
             returns: std::sync::atomic::AtomicU64::new(0),
             changed_at: Mutex::new(std::time::Instant::now()),
             left: std::sync::atomic::AtomicBool::new(false),
+            born: std::time::Instant::now(),
         }))
     }
 
@@ -412,10 +415,6 @@ impl PeerPicker for HttpPool {
             .collect()
     }
 
-    /// Within twice the time other nodes may take to see the same change
-    /// (their slowest probe plus the rejoin delay) of the last change of
-    /// this node's ring or member list. (A peer down for long is no reason:
-    /// every node has long seen it so.)
     fn previous_owner(&self, key: &str) -> Option<Arc<dyn Peer>> {
         self.peek_target(key)
     }
@@ -428,6 +427,10 @@ impl PeerPicker for HttpPool {
         self.member_left(id)
     }
 
+    /// Within twice the time other nodes may take to see the same change
+    /// (their slowest probe plus the rejoin delay) of the last change of
+    /// this node's ring or member list. (A peer down for long is no reason:
+    /// every node has long seen it so.)
     fn settling(&self) -> bool {
         let health = self.options.health;
         let window = 2 * (health.probe_backoff_max() + health.rejoin_delay());

@@ -6,7 +6,9 @@
 use super::Node;
 use crate::peers::Peer;
 use crate::Value;
+use futures_util::FutureExt;
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -63,7 +65,8 @@ impl Handoff {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LeaveReport {
-    /// Values sent to their new owners.
+    /// Values sent to their new owners, in handoffs they answered (a value
+    /// over the transport's body limit is counted but not sent).
     pub sent: u64,
     /// Of those, the values their new owners kept.
     pub kept: u64,
@@ -121,7 +124,11 @@ impl Node {
             report.took = started.elapsed();
             return report;
         };
-        picker.leave().await;
+        // A transport that panics leaves the handoff undone, not the node.
+        let told = AssertUnwindSafe(picker.leave()).catch_unwind().await;
+        if told.is_err() {
+            tracing::error!("the transport panicked telling the peers this node leaves");
+        }
         let progress = Progress::default();
         let mut room = handoff.max_bytes;
         let mut unowned = 0;
@@ -190,13 +197,13 @@ impl Node {
     /// picker takes it out of the ring ([`crate::PeerPicker::peer_left`]).
     /// Says whether `peer` is a member. Transports call it when told.
     pub fn peer_leaving(&self, peer: &str) -> bool {
-        for group in self.groups() {
-            group.peer_leaving(peer);
+        let member = (self.inner.picker.as_ref()).is_some_and(|picker| picker.peer_left(peer));
+        if member {
+            for group in self.groups() {
+                group.peer_leaving(peer);
+            }
         }
-        self.inner
-            .picker
-            .as_ref()
-            .is_some_and(|picker| picker.peer_left(peer))
+        member
     }
 }
 
@@ -209,7 +216,16 @@ async fn send(
     progress: &Progress,
 ) {
     for chunk in entries.chunks(HANDOFF_CHUNK) {
-        match peer.hand_over(group.name(), chunk).await {
+        let handed = AssertUnwindSafe(peer.hand_over(group.name(), chunk))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|payload| {
+                let panicked = crate::flight::panic_message(payload.as_ref());
+                Err(crate::PeerError::refused(format!(
+                    "the transport {panicked}"
+                )))
+            });
+        match handed {
             Ok(kept) => {
                 let bytes: usize = chunk.iter().map(|(k, v)| k.len() + v.len()).sum();
                 progress

@@ -21,13 +21,17 @@ pub(super) struct How {
 
 impl HttpPeer {
     /// Sends a change; `Ok` only for a 200 that is not a get's answer. A
-    /// peer out of the ring is not asked, unless `how.even_if_down`.
+    /// peer out of the ring is not asked, unless `how.even_if_down` or it
+    /// is leaving.
     pub(super) async fn change(
         &self,
         request: PeerRequest<'_>,
         how: How,
     ) -> Result<(), ChangeError> {
-        if !how.even_if_down && !self.health.is_up() {
+        // A peer that is leaving is out of the ring but still answers
+        // (peers may peek it while it hands its values over): it takes
+        // every change until it stops answering.
+        if !how.even_if_down && !self.health.is_up() && !self.takes.is_leaving() {
             let status = self.health.status(&self.id);
             return Err(ChangeError::Unreachable(format!(
                 "out of the ring after {} failures in a row (last: {}); not sent",

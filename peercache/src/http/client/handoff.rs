@@ -25,6 +25,12 @@ use std::time::Duration;
 /// Room in a handoff body for one value's framing (tags, lengths, expiry).
 const ITEM_FRAMING: usize = 32;
 
+/// How long a peer whose peek timed out is not peeked again: a node in
+/// trouble costs the peek timeout once, not once per load (its health is
+/// the requests' business: a busy node is not taken out of the ring for a
+/// slow peek).
+const PEEK_PAUSE: Duration = Duration::from_secs(5);
+
 /// What a peer's answers say it takes, and this node's side of it.
 pub(super) struct Takes {
     pub(super) peek: AtomicBool,
@@ -34,6 +40,8 @@ pub(super) struct Takes {
     /// This node's base URL: who hands values over.
     self_url: Arc<str>,
     peek_timeout: Duration,
+    /// Until when the peer is not peeked (a peek of it timed out).
+    peek_paused: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl Takes {
@@ -44,7 +52,32 @@ impl Takes {
             leaving: AtomicBool::new(false),
             self_url: Arc::clone(self_url),
             peek_timeout: options.peek_timeout,
+            peek_paused: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The peer is not (or no longer) a peercache node: no peek, handoff
+    /// or leave is read from it.
+    pub(super) fn forget(&self) {
+        self.peek.store(false, Ordering::Relaxed);
+        self.hand_over.store(false, Ordering::Relaxed);
+        self.leaving.store(false, Ordering::Relaxed);
+    }
+
+    fn paused(&self) -> bool {
+        let paused = self
+            .peek_paused
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        paused.is_some_and(|until| std::time::Instant::now() < until)
+    }
+
+    fn pause(&self) {
+        let mut paused = self
+            .peek_paused
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *paused = Some(std::time::Instant::now() + PEEK_PAUSE);
     }
 
     pub(super) fn is_leaving(&self) -> bool {
@@ -70,17 +103,31 @@ impl HttpPeer {
     /// Whether the peer may be sent a peek: it said it takes them, or has
     /// not been heard from yet (then [`HttpPeer::peek_key`] probes first).
     pub(crate) fn may_peek(&self) -> bool {
-        self.kind() == super::many::PeerKind::Unknown || self.takes.peek.load(Ordering::Relaxed)
+        let takes = self.kind() == super::many::PeerKind::Unknown
+            || self.takes.peek.load(Ordering::Relaxed);
+        takes && !self.takes.paused()
     }
 
     /// [`crate::Peer::peek`]: `GET <group>/<key>?peek`, within the peek
-    /// timeout (a timeout counts against the peer's health, as any failed
-    /// exchange does).
+    /// timeout (the probe of a peer not heard from yet included). A peek
+    /// that times out pauses the peer's peeks for [`PEEK_PAUSE`]; it is not
+    /// held against its health.
     pub(super) async fn peek_key(
         &self,
         group: &str,
         key: &str,
     ) -> Result<Option<Value>, FetchError> {
+        let timeout = self.takes.peek_timeout;
+        match tokio::time::timeout(timeout, self.peek_exchange(group, key)).await {
+            Ok(answer) => answer,
+            Err(_) => {
+                self.takes.pause();
+                Err(self.unavailable(format!("no answer to a peek within {timeout:?}")))
+            }
+        }
+    }
+
+    async fn peek_exchange(&self, group: &str, key: &str) -> Result<Option<Value>, FetchError> {
         if self.kind() == super::many::PeerKind::Unknown {
             self.probe().await;
         }
@@ -93,16 +140,10 @@ impl HttpPeer {
         }
         .encode()
         .map_err(|reason| self.unavailable(reason))?;
-        let timeout = self.takes.peek_timeout;
-        let exchange = self.exchange_within(request, self.max_answer_bytes, true);
-        let ((status, reply), _) = match tokio::time::timeout(timeout, exchange).await {
-            Ok(answer) => answer.map_err(|reason| self.unavailable(reason))?,
-            Err(_) => {
-                let reason = format!("no answer to a peek within {timeout:?}");
-                self.report(self.health.failed(&reason));
-                return Err(self.unavailable(reason));
-            }
-        };
+        let ((status, reply), _) = self
+            .exchange_within(request, self.max_answer_bytes, true)
+            .await
+            .map_err(|reason| self.unavailable(reason))?;
         match reply {
             Reply::Value(body) => self.value_of(key, body).map(Some),
             Reply::Missing => Ok(None),
@@ -189,8 +230,7 @@ impl HttpPeer {
     }
 
     /// Tells the peer this node is leaving: `POST <base>_leave` with this
-    /// node's base URL. Sent whatever the peer's health (a peer just back
-    /// must hear it too).
+    /// node's base URL (the pool sends it to the peers that are up).
     pub(crate) async fn say_leaving(&self) -> Result<(), String> {
         let notice = Encoded {
             method: Method::POST,

@@ -83,8 +83,8 @@ impl HttpPeer {
             self.takes
                 .hand_over
                 .store(has("hand-over"), Ordering::Relaxed);
+            self.takes.leaving.store(has("leaving"), Ordering::Relaxed);
         }
-        self.takes.leaving.store(has("leaving"), Ordering::Relaxed);
         let kind = if marked {
             PeerKind::Peercache
         } else if status.is_success()
@@ -95,6 +95,10 @@ impl HttpPeer {
             ]
             .contains(&status)
         {
+            // Not (or no longer: a node replaced at its address) a
+            // peercache node: nothing beyond Go's requests is sent.
+            self.drops_copies.store(false, Ordering::Relaxed);
+            self.takes.forget();
             PeerKind::Other
         } else {
             return marked;

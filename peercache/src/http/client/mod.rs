@@ -245,9 +245,10 @@ impl HttpPeer {
             )),
         };
         match &outcome {
-            // Answered, but going away: kept out of the ring.
+            // Answered, but going away: out of the ring, as if it had sent
+            // its leave notice (which may come after, or never).
             Ok(_) if self.takes.is_leaving() => {
-                self.report(self.health.failed("is leaving the cluster"));
+                self.report(self.health.left("says it is leaving the cluster"));
             }
             Ok(((status, reply), _)) if is_failure(*status) => {
                 self.report(

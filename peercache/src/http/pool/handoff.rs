@@ -58,7 +58,9 @@ impl HttpPool {
             .filter(|(_, replaced)| now.duration_since(*replaced) < window)
             .cloned()
             .collect();
-        let first_peers = old.list.len() == 1 && list.len() > 1;
+        // A node's first peers, within the window of its start: the ring
+        // without it is the one the others used while it was away.
+        let first_peers = old.list.len() == 1 && list.len() > 1 && self.born.elapsed() < window;
         if first_peers {
             let mut without_me = Ring::new(self.options.hash_mode, self.options.replicas);
             for url in list.iter().filter(|url| **url != *self.self_url) {
@@ -141,7 +143,7 @@ impl HttpPool {
         };
         peer.mark_leaving();
         let transition = peer.health().left("said it is leaving the cluster");
-        self.peer_changed_for(id, transition, true);
+        self.peer_changed(id, transition);
         true
     }
 }

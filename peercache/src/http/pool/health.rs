@@ -40,13 +40,14 @@ impl HttpPool {
     /// A peer went down or came back: rebuild the ring, start probing a
     /// peer that went down, and put one that came back in the ring after
     /// the rejoin delay.
+    /// A peer that said it leaves ([`Transition::Left`]) is a planned
+    /// change: peeks look back on the ring it leaves (`handoff.rs`).
     pub(crate) fn peer_changed(&self, id: &str, transition: Transition) {
-        self.peer_changed_for(id, transition, false);
-    }
-
-    /// [`HttpPool::peer_changed`]; `planned` for a peer that said it
-    /// leaves.
-    pub(super) fn peer_changed_for(&self, id: &str, transition: Transition, planned: bool) {
+        let planned = transition == Transition::Left;
+        let transition = match transition {
+            Transition::Left => Transition::WentDown,
+            other => other,
+        };
         let mut rejoining = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let old = self.state.load();
         let Some((id, peer)) = old
@@ -100,7 +101,7 @@ impl HttpPool {
                 tracing::info!(peer = %Escaped(id), "peer answers again; back in the ring")
             }
             // A report overtaken by a newer one: nothing to say.
-            Transition::WentDown | Transition::CameBack | Transition::None => {}
+            Transition::WentDown | Transition::CameBack | Transition::Left | Transition::None => {}
         }
     }
 

@@ -10,6 +10,9 @@ use bytes::Bytes;
 use http::{HeaderValue, Method};
 use prost::Message;
 
+/// Longest leave notice body: a base URL.
+pub(super) const MAX_NOTICE_BYTES: usize = 2048;
+
 /// What this node tells peers it takes, and whether it is leaving.
 pub(super) fn features(node: &Node) -> HeaderValue {
     HeaderValue::from_static(match node.is_leaving() {
@@ -54,9 +57,9 @@ pub(super) fn leave_notice(node: &Node, body: &[u8]) -> Reply {
         tracing::info!(peer = %crate::trace::Escaped(peer), "peer says it is leaving; out of the ring");
         Reply::Done
     } else {
-        Reply::NoRoute(format!(
+        Reply::NoRoute(crate::http::protocol::clipped(format!(
             "{:?} is not a member of this node's cluster",
             crate::trace::Escaped(peer).to_string()
-        ))
+        )))
     }
 }

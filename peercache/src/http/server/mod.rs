@@ -236,7 +236,10 @@ impl ServiceInner {
             }
         };
         if handoff::is_leave_notice(method, path, &self.parsing) {
-            return match self.read_body(body, false).await {
+            return match self
+                .read_body_within(body, false, handoff::MAX_NOTICE_BYTES)
+                .await
+            {
                 Ok(body)
                     if verified
                         .as_ref()
@@ -330,15 +333,21 @@ impl ServiceInner {
         B: Body,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        match read_whole(body, self.max_body_bytes).await {
+        self.read_body_within(body, keep, self.max_body_bytes).await
+    }
+
+    /// [`ServiceInner::read_body`] with a limit of `limit` bytes.
+    async fn read_body_within<B>(&self, body: B, keep: bool, limit: usize) -> Result<Bytes, Reply>
+    where
+        B: Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        match read_whole(body, limit).await {
             Ok(received) if keep => Ok(received.keepable()),
             Ok(received) => Ok(received.into_bytes()),
-            Err(error) if error.is::<http_body_util::LengthLimitError>() => {
-                Err(Reply::TooLarge(format!(
-                    "request body too large: the limit is {} bytes",
-                    self.max_body_bytes
-                )))
-            }
+            Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(Reply::TooLarge(
+                format!("request body too large: the limit is {limit} bytes"),
+            )),
             Err(error) if error.is::<guard::BodyTimeout>() => {
                 Err(Reply::Timeout(format!("request timeout: {error}")))
             }
