@@ -1,6 +1,6 @@
-//! Main entries borrowed from another node: values this node came to own
-//! and took from the node that held them (a peek or a handoff,
-//! `group/handoff.rs`) instead of loading them.
+//! Copies: the hot cache's entries, and main entries borrowed from another
+//! node, values this node came to own and took from the node that held
+//! them (a peek or a handoff, `group/handoff.rs`) instead of loading them.
 //!
 //! Such a value may be one that node kept after a change it missed (a
 //! change on its way to it as a hint). When the change lands there, the
@@ -13,6 +13,7 @@
 //! Marks are kept by slot beside the table, as the hot copies' ages are:
 //! only borrowed entries pay for them (about 10 to 20 bytes each).
 
+use super::table::List;
 use super::{Cache, CacheKind};
 use crate::Value;
 use std::collections::HashSet;
@@ -81,6 +82,42 @@ impl Cache {
         (list.is_main() && live).then(|| value.clone())
     }
 
+    /// Removes a key's copy: its hot entry, or a main entry borrowed from
+    /// another node ([`Cache::insert_borrowed`]); returns the value, if
+    /// any (a main entry of this node's own stays).
+    pub fn remove_hot(&mut self, key: &str) -> Option<Value> {
+        self.replay_hits();
+        let slot = self.table.find(key)?;
+        match self.table.get(slot) {
+            Some((List::Hot, _)) => self.remove_slot(slot).map(|(_, value)| value),
+            Some(_) if self.borrowed.contains(slot) => {
+                self.remove_slot(slot).map(|(_, value)| value)
+            }
+            _ => None,
+        }
+    }
+
+    /// Empties the hot cache, and drops the main entries borrowed from
+    /// other nodes (this node's own stay).
+    pub fn clear_hot(&mut self) {
+        self.replay_hits();
+        while let Some(slot) = self.table.oldest(List::Hot) {
+            self.remove_slot(slot);
+        }
+        for slot in self.borrowed.take() {
+            self.remove_slot(slot);
+        }
+    }
+
+    /// True if the main cache holds the key (unexpired or not); does not
+    /// count as a get.
+    pub fn contains_main(&self, key: &str) -> bool {
+        self.table
+            .find(key)
+            .and_then(|slot| self.table.get(slot))
+            .is_some_and(|(list, _)| list.is_main())
+    }
+
     /// Whether the main entry of `key` was borrowed from another node and
     /// not replaced since.
     pub fn is_borrowed(&self, key: &str) -> bool {
@@ -119,7 +156,10 @@ mod tests {
         let old = Value::from("v").keyed_expiring(b"old", 10);
         cache.insert(CacheKind::Main, "old", old);
         assert!(cache.peek_main("own", 20).is_some());
-        assert!(cache.peek_main("copy", 20).is_none(), "a hot copy is not lent");
+        assert!(
+            cache.peek_main("copy", 20).is_none(),
+            "a hot copy is not lent"
+        );
         assert!(cache.peek_main("old", 20).is_none(), "expired");
         assert!(cache.peek_main("absent", 20).is_none());
         assert_eq!(cache.stats(CacheKind::Main).gets, 0, "no get counted");

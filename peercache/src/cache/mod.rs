@@ -343,33 +343,6 @@ impl Cache {
         self.remove_slot(slot).map(|(_, value)| value)
     }
 
-    /// Removes a key's copy: its hot entry, or a main entry borrowed from
-    /// another node ([`Cache::insert_borrowed`]); returns the value, if
-    /// any (a main entry of this node's own stays).
-    pub fn remove_hot(&mut self, key: &str) -> Option<Value> {
-        self.replay_hits();
-        let slot = self.table.find(key)?;
-        match self.table.get(slot) {
-            Some((List::Hot, _)) => self.remove_slot(slot).map(|(_, value)| value),
-            Some(_) if self.borrowed.contains(slot) => {
-                self.remove_slot(slot).map(|(_, value)| value)
-            }
-            _ => None,
-        }
-    }
-
-    /// Empties the hot cache, and drops the main entries borrowed from
-    /// other nodes (this node's own stay).
-    pub fn clear_hot(&mut self) {
-        self.replay_hits();
-        while let Some(slot) = self.table.oldest(List::Hot) {
-            self.remove_slot(slot);
-        }
-        for slot in self.borrowed.take() {
-            self.remove_slot(slot);
-        }
-    }
-
     /// Drops every entry of both caches whose expiry (plus the time expired
     /// entries are kept, [`Cache::keep_expired_for`]) is at or before `now`
     /// (Unix nanoseconds), giving its bytes back to the budget; returns how
@@ -408,15 +381,6 @@ impl Cache {
     /// True if either cache holds the key; does not count as a get.
     pub fn contains(&self, key: &str) -> bool {
         self.table.find(key).is_some()
-    }
-
-    /// True if the main cache holds the key (unexpired or not); does not
-    /// count as a get.
-    pub fn contains_main(&self, key: &str) -> bool {
-        self.table
-            .find(key)
-            .and_then(|slot| self.table.get(slot))
-            .is_some_and(|(list, _)| list.is_main())
     }
 
     /// Empties both caches. Counters other than bytes and items are kept,

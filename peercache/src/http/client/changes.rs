@@ -77,6 +77,23 @@ impl HttpPeer {
         }
     }
 
+    /// [`crate::Peer::drop_copies`]: a remove marked `?copies-only`, which a
+    /// peercache server applies to its hot cache only. Sent only to a peer
+    /// whose answers say it takes it: a Go server, or an older peercache
+    /// one, would remove the keys altogether, a value just set at its owner
+    /// included. Other peers' copies live at most the hot copies' maximum
+    /// age.
+    pub(super) async fn copies_only(&self, group: &str, keys: &[String]) -> Result<(), PeerError> {
+        if !self.drops_copies.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(());
+        }
+        let how = How {
+            copies_only: true,
+            ..How::default()
+        };
+        Ok(self.remove_keys(group, keys, how).await?)
+    }
+
     /// Removes `keys` on the peer, at most [`REMOVE_KEYS_PER_REQUEST`] per
     /// request (all requests at once).
     pub(super) async fn remove_keys(

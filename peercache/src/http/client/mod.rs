@@ -468,23 +468,6 @@ impl Peer for HttpPeer {
 }
 
 impl HttpPeer {
-    /// [`Peer::drop_copies`]: a remove marked `?copies-only`, which a
-    /// peercache server applies to its hot cache only. Sent only to a peer
-    /// whose answers say it takes it: a Go server, or an older peercache
-    /// one, would remove the keys altogether, a value just set at its owner
-    /// included. Other peers' copies live at most the hot copies' maximum
-    /// age.
-    async fn copies_only(&self, group: &str, keys: &[String]) -> Result<(), PeerError> {
-        if !self.drops_copies.load(std::sync::atomic::Ordering::Relaxed) {
-            return Ok(());
-        }
-        let how = How {
-            copies_only: true,
-            ..How::default()
-        };
-        Ok(self.remove_keys(group, keys, how).await?)
-    }
-
     /// Asks the peer whether it is alive: a `GET` of the bare base path,
     /// which every groupcache server answers at once (400) without loading
     /// anything. Reported to the peer's health like any exchange.
