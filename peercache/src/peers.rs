@@ -194,7 +194,7 @@ pub trait Peer: Send + Sync + 'static {
         }
     }
 
-    /// Asks the peer for `key` of `group` **from its caches only** (a
+    /// Asks the peer for `key` of `group` **from its main cache only** (a
     /// peek): it never loads or forwards. `Ok(None)` when it does not hold
     /// the key. A group sends it, before loading a key it has just come to
     /// own, to the key's owner on an earlier ring

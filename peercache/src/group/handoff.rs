@@ -5,7 +5,7 @@
 //! - A **peek**: before loading a key here, a node whose ring changed
 //!   lately asks the key's owner on an earlier ring
 //!   ([`crate::PeerPicker::previous_owner`]) for it, from that node's
-//!   caches only ([`crate::Peer::peek`]). A hit is kept in the main cache
+//!   main cache only ([`crate::Peer::peek`]). A hit is kept in the main cache
 //!   as a load's value would be; a miss or a failure costs one short
 //!   request and the load goes on. A node that joins, or comes back from a
 //!   restart, warms this way from the nodes that held its keys meanwhile.

@@ -58,7 +58,7 @@ pub(crate) const HAND_OVER_PATH: &str = "_hand-over/";
 /// Most values in one handoff request, on both sides.
 pub(crate) const MAX_HAND_OVER_ITEMS: usize = 1000;
 
-/// The query of a get that asks the node's caches only (a peek): answered
+/// The query of a get that asks the node's main cache only (a peek): answered
 /// 204 when it does not hold the key, never loaded. Sent only to nodes
 /// that say they take it: a Go server ignores queries and would load.
 pub(crate) const PEEK_QUERY: &str = "peek";

@@ -54,7 +54,7 @@ use std::task::{Context, Poll};
 /// | `POST <base><group>/_remove-keys/`, body JSON `{"group":..,"keys":[..]}` (groupcache-go v3) | removes those keys here; 200, empty body; 413 over [`crate::http::HttpOptions::max_remove_keys`] keys |
 /// | `POST <base><group>/_purge/` (peercache) | empties the group here; 200, empty body |
 /// | `POST <base><group>/_get-many/`, body a `GetManyRequest` (peercache) | each key as a get serves it; 200 `application/x-protobuf` `GetManyResponse`, one item per key; 413 over 1,000 keys |
-/// | `GET <base><group>/<key>?peek` (peercache) | from this node's caches only: 200 GetResponse, or 204 when it does not hold the key; never loaded |
+/// | `GET <base><group>/<key>?peek` (peercache) | from this node's main cache only: 200 GetResponse, or 204 when it does not hold the key; never loaded |
 /// | `POST <base><group>/_hand-over/`, body a `HandOverRequest` (peercache) | keeps the values whose keys this node owns (`ServedGroup::take_handed_over`); 200 `HandOverResponse` with how many; 413 over 1,000 values |
 /// | `POST <base>_leave`, body the leaving node's base URL (peercache) | takes that member out of the ring until it answers again as one that stays ([`crate::Node::peer_leaving`]); 200, empty body; 404 for a URL that is not a member |
 /// | any request | the answer carries `x-peercache: get-many, copies-only, peek, hand-over` (and `, leaving` once this node leaves), which tells peercache clients what this node takes |
