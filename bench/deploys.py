@@ -260,23 +260,38 @@ def rss_mib(pid):
                 return round(int(line.split()[1]) / 1024, 1)
 
 
+def join(cluster, load, members, new):
+    """Starts `new` with every member listed, then lists it at the others
+    and puts it in the rotation once every node has it up."""
+    cluster.start(new, members + [new])
+    for p in members:
+        cluster.write_peers(p, members + [new])
+    cluster.settled(members + [new])
+    load.set_rotation(members + [new])
+    return members + [new]
+
+
+def leave(cluster, load, members, gone):
+    """Takes `gone` out of the rotation, stops it with SIGTERM, and lists
+    the others only; returns them."""
+    rest = [p for p in members if p != gone]
+    load.set_rotation(rest)
+    time.sleep(0.2)  # the load balancer drains it
+    cluster.stop(gone)
+    for p in rest:
+        cluster.write_peers(p, rest)
+    cluster.settled(rest)
+    return rest
+
+
 def churn(cluster, load, members, extra, seconds):
     """A 4th node joins and leaves until `seconds` pass; the steady nodes'
     RSS (MiB) every 10 s, as [seconds, [rss...]]."""
     samples, start, next_sample = [], time.monotonic(), 0.0
     while time.monotonic() - start < seconds:
-        cluster.start(extra, members + [extra])
-        for p in members:
-            cluster.write_peers(p, members + [extra])
-        cluster.settled(members + [extra])
-        load.set_rotation(members + [extra])
+        grown = join(cluster, load, members, extra)
         time.sleep(1)
-        load.set_rotation(members)
-        time.sleep(0.2)
-        cluster.stop(extra)
-        for p in members:
-            cluster.write_peers(p, members)
-        cluster.settled(members)
+        leave(cluster, load, grown, extra)
         elapsed = time.monotonic() - start
         if elapsed >= next_sample:
             samples.append([round(elapsed), [rss_mib(cluster.procs[p].pid) for p in members]])
@@ -319,22 +334,9 @@ def scenario(name, args, mode):
         elif name == "churn":
             rss = churn(cluster, load, members, ports[size], args.churn)
         elif name == "scale-out":
-            new = ports[size]
-            cluster.start(new, members + [new])
-            for p in members:
-                cluster.write_peers(p, members + [new])
-            members = members + [new]
-            cluster.settled(members)
-            load.set_rotation(members)
+            members = join(cluster, load, members, ports[size])
         else:
-            gone = members[-1]
-            members = members[:-1]
-            load.set_rotation(members)
-            time.sleep(0.2)
-            cluster.stop(gone)
-            for p in members:
-                cluster.write_peers(p, members)
-            cluster.settled(members)
+            members = leave(cluster, load, members, members[-1])
         took = time.monotonic() - started
         load.set_phase("after")
         time.sleep(args.settle)
