@@ -315,9 +315,12 @@ fn a_ttl_past_the_clock_is_a_bad_request_not_a_panic() {
 #[test]
 fn keys_cannot_forge_log_lines() {
     // The second member is a port nobody listens on: fetching its keys
-    // fails, which logs the key at the default level.
+    // fails, which logs the key at the default level. Without peeks: a
+    // node that starts peeks the keys it owns at the other member, and
+    // those refused peeks would take it out of the ring before any of its
+    // keys was fetched (and logged).
     let dead = free_addrs(1)[0];
-    let node = node_beside(&format!("http://{dead}"), &[]);
+    let node = node_beside(&format!("http://{dead}"), &["--peek-window", "0"]);
     for i in 0..12 {
         let target = format!("/echo/k{i}%0AFORGED%20ERROR%20line%0D%1B[2J");
         let (status, _) = get(node.addr, &target).unwrap();
